@@ -1,0 +1,221 @@
+"""The `modmatch` command.
+
+Getting started::
+
+    modmatch index .                       # build the module graph of this repository
+    modmatch modules                       # the module tree with sizes and descriptions
+    modmatch show src/layer                # files, symbols, keywords, dependencies, history
+    modmatch ask "crash in the vulkan conv shader"   # which modules does this touch?
+    modmatch eval --history --cutoff 2025-06-01 .     # measure it on your own history
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.tree import Tree
+
+from indexer.errors import IndexerError
+from indexer.store import Store, db_path_for
+
+from . import settings
+
+console = Console(stderr=True)
+out = Console()
+
+
+class ModmatchError(click.ClickException):
+    def show(self, file=None) -> None:  # one clear line, no traceback
+        click.echo(f"modmatch: error: {self.format_message()}", err=True)
+
+
+@contextmanager
+def errors():
+    try:
+        yield
+    except ModmatchError:
+        raise
+    except Exception as e:  # every subsystem's base error, and anything unforeseen, is one line
+        from inference.errors import InferenceError  # noqa: WPS433 (lazy: keeps `modmatch index` light)
+
+        if isinstance(e, (IndexerError, InferenceError, ValueError, OSError)):
+            raise ModmatchError(str(e)) from e
+        raise
+
+
+def repo_root(path: str) -> Path:
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise ModmatchError(f"no such folder: {path}")
+    return p
+
+
+def open_store(path: str) -> Store:
+    return Store(db_path_for(settings.home(), repo_root(path)))
+
+
+@contextmanager
+def progress_bar(enabled: bool = True):
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as prog:
+        tasks: dict[str, int] = {}
+
+        def cb(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=max(total, 1))
+            prog.update(tasks[stage], completed=done, total=max(total, 1))
+
+        yield cb
+
+
+@click.group()
+@click.version_option(package_name="modmatch")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+def cli(verbose: bool) -> None:
+    """modmatch: which modules of this repository does a requirement touch?
+
+    Start with `modmatch index PATH`, then `modmatch ask "requirement"`.
+    Data lives under $MODMATCH_HOME (see `modmatch settings`).
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+
+def _print_index_result(res, as_json: bool) -> None:
+    s = res.summary()
+    if as_json:
+        out.print_json(json.dumps(s))
+        return
+    console.print(
+        f"[green]indexed[/green] {s['files']} files into {s['modules']} modules "
+        f"({s['parsed']} parsed, {s['cached']} from cache), {s['history_added']} history examples added, "
+        f"{s['seconds']:.2f}s" + (f" at {s['commit'][:10]}" if s["commit"] else ""))
+    for label, key in (("added", "added_modules"), ("removed", "removed_modules"), ("changed", "changed_modules")):
+        if s[key] and not (label == "added" and len(s[key]) == s["modules"]):
+            console.print(f"  {label}: {', '.join(s[key][:20])}" + (" ..." if len(s[key]) > 20 else ""))
+    for n in s["notes"]:
+        console.print(f"  note: {n}")
+
+
+@cli.command("index")
+@click.argument("path", default=".")
+@click.option("--rev", help="Index this commit instead of HEAD (read from git, the checkout is untouched).")
+@click.option("--tree/--no-tree", "show_tree", default=False, help="Print the module tree afterwards.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index_cmd(path: str, rev: str | None, show_tree: bool, as_json: bool) -> None:
+    """Build the module graph of the repository at PATH (default: here)."""
+    from indexer.build import index
+
+    with errors():
+        store = open_store(path)
+        with progress_bar(not as_json) as cb:
+            res = index(repo_root(path), store, rev=rev, full=True, progress=cb)
+        _print_index_result(res, as_json)
+        if show_tree:
+            _print_tree(res.graph)
+
+
+@cli.command("refresh")
+@click.argument("path", default=".")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def refresh_cmd(path: str, as_json: bool) -> None:
+    """Bring the graph up to HEAD, re-parsing only the files that changed."""
+    from indexer.build import refresh
+
+    with errors():
+        store = open_store(path)
+        with progress_bar(not as_json) as cb:
+            res = refresh(repo_root(path), store, progress=cb)
+        _print_index_result(res, as_json)
+
+
+def _print_tree(graph) -> None:
+    from indexer.modules import ROOT_ID
+
+    def label(mid: str) -> str:
+        m = graph.modules[mid]
+        desc = m.description.replace("[", "\\[")
+        desc = desc[:90] + ("…" if len(desc) > 90 else "")
+        return f"[bold cyan]{mid}[/] [dim]{m.stats.get('files', 0)} files[/] {desc}"
+
+    tree = Tree(label(ROOT_ID))
+
+    def add(node: Tree, mid: str) -> None:
+        for c in graph.children(mid):
+            add(node.add(label(c)), c)
+
+    add(tree, ROOT_ID)
+    out.print(tree)
+
+
+@cli.command("modules")
+@click.argument("path", default=".")
+@click.option("--json", "as_json", is_flag=True, help="Print the graph as node-link JSON.")
+def modules_cmd(path: str, as_json: bool) -> None:
+    """The module tree with sizes and descriptions."""
+    with errors():
+        graph = open_store(path).load_graph(with_history=False)
+        if as_json:
+            click.echo(json.dumps(graph.to_json(include_history=False), indent=1))
+        else:
+            _print_tree(graph)
+
+
+@cli.command("show")
+@click.argument("module_id")
+@click.option("--path", "path", default=".", help="The repository (default: here).")
+@click.option("--json", "as_json", is_flag=True)
+def show_cmd(module_id: str, path: str, as_json: bool) -> None:
+    """Files, symbols, keywords, dependencies and recent history of one module."""
+    with errors():
+        graph = open_store(path).load_graph()
+        m = graph.get(module_id)
+        hist = [h for h in graph.history if module_id in h.modules][-10:]
+        if as_json:
+            d = m.to_dict()
+            d["dependencies"] = graph.dependencies(module_id)
+            d["dependents"] = graph.dependents(module_id)
+            d["history"] = [h.to_dict() for h in hist]
+            click.echo(json.dumps(d, indent=1))
+            return
+        out.print(f"[bold cyan]{m.id}[/]  ({m.name})  parent: {m.parent or '-'}")
+        out.print(f"paths: {', '.join(p or '(repository root)' for p in m.paths)}")
+        out.print(f"stats: {m.stats}")
+        out.print(f"description: {m.description}")
+        if m.aliases:
+            out.print(f"aliases: {', '.join(m.aliases)}")
+        out.print(f"keywords: {', '.join(m.keywords)}")
+        out.print(f"children: {', '.join(graph.children(module_id)) or '-'}")
+        out.print("depends on: " + (", ".join(f"{d} ({w})" for d, w in graph.dependencies(module_id)[:15]) or "-"))
+        out.print("used by: " + (", ".join(f"{d} ({w})" for d, w in graph.dependents(module_id)[:15]) or "-"))
+        out.print(f"files ({len(m.files)}): " + ", ".join(m.files[:25]) + (" ..." if len(m.files) > 25 else ""))
+        out.print(f"symbols ({m.stats.get('symbols', 0)}): "
+                  + ", ".join(f"{s.kind} {s.name}" for s in m.symbols[:25]) + (" ..." if len(m.symbols) > 25 else ""))
+        if hist:
+            out.print("recent history:")
+            for h in reversed(hist):
+                out.print(f"  {h.date[:10]} {h.commit[:8]} {h.subject[:100]}")
+
+
+@cli.command("settings")
+def settings_cmd() -> None:
+    """Every setting, its environment variable, default and help."""
+    for s in settings.SETTINGS:
+        val = "(secret)" if s.secret else settings.get(s.name)
+        click.echo(f"MODMATCH_{s.name.upper():18} {val!s:28} {s.help}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    cli(prog_name="modmatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Index and refresh: from a repository (a commit, or a plain folder) to a stored module graph.
+
+``index`` and ``refresh`` run the same pipeline; a refresh differs only in what it can reuse:
+files whose content (blob id) is already in the parse cache are not read or parsed again, and
+history is mined only for the new commits when the module layout did not change. The graph
+itself is always rebuilt from the complete set of file records, so a refresh from A to B gives
+exactly the graph of a full index of B.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from .config import CONFIG_NAME, RepoConfig, load_config
+from .graph import ModuleGraph, build_graph
+from .history import mine_history
+from .languages import language_for
+from .modules import ROOT_ID, skipped
+from .parse import parse_file
+from .records import FileRecord, HistoryExample, Symbol
+from .source import FolderSource, GitSource, Source, git, open_source
+from .store import Store
+from .errors import IndexerError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+def parser_version() -> str:
+    """Changes whenever the queries or the parser change, invalidating the parse cache."""
+    h = hashlib.sha1(b"parse-v1")
+    qdir = resources.files("indexer") / "queries"
+    for q in sorted(qdir.iterdir(), key=lambda p: p.name):
+        if q.name.endswith(".scm"):
+            h.update(q.name.encode())
+            h.update(q.read_bytes())
+    h.update((resources.files("indexer") / "parse.py").read_bytes())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class IndexResult:
+    graph: ModuleGraph
+    full: bool
+    files: int
+    parsed: int
+    cached: int
+    history_added: int
+    added_modules: list[str] = field(default_factory=list)
+    removed_modules: list[str] = field(default_factory=list)
+    changed_modules: list[str] = field(default_factory=list)
+    changed_files: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "commit": self.graph.commit, "version": self.graph.version, "full": self.full,
+            "modules": len(self.graph), "files": self.files, "parsed": self.parsed, "cached": self.cached,
+            "history_added": self.history_added, "added_modules": self.added_modules,
+            "removed_modules": self.removed_modules, "changed_modules": self.changed_modules,
+            "changed_files": len(self.changed_files), "seconds": round(self.elapsed, 3), "notes": self.notes,
+        }
+
+
+def _config_for(source: Source) -> RepoConfig:
+    if isinstance(source, GitSource):
+        text = git(source.root, "show", f"{source.commit}:{CONFIG_NAME}", check=False)
+        return load_config(source.root, text) if text else RepoConfig()
+    return load_config(source.root)
+
+
+def _with_path(rec: FileRecord, path: str) -> FileRecord:
+    if rec.path == path:
+        return rec
+    d = rec.to_dict()
+    d["path"] = path
+    d["symbols"] = [{**s, "path": path} for s in d["symbols"]]
+    return FileRecord.from_dict(d)
+
+
+def read_records(source: Source, store: Store, config: RepoConfig, progress: Progress | None = None
+                 ) -> tuple[list[FileRecord], int, int]:
+    """All file records of the snapshot, from the cache where possible. -> (records, parsed, cached)."""
+    entries = [e for e in source.entries() if not skipped(e.path, config)]
+    pv = parser_version()
+    keys = {e.path: (e.blob, language_for(e.path)) for e in entries}
+    cached = store.cached_records(set(keys.values()), pv)
+    records: list[FileRecord] = []
+    todo = []
+    for e in entries:
+        rec = cached.get(keys[e.path])
+        if rec is not None:
+            records.append(_with_path(rec, e.path))
+        elif e.size > config.max_file_bytes:
+            records.append(FileRecord(path=e.path, blob=e.blob, size=e.size, language=language_for(e.path),
+                                      error="too large"))
+        else:
+            todo.append(e)
+    fresh: list[FileRecord] = []
+    total = len(todo)
+    if progress:
+        progress("parse", 0, total)
+    for i, (e, data) in enumerate(source.read(todo), 1):
+        try:
+            rec = parse_file(e.path, data, e.blob, max_bytes=config.max_file_bytes)
+        except Exception as exc:  # the parser promises not to raise; never let one file stop an index
+            log.warning("index.parse-failed path=%s error=%s", e.path, exc)
+            rec = FileRecord(path=e.path, blob=e.blob, size=e.size, error=f"parse failed: {exc}")
+        rec.lines = data.count(b"\n") if rec.error not in ("binary",) else 0
+        fresh.append(rec)
+        if progress and (i % 50 == 0 or i == total):
+            progress("parse", i, total)
+    if fresh:
+        store.cache_records(fresh, pv)
+    records.extend(fresh)
+    return records, len(fresh), len(records) - len(fresh)
+
+
+def _module_of_for_history(graph: ModuleGraph, config: RepoConfig, paths: list[str]):
+    tops = {p.split("/", 1)[0] for p in paths if "/" in p}
+
+    def module_of(path: str) -> str | None:
+        if skipped(path, config):
+            return None
+        mid = graph.module_of(path)
+        if mid == ROOT_ID and "/" in path and path.split("/", 1)[0] not in tops:
+            return None  # a folder that no longer exists: its changes teach nothing about today's modules
+        return mid
+
+    return module_of
+
+
+def _is_ancestor(root: Path, old: str, new: str) -> bool:
+    import subprocess
+
+    from .source import GIT_ENV
+
+    p = subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", old, new], capture_output=True, env=GIT_ENV)
+    return p.returncode == 0
+
+
+def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool = False,
+          progress: Progress | None = None) -> IndexResult:
+    """Bring the stored graph to `rev` (default HEAD, or the folder as it is).
+
+    With `full`, ignore what the store knows about earlier runs (the parse cache still applies).
+    """
+    t0 = time.perf_counter()
+    root = Path(root)
+    source = open_source(root, rev)
+    config = _config_for(source)
+    run_id = store.start_run("index" if full else "refresh")
+    notes: list[str] = []
+    try:
+        old_graph = store.load_graph(with_history=False) if store.has_graph() else None
+        old_files = store.files() if old_graph else {}
+        records, parsed, cached = read_records(source, store, config, progress)
+        if progress:
+            progress("graph", 0, 1)
+        graph = build_graph(records, config, commit=source.commit)
+        if progress:
+            progress("graph", 1, 1)
+        files = {r.path: r.blob for r in records}
+        changed_files = sorted({p for p in files if old_files.get(p) != files[p]} | (set(old_files) - set(files)))
+
+        # history
+        history: list[HistoryExample] = []
+        replace = True
+        layout = "\n".join(f"{s}" for s in sorted((m.id, tuple(m.paths)) for m in graph.modules.values()))
+        layout_hash = hashlib.sha1((layout + config.fingerprint()).encode()).hexdigest()
+        if isinstance(source, GitSource):
+            last = store.get_meta("commit")
+            same_layout = store.get_meta("layout") == layout_hash
+            module_of = _module_of_for_history(graph, config, list(files))
+            known = set(graph.leaf_ids())
+            if (not full and old_graph is not None and last and same_layout
+                    and git(root, "cat-file", "-t", last, check=False).strip() == "commit"
+                    and _is_ancestor(root, last, source.commit)):
+                rng = f"{last}..{source.commit}"
+                replace = False
+            else:
+                rng = source.commit
+                if last and old_graph is not None and not full:
+                    notes.append("full history re-mined (first run, layout change or rewritten history)")
+            if progress:
+                progress("history", 0, 1)
+            history = mine_history(root, module_of, rev_range=rng, max_modules=config.history_max_modules,
+                                   known_modules=known)
+            if progress:
+                progress("history", 1, 1)
+        else:
+            notes.append("not a git repository (or no commits): indexed without history")
+
+        added = sorted(set(graph.modules) - set(old_graph.modules)) if old_graph else sorted(graph.modules)
+        removed = sorted(set(old_graph.modules) - set(graph.modules)) if old_graph else []
+        changed = []
+        if old_graph:
+            for mid in sorted(set(graph.modules) & set(old_graph.modules)):
+                a, b = graph.modules[mid], old_graph.modules[mid]
+                if a.to_dict() != b.to_dict():
+                    changed.append(mid)
+        store.save_graph(graph, files, history, replace_history=replace)
+        store.set_meta("commit", source.commit or "")
+        store.set_meta("layout", layout_hash)
+        store.set_meta("root", str(root.resolve()))
+        graph.history = store.history()
+        result = IndexResult(graph, full or old_graph is None or replace, len(files), parsed, cached, len(history),
+                             added, removed, changed, changed_files, time.perf_counter() - t0, notes)
+        store.finish_run(run_id, "ok", result.summary())
+        return result
+    except BaseException as e:
+        try:
+            store.finish_run(run_id, "failed", {"error": str(e) or type(e).__name__})
+        except Exception:
+            pass
+        if isinstance(e, (IndexerError, KeyboardInterrupt)):
+            raise
+        raise IndexerError(f"indexing failed: {e}") from e
+
+
+def refresh(root: str | Path, store: Store, *, progress: Progress | None = None) -> IndexResult:
+    """Incremental: only changed files are parsed; history is appended from the last indexed commit."""
+    return index(root, store, full=False, progress=progress)

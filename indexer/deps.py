@@ -1,0 +1,135 @@
+"""Resolve imports / includes to repository files, and files to module dependencies.
+
+Resolution is by path suffix, which works across languages without a build system:
+``#include "core/tensor.h"`` resolves to any file ending in ``/core/tensor.h`` (the one closest to
+the including file wins); ``from pkg.sub import x`` to ``pkg/sub.py`` or ``pkg/sub/__init__.py``;
+a Go or Java import to the folder or file whose path ends with it; a relative JS/TS import
+against the importing file's folder. Unresolved imports (the standard library, third-party
+packages) are simply not edges.
+"""
+from __future__ import annotations
+
+import posixpath
+from collections import Counter, defaultdict
+
+from .records import FileRecord
+
+CODE_EXTS = ("", ".py", ".pyi", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".h", ".hpp", ".hh", ".c", ".cc",
+             ".cpp", ".go", ".java", ".kt", ".rs", ".swift", ".m", ".mm")
+
+
+class Resolver:
+    def __init__(self, paths: list[str]):
+        self.paths = set(paths)
+        self.by_suffix: dict[str, list[str]] = defaultdict(list)
+        self.dirs: dict[str, list[str]] = defaultdict(list)  # dir suffix -> files in that dir
+        for p in sorted(paths):
+            parts = p.split("/")
+            for i in range(max(0, len(parts) - 4), len(parts)):
+                self.by_suffix["/".join(parts[i:])].append(p)
+            d = parts[:-1]
+            for i in range(max(0, len(d) - 4), len(d)):
+                key = "/".join(d[i:])
+                if len(self.dirs[key]) < 1:
+                    self.dirs[key].append(p)
+
+    def _closest(self, cands: list[str], src: str) -> str | None:
+        if not cands:
+            return None
+        if len(cands) == 1:
+            return cands[0]
+        sdir = src.rsplit("/", 1)[0] if "/" in src else ""
+
+        def common(c: str) -> int:
+            return len(posixpath.commonprefix([c, sdir]))
+
+        return max(cands, key=lambda c: (common(c), -len(c), c))
+
+    def _suffix(self, suffix: str, src: str) -> str | None:
+        suffix = suffix.strip("/")
+        if not suffix:
+            return None
+        key = "/".join(suffix.split("/")[-5:])
+        return self._closest([c for c in self.by_suffix.get(key, []) if c.endswith(suffix)], src)
+
+    def resolve(self, imp: str, rec: FileRecord) -> str | None:
+        imp = imp.strip().strip("\"'<>")
+        if not imp or len(imp) > 300:
+            return None
+        lang = rec.language
+        src = rec.path
+        sdir = src.rsplit("/", 1)[0] if "/" in src else ""
+        if imp.startswith("."):
+            if lang == "python":
+                dots = len(imp) - len(imp.lstrip("."))
+                base = sdir
+                for _ in range(dots - 1):
+                    base = base.rsplit("/", 1)[0] if "/" in base else ""
+                rest = imp.lstrip(".").replace(".", "/")
+                target = posixpath.join(base, rest) if rest else base
+                for cand in (target + ".py", target + "/__init__.py"):
+                    if cand in self.paths:
+                        return cand
+                return None
+            target = posixpath.normpath(posixpath.join(sdir, imp))
+            for ext in CODE_EXTS:
+                if target + ext in self.paths:
+                    return target + ext
+            for ext in (".ts", ".tsx", ".js", ".jsx"):
+                if f"{target}/index{ext}" in self.paths:
+                    return f"{target}/index{ext}"
+            return None
+        if lang in ("c", "cpp", "objc", "swift") or imp.endswith((".h", ".hpp", ".hh", ".inl", ".inc")):
+            if lang == "swift":
+                return self.dirs.get(imp, [None])[0]
+            return self._suffix(imp, src)
+        if lang == "python":
+            base = imp.replace(".", "/")
+            return self._suffix(base + ".py", src) or self._suffix(base + "/__init__.py", src) \
+                or (self._suffix(base.rsplit("/", 1)[0] + ".py", src) if "/" in base else None)
+        if lang in ("java", "kotlin"):
+            base = imp.rstrip(".*").replace(".", "/")
+            for ext in (".java", ".kt"):
+                hit = self._suffix(base + ext, src)
+                if hit:
+                    return hit
+            parts = base.split("/")
+            for i in range(min(len(parts), 4), 0, -1):
+                hit = self.dirs.get("/".join(parts[-i:]))
+                if hit:
+                    return hit[0]
+            return None
+        if lang == "go":
+            parts = imp.split("/")
+            for i in range(min(len(parts), 4), 0, -1):
+                hit = self.dirs.get("/".join(parts[-i:]))
+                if hit and i >= min(2, len(parts)):
+                    return hit[0]
+            return None
+        if lang == "rust":
+            parts = [p for p in imp.split("::") if p not in ("crate", "self", "super", "*") and p[:1].islower()]
+            while parts:
+                base = "/".join(parts)
+                hit = self._suffix(base + ".rs", src) or self._suffix(base + "/mod.rs", src)
+                if hit:
+                    return hit
+                parts.pop()
+            return None
+        return None
+
+
+def module_edges(records: list[FileRecord], module_of) -> dict[tuple[str, str], int]:
+    """(from module, to module) -> number of resolved imports between them."""
+    resolver = Resolver([r.path for r in records])
+    edges: Counter = Counter()
+    for r in records:
+        if not r.imports:
+            continue
+        src_mod = module_of(r.path)
+        for imp in r.imports:
+            target = resolver.resolve(imp, r)
+            if target and target != r.path:
+                dst_mod = module_of(target)
+                if dst_mod != src_mod:
+                    edges[(src_mod, dst_mod)] += 1
+    return dict(sorted(edges.items()))

@@ -1,0 +1,138 @@
+"""Module descriptions and keywords, from what the files say about themselves.
+
+Description: the module's README / markdown (first paragraphs), else header comments and
+docstrings, followed by its most public symbol names. Keywords: the words of a module's
+path, symbols, headers and docs with the highest TF-IDF against all modules, so they tell a module
+apart from its siblings. The keyword → modules dictionary inverts them for the whole repository.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+
+from .records import FileRecord, Module
+from .text import path_words, words
+
+README_RE = re.compile(r"(^|/)(readme|index|overview|about)(\.[a-z]+)?$", re.I)
+DOC_EXT = (".md", ".rst", ".txt", ".adoc", ".markdown")
+MAX_DESC = 600
+N_KEYWORDS = 12
+
+
+def _clean_markdown(text: str) -> str:
+    lines = []
+    in_code = False
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("```") or s.startswith("~~~"):
+            in_code = not in_code
+            continue
+        if in_code or not s:
+            lines.append("")
+            continue
+        if re.match(r"^(\[!\[|!\[|<img|<p|</p|<a |<div|</div|\.\. |:[a-z]+:|=+$|-+$|\*+$|\|)", s):
+            continue
+        s = re.sub(r"^#+\s*", "", s)
+        s = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", s)
+        s = re.sub(r"<[^>]+>", "", s)
+        s = re.sub(r"[*_`]{1,3}", "", s)
+        lines.append(s)
+    paras = [" ".join(p.split()) for p in "\n".join(lines).split("\n\n")]
+    return " ".join(p for p in paras if len(p) > 20)[:MAX_DESC]
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    m = re.match(r"(.{20,}?[.!?。])(\s|$)", text)
+    s = m.group(1) if m else text
+    return s[:limit]
+
+
+def describe(module: Module, records: list[FileRecord]) -> str:
+    if module.description:
+        return module.description
+    parts: list[str] = []
+    readmes = sorted((r for r in records if README_RE.search(r.path) and r.text),
+                     key=lambda r: (r.path.count("/"), r.path))
+    if readmes:
+        parts.append(_clean_markdown(readmes[0].text))
+    if not parts or len(parts[0]) < 40:
+        heads = []
+        for r in records:
+            h = r.header.strip()
+            if h and len(h) > 15 and not re.search(r"copyright|license|licence|SPDX|all rights reserved", h, re.I):
+                heads.append(_first_sentence(h))
+            if len(heads) >= 3:
+                break
+        if heads:
+            parts.append(" ".join(dict.fromkeys(heads)))
+    public = [s for r in records for s in r.symbols if not s.name.startswith("_")]
+    kinds_first = sorted(public, key=lambda s: (s.kind not in ("class", "struct", "interface", "trait"), s.path, s.line))
+    names = list(dict.fromkeys(s.name for s in kinds_first))[:12]
+    if names:
+        parts.append("Defines " + ", ".join(names) + ".")
+    if not parts:
+        docs = [r.text for r in records if r.path.endswith(DOC_EXT) and r.text]
+        if docs:
+            parts.append(_clean_markdown(docs[0]))
+    desc = " ".join(p for p in parts if p).strip()
+    if not desc:
+        exts = Counter(r.path.rsplit(".", 1)[-1] for r in records if "." in r.path.rsplit("/", 1)[-1])
+        desc = f"{len(records)} files" + (f" ({', '.join(e for e, _ in exts.most_common(3))})" if exts else "")
+    return desc[:MAX_DESC]
+
+
+def module_terms(module: Module, records: list[FileRecord]) -> Counter:
+    """Weighted bag of words that characterise a module (used for keywords)."""
+    c: Counter = Counter()
+    for w in path_words(module.id):
+        c[w] += 3
+    for a in module.aliases:
+        for w in words(a):
+            c[w] += 3
+    for r in records:
+        for w in path_words(r.path.rsplit("/", 1)[-1]):
+            c[w] += 1
+        for s in r.symbols:
+            for w in words(s.name):
+                c[w] += 1
+            if s.doc:
+                for w in words(s.doc[:200]):
+                    c[w] += 0.3
+        if r.header:
+            for w in words(r.header[:300]):
+                c[w] += 0.5
+        if r.text and r.path.endswith(DOC_EXT):
+            for w in words(r.text[:1500]):
+                c[w] += 0.2
+    return c
+
+
+def keywords(terms: dict[str, Counter], n: int = N_KEYWORDS) -> dict[str, list[str]]:
+    """Top TF-IDF words per module (ties broken alphabetically, so the result is stable)."""
+    df: Counter = Counter()
+    for c in terms.values():
+        df.update(c.keys())
+    total = max(len(terms), 1)
+    out = {}
+    for mid, c in terms.items():
+        scored = []
+        for w, tf in c.items():
+            if len(w) < 3 or w.isdigit():
+                continue
+            idf = math.log(1 + total / df[w])
+            scored.append((-(1 + math.log(tf)) * idf if tf > 0 else 0, w))
+        scored.sort()
+        out[mid] = [w for _, w in scored[:n]]
+    return out
+
+
+def keyword_index(mods: dict[str, Module]) -> dict[str, list[str]]:
+    idx: dict[str, list[str]] = defaultdict(list)
+    for mid in sorted(mods):
+        m = mods[mid]
+        for w in list(m.keywords) + [a.lower() for a in m.aliases]:
+            if mid not in idx[w]:
+                idx[w].append(mid)
+    return dict(sorted(idx.items()))

@@ -1,0 +1,121 @@
+"""Mine git history into supervision examples: change text → modules touched.
+
+Kept: ordinary commits (subject + body) and pull-request merges ("Merge pull request #12 ...":
+the PR title / body, with the files the merge brought in against its first parent).
+Dropped, by rule: other merges, bot authors, reverts, version bumps and releases,
+formatting-only changes, changes that touch no module or more than ``max_modules`` modules.
+Trailers (Signed-off-by, Co-authored-by, Change-Id, ...) are stripped from bodies.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .records import HistoryExample
+from .source import git
+
+SEP_REC = "\x1e"
+SEP_FLD = "\x1f"
+FORMAT = SEP_REC + SEP_FLD.join(["%H", "%P", "%an", "%ae", "%cI", "%B"]) + SEP_FLD
+
+BOT_RE = re.compile(r"\[bot\]|dependabot|renovate|github-actions|greenkeeper|snyk-bot|mergify|pre-commit-ci|copybara", re.I)
+REVERT_RE = re.compile(r"^\s*(revert|reapply)\b", re.I)
+BUMP_RE = re.compile(
+    r"^\s*(\S+:\s*)?(bump(ed)?\s+(version|to|the version|\S+ from)|release\s+v?\d|prepare\s+(for\s+)?(release|v?\d)|"
+    r"v?\d+\.\d+(\.\d+)*(-\w+)?\s*$|version\s+(bump|\d)|update (the )?(changelog|version)|cut release|chore\(release\))",
+    re.I,
+)
+FORMAT_RE = re.compile(
+    r"^\s*(\S+:\s*)?(run |apply |re-?)?(clang-format|gofmt|black|prettier|isort|ruff format|format(ting)?( code| files| only)?|"
+    r"reformat\w*|lint fix(es)?|fix (lint|whitespace|formatting|indentation)|whitespace|style: format)\b",
+    re.I,
+)
+PR_MERGE_RE = re.compile(r"^Merge pull request #(\d+) from \S+", re.I)
+TRAILER_RE = re.compile(
+    r"^\s*(signed-off-by|co-authored-by|reviewed-by|acked-by|tested-by|reported-by|suggested-by|change-id|"
+    r"cc|reviewed-on|pr-url|closes|fixes-jira|git-svn-id|helped-by|approved-by)\s*:.*$",
+    re.I | re.M,
+)
+
+
+def strip_trailers(body: str) -> str:
+    body = TRAILER_RE.sub("", body)
+    return re.sub(r"\n{3,}", "\n\n", body).strip()
+
+
+def drop_reason(subject: str, author: str, email: str, n_modules: int, max_modules: int) -> str | None:
+    if BOT_RE.search(author) or BOT_RE.search(email):
+        return "bot"
+    if REVERT_RE.match(subject):
+        return "revert"
+    if BUMP_RE.match(subject):
+        return "version bump"
+    if FORMAT_RE.match(subject):
+        return "formatting"
+    if n_modules == 0:
+        return "no module"
+    if n_modules > max_modules:
+        return "too many modules"
+    return None
+
+
+def _records(root: str | Path, rev_range: str, merges: bool) -> Iterator[tuple[str, list[str], str, str, str, str, list[str]]]:
+    args = ["log", "--no-color", "--no-renames", f"--format={FORMAT}", "--name-only", "-z"]
+    if merges:
+        args += ["--merges", "--first-parent", "-m"]
+    else:
+        args += ["--no-merges"]
+    out = git(root, *args, rev_range, check=False)
+    for rec in out.split(SEP_REC):
+        if not rec.strip():
+            continue
+        fields = rec.split(SEP_FLD)
+        if len(fields) < 7:
+            continue
+        sha, parents, an, ae, date, msg, rest = fields[0], fields[1].split(), fields[2], fields[3], fields[4], fields[5], fields[6]
+        files = [f.strip("\n") for f in rest.split("\0") if f.strip("\n")]
+        yield sha, parents, an, ae, date, msg, files
+
+
+def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, rev_range: str = "HEAD",
+                 max_modules: int = 5, known_modules: set[str] | None = None,
+                 stats: dict | None = None) -> list[HistoryExample]:
+    """History examples for `rev_range` (e.g. "HEAD", "A..B"), oldest first.
+
+    `module_of` maps a path to a module ID of the current graph; files of modules that no longer
+    exist (or paths nobody owns) are ignored, so the examples always point at live modules.
+    """
+    examples: list[HistoryExample] = []
+    stats = stats if stats is not None else {}
+    for merges in (False, True):
+        for sha, parents, an, ae, date, msg, files in _records(root, rev_range, merges):
+            msg = msg.strip()
+            subject, _, body = msg.partition("\n")
+            subject = subject.strip()
+            body = strip_trailers(body)
+            kind = "commit"
+            if merges:
+                m = PR_MERGE_RE.match(subject)
+                if not m:
+                    stats["merge"] = stats.get("merge", 0) + 1
+                    continue
+                kind = "pr"
+                title, _, rest = body.partition("\n")
+                subject, body = (title.strip() or subject), rest.strip()
+            mods = []
+            for f in files:
+                mid = module_of(f)
+                if mid and (known_modules is None or mid in known_modules) and mid not in mods:
+                    mods.append(mid)
+            reason = drop_reason(subject, an, ae, len(mods), max_modules)
+            if reason:
+                stats[reason] = stats.get(reason, 0) + 1
+                continue
+            if not subject:
+                stats["empty"] = stats.get("empty", 0) + 1
+                continue
+            stats["kept"] = stats.get("kept", 0) + 1
+            examples.append(HistoryExample(sha, date, subject, body[:4000], tuple(sorted(files)[:200]), tuple(mods), kind))
+    examples.sort(key=lambda e: (e.date, e.commit))
+    return examples

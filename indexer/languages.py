@@ -1,0 +1,109 @@
+"""Languages the indexer parses with tree-sitter, and their grammars.
+
+Grammars come from the per-language ``tree-sitter-*`` wheels that are installed with
+the package; nothing is downloaded at run time.
+
+Note on ``.h``: C and C++ share the ``.h`` extension. We map ``.h`` to ``cpp``
+because the C++ grammar is (almost) a superset of C and parses plain C headers
+fine, while the C grammar produces errors on C++ headers (classes, namespaces,
+templates). Objective-C headers also use ``.h``; the C++ grammar still yields
+their C-level declarations and ``#import``/``#include`` lines.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+from tree_sitter import Language, Parser
+
+#: language name -> file extensions (lower case, with the dot)
+LANGUAGES: dict[str, tuple[str, ...]] = {
+    "c": (".c",),
+    "cpp": (".cc", ".cpp", ".cxx", ".c++", ".hpp", ".hh", ".hxx", ".h++", ".h", ".cu", ".cuh", ".inl", ".ipp", ".tpp"),
+    "objc": (".m", ".mm"),
+    "python": (".py", ".pyi"),
+    "go": (".go",),
+    "java": (".java",),
+    "kotlin": (".kt", ".kts"),
+    "javascript": (".js", ".jsx", ".mjs", ".cjs"),
+    "typescript": (".ts", ".mts", ".cts"),
+    "tsx": (".tsx",),
+    "rust": (".rs",),
+    "swift": (".swift",),
+}
+
+_BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
+
+
+def language_for(path: str) -> str:
+    """The language name for ``path`` by its extension, or "" if no grammar handles it."""
+    base = os.path.basename(path)
+    _, ext = os.path.splitext(base)
+    if not ext:
+        return ""
+    # ``.d.ts`` etc. fall out naturally (the last suffix is .ts)
+    return _BY_EXT.get(ext.lower(), "") if ext != ".C" else "cpp"
+
+
+def _raw_language(lang: str):
+    if lang == "c":
+        import tree_sitter_c as m
+
+        return m.language()
+    if lang == "cpp":
+        import tree_sitter_cpp as m
+
+        return m.language()
+    if lang == "objc":
+        import tree_sitter_objc as m
+
+        return m.language()
+    if lang == "python":
+        import tree_sitter_python as m
+
+        return m.language()
+    if lang == "go":
+        import tree_sitter_go as m
+
+        return m.language()
+    if lang == "java":
+        import tree_sitter_java as m
+
+        return m.language()
+    if lang == "kotlin":
+        import tree_sitter_kotlin as m
+
+        return m.language()
+    if lang == "javascript":
+        import tree_sitter_javascript as m
+
+        return m.language()
+    if lang == "typescript":
+        import tree_sitter_typescript as m
+
+        return m.language_typescript()
+    if lang == "tsx":
+        import tree_sitter_typescript as m
+
+        return m.language_tsx()
+    if lang == "rust":
+        import tree_sitter_rust as m
+
+        return m.language()
+    if lang == "swift":
+        import tree_sitter_swift as m
+
+        return m.language()
+    raise KeyError(f"no grammar for language {lang!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def get_language(lang: str) -> Language:
+    """The tree-sitter ``Language`` for ``lang`` (cached). Raises KeyError if unknown."""
+    return Language(_raw_language(lang))
+
+
+@functools.lru_cache(maxsize=None)
+def get_parser(lang: str) -> Parser:
+    """A (cached, reused) tree-sitter ``Parser`` for ``lang``. Not thread-safe."""
+    return Parser(get_language(lang))

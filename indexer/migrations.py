@@ -1,0 +1,68 @@
+"""Numbered schema migrations for a repository's SQLite database.
+
+Each ``mNNN_name(conn)`` runs once and is recorded in the ``_migrations`` table. Add new ones at the
+end; never edit one that has shipped.
+"""
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE parse_cache (
+            blob TEXT NOT NULL, language TEXT NOT NULL, parser TEXT NOT NULL, record TEXT NOT NULL,
+            PRIMARY KEY (blob, language, parser)
+        );
+        CREATE TABLE files (path TEXT PRIMARY KEY, blob TEXT NOT NULL, module TEXT);
+        CREATE TABLE modules (id TEXT PRIMARY KEY, parent TEXT, record TEXT NOT NULL);
+        CREATE TABLE edges (
+            src TEXT NOT NULL, dst TEXT NOT NULL, kind TEXT NOT NULL, weight INTEGER NOT NULL,
+            PRIMARY KEY (src, dst, kind)
+        );
+        CREATE TABLE graph (id INTEGER PRIMARY KEY CHECK (id = 1), version TEXT NOT NULL, [commit] TEXT,
+                            built_at TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE TABLE history (
+            [commit] TEXT NOT NULL, kind TEXT NOT NULL, date TEXT NOT NULL, subject TEXT NOT NULL,
+            body TEXT NOT NULL, files TEXT NOT NULL, modules TEXT NOT NULL,
+            PRIMARY KEY ([commit], kind)
+        );
+        CREATE INDEX history_date ON history(date);
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started_at TEXT NOT NULL,
+            finished_at TEXT, status TEXT NOT NULL, detail TEXT
+        );
+        """
+    )
+
+
+def m002_feedback(conn: sqlite3.Connection) -> None:
+    """Examples that people (or the bot) provide: text → modules."""
+    conn.executescript(
+        """
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, source TEXT NOT NULL,
+            text TEXT NOT NULL, modules TEXT NOT NULL, key TEXT UNIQUE
+        );
+        """
+    )
+
+
+MIGRATIONS = [m001_initial, m002_feedback]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        with conn:
+            fn(conn)
+            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, datetime.now(timezone.utc).isoformat()))
+        applied.append(fn.__name__)
+    return applied

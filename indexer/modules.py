@@ -1,0 +1,184 @@
+"""From a list of file paths to modules: the skip rule, the automatic rule, and assignment.
+
+The skip rule (files that never belong to any module):
+  * folders named like vendored code, build output, caches or test data (``SKIP_DIRS``,
+    plus ``bazel-*``, ``cmake-build-*`` and ``*.egg-info``), and hidden folders other than ``.github``;
+  * lock files and minified bundles (``SKIP_FILES``, ``*.min.js``, ``*.map``);
+  * files excluded (or not included) by ``.modmatch.toml``.
+
+The automatic rule, applied from the repository root down:
+  * the root always splits into its top-level folders (each one a module, however small);
+ * a folder whose subtree holds at most ``max_files`` files, or which sits at the depth limit
+    (``depth``, or a ``depth_overrides`` entry for its prefix), is one module;
+  * otherwise each subfolder with at least ``min_files`` files becomes a module of its own
+    (recursively) and smaller subfolders fold into the folder;
+  * a folder that still owns more than ``max_files`` files directly is split flat: files sharing
+    the first word of their name (``conv_x86.cc``, ``conv_arm.cc`` → ``conv``) form a sub-module
+    when there are at least ``min_files`` of them.
+
+Explicit modules from ``.modmatch.toml`` own their path prefixes; a file belongs to the module with
+the longest matching prefix. Module IDs are the folder paths (``src/layer/vulkan``), the root is
+``(root)``.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from .config import RepoConfig
+
+ROOT_ID = "(root)"
+
+SKIP_DIRS = frozenset({
+    "node_modules", "bower_components", "vendor", "vendors", "third_party", "third-party", "thirdparty",
+    "3rdparty", "3rd_party", "external", "externals", "extern", "deps",
+    "build", "builds", "dist", "out", "target", "bin", "obj", "_build", "site",
+    "__pycache__", ".venv", "venv", "site-packages", ".tox", ".nox", ".mypy_cache", ".pytest_cache",
+    ".ruff_cache", ".gradle", ".idea", ".vscode", ".git", ".hg", ".svn", "coverage", "htmlcov",
+    "generated", "__generated__", "autogen",
+    "testdata", "test_data", "test-data", "__snapshots__",
+})
+SKIP_FILES = frozenset({
+    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.sum", "Cargo.lock", "poetry.lock",
+    "Pipfile.lock", "uv.lock", "composer.lock", "Gemfile.lock", ".DS_Store",
+})
+KEEP_HIDDEN = frozenset({".github", ".gitlab", ".circleci", ".ci"})
+
+
+def skip_dir_name(name: str) -> bool:
+    if name in SKIP_DIRS or name.startswith(("bazel-", "cmake-build-")) or name.endswith(".egg-info"):
+        return True
+    return name.startswith(".") and name not in KEEP_HIDDEN
+
+
+def skipped(path: str, config: RepoConfig) -> bool:
+    parts = path.split("/")
+    if any(skip_dir_name(p) for p in parts[:-1]):
+        return True
+    name = parts[-1]
+    if name in SKIP_FILES or name.endswith((".min.js", ".min.css", ".map")):
+        return True
+    return not config.selected(path)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    id: str
+    prefixes: tuple[str, ...]  # "dir/" for folders, "dir/word" for flat groups, "" for the root
+    explicit: bool = False
+
+
+def _dir_prefix(d: str) -> str:
+    return d + "/" if d else ""
+
+
+_WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
+
+
+def _first_word(filename: str) -> str:
+    stem = filename.split(".", 1)[0]
+    m = _WORD.search(stem)
+    return m.group(0).lower() if m else ""
+
+
+def plan_modules(paths: list[str], config: RepoConfig) -> list[ModuleSpec]:
+    """Decide the modules for a set of (already filtered) file paths. Deterministic."""
+    specs: dict[str, ModuleSpec] = {ROOT_ID: ModuleSpec(ROOT_ID, ("",))}
+    for em in config.modules:
+        specs[em.id] = ModuleSpec(em.id, tuple(_explicit_prefix(p, paths) for p in em.paths), True)
+    explicit_prefixes = [p for s in specs.values() if s.explicit for p in s.prefixes]
+
+    # Only files not owned by an explicit module take part in the automatic rule.
+    auto_files = [p for p in paths if not any(p.startswith(e) or p == e.rstrip("/") for e in explicit_prefixes)]
+    subtree: Counter[str] = Counter()
+    children: dict[str, set[str]] = defaultdict(set)
+    direct: dict[str, list[str]] = defaultdict(list)
+    for p in auto_files:
+        parts = p.split("/")
+        direct["/".join(parts[:-1])].append(p)
+        for i in range(len(parts)):
+            d = "/".join(parts[:i])
+            subtree[d] += 1
+            if i < len(parts) - 1:
+                children[d].add("/".join(parts[: i + 1]))
+
+    def visit(d: str, depth: int) -> None:
+        # the root always splits into its top-level folders; deeper folders only when big
+        if (subtree[d] > config.max_files or d == "") and depth < config.depth_for(d):
+            for c in sorted(children.get(d, ())):
+                if subtree[c] >= (1 if d == "" else config.min_files):  # smaller ones fold into `d`
+                    specs.setdefault(c, ModuleSpec(c, (_dir_prefix(c),)))
+                    visit(c, depth + 1)
+        else:
+            return
+        # flat split of a folder that still owns too many files directly
+        own_direct = direct.get(d, [])
+        if len(own_direct) > config.max_files:
+            groups: dict[str, int] = Counter(_first_word(p.rsplit("/", 1)[-1]) for p in own_direct)
+            for word, n in sorted(groups.items()):
+                mid = f"{d}/{word}" if d else word
+                if word and n >= config.min_files and mid not in specs and n < len(own_direct):
+                    specs[mid] = ModuleSpec(mid, (_dir_prefix(d) + word,))
+
+    if subtree[""] > 0:
+        visit("", 0)
+    return sorted(specs.values(), key=lambda s: s.id)
+
+
+def _explicit_prefix(p: str, paths: list[str]) -> str:
+    """An explicit module path is a folder ("dir/") unless it names a file or a name prefix."""
+    p = p.strip("/")
+    if not p:
+        return ""
+    if any(x == p for x in paths):
+        return p
+    if any(x.startswith(p + "/") for x in paths):
+        return p + "/"
+    return p  # a name prefix (or nothing yet): keep as written
+
+
+class Assigner:
+    """Longest-prefix assignment of files to modules."""
+
+    def __init__(self, specs: list[ModuleSpec]):
+        pairs = [(prefix, s.id) for s in specs for prefix in s.prefixes]
+        # longest prefix first; explicit modules win a tie
+        explicit = {s.id for s in specs if s.explicit}
+        pairs.sort(key=lambda x: (-len(x[0]), x[1] not in explicit, x[1]))
+        self._pairs = pairs
+        self._by_first: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self._generic: list[tuple[str, str]] = []
+        for prefix, mid in pairs:
+            first = prefix.split("/", 1)[0] if "/" in prefix else None
+            if first is None:
+                self._generic.append((prefix, mid))
+            else:
+                self._by_first[first].append((prefix, mid))
+
+    def module_of(self, path: str) -> str:
+        first = path.split("/", 1)[0]
+        cands = self._by_first.get(first, [])
+        best_len, best = -1, ROOT_ID
+        for prefix, mid in cands:
+            if len(prefix) <= best_len:
+                break
+            if path.startswith(prefix) or path + "/" == prefix:
+                best_len, best = len(prefix), mid
+                break
+        for prefix, mid in self._generic:
+            if len(prefix) > best_len and (path.startswith(prefix) or path == prefix):
+                best_len, best = len(prefix), mid
+                break
+        return best
+
+
+def parent_of(mid: str, ids: set[str]) -> str | None:
+    if mid == ROOT_ID:
+        return None
+    parts = mid.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        cand = "/".join(parts[:i])
+        if cand in ids:
+            return cand
+    return ROOT_ID

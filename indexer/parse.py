@@ -1,0 +1,489 @@
+"""Parse one file into a :class:`FileRecord` with tree-sitter.
+
+``parse_file(path, data, blob)`` never raises. For files a grammar handles (see
+:mod:`indexer.languages`) it extracts definitions (with their doc comment or
+docstring), imports and the file's header comment; for other files it keeps a
+capped excerpt of the text.
+
+Queries live in ``indexer/queries/<lang>.scm`` (package data). Capture names:
+``@definition.<kind>`` on the definition node, ``@name`` on its name, ``@import``
+on an imported module / included header. Parsers and compiled queries are cached
+per language (per process; they are not thread-safe, use processes to go wide).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import inspect
+import re
+
+from tree_sitter import Node, Query, QueryCursor
+
+from .languages import LANGUAGES, get_language, get_parser, language_for
+from .records import FileRecord, Symbol
+
+MAX_DOC = 300
+MAX_HEADER = 500
+MAX_TEXT = 4000
+MAX_SYMBOLS = 5000
+BINARY_SNIFF = 8192
+
+_COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment", "multiline_comment"})
+
+# Nodes that wrap a definition: its doc comment precedes the wrapper, not the definition.
+_WRAPPERS = frozenset(
+    {
+        "decorated_definition",  # python
+        "export_statement",  # js / ts
+        "ambient_declaration",  # ts `declare`
+        "lexical_declaration",  # js / ts `const f = () => ...`
+        "variable_declaration",
+        "template_declaration",  # c++
+        "type_declaration",  # go `type X struct` (single spec)
+        "declaration",  # c `struct s {...};` / `typedef` wrappers
+        "linkage_specification",  # c++ extern "C"
+    }
+)
+
+# Function-like nodes: definitions nested inside these are local and dropped.
+_FUNCTIONS: dict[str, frozenset[str]] = {
+    "python": frozenset({"function_definition", "lambda"}),
+    "c": frozenset({"function_definition"}),
+    "cpp": frozenset({"function_definition", "lambda_expression"}),
+    "objc": frozenset({"function_definition", "method_definition", "block_literal"}),
+    "go": frozenset({"function_declaration", "method_declaration", "func_literal"}),
+    "java": frozenset({"method_declaration", "constructor_declaration", "lambda_expression", "static_initializer"}),
+    "kotlin": frozenset({"function_declaration", "lambda_literal", "anonymous_function", "anonymous_initializer"}),
+    "javascript": frozenset(
+        {"function_declaration", "function_expression", "arrow_function", "method_definition",
+         "generator_function_declaration", "generator_function"}
+    ),
+    "rust": frozenset({"function_item", "closure_expression"}),
+    "swift": frozenset({"function_declaration", "lambda_literal", "init_declaration", "computed_property"}),
+}
+_FUNCTIONS["typescript"] = _FUNCTIONS["tsx"] = _FUNCTIONS["javascript"]
+
+# Type-like nodes: a function directly inside one of these is a method.
+_CLASSES: dict[str, frozenset[str]] = {
+    "python": frozenset({"class_definition"}),
+    "c": frozenset(),
+    "cpp": frozenset({"class_specifier", "struct_specifier", "union_specifier"}),
+    "objc": frozenset({"class_interface", "class_implementation", "protocol_declaration"}),
+    "go": frozenset(),
+    "java": frozenset({"class_declaration", "interface_declaration", "enum_declaration", "record_declaration"}),
+    "kotlin": frozenset({"class_declaration", "object_declaration", "companion_object"}),
+    "javascript": frozenset({"class_declaration", "class"}),
+    "typescript": frozenset({"class_declaration", "class", "abstract_class_declaration", "interface_declaration"}),
+    "rust": frozenset({"impl_item", "trait_item"}),
+    "swift": frozenset({"class_declaration", "protocol_declaration"}),
+}
+_CLASSES["tsx"] = _CLASSES["typescript"]
+
+_C_FAMILY = frozenset({"c", "cpp", "objc"})
+_C_DECLARATORS = frozenset(
+    {"pointer_declarator", "reference_declarator", "parenthesized_declarator", "attributed_declarator"}
+)
+_C_FUNCTION_HOLDERS = frozenset({"function_definition", "declaration", "field_declaration"})
+
+# Nodes allowed before the header comment (the header may follow them).
+_PREAMBLE = frozenset(
+    {"package_clause", "package_declaration", "package_header", "preproc_call", "preproc_def", "shebang_line"}
+)
+_GUARDS = frozenset({"preproc_ifdef", "preproc_if"})
+
+_LICENSE_RE = re.compile(
+    r"licen[sc]ed under|permission is hereby granted|redistribution and use|gnu (?:lesser |affero )?general public"
+    r"|apache license|without warranties|warranty|mozilla public license|this program is free software"
+    r"|you may not use this file",
+    re.I,
+)
+_COPYRIGHT_LINE_RE = re.compile(
+    r"^(?:copyright\b|\(c\)|©|spdx-license-identifier|spdx-filecopyrighttext|all rights reserved)", re.I
+)
+_DECOR_LINE_RE = re.compile(r"^[\s=\-*#/_~+<>.!]*$")
+_MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^!/|^ex:")
+_TAG_LINE_RE = re.compile(
+    r"^[@\\](?:param|tparam|return|returns|retval|throws|throw|exception|see|since|author|version|file|"
+    r"date|ingroup|addtogroup|defgroup|license|copyright|sa)\b",
+    re.I,
+)
+_COMMENT_PREFIX_RE = re.compile(r"^\s*(?:/\*+!?|\*+/|///?!?<?|#+!?|\*+)")
+_COMMENT_SUFFIX_RE = re.compile(r"\s*\*+/\s*$")
+_STRING_RE = re.compile(r"^[rRuUbBfF]{0,2}(\"\"\"|'''|\"|')(.*)\1$", re.S)
+_WS_RE = re.compile(r"\s+")
+
+
+# --------------------------------------------------------------------------- caches
+
+
+@functools.lru_cache(maxsize=None)
+def query_source(lang: str) -> str:
+    """The text of ``indexer/queries/<lang>.scm``."""
+    return (importlib.resources.files("indexer") / "queries" / f"{lang}.scm").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=None)
+def get_query(lang: str) -> Query:
+    """The compiled query for ``lang`` (cached)."""
+    return Query(get_language(lang), query_source(lang))
+
+
+# --------------------------------------------------------------------------- text helpers
+
+
+def _text(node: Node) -> str:
+    return node.text.decode("utf-8", "replace") if node.text is not None else ""
+
+
+def _truncate(s: str, limit: int) -> str:
+    if len(s) <= limit:
+        return s
+    cut = s[:limit]
+    sp = cut.rfind(" ")
+    if sp > limit * 0.6:
+        cut = cut[:sp]
+    return cut.rstrip() + "…"
+
+
+def _clean_comment_lines(text: str) -> list[str]:
+    out: list[str] = []
+    for line in text.splitlines():
+        line = _COMMENT_SUFFIX_RE.sub("", line)
+        line = _COMMENT_PREFIX_RE.sub("", line, count=1).strip()
+        if line.startswith("--"):  # sql / lua style, harmless elsewhere
+            line = line[2:].strip()
+        if not line or _DECOR_LINE_RE.match(line) or _MODELINE_RE.search(line):
+            continue
+        line = re.sub(r"^[@\\]brief\s+", "", line)
+        if _TAG_LINE_RE.match(line):
+            continue
+        out.append(line)
+    return out
+
+
+def clean_comment(text: str, limit: int = MAX_DOC) -> str:
+    """Comment text without markers (``//``, ``/* */``, ``*``, ``#``), on one line."""
+    return _truncate(_WS_RE.sub(" ", " ".join(_clean_comment_lines(text))).strip(), limit)
+
+
+def _string_value(node: Node) -> str | None:
+    """The value of a Python string literal node, or None if it is not a plain string."""
+    if node.type != "string":
+        return None
+    m = _STRING_RE.match(_text(node).strip())
+    if not m:
+        return None
+    return inspect.cleandoc(m.group(2))
+
+
+def clean_docstring(text: str, limit: int = MAX_DOC) -> str:
+    return _truncate(_WS_RE.sub(" ", text).strip(), limit)
+
+
+def _python_docstring(block: Node | None) -> str | None:
+    if block is None:
+        return None
+    for child in block.named_children:
+        if child.type in _COMMENT_TYPES:
+            continue
+        if child.type == "expression_statement" and child.named_child_count == 1:
+            return _string_value(child.named_children[0])
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def _preceding_comments(node: Node) -> list[Node]:
+    """The comments directly above ``node`` (no blank line between), top to bottom."""
+    comments: list[Node] = []
+    expect_row = node.start_point.row
+    sib = node.prev_named_sibling
+    while sib is not None:
+        if sib.type in ("attribute_item", "attribute", "decorator", "annotation", "marker_annotation"):
+            expect_row = sib.start_point.row
+            sib = sib.prev_named_sibling
+            continue
+        if sib.type not in _COMMENT_TYPES:
+            break
+        if sib.end_point.row < expect_row - 1:
+            break  # blank line between the comment and what follows
+        before = sib.prev_sibling
+        if before is not None and before.type not in _COMMENT_TYPES and before.end_point.row == sib.start_point.row:
+            break  # a trailing comment of the previous line of code
+        comments.append(sib)
+        expect_row = sib.start_point.row
+        sib = sib.prev_named_sibling
+    comments.reverse()
+    return comments
+
+
+def _doc_for(lang: str, def_node: Node) -> str:
+    if lang == "python":
+        ds = _python_docstring(def_node.child_by_field_name("body"))
+        if ds:
+            return clean_docstring(ds)
+    anchor = def_node
+    for _ in range(4):
+        comments = _preceding_comments(anchor)
+        if comments:
+            return clean_comment("\n".join(_text(c) for c in comments))
+        parent = anchor.parent
+        if parent is None or parent.type not in _WRAPPERS:
+            break
+        anchor = parent
+    return ""
+
+
+# --------------------------------------------------------------------------- header
+
+
+def _header(lang: str, root: Node) -> str:
+    children = list(root.named_children)
+    if lang == "python":
+        for child in children:
+            if child.type in _COMMENT_TYPES:
+                continue
+            if child.type == "expression_statement" and child.named_child_count == 1:
+                ds = _string_value(child.named_children[0])
+                if ds:
+                    return _header_text(ds.splitlines(), docstring=True)
+            break
+    groups: list[list[Node]] = []
+    last_row = -2
+    i = 0
+    while i < len(children):
+        child = children[i]
+        i += 1
+        if child.type in _COMMENT_TYPES:
+            if groups and child.start_point.row <= last_row + 1:
+                groups[-1].append(child)
+            else:
+                groups.append([child])
+            last_row = child.end_point.row
+            continue
+        if child.type in _PREAMBLE:
+            last_row = -2
+            continue
+        if child.type in _GUARDS and i == len(children) or (child.type in _GUARDS and not groups):
+            # include guard: look inside it
+            children = [c for c in child.named_children if c != child.child_by_field_name("name")]
+            i = 0
+            last_row = -2
+            continue
+        break
+    for group in groups:
+        lines = _clean_comment_lines("\n".join(_text(c) for c in group))
+        h = _header_text(lines)
+        if h:
+            return h
+    return ""
+
+
+def _header_text(lines: list[str], docstring: bool = False) -> str:
+    kept: list[str] = []
+    for line in lines:
+        line = line.strip()
+        if not line or _COPYRIGHT_LINE_RE.match(line):
+            continue
+        if docstring and _DECOR_LINE_RE.match(line):
+            continue
+        kept.append(line)
+    text = "\n".join(kept)
+    if not text or _LICENSE_RE.search(text):
+        return ""
+    return _truncate(text, MAX_HEADER)
+
+
+# --------------------------------------------------------------------------- symbols
+
+
+def _c_function(lang: str, decl: Node, name_node: Node) -> tuple[Node, str, str] | None:
+    """For a C-family function_declarator: (definition node, name, kind) or None."""
+    node = decl
+    while node.parent is not None and node.parent.type in _C_DECLARATORS:
+        node = node.parent
+    holder = node.parent
+    if holder is None or holder.type not in _C_FUNCTION_HOLDERS:
+        return None  # a declarator in a parameter, a typedef, a cast, ...
+    if holder.child_by_field_name("declarator") != node:
+        return None
+    kind = "function"
+    name = _text(name_node)
+    if name_node.type == "qualified_identifier":
+        inner = name_node
+        while inner.type == "qualified_identifier" and inner.child_by_field_name("name") is not None:
+            inner = inner.child_by_field_name("name")
+        name = _text(inner)
+        kind = "method"  # out-of-line member definition (Foo::bar)
+    elif name_node.type in ("field_identifier", "destructor_name"):
+        kind = "method"
+    if holder.type == "function_definition" and holder.child_by_field_name("type") is None and name.isupper():
+        return None  # a macro invocation with a body, e.g. TEST(Suite, Name) { ... }
+    return holder, name, kind
+
+
+def _objc_method_name(node: Node) -> str:
+    for child in node.named_children:
+        if child.type == "identifier":
+            return _text(child)
+    return ""
+
+
+def _context(lang: str, node: Node) -> str:
+    """'nested' if inside a function, 'class' if directly in a type, else ''."""
+    funcs = _FUNCTIONS.get(lang, frozenset())
+    classes = _CLASSES.get(lang, frozenset())
+    p = node.parent
+    while p is not None:
+        t = p.type
+        if t in funcs:
+            return "nested"
+        if t in classes:
+            return "class"
+        p = p.parent
+    return ""
+
+
+def _extract(lang: str, path: str, root: Node) -> tuple[list[Symbol], list[str]]:
+    query = get_query(lang)
+    matches = QueryCursor(query).matches(root)
+    imports: list[str] = []
+    seen_imports: set[str] = set()
+    by_node: dict[tuple[int, int], tuple[int, str, Node, Node | None]] = {}
+    for pattern, caps in matches:
+        imp = caps.get("import")
+        if imp:
+            for n in imp:
+                for s in _clean_import(lang, n):
+                    if s and s not in seen_imports:
+                        seen_imports.add(s)
+                        imports.append(s)
+            continue
+        for cname, nodes in caps.items():
+            if cname.startswith("definition."):
+                d = nodes[0]
+                key = (d.start_byte, d.end_byte)
+                prev = by_node.get(key)
+                if prev is None or pattern < prev[0]:
+                    names = caps.get("name")
+                    by_node[key] = (pattern, cname[len("definition."):], d, names[0] if names else None)
+                break
+    symbols: list[Symbol] = []
+    index: dict[tuple[str, str], int] = {}
+    for _pattern, kind, d, name_node in sorted(by_node.values(), key=lambda v: v[2].start_byte):
+        if name_node is not None:
+            name = _text(name_node)
+        elif lang == "objc":
+            name = _objc_method_name(d)
+        else:
+            n = d.child_by_field_name("name")
+            name = _text(n) if n is not None else ""
+        if lang in _C_FAMILY and d.type == "function_declarator" and name_node is not None:
+            res = _c_function(lang, d, name_node)
+            if res is None:
+                continue
+            d, name, kind = res
+        name = _WS_RE.sub(" ", name).strip()
+        if not name:
+            continue
+        ctx = _context(lang, d)
+        if ctx == "nested":
+            continue
+        if ctx == "class" and kind == "function":
+            kind = "method"
+        doc = _doc_for(lang, d)
+        sym = Symbol(name=name, kind=kind, path=path, line=d.start_point.row + 1, doc=doc)
+        k = (name, kind)
+        if k in index:
+            old = symbols[index[k]]
+            if doc and not old.doc:
+                symbols[index[k]] = Symbol(old.name, old.kind, old.path, old.line, doc)
+            continue
+        index[k] = len(symbols)
+        symbols.append(sym)
+        if len(symbols) >= MAX_SYMBOLS:
+            break
+    return symbols, imports
+
+
+def _clean_import(lang: str, node: Node) -> list[str]:
+    s = _text(node).strip()
+    if lang in _C_FAMILY or lang == "go":
+        s = s.strip('"<>`')
+    elif lang in ("javascript", "typescript", "tsx"):
+        s = s.strip("\"'`")
+    elif lang == "python" and s and not s.strip("."):
+        # `from . import a, b`: the names are (usually) sibling modules
+        parent = node.parent
+        names = parent.children_by_field_name("name") if parent is not None else []
+        out = []
+        for n in names:
+            if n.type == "aliased_import":
+                n = n.child_by_field_name("name") or n
+            out.append(s + _text(n))
+        return out or [s]
+    return [_WS_RE.sub(" ", s)]
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _looks_minified(data: bytes) -> bool:
+    n = len(data)
+    return n > 20_000 and data.count(b"\n") < n // 1000
+
+
+def parse_file(path: str, data: bytes, blob: str, *, max_bytes: int = 1_000_000) -> FileRecord:
+    """Parse ``data`` (the content of ``path``) into a FileRecord. Never raises.
+
+    ``error`` says why a file was only partly read: "binary", "too large",
+    "not utf-8" (decoded with replacement, still parsed), "syntax errors"
+    (symbols are whatever the error-tolerant parse found), "minified" (no symbols),
+    "parse failed: ..." (an unexpected failure). Several are joined with "; ".
+    """
+    path = path.replace("\\", "/")
+    lang = language_for(path)
+    rec = FileRecord(path=path, blob=blob, size=len(data), language=lang)
+    try:
+        if b"\x00" in data[:BINARY_SNIFF]:
+            rec.error = "binary"
+            return rec
+        if len(data) > max_bytes:
+            rec.error = "too large"
+            return rec
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        errors: list[str] = []
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("utf-8", "replace")
+            errors.append("not utf-8")
+        if not lang:
+            rec.text = text[:MAX_TEXT]
+            rec.error = "; ".join(errors)
+            return rec
+        if _looks_minified(data):
+            errors.append("minified")
+            rec.error = "; ".join(errors)
+            return rec
+        try:
+            tree = get_parser(lang).parse(data)
+            root = tree.root_node
+            rec.symbols, rec.imports = _extract(lang, path, root)
+            rec.header = _header(lang, root)
+            if root.has_error:
+                errors.append("syntax errors")
+        except Exception as e:  # noqa: BLE001 - never raise on any input
+            errors.append(f"parse failed: {type(e).__name__}: {e}"[:200])
+        rec.error = "; ".join(errors)
+        return rec
+    except Exception as e:  # noqa: BLE001
+        rec.error = f"parse failed: {type(e).__name__}: {e}"[:200]
+        return rec
+
+
+def supported_languages() -> list[str]:
+    return list(LANGUAGES)

@@ -1,0 +1,112 @@
+"""The graph's records: small, frozen where possible, JSON-friendly.
+
+Everything the other subsystems know about a repository arrives as these records.
+Module IDs are stable strings (``backend/opencl``) and are the graph's node keys.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A definition found in a source file."""
+
+    name: str
+    kind: str  # class, struct, function, method, interface, enum, type, ...
+    path: str  # repository-relative, forward slashes
+    line: int  # 1-based
+    doc: str = ""  # doc comment or docstring, trimmed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Symbol":
+        return cls(**d)
+
+
+@dataclass
+class FileRecord:
+    """What the parser learned from one file. Cached by content hash (blob id)."""
+
+    path: str
+    blob: str  # git blob sha1 of the content (also for non-git folders)
+    size: int
+    language: str = ""  # "" for files no grammar handles
+    lines: int = 0
+    symbols: list[Symbol] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)  # raw import / include strings
+    header: str = ""  # the file's leading comment or module docstring
+    text: str = ""  # a capped excerpt of text (for files with no grammar: docs, configs)
+    error: str = ""  # why the file was only partly read ("binary", "too large", "syntax errors", ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["symbols"] = [s.to_dict() for s in self.symbols]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FileRecord":
+        d = dict(d)
+        d["symbols"] = [Symbol.from_dict(s) for s in d.get("symbols", [])]
+        return cls(**d)
+
+
+@dataclass
+class Module:
+    """A node of the module graph."""
+
+    id: str  # hierarchical, e.g. "src/layer/vulkan"
+    paths: list[str]  # path prefixes owned by this module ("" is the repository root)
+    name: str = ""
+    description: str = ""
+    aliases: list[str] = field(default_factory=list)  # team jargon
+    keywords: list[str] = field(default_factory=list)  # words that tell it apart from its siblings
+    files: list[str] = field(default_factory=list)
+    symbols: list[Symbol] = field(default_factory=list)
+    parent: str | None = None
+    stats: dict[str, int] = field(default_factory=dict)  # files, lines, bytes, symbols
+    explicit: bool = False  # declared in .modmatch.toml
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["symbols"] = [s.to_dict() for s in self.symbols]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Module":
+        d = dict(d)
+        d["symbols"] = [Symbol.from_dict(s) for s in d.get("symbols", [])]
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class HistoryExample:
+    """One past change: its text and the modules it touched."""
+
+    commit: str
+    date: str  # ISO 8601, committer date, UTC
+    subject: str
+    body: str
+    files: tuple[str, ...]
+    modules: tuple[str, ...]  # module IDs in the graph the example was mined against
+    kind: str = "commit"  # commit | pr | feedback
+
+    @property
+    def text(self) -> str:
+        return (self.subject + "\n\n" + self.body).strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["files"] = list(self.files)
+        d["modules"] = list(self.modules)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HistoryExample":
+        d = dict(d)
+        d["files"] = tuple(d.get("files", ()))
+        d["modules"] = tuple(d.get("modules", ()))
+        return cls(**d)

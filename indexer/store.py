@@ -1,0 +1,187 @@
+"""One SQLite database per indexed repository: parse cache, graph, history, runs.
+
+A graph is written in one transaction, so an interrupted index or refresh leaves the previous
+graph intact. A database that cannot be read (corrupt, not a database) is moved aside and
+rebuilt; the cache is only a cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from .errors import NotIndexedError
+from .graph import ModuleGraph
+from .migrations import migrate
+from .records import FileRecord, HistoryExample, Symbol
+
+log = logging.getLogger(__name__)
+
+
+def db_path_for(home: str | Path, repo_root: str | Path) -> Path:
+    """`<home>/repos/<name>-<hash of the absolute path>.db`."""
+    root = Path(repo_root).resolve()
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", root.name or "repo")[:40]
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    return Path(home) / "repos" / f"{name}-{digest}.db"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            migrate(conn)
+            return conn
+        except sqlite3.DatabaseError as e:
+            bad = self.path.with_suffix(f".corrupt-{datetime.now().strftime('%Y%m%d%H%M%S')}")
+            log.warning("store.corrupt path=%s error=%s moved_to=%s", self.path, e, bad)
+            try:
+                conn.close()  # type: ignore[possibly-undefined]
+            except Exception:
+                pass
+            self.path.rename(bad)
+            for suffix in ("-wal", "-shm"):
+                side = Path(str(self.path) + suffix)
+                if side.exists():
+                    side.unlink()
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            migrate(conn)
+            return conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- meta ---------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- parse cache --------------------------------------------------------------------------
+    def cached_records(self, keys: Iterable[tuple[str, str]], parser: str) -> dict[tuple[str, str], FileRecord]:
+        """(blob, language) -> record (with the path of whoever cached it)."""
+        out: dict[tuple[str, str], FileRecord] = {}
+        keys = list(keys)
+        with closing(self.conn.cursor()) as cur:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                blobs = list({b for b, _ in chunk})
+                q = f"SELECT blob, language, record FROM parse_cache WHERE parser=? AND blob IN ({','.join('?' * len(blobs))})"
+                wanted = set(chunk)
+                for blob, lang, rec in cur.execute(q, [parser, *blobs]):
+                    if (blob, lang) in wanted:
+                        try:
+                            out[(blob, lang)] = FileRecord.from_dict(json.loads(rec))
+                        except (ValueError, TypeError, KeyError):
+                            continue  # a corrupt row is a cache miss
+        return out
+
+    def cache_records(self, records: Iterable[FileRecord], parser: str) -> None:
+        rows = [(r.blob, r.language, parser, json.dumps(r.to_dict(), separators=(",", ":"))) for r in records]
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO parse_cache VALUES (?, ?, ?, ?)", rows)
+
+    # --- graph --------------------------------------------------------------------------------
+    def save_graph(self, graph: ModuleGraph, files: dict[str, str], history: list[HistoryExample],
+                   *, replace_history: bool) -> None:
+        """Write graph, file table and history in one transaction."""
+        data = json.dumps(graph.to_json(include_history=False), separators=(",", ":"))
+        with self.conn:
+            c = self.conn
+            c.execute("DELETE FROM files")
+            c.executemany("INSERT INTO files VALUES (?, ?, ?)",
+                          [(p, b, graph.module_of(p)) for p, b in sorted(files.items())])
+            c.execute("DELETE FROM modules")
+            c.executemany("INSERT INTO modules VALUES (?, ?, ?)",
+                          [(m.id, m.parent, json.dumps(m.to_dict())) for m in graph.modules.values()])
+            c.execute("DELETE FROM edges")
+            c.executemany("INSERT INTO edges VALUES (?, ?, ?, ?)",
+                          [(a, b, "depends", w) for (a, b), w in graph.depends.items()]
+                          + [(m.parent, m.id, "contains", 1) for m in graph.modules.values() if m.parent])
+            c.execute("INSERT OR REPLACE INTO graph VALUES (1, ?, ?, ?, ?)", (graph.version, graph.commit, _now(), data))
+            if replace_history:
+                c.execute("DELETE FROM history")
+            c.executemany(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(h.commit, h.kind, h.date, h.subject, h.body, json.dumps(list(h.files)), json.dumps(list(h.modules)))
+                 for h in history],
+            )
+
+    def load_graph(self, with_history: bool = True) -> ModuleGraph:
+        row = self.conn.execute("SELECT data FROM graph WHERE id=1").fetchone()
+        if not row:
+            raise NotIndexedError("this repository has not been indexed yet: run `modmatch index` first")
+        g = ModuleGraph.from_json(json.loads(row[0]))
+        if with_history:
+            g.history = self.history()
+        return g
+
+    def has_graph(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM graph WHERE id=1").fetchone() is not None
+
+    def graph_info(self) -> dict:
+        row = self.conn.execute("SELECT version, [commit], built_at FROM graph WHERE id=1").fetchone()
+        return {"version": row[0], "commit": row[1], "built_at": row[2]} if row else {}
+
+    def files(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT path, blob FROM files"))
+
+    def history(self) -> list[HistoryExample]:
+        rows = self.conn.execute(
+            "SELECT [commit], date, subject, body, files, modules, kind FROM history ORDER BY date, [commit]")
+        return [HistoryExample(c, d, s, b, tuple(json.loads(f)), tuple(json.loads(m)), k) for c, d, s, b, f, m, k in rows]
+
+    # --- feedback -----------------------------------------------------------------------------
+    def add_feedback(self, text: str, modules: list[str], source: str, key: str | None = None) -> bool:
+        """Store an example; False when `key` was already recorded (idempotent)."""
+        try:
+            with self.conn:
+                self.conn.execute("INSERT INTO feedback (created_at, source, text, modules, key) VALUES (?, ?, ?, ?, ?)",
+                                  (_now(), source, text, json.dumps(modules), key))
+            return True
+        except sqlite3.IntegrityError:
+            return False
+
+    def feedback(self) -> list[HistoryExample]:
+        rows = self.conn.execute("SELECT id, created_at, text, modules, source FROM feedback ORDER BY id")
+        return [HistoryExample(f"feedback-{i}", d, t.split("\n", 1)[0], t.split("\n", 1)[1] if "\n" in t else "",
+                               (), tuple(json.loads(m)), "feedback") for i, d, t, m, s in rows]
+
+    # --- runs ---------------------------------------------------------------------------------
+    def start_run(self, kind: str) -> int:
+        with self.conn:
+            cur = self.conn.execute("INSERT INTO runs (kind, started_at, status) VALUES (?, ?, 'running')", (kind, _now()))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, detail: dict | str = "") -> None:
+        with self.conn:
+            self.conn.execute("UPDATE runs SET finished_at=?, status=?, detail=? WHERE id=?",
+                              (_now(), status, json.dumps(detail) if not isinstance(detail, str) else detail, run_id))
+
+    def runs(self, limit: int = 20) -> list[dict]:
+        rows = self.conn.execute("SELECT id, kind, started_at, finished_at, status, detail FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(zip(("id", "kind", "started_at", "finished_at", "status", "detail"), r)) for r in rows]
+
+
+__all__ = ["Store", "db_path_for", "Symbol"]

@@ -1,0 +1,396 @@
+"""Tests for the tree-sitter parsing layer (indexer.languages, indexer.parse, queries)."""
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import pytest
+from tree_sitter import Query
+
+from indexer.languages import LANGUAGES, get_language, get_parser, language_for
+from indexer.parse import get_query, parse_file
+from indexer.records import FileRecord
+
+FIXTURES = Path(__file__).parent / "fixtures" / "langs"
+
+
+def parse_fixture(name: str) -> FileRecord:
+    data = (FIXTURES / name).read_bytes()
+    return parse_file(f"src/{name}", data, "0" * 40)
+
+
+def kinds(rec: FileRecord) -> dict[str, str]:
+    return {s.name: s.kind for s in rec.symbols}
+
+
+def doc(rec: FileRecord, name: str) -> str:
+    return next(s.doc for s in rec.symbols if s.name == name)
+
+
+# (fixture, language, {name: kind}, {name: doc}, imports, header startswith)
+CASES = [
+    (
+        "sample.c",
+        "c",
+        {"ring_buffer": "struct", "ring_state": "enum", "ring_size_t": "type", "ring_push": "function",
+         "ring_reset": "function"},
+        {"ring_push": "Push one byte into the ring buffer. Returns 0 on success.",
+         "ring_buffer": "A fixed-size ring buffer.", "ring_state": "Possible states of the buffer."},
+        ["stdio.h", "ring/buffer.h"],
+        "sample.c - ring buffer utilities for the audio backend.",
+    ),
+    (
+        "sample.cpp",
+        "cpp",
+        {"gpu": "namespace", "PipelineCache": "class", "get": "method", "Stage": "enum", "Options": "struct",
+         "PipelineCache_clear": "function", "size": "method"},
+        {"PipelineCache": "Caches compiled compute pipelines by shader hash.",
+         "get": "Look up a pipeline, compiling it on a miss.", "PipelineCache_clear": "Clears all cached pipelines."},
+        ["vector", "gpu/vulkan/pipeline.hpp"],
+        "sample.cpp - Vulkan compute pipeline cache.",
+    ),
+    (
+        "sample.h",
+        "cpp",
+        {"TensorPool": "class", "allocate": "method", "allocator_t": "type", "allocator_create": "function"},
+        {"allocate": "Allocate a block of at least `size` bytes.",
+         "allocator_create": "Create a new allocator with the given alignment."},
+        ["stddef.h"],
+        "sample.h - public interface of the tensor allocator.\nInclude this header from backends only.",
+    ),
+    (
+        "sample.m",
+        "objc",
+        {"CameraSession": "class", "start": "method", "default_frame_rate": "function"},
+        {"CameraSession": "Wraps an AVCaptureSession.", "start": "Start streaming frames.",
+         "default_frame_rate": "Returns the default frame rate."},
+        ["Foundation/Foundation.h", "capture_config.h"],
+        "sample.m - camera capture session for iOS.",
+    ),
+    (
+        "sample.py",
+        "python",
+        {"Tokenizer": "class", "encode": "method", "decode": "method", "build_tokenizer": "function",
+         "decorated": "function"},
+        {"Tokenizer": "Byte-pair encoding tokenizer.", "encode": "Encode text into token ids.",
+         "decode": "Decode a list of ids.", "build_tokenizer": "Build a tokenizer from a vocab file.",
+         "decorated": "A decorated function."},
+        ["os", "collections", ".vocab"],
+        "Tokenizer utilities for the inference server.\nHandles BPE merges and special tokens.",
+    ),
+    (
+        "sample.go",
+        "go",
+        {"Cache": "struct", "Store": "interface", "Get": "method", "New": "function"},
+        {"Get": "Get returns the cached value for key.", "New": "New creates a cache holding at most n items.",
+         "Cache": "Cache is a fixed-size LRU cache."},
+        ["container/list", "sync"],
+        "Package cache implements an LRU cache for blob storage.",
+    ),
+    (
+        "sample.java",
+        "java",
+        {"PaymentService": "class", "charge": "method", "ChargeResult": "interface", "ok": "method",
+         "Currency": "enum"},
+        {"PaymentService": "Processes payments against the gateway.", "charge": "Charge the given card.",
+         "ChargeResult": "Result of a charge."},
+        ["java.util.List", "java.util.Objects.requireNonNull"],
+        "PaymentService.java - processes card payments.",
+    ),
+    (
+        "sample.kt",
+        "kotlin",
+        {"SyncEngine": "class", "push": "method", "Remote": "interface", "fetch": "method",
+         "defaultEngine": "function", "Registry": "object"},
+        {"SyncEngine": "Synchronises local notes with the server.", "push": "Push pending changes.",
+         "defaultEngine": "Create a default engine."},
+        ["kotlinx.coroutines.flow.Flow", "com.example.db.NoteDao"],
+        "sample.kt - sync engine for the offline notes app.",
+    ),
+    (
+        "sample.js",
+        "javascript",
+        {"SocketClient": "class", "connect": "method", "formatMessage": "function", "parseFrame": "function"},
+        {"SocketClient": "A reconnecting websocket client.", "connect": "Open the connection.",
+         "formatMessage": "Format a message for display.", "parseFrame": "Arrow function helper."},
+        ["events", "fs"],
+        "sample.js - websocket client for the dashboard.",
+    ),
+    (
+        "sample.ts",
+        "typescript",
+        {"RetryOptions": "interface", "Backoff": "type", "Mode": "enum", "RetryPolicy": "class", "run": "method",
+         "delayFor": "function", "jitter": "function"},
+        {"RetryOptions": "Options controlling retries.", "RetryPolicy": "Executes requests with retries.",
+         "run": "Run the request, retrying on failure.", "delayFor": "Compute the delay for an attempt."},
+        ["./http/agent", "path"],
+        "sample.ts - retry policy for HTTP requests.",
+    ),
+    (
+        "sample.tsx",
+        "tsx",
+        {"SettingsProps": "interface", "SettingsPage": "class", "render": "method", "Toggle": "function"},
+        {"SettingsPage": "Settings page container.", "render": "Render the page.",
+         "Toggle": "A small toggle widget."},
+        ["react"],
+        "sample.tsx - settings page component.",
+    ),
+    (
+        "sample.rs",
+        "rust",
+        {"Scheduler": "struct", "Policy": "enum", "Schedulable": "interface", "deadline": "method",
+         "new": "method", "next_request": "function", "RequestId": "type", "tests": "module"},
+        {"Scheduler": "A deadline-based I/O scheduler.", "new": "Create an empty scheduler.",
+         "next_request": "Pick the next request to serve."},
+        ["std::collections::HashMap", "crate::io::{Request, Queue}"],
+        "sample.rs - block device scheduler.\nOrders I/O requests by deadline.",
+    ),
+    (
+        "sample.swift",
+        "swift",
+        {"ImageCache": "class", "image": "method", "DecodeOptions": "struct", "ImageLoader": "interface",
+         "load": "method", "CacheError": "enum", "resize": "function"},
+        {"ImageCache": "Caches decoded images in memory.", "image": "Look up an image by key.",
+         "resize": "Resize an image to the given width."},
+        ["UIKit"],
+        "sample.swift - image cache for the photo browser.",
+    ),
+]
+
+
+@pytest.mark.parametrize("fixture,lang,expected,docs,imports,header", CASES, ids=[c[0] for c in CASES])
+def test_fixture(fixture, lang, expected, docs, imports, header):
+    rec = parse_fixture(fixture)
+    assert rec.language == lang
+    assert rec.error == ""
+    assert rec.path == f"src/{fixture}"
+    assert kinds(rec) == expected
+    for name, d in docs.items():
+        assert doc(rec, name) == d, name
+    assert rec.imports == imports
+    assert rec.header == header
+    assert rec.text == ""
+    for s in rec.symbols:
+        assert s.path == rec.path
+        assert s.line >= 1
+    # no duplicates
+    assert len({(s.name, s.kind) for s in rec.symbols}) == len(rec.symbols)
+
+
+def test_symbol_lines_are_one_based():
+    rec = parse_fixture("sample.py")
+    lines = {s.name: s.line for s in rec.symbols}
+    assert lines["Tokenizer"] == 10
+    assert lines["encode"] == 13
+    assert lines["build_tokenizer"] == 23
+
+
+def test_every_fixture_covered():
+    names = {p.name for p in FIXTURES.iterdir()}
+    assert names == {c[0] for c in CASES}
+
+
+# --------------------------------------------------------------------------- languages and queries
+
+
+def test_language_for():
+    assert language_for("a/b/foo.py") == "python"
+    assert language_for("foo.PY") == "python"
+    assert language_for("x.h") == "cpp"
+    assert language_for("x.c") == "c"
+    assert language_for("k.cu") == "cpp"
+    assert language_for("App.tsx") == "tsx"
+    assert language_for("index.d.ts") == "typescript"
+    assert language_for("view.mm") == "objc"
+    assert language_for("build.gradle.kts") == "kotlin"
+    assert language_for("README.md") == ""
+    assert language_for("Makefile") == ""
+    assert language_for(".gitignore") == ""
+
+
+def test_every_language_has_a_query_file():
+    qdir = importlib.resources.files("indexer") / "queries"
+    files = {p.name for p in qdir.iterdir() if p.name.endswith(".scm")}
+    assert files == {f"{lang}.scm" for lang in LANGUAGES}
+
+
+@pytest.mark.parametrize("lang", sorted(LANGUAGES))
+def test_query_compiles(lang):
+    src = (importlib.resources.files("indexer") / "queries" / f"{lang}.scm").read_text()
+    q = Query(get_language(lang), src)
+    assert q.pattern_count > 0
+    names = {q.capture_name(i) for i in range(q.capture_count)}
+    assert "import" in names
+    assert any(n.startswith("definition.") for n in names)
+    assert get_query(lang) is get_query(lang)
+    assert get_parser(lang) is get_parser(lang)
+
+
+def test_extensions_are_unique():
+    seen: dict[str, str] = {}
+    for lang, exts in LANGUAGES.items():
+        for ext in exts:
+            assert ext.startswith(".") and ext == ext.lower()
+            assert ext not in seen, (ext, lang, seen.get(ext))
+            seen[ext] = lang
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_binary():
+    data = b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)) * 4
+    rec = parse_file("bin/tool.py", data, "b1")
+    assert rec.error == "binary"
+    assert rec.symbols == [] and rec.text == "" and rec.header == ""
+    assert rec.size == len(data) and rec.blob == "b1"
+
+
+def test_non_utf8_still_parsed():
+    rec = parse_file("m.py", b"def f():\n    return '\xff'\n", "b2")
+    assert rec.error == "not utf-8"
+    assert kinds(rec) == {"f": "function"}
+
+
+def test_non_utf8_text_file():
+    rec = parse_file("notes.txt", b"caf\xe9 latin-1 text\n", "b3")
+    assert rec.error == "not utf-8"
+    assert rec.text.startswith("caf\ufffd latin-1")
+
+
+def test_python_syntax_error_keeps_good_definitions():
+    src = b'''"""Module doc."""
+
+def good_one():
+    """First."""
+    return 1
+
+
+def broken(:
+    pass
+
+
+class StillHere:
+    def method(self):
+        return 2
+'''
+    rec = parse_file("bad.py", src, "b4")
+    assert rec.error == "syntax errors"
+    k = kinds(rec)
+    assert k["good_one"] == "function"
+    assert k["StillHere"] == "class"
+    assert doc(rec, "good_one") == "First."
+    assert rec.header == "Module doc."
+
+
+def test_too_large():
+    data = b"x = 1\n" * 100
+    rec = parse_file("big.py", data, "b5", max_bytes=100)
+    assert rec.error == "too large"
+    assert rec.path == "big.py" and rec.size == len(data)
+    assert rec.symbols == [] and rec.text == "" and rec.imports == []
+
+
+def test_empty_files():
+    for path in ("empty.py", "empty.c", "empty.md", "empty"):
+        rec = parse_file(path, b"", "e")
+        assert rec.error == ""
+        assert rec.symbols == [] and rec.imports == [] and rec.header == "" and rec.text == ""
+
+
+def test_markdown_keeps_text():
+    md = "# FastTok\n\nA fast tokenizer.\n\n" + "Lorem ipsum dolor. " * 500
+    rec = parse_file("docs/README.md", md.encode(), "b6")
+    assert rec.language == ""
+    assert rec.error == ""
+    assert rec.text.startswith("# FastTok\n\nA fast tokenizer.")
+    assert 3000 <= len(rec.text) <= 4000
+    assert rec.symbols == []
+
+
+def test_unknown_config_keeps_text():
+    rec = parse_file("CMakeLists.txt", b"project(foo)\nadd_library(foo src/a.c)\n", "b7")
+    assert rec.text.startswith("project(foo)")
+
+
+def test_garbage_never_raises():
+    import random
+
+    rnd = random.Random(0)
+    for lang, exts in LANGUAGES.items():
+        for _ in range(5):
+            data = bytes(rnd.randrange(1, 256) for _ in range(rnd.randrange(0, 400)))
+            rec = parse_file(f"g{exts[0]}", data, "g")
+            assert isinstance(rec, FileRecord)
+            assert not rec.error.startswith("parse failed"), rec.error
+
+
+def test_bom_and_backslash_paths():
+    rec = parse_file("pkg\\mod.py", b"\xef\xbb\xbf# Header line.\ndef f():\n    pass\n", "b8")
+    assert rec.path == "pkg/mod.py"
+    assert rec.error == ""
+    assert rec.header == "Header line."
+    assert rec.symbols[0].path == "pkg/mod.py"
+
+
+# --------------------------------------------------------------------------- details
+
+
+def test_nested_functions_are_dropped_and_relative_imports():
+    src = b"from . import x, y as z\nimport os.path as p\n\ndef outer():\n    def inner():\n        pass\n"
+    rec = parse_file("a.py", src, "n")
+    assert kinds(rec) == {"outer": "function"}
+    assert rec.imports == [".x", ".y", "os.path"]
+
+
+def test_license_header_skipped_and_include_guard():
+    src = b"""/*
+ * Copyright 2020 Foo Inc.
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ */
+#ifndef FOO_BAR_H
+#define FOO_BAR_H
+
+/* Bar: quantised matrix multiply kernels. */
+
+#include "foo/base.h"
+
+/// Multiply two numbers.
+int bar_mul(int a, int b);
+typedef void (*bar_cb)(int);
+
+#endif
+"""
+    rec = parse_file("include/bar.h", src, "h")
+    assert rec.header == "Bar: quantised matrix multiply kernels."
+    assert rec.imports == ["foo/base.h"]
+    k = kinds(rec)
+    assert k["bar_mul"] == "function"
+    assert doc(rec, "bar_mul") == "Multiply two numbers."
+    assert "a" not in k and "b" not in k  # parameters are not functions
+
+
+def test_kotlin_and_swift_kinds():
+    kt = parse_file("a.kt", b"enum class Color { RED }\ndata class P(val x: Int)\ntypealias N = String\n", "k")
+    assert kinds(kt) == {"Color": "enum", "P": "class", "N": "type"}
+    sw = parse_file("a.swift", b"extension Foo {\n  func clear() {}\n}\nactor Counter {}\n", "s")
+    assert kinds(sw) == {"Foo": "extension", "clear": "method", "Counter": "class"}
+
+
+def test_js_require_and_reexport():
+    rec = parse_file("a.js", b"export { foo } from './foo.js';\nconst x = require('lodash/fp');\n", "j")
+    assert rec.imports == ["./foo.js", "lodash/fp"]
+
+
+def test_minified_js_skipped():
+    data = b"var a=" + b"1+" * 30000 + b"1;"
+    rec = parse_file("dist/app.min.js", data, "m")
+    assert rec.error == "minified"
+    assert rec.symbols == []
+
+
+def test_doc_is_capped():
+    src = b"# " + b"word " * 200 + b"\ndef f():\n    pass\n"
+    rec = parse_file("a.py", src, "c")
+    assert 0 < len(doc(rec, "f")) <= 301
+    assert len(rec.header) <= 501
