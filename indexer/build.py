@@ -52,6 +52,7 @@ class IndexResult:
     parsed: int
     cached: int
     history_added: int
+    history_rebuilt: bool = True
     added_modules: list[str] = field(default_factory=list)
     removed_modules: list[str] = field(default_factory=list)
     changed_modules: list[str] = field(default_factory=list)
@@ -63,7 +64,7 @@ class IndexResult:
         return {
             "commit": self.graph.commit, "version": self.graph.version, "full": self.full,
             "modules": len(self.graph), "files": self.files, "parsed": self.parsed, "cached": self.cached,
-            "history_added": self.history_added, "added_modules": self.added_modules,
+            "history_added": self.history_added, "history_rebuilt": self.history_rebuilt, "added_modules": self.added_modules,
             "removed_modules": self.removed_modules, "changed_modules": self.changed_modules,
             "changed_files": len(self.changed_files), "seconds": round(self.elapsed, 3), "notes": self.notes,
         }
@@ -211,7 +212,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         store.set_meta("layout", layout_hash)
         store.set_meta("root", str(root.resolve()))
         graph.history = store.history()
-        result = IndexResult(graph, full or old_graph is None or replace, len(files), parsed, cached, len(history),
+        result = IndexResult(graph, full or old_graph is None, len(files), parsed, cached, len(history), replace,
                              added, removed, changed, changed_files, time.perf_counter() - t0, notes)
         store.finish_run(run_id, "ok", result.summary())
         return result

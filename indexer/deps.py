@@ -86,7 +86,8 @@ class Resolver:
         if lang == "python":
             base = imp.replace(".", "/")
             return self._suffix(base + ".py", src) or self._suffix(base + "/__init__.py", src) \
-                or (self._suffix(base.rsplit("/", 1)[0] + ".py", src) if "/" in base else None)
+                or (self._suffix(base.rsplit("/", 1)[0] + ".py", src) if "/" in base else None) \
+                or self.dirs.get(base, [None])[0]  # a namespace package (a folder without __init__.py)
         if lang in ("java", "kotlin"):
             base = imp.rstrip(".*").replace(".", "/")
             for ext in (".java", ".kt"):

@@ -393,16 +393,17 @@ def _extract(lang: str, path: str, root: Node) -> tuple[list[Symbol], list[str]]
             continue
         if ctx == "class" and kind == "function":
             kind = "method"
-        doc = _doc_for(lang, d)
-        sym = Symbol(name=name, kind=kind, path=path, line=d.start_point.row + 1, doc=doc)
         k = (name, kind)
-        if k in index:
-            old = symbols[index[k]]
-            if doc and not old.doc:
-                symbols[index[k]] = Symbol(old.name, old.kind, old.path, old.line, doc)
+        at = index.get(k)
+        if at is not None:
+            old = symbols[at]
+            if not old.doc:
+                doc = _doc_for(lang, d)
+                if doc:
+                    symbols[at] = Symbol(old.name, old.kind, old.path, old.line, doc)
             continue
         index[k] = len(symbols)
-        symbols.append(sym)
+        symbols.append(Symbol(name=name, kind=kind, path=path, line=d.start_point.row + 1, doc=_doc_for(lang, d)))
         if len(symbols) >= MAX_SYMBOLS:
             break
     return symbols, imports

@@ -1,0 +1,60 @@
+"""Shared fixtures: a private MODMATCH_HOME for every test, and real git repositories in temp folders."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _modmatch_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MODMATCH_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    return home
+
+
+class GitRepo:
+    """A real git repository in a temp folder, with controllable commit dates."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._n = 0
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str, env: dict | None = None) -> str:
+        e = {**os.environ, "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+             "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com", "GIT_CONFIG_NOSYSTEM": "1",
+             "HOME": str(self.root.parent), **(env or {})}
+        return subprocess.run(["git", "-C", str(self.root), *args], check=True, capture_output=True, text=True, env=e).stdout
+
+    def write(self, files: dict[str, str | bytes]) -> None:
+        for rel, content in files.items():
+            p = self.root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content, encoding="utf-8")
+
+    def commit(self, message: str, files: dict[str, str | bytes] | None = None, *, delete: list[str] = (),
+               date: str | None = None, author: str = "Dev", email: str = "dev@example.com") -> str:
+        if files:
+            self.write(files)
+        for rel in delete:
+            self.git("rm", "-q", "-r", rel)
+        self.git("add", "-A")
+        self._n += 1
+        date = date or f"2024-01-{min(self._n, 28):02d}T12:00:00+00:00"
+        env = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date, "GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email}
+        self.git("commit", "-q", "--allow-empty", "-m", message, env=env)
+        return self.git("rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def git_repo(tmp_path):
+    return GitRepo(tmp_path / "repo")

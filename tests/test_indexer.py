@@ -1,0 +1,315 @@
+"""The module graph, end to end, on real git repositories made in temp folders."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from indexer import build as build_mod
+from indexer.build import index, refresh
+from indexer.config import parse_config
+from indexer.errors import ConfigError, IndexerError, NotIndexedError, SourceError
+from indexer.modules import ROOT_ID
+from indexer.parse import parse_file
+from indexer.store import Store
+
+FIXTURES = Path(__file__).parent / "fixtures" / "langs"
+
+# one module per language family, made from the per-language fixtures
+LAYOUT = {
+    "audio": ["sample.c", "sample.h"],
+    "gpu": ["sample.cpp"],
+    "ios": ["sample.m", "sample.swift"],
+    "core": ["sample.py"],
+    "server": ["sample.go"],
+    "android": ["sample.java", "sample.kt"],
+    "web": ["sample.js", "sample.ts", "sample.tsx"],
+    "engine": ["sample.rs"],
+}
+
+
+def polyglot_files() -> dict[str, str]:
+    files = {}
+    for folder, names in LAYOUT.items():
+        for n in names:
+            files[f"{folder}/{n}"] = (FIXTURES / n).read_text()
+    files["README.md"] = "# Demo\n\nA demo repository with many languages.\n"
+    files["audio/README.md"] = "# Audio\n\nThe audio backend: ring buffers, resampling and mixing of PCM streams.\n"
+    files["core/util.py"] = '"""Shared helpers."""\n\ndef clamp(x, lo, hi):\n    """Clamp x."""\n    return max(lo, min(hi, x))\n'
+    files["server/handler.py"] = "from core import util\nfrom core.util import clamp\n\ndef handle(x):\n    return clamp(x, 0, 1)\n"
+    files["gpu/render.c"] = '#include "audio/sample.h"\n#include <stdio.h>\n\nvoid render(void) {}\n'
+    return files
+
+
+def store_for(tmp_path: Path, name: str = "db") -> Store:
+    return Store(tmp_path / f"{name}.sqlite")
+
+
+def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
+    git_repo.commit("initial import", polyglot_files())
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    assert set(LAYOUT) <= set(g.modules)
+    assert ROOT_ID in g.modules and g.modules["audio"].parent == ROOT_ID
+    for folder in LAYOUT:
+        m = g.modules[folder]
+        assert m.symbols, f"no symbols found in {folder}"
+        assert m.description
+        assert m.keywords
+    langs = {}
+    for folder, names in LAYOUT.items():
+        for n in names:
+            langs[n] = {s.path for s in g.modules[folder].symbols}
+    assert all(any(p.endswith(n) for p in paths) for n, paths in langs.items()), langs
+    # description comes from the folder's README first
+    assert g.modules["audio"].description.startswith("The audio backend")
+    # dependencies from resolved imports / includes, weighted by count
+    deps = dict(g.dependencies("server"))
+    assert deps.get("core") == 2
+    assert dict(g.dependencies("gpu")).get("audio") == 1
+    assert ("core", 2) in g.dependents("core") or ("server", 2) in g.dependents("core")
+    # the keyword dictionary points back to modules
+    assert any("audio" in mods for mods in g.keyword_index.values())
+    # node-link JSON round trip
+    data = g.to_json()
+    assert {"nodes", "links"} <= set(data)
+    again = type(g).from_json(json.loads(json.dumps(data)))
+    assert again.version == g.version
+
+
+def test_history_rules(git_repo, tmp_path):
+    git_repo.commit("initial import", polyglot_files())
+    git_repo.commit("Fix crash in ring buffer wraparound\n\nThe read index overflowed.\n\nSigned-off-by: A <a@b.c>\nCo-authored-by: B <b@c.d>",
+                    {"audio/sample.c": (FIXTURES / "sample.c").read_text() + "\n// fixed\n"})
+    git_repo.commit("Bump version to 1.2.3", {"core/version.py": "V = '1.2.3'\n"})
+    git_repo.commit("Update deps", {"web/sample.js": "// x\n"}, author="dependabot[bot]", email="bot@github.com")
+    git_repo.commit('Revert "Fix crash"', {"audio/sample.c": "// reverted\n"})
+    git_repo.commit("Run clang-format", {"gpu/sample.cpp": "// formatted\n"})
+    many = {f"{d}/touch.txt": "x\n" for d in LAYOUT}
+    git_repo.commit("Touch everything", many)
+    # a merged pull request
+    git_repo.git("checkout", "-q", "-b", "feature")
+    git_repo.commit("wip", {"engine/extra.rs": "/// Physics step.\npub fn step() {}\n"})
+    git_repo.git("checkout", "-q", "main")
+    git_repo.git("merge", "--no-ff", "-q", "feature", "-m", "Merge pull request #7 from dev/feature\n\nAdd a physics step to the engine")
+    git_repo.git("checkout", "-q", "-b", "other")
+    git_repo.commit("other work", {"server/other.go": "package server\n"})
+    git_repo.git("checkout", "-q", "main")
+    git_repo.git("merge", "--no-ff", "-q", "other", "-m", "Merge branch 'other'")
+
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    hist = res.graph.history
+    subjects = [h.subject for h in hist]
+    assert "Fix crash in ring buffer wraparound" in subjects
+    fix = next(h for h in hist if h.subject.startswith("Fix crash"))
+    assert fix.modules == ("audio",)
+    assert "Signed-off-by" not in fix.body and "Co-authored-by" not in fix.body
+    assert "The read index overflowed." in fix.body
+    assert fix.date.startswith("2024-") and len(fix.commit) == 40
+    for dropped in ("Bump version to 1.2.3", "Update deps", 'Revert "Fix crash"', "Run clang-format", "Touch everything",
+                    "Merge branch 'other'"):
+        assert dropped not in subjects
+    pr = [h for h in hist if h.kind == "pr"]
+    assert len(pr) == 1 and pr[0].subject == "Add a physics step to the engine" and pr[0].modules == ("engine",)
+    assert "wip" in subjects and "other work" in subjects
+
+
+def test_refresh_equals_full_index(git_repo, tmp_path):
+    git_repo.commit("initial import", polyglot_files())
+    store = store_for(tmp_path, "incremental")
+    index(git_repo.root, store, full=True)
+    # modify, add, delete and rename files; add a new module
+    git_repo.commit("Add resampler and move helpers", {
+        "audio/resample.c": "/* Polyphase resampler. */\n#include \"sample.h\"\nint resample(int x) { return x; }\n",
+        "core/sample.py": (FIXTURES / "sample.py").read_text() + "\n\ndef extra():\n    \"\"\"Extra.\"\"\"\n",
+        "crypto/aes.go": "// Package crypto implements AES.\npackage crypto\n\n// Encrypt encrypts.\nfunc Encrypt() {}\n",
+        "crypto/sha.go": "package crypto\n\nfunc Sum() {}\n",
+    }, delete=["engine/sample.rs"])
+    git_repo.git("mv", "web/sample.ts", "web/renamed.ts")
+    git_repo.commit("Rename the web entry point")
+    res = refresh(git_repo.root, store)
+    assert not res.full and res.history_rebuilt  # the module layout changed, so history is re-mapped
+    assert res.parsed == 4  # only the new / changed contents (the rename re-uses the cached parse)
+    assert "crypto" in res.added_modules and "engine" in res.removed_modules
+    assert "audio" in res.changed_modules
+    fresh = index(git_repo.root, store_for(tmp_path, "fresh"), full=True)
+    assert res.graph.to_json(include_history=False) == fresh.graph.to_json(include_history=False)
+    assert res.graph.version == fresh.graph.version
+    assert [h.to_dict() for h in res.graph.history] == [h.to_dict() for h in fresh.graph.history]
+    # nothing changed: a second refresh parses nothing
+    again = refresh(git_repo.root, store)
+    assert again.parsed == 0 and again.changed_modules == [] and again.graph.version == fresh.graph.version
+    assert not again.history_rebuilt
+    # a change inside one module appends history instead of re-mining it, with the same result
+    git_repo.commit("Tune the resampler filter", {"audio/resample.c": "/* Polyphase resampler, 64 taps. */\nint resample(int x) { return 2 * x; }\n"})
+    inc = refresh(git_repo.root, store)
+    assert not inc.history_rebuilt and inc.parsed == 1 and inc.history_added == 1 and inc.changed_modules == ["audio"]
+    fresh = index(git_repo.root, store_for(tmp_path, "fresh2"), full=True)
+    assert inc.graph.version == fresh.graph.version
+    assert [h.to_dict() for h in inc.graph.history] == [h.to_dict() for h in fresh.graph.history]
+
+
+def test_force_push_falls_back_to_full_history(git_repo, tmp_path):
+    a = git_repo.commit("initial import", polyglot_files())
+    git_repo.commit("Audio tweak", {"audio/sample.c": "// tweak\nint f(void);\n"})
+    store = store_for(tmp_path)
+    index(git_repo.root, store, full=True)
+    git_repo.git("reset", "-q", "--hard", a)
+    git_repo.commit("Server tweak", {"server/sample.go": "package main\n\n// Serve serves.\nfunc Serve() {}\n"})
+    res = refresh(git_repo.root, store)
+    fresh = index(git_repo.root, store_for(tmp_path, "fresh"), full=True)
+    subjects = [h.subject for h in res.graph.history]
+    assert "Audio tweak" not in subjects and "Server tweak" in subjects
+    assert [h.to_dict() for h in res.graph.history] == [h.to_dict() for h in fresh.graph.history]
+    assert res.graph.version == fresh.graph.version
+
+
+def test_modmatch_toml(git_repo, tmp_path):
+    files = polyglot_files()
+    files[".modmatch.toml"] = """
+[modules]
+exclude = ["web/**"]
+
+[[module]]
+id = "media/audio"
+path = ["audio"]
+name = "Audio backend"
+description = "Everything that makes sound."
+aliases = ["snd", "mixer"]
+"""
+    git_repo.commit("initial import", files)
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    assert "media/audio" in g.modules and "audio" not in g.modules and "web" not in g.modules
+    m = g.modules["media/audio"]
+    assert m.explicit and m.aliases == ["snd", "mixer"] and m.description == "Everything that makes sound."
+    assert "audio/sample.c" in m.files and g.module_of("audio/sample.c") == "media/audio"
+    assert "media/audio" in g.keyword_index["snd"]
+    assert dict(g.dependencies("gpu")).get("media/audio") == 1
+    with pytest.raises(ConfigError):
+        parse_config("[[module]]\nid = 'x'\n")  # no path
+    with pytest.raises(ConfigError):
+        parse_config("[[module]]\nid='a'\npath='a'\n[[module]]\nid='a'\npath='b'\n")  # duplicate
+    with pytest.raises(ConfigError):
+        parse_config("[modules\n")
+
+
+def test_auto_rule_splits_big_and_folds_small(git_repo, tmp_path):
+    files = {}
+    for i in range(30):
+        files[f"src/layer/conv_{i}.c"] = f"int conv_{i}(void) {{ return {i}; }}\n"
+    for i in range(30):
+        files[f"src/layer/pool_{i}.c"] = f"int pool_{i}(void) {{ return {i}; }}\n"
+    for i in range(25):
+        files[f"src/layer/relu_{i}.c"] = f"int relu_{i}(void) {{ return {i}; }}\n"
+    for sub in ("vulkan", "arm"):
+        for i in range(5):
+            files[f"src/layer/{sub}/k{i}.c"] = "int k(void) { return 0; }\n"
+    files["src/layer/tiny/one.c"] = "int one(void) { return 1; }\n"
+    files["src/main.c"] = "int main(void) { return 0; }\n"
+    files["node_modules/x/index.js"] = "module.exports = 1;\n"
+    files["third_party/lib.c"] = "int lib(void) { return 0; }\n"
+    git_repo.commit("initial", files)
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    ids = set(g.modules)
+    assert {"src", "src/layer", "src/layer/vulkan", "src/layer/arm", "src/layer/conv", "src/layer/pool",
+            "src/layer/relu"} <= ids
+    assert "src/layer/tiny" not in ids and g.module_of("src/layer/tiny/one.c") == "src/layer"
+    assert g.module_of("src/layer/conv_3.c") == "src/layer/conv"
+    assert not any(i.startswith(("node_modules", "third_party")) for i in ids)
+    assert g.modules["src/layer/conv"].parent == "src/layer"
+
+
+def test_bad_input_never_crashes(git_repo, tmp_path):
+    files = polyglot_files()
+    files["core/broken.py"] = "def ok():\n    '''fine'''\n    return 1\n\ndef broken(:\n    pass\n"
+    git_repo.commit("initial", files)
+    git_repo.write({"assets/logo.png": b"\x89PNG\r\n\x1a\n\x00\x00binary\x00data" * 20,
+                    "core/latin1.py": "# caf\xe9\ndef f():\n    return 1\n".encode("latin-1"),
+                    "data/huge.txt": "x" * 2_000_000})
+    git_repo.commit("binary, latin-1 and huge files")
+    # a submodule (gitlink) entry
+    sub = git_repo.root.parent / "sub"
+    sub.mkdir()
+    os.system(f"cd {sub} && git init -q && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m x")
+    git_repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "vendorsub")
+    git_repo.commit("add submodule")
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    recs = {f: m for m in g.modules.values() for f in m.files}
+    assert "core/broken.py" in recs and any(s.name == "ok" for s in g.modules["core"].symbols)
+    assert "assets/logo.png" in recs and "data/huge.txt" in recs
+    assert not any(f.startswith("vendorsub") for f in recs)
+    assert parse_file("x.bin", b"\x00\x01\x02", "0" * 40).error == "binary"
+
+
+def test_folder_without_git_and_symlink_loop(tmp_path):
+    root = tmp_path / "plain"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text('"""Plain module."""\ndef hello():\n    """Say hello."""\n')
+    (root / "pkg" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "self").symlink_to(root / "self")  # a dangling self-loop
+    res = index(root, store_for(tmp_path), full=True)
+    assert "pkg" in res.graph.modules and res.graph.history == []
+    assert any("without history" in n for n in res.notes)
+
+
+def test_empty_and_commitless_repositories(git_repo, tmp_path):
+    res = index(git_repo.root, store_for(tmp_path), full=True)  # no commits, no files
+    assert list(res.graph.modules) == [ROOT_ID] and res.files == 0
+    git_repo.write({"a/x.py": "def f():\n    pass\n"})
+    res = index(git_repo.root, store_for(tmp_path, "two"), full=True)  # files but still no commit
+    assert "a" in res.graph.modules and res.graph.commit is None
+    with pytest.raises(SourceError):
+        index(tmp_path / "missing", store_for(tmp_path, "three"))
+    with pytest.raises(SourceError):
+        index(git_repo.root, store_for(tmp_path, "four"), rev="no-such-commit")
+    with pytest.raises(NotIndexedError):
+        store_for(tmp_path, "five").load_graph()
+
+
+def test_interrupted_refresh_keeps_previous_graph(git_repo, tmp_path, monkeypatch):
+    git_repo.commit("initial", polyglot_files())
+    store = store_for(tmp_path)
+    before = index(git_repo.root, store, full=True).graph
+    git_repo.commit("more", {"newmod/a.py": "def a():\n    pass\n"})
+
+    def boom(*a, **k):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(build_mod.Store, "save_graph", lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("power cut")))
+    with pytest.raises(IndexerError):
+        refresh(git_repo.root, store)
+    monkeypatch.undo()
+    kept = Store(store.path).load_graph()
+    assert kept.version == before.version and "newmod" not in kept.modules
+    assert refresh(git_repo.root, Store(store.path)).graph.modules.get("newmod") is not None
+
+
+def test_corrupt_database_is_rebuilt(git_repo, tmp_path):
+    git_repo.commit("initial", polyglot_files())
+    path = tmp_path / "bad.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    res = index(git_repo.root, Store(path), full=True)
+    assert "audio" in res.graph.modules
+    assert list(tmp_path.glob("bad.corrupt-*"))
+
+
+def test_cli_index_modules_show(git_repo, tmp_path):
+    from bot.cli import cli
+
+    git_repo.commit("Fix audio glitch", polyglot_files())
+    runner = CliRunner()
+    r = runner.invoke(cli, ["index", str(git_repo.root), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["modules"] >= len(LAYOUT)
+    r = runner.invoke(cli, ["modules", str(git_repo.root), "--json"])
+    assert r.exit_code == 0 and any(n["id"] == "audio" for n in json.loads(r.stdout)["nodes"])
+    r = runner.invoke(cli, ["show", "audio", "--path", str(git_repo.root)])
+    assert r.exit_code == 0 and "ring" in r.stdout.lower()
+    r = runner.invoke(cli, ["show", "nope", "--path", str(git_repo.root)])
+    assert r.exit_code != 0 and "no module 'nope'" in r.output
+    r = runner.invoke(cli, ["refresh", str(git_repo.root), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["parsed"] == 0
