@@ -41,8 +41,10 @@ def language_for(path: str) -> str:
     _, ext = os.path.splitext(base)
     if not ext:
         return ""
+    if ext == ".C":  # upper-case .C is C++ by convention
+        return "cpp"
     # ``.d.ts`` etc. fall out naturally (the last suffix is .ts)
-    return _BY_EXT.get(ext.lower(), "") if ext != ".C" else "cpp"
+    return _BY_EXT.get(ext.lower(), "")
 
 
 def _raw_language(lang: str):

@@ -79,6 +79,12 @@ _CLASSES: dict[str, frozenset[str]] = {
 }
 _CLASSES["tsx"] = _CLASSES["typescript"]
 
+# Keyword captured as @kind -> symbol kind.
+_KIND_WORDS = {
+    "class": "class", "actor": "class", "struct": "struct", "enum": "enum", "extension": "extension",
+    "protocol": "interface", "interface": "interface", "object": "object",
+}
+
 _C_FAMILY = frozenset({"c", "cpp", "objc"})
 _C_DECLARATORS = frozenset(
     {"pointer_declarator", "reference_declarator", "parenthesized_declarator", "attributed_declarator"}
@@ -266,7 +272,7 @@ def _header(lang: str, root: Node) -> str:
         if child.type in _PREAMBLE:
             last_row = -2
             continue
-        if child.type in _GUARDS and i == len(children) or (child.type in _GUARDS and not groups):
+        if child.type in _GUARDS and (i == len(children) or not groups):
             # include guard: look inside it
             children = [c for c in child.named_children if c != child.child_by_field_name("name")]
             i = 0
@@ -368,7 +374,11 @@ def _extract(lang: str, path: str, root: Node) -> tuple[list[Symbol], list[str]]
                 prev = by_node.get(key)
                 if prev is None or pattern < prev[0]:
                     names = caps.get("name")
-                    by_node[key] = (pattern, cname[len("definition."):], d, names[0] if names else None)
+                    kind = cname[len("definition."):]
+                    kw = caps.get("kind")
+                    if kw:  # e.g. swift: the declaration keyword decides the kind
+                        kind = _KIND_WORDS.get(_text(kw[0]), kind)
+                    by_node[key] = (pattern, kind, d, names[0] if names else None)
                 break
     symbols: list[Symbol] = []
     index: dict[tuple[str, str], int] = {}

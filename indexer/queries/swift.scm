@@ -1,37 +1,22 @@
-; Swift: class / struct / enum / actor / extension (all class_declaration with a
-; declaration_kind), protocols, functions (methods inside types), typealiases,
-; imports.
+; Swift: class / struct / enum / actor / extension (all class_declaration; the
+; @kind capture holds the keyword, which parse.py maps to the symbol kind),
+; protocols, functions (methods inside types), typealiases, imports.
+; Patterns are kept loose on purpose: tree-sitter-swift queries with field
+; constraints on function_declaration compile very slowly (~0.5 s), so the
+; function name is read in Python (first child in the "name" field).
 (class_declaration
-  declaration_kind: "class"
-  name: (type_identifier) @name) @definition.class
-
-(class_declaration
-  declaration_kind: "actor"
-  name: (type_identifier) @name) @definition.class
-
-(class_declaration
-  declaration_kind: "struct"
-  name: (type_identifier) @name) @definition.struct
-
-(class_declaration
-  declaration_kind: "enum"
-  name: (type_identifier) @name) @definition.enum
-
-(class_declaration
-  declaration_kind: "extension"
-  name: (user_type) @name) @definition.extension
+  declaration_kind: _ @kind
+  name: _ @name) @definition.class
 
 (protocol_declaration
-  name: (type_identifier) @name) @definition.interface
+  name: _ @name) @definition.interface
 
-(function_declaration
-  name: (simple_identifier) @name) @definition.function
+(function_declaration) @definition.function
 
-(protocol_function_declaration
-  name: (simple_identifier) @name) @definition.method
+(protocol_function_declaration) @definition.method
 
 (typealias_declaration
-  name: (type_identifier) @name) @definition.type
+  name: _ @name) @definition.type
 
 (import_declaration
   (identifier) @import)
