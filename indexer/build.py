@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from .describe import file_terms
 from .config import CONFIG_NAME, RepoConfig, load_config
 from .graph import ModuleGraph, build_graph
 from .history import mine_history
@@ -30,11 +33,12 @@ from .errors import IndexerError
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+PARALLEL_MIN_FILES = 400
 
 
 def parser_version() -> str:
     """Changes whenever the queries or the parser change, invalidating the parse cache."""
-    h = hashlib.sha1(b"parse-v1")
+    h = hashlib.sha1(b"parse-v2")
     qdir = resources.files("indexer") / "queries"
     for q in sorted(qdir.iterdir(), key=lambda p: p.name):
         if q.name.endswith(".scm"):
@@ -108,13 +112,7 @@ def read_records(source: Source, store: Store, config: RepoConfig, progress: Pro
     total = len(todo)
     if progress:
         progress("parse", 0, total)
-    for i, (e, data) in enumerate(source.read(todo), 1):
-        try:
-            rec = parse_file(e.path, data, e.blob, max_bytes=config.max_file_bytes)
-        except Exception as exc:  # the parser promises not to raise; never let one file stop an index
-            log.warning("index.parse-failed path=%s error=%s", e.path, exc)
-            rec = FileRecord(path=e.path, blob=e.blob, size=e.size, error=f"parse failed: {exc}")
-        rec.lines = data.count(b"\n") if rec.error not in ("binary",) else 0
+    for i, rec in enumerate(_parse_all(source, todo, config.max_file_bytes), 1):
         fresh.append(rec)
         if progress and (i % 50 == 0 or i == total):
             progress("parse", i, total)
@@ -122,6 +120,32 @@ def read_records(source: Source, store: Store, config: RepoConfig, progress: Pro
         store.cache_records(fresh, pv)
     records.extend(fresh)
     return records, len(fresh), len(records) - len(fresh)
+
+
+def _parse_one(item: tuple[str, bytes, str, int, int]) -> FileRecord:
+    path, data, blob, size, max_bytes = item
+    try:
+        rec = parse_file(path, data, blob, max_bytes=max_bytes)
+    except Exception as exc:  # the parser promises not to raise; never let one file stop an index
+        log.warning("index.parse-failed path=%s error=%s", path, exc)
+        rec = FileRecord(path=path, blob=blob, size=size, error=f"parse failed: {exc}")
+    rec.lines = data.count(b"\n") if rec.error != "binary" else 0
+    rec.terms = file_terms(rec)
+    return rec
+
+
+def _parse_all(source: Source, todo: list, max_bytes: int, workers: int | None = None):
+    """Parse in worker processes when there is enough work (tree-sitter parsers are per process)."""
+    items = ((e.path, data, e.blob, e.size, max_bytes) for e, data in source.read(todo))
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers < 2 or len(todo) < PARALLEL_MIN_FILES:
+        yield from map(_parse_one, items)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ctx.Pool(workers) as pool:
+        yield from pool.imap(_parse_one, items, chunksize=32)
 
 
 def _module_of_for_history(graph: ModuleGraph, config: RepoConfig, paths: list[str]):

@@ -83,6 +83,25 @@ def describe(module: Module, records: list[FileRecord]) -> str:
     return desc[:MAX_DESC]
 
 
+def file_terms(r: FileRecord, limit: int = 150) -> dict[str, float]:
+    """Weighted words of one file's content (symbols, docs, header, prose). Computed once per
+    content and cached with the parse, so a refresh never re-tokenises unchanged files."""
+    c: Counter = Counter()
+    for s in r.symbols:
+        for w in words(s.name):
+            c[w] += 1
+        if s.doc:
+            for w in words(s.doc[:200]):
+                c[w] += 0.3
+    if r.header:
+        for w in words(r.header[:300]):
+            c[w] += 0.5
+    if r.text and r.path.endswith(DOC_EXT):
+        for w in words(r.text[:1500]):
+            c[w] += 0.2
+    return {w: round(v, 2) for w, v in sorted(c.items(), key=lambda x: (-x[1], x[0]))[:limit]}
+
+
 def module_terms(module: Module, records: list[FileRecord]) -> Counter:
     """Weighted bag of words that characterise a module (used for keywords)."""
     c: Counter = Counter()
@@ -94,18 +113,7 @@ def module_terms(module: Module, records: list[FileRecord]) -> Counter:
     for r in records:
         for w in path_words(r.path.rsplit("/", 1)[-1]):
             c[w] += 1
-        for s in r.symbols:
-            for w in words(s.name):
-                c[w] += 1
-            if s.doc:
-                for w in words(s.doc[:200]):
-                    c[w] += 0.3
-        if r.header:
-            for w in words(r.header[:300]):
-                c[w] += 0.5
-        if r.text and r.path.endswith(DOC_EXT):
-            for w in words(r.text[:1500]):
-                c[w] += 0.2
+        c.update(r.terms)
     return c
 
 

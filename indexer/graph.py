@@ -44,6 +44,8 @@ class ModuleGraph:
             ModuleSpec(m.id, tuple(m.paths), m.explicit) for m in self.modules.values()]
         self._assigner = Assigner(self._specs)
         self.history: list[HistoryExample] = []
+        self._version: str | None = None
+        self._json: str | None = None
 
     # --- queries -------------------------------------------------------------------------------
     def __contains__(self, mid: str) -> bool:
@@ -80,19 +82,22 @@ class ModuleGraph:
     @property
     def version(self) -> str:
         """A content hash of the graph (modules, attributes and edges), stable across runs."""
-        payload = json.dumps(self.to_json(include_history=False), sort_keys=True).encode()
-        return hashlib.sha256(payload).hexdigest()[:16]
+        if self._version is None:
+            self._version = hashlib.sha256(self.json_text().encode()).hexdigest()[:16]
+        return self._version
+
+    def json_text(self) -> str:
+        """The node-link JSON without history, serialised once (the graph is not mutated after build)."""
+        if self._json is None:
+            self._json = json.dumps(self.to_json(include_history=False), sort_keys=True, separators=(",", ":"))
+        return self._json
 
     def ids_hash(self) -> str:
         return hashlib.sha256("\n".join(sorted(self.leaf_ids())).encode()).hexdigest()[:16]
 
     # --- serialisation -------------------------------------------------------------------------
     def to_json(self, include_history: bool = True) -> dict[str, Any]:
-        nodes = []
-        for mid, m in self.modules.items():
-            d = m.to_dict()
-            d["symbols"] = [s.to_dict() for s in m.symbols]
-            nodes.append(d)
+        nodes = [m.to_dict() for m in self.modules.values()]
         links = [{"source": m.parent, "target": mid, "kind": "contains", "weight": 1}
                  for mid, m in self.modules.items() if m.parent is not None]
         links += [{"source": a, "target": b, "kind": "depends", "weight": w} for (a, b), w in self.depends.items()]

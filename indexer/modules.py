@@ -139,38 +139,36 @@ def _explicit_prefix(p: str, paths: list[str]) -> str:
 
 
 class Assigner:
-    """Longest-prefix assignment of files to modules."""
+    """Longest-prefix assignment of files to modules, in O(path depth) per file."""
 
     def __init__(self, specs: list[ModuleSpec]):
-        pairs = [(prefix, s.id) for s in specs for prefix in s.prefixes]
-        # longest prefix first; explicit modules win a tie
         explicit = {s.id for s in specs if s.explicit}
-        pairs.sort(key=lambda x: (-len(x[0]), x[1] not in explicit, x[1]))
-        self._pairs = pairs
-        self._by_first: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        self._generic: list[tuple[str, str]] = []
+        pairs = sorted(((prefix, s.id) for s in specs for prefix in s.prefixes),
+                       key=lambda x: (-len(x[0]), x[1] not in explicit, x[1]))  # explicit wins a tie
+        self._dirs: dict[str, str] = {}  # "a/b/" (or "" for the root) -> module
+        self._names: dict[str, list[tuple[str, str]]] = defaultdict(list)  # "a/b/" -> [("a/b/conv", module)]
         for prefix, mid in pairs:
-            first = prefix.split("/", 1)[0] if "/" in prefix else None
-            if first is None:
-                self._generic.append((prefix, mid))
+            if prefix == "" or prefix.endswith("/"):
+                self._dirs.setdefault(prefix, mid)
             else:
-                self._by_first[first].append((prefix, mid))
+                d = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+                if all(p != prefix for p, _ in self._names[d]):
+                    self._names[d].append((prefix, mid))  # already longest first
 
     def module_of(self, path: str) -> str:
-        first = path.split("/", 1)[0]
-        cands = self._by_first.get(first, [])
-        best_len, best = -1, ROOT_ID
-        for prefix, mid in cands:
-            if len(prefix) <= best_len:
-                break
-            if path.startswith(prefix) or path + "/" == prefix:
-                best_len, best = len(prefix), mid
-                break
-        for prefix, mid in self._generic:
-            if len(prefix) > best_len and (path.startswith(prefix) or path == prefix):
-                best_len, best = len(prefix), mid
-                break
-        return best
+        end = len(path)
+        while True:
+            cut = path.rfind("/", 0, end)
+            d = path[: cut + 1] if cut >= 0 else ""
+            for prefix, mid in self._names.get(d, ()):
+                if path.startswith(prefix):
+                    return mid
+            mid = self._dirs.get(d)
+            if mid is not None:
+                return mid
+            if cut < 0:
+                return ROOT_ID
+            end = cut
 
 
 def parent_of(mid: str, ids: set[str]) -> str | None:

@@ -20,7 +20,7 @@ class Symbol:
     doc: str = ""  # doc comment or docstring, trimmed
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"name": self.name, "kind": self.kind, "path": self.path, "line": self.line, "doc": self.doc}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Symbol":
@@ -41,10 +41,13 @@ class FileRecord:
     header: str = ""  # the file's leading comment or module docstring
     text: str = ""  # a capped excerpt of text (for files with no grammar: docs, configs)
     error: str = ""  # why the file was only partly read ("binary", "too large", "syntax errors", ...)
+    terms: dict[str, float] = field(default_factory=dict)  # weighted words (for keywords), computed once
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = dict(self.__dict__)
         d["symbols"] = [s.to_dict() for s in self.symbols]
+        d["imports"] = list(self.imports)
+        d["terms"] = dict(self.terms)
         return d
 
     @classmethod
@@ -71,7 +74,10 @@ class Module:
     explicit: bool = False  # declared in .modmatch.toml
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = dict(self.__dict__)
+        for key in ("paths", "aliases", "keywords", "files"):
+            d[key] = list(d[key])
+        d["stats"] = dict(self.stats)
         d["symbols"] = [s.to_dict() for s in self.symbols]
         return d
 

@@ -106,7 +106,7 @@ class Store:
     def save_graph(self, graph: ModuleGraph, files: dict[str, str], history: list[HistoryExample],
                    *, replace_history: bool) -> None:
         """Write graph, file table and history in one transaction."""
-        data = json.dumps(graph.to_json(include_history=False), separators=(",", ":"))
+        data = graph.json_text()
         with self.conn:
             c = self.conn
             c.execute("DELETE FROM files")
@@ -114,7 +114,8 @@ class Store:
                           [(p, b, graph.module_of(p)) for p, b in sorted(files.items())])
             c.execute("DELETE FROM modules")
             c.executemany("INSERT INTO modules VALUES (?, ?, ?)",
-                          [(m.id, m.parent, json.dumps(m.to_dict())) for m in graph.modules.values()])
+                          [(m.id, m.parent, json.dumps(n)) for m, n in
+                           zip(graph.modules.values(), json.loads(data)["nodes"])])
             c.execute("DELETE FROM edges")
             c.executemany("INSERT INTO edges VALUES (?, ?, ?, ?)",
                           [(a, b, "depends", w) for (a, b), w in graph.depends.items()]
