@@ -9,10 +9,12 @@ exactly the graph of a full index of B.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,13 +22,14 @@ from typing import Callable
 
 from .describe import file_terms
 from .config import CONFIG_NAME, RepoConfig, load_config
-from .graph import ModuleGraph, build_graph
+from .deps import Resolver, edges_from_targets, file_targets
+from .graph import ModuleGraph, assemble, build_module, module_fingerprint
 from .history import mine_history
 from .languages import language_for
-from .modules import ROOT_ID, skipped
+from .modules import ROOT_ID, Assigner, plan_modules, skipped
 from .parse import parse_file
-from .records import FileRecord, HistoryExample, Symbol
-from .source import FolderSource, GitSource, Source, git, open_source
+from .records import FileRecord, HistoryExample, Module
+from .source import Entry, GitSource, Source, git, open_source
 from .store import Store
 from .errors import IndexerError
 
@@ -90,11 +93,9 @@ def _with_path(rec: FileRecord, path: str) -> FileRecord:
     return FileRecord.from_dict(d)
 
 
-def read_records(source: Source, store: Store, config: RepoConfig, progress: Progress | None = None
-                 ) -> tuple[list[FileRecord], int, int]:
-    """All file records of the snapshot, from the cache where possible. -> (records, parsed, cached)."""
-    entries = [e for e in source.entries() if not skipped(e.path, config)]
-    pv = parser_version()
+def read_records(source: Source, store: Store, config: RepoConfig, entries: list[Entry], pv: str,
+                 progress: Progress | None = None) -> tuple[list[FileRecord], int, int]:
+    """File records for `entries`, from the parse cache where possible. -> (records, parsed, cached)."""
     keys = {e.path: (e.blob, language_for(e.path)) for e in entries}
     cached = store.cached_records(set(keys.values()), pv)
     records: list[FileRecord] = []
@@ -175,7 +176,9 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
           progress: Progress | None = None) -> IndexResult:
     """Bring the stored graph to `rev` (default HEAD, or the folder as it is).
 
-    With `full`, ignore what the store knows about earlier runs (the parse cache still applies).
+    Without `full`, modules whose fingerprint did not change are taken from the store as they are
+    and history is appended from the last indexed commit; with `full`, everything is recomputed
+    (the parse cache still applies). Both give the same graph.
     """
     t0 = time.perf_counter()
     root = Path(root)
@@ -184,36 +187,75 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
     run_id = store.start_run("index" if full else "refresh")
     notes: list[str] = []
     try:
-        old_graph = store.load_graph(with_history=False) if store.has_graph() else None
-        old_files = store.files() if old_graph else {}
-        records, parsed, cached = read_records(source, store, config, progress)
+        pv = parser_version()
+        had_graph = store.has_graph()
+        memo_ok = had_graph and not full and store.get_meta("parser") == pv
+        old_files = store.file_rows() if memo_ok else {}
+        old_mods = store.module_memo() if had_graph else {}
+        entries = sorted((e for e in source.entries() if not skipped(e.path, config)), key=lambda e: e.path)
+        paths = [e.path for e in entries]
+        specs = plan_modules(paths, config)
+        assigner = Assigner(specs)
+        explicit = {em.id: em for em in config.modules}
+        by_mod: dict[str, list[Entry]] = {s.id: [] for s in specs}
+        for e in entries:
+            by_mod[assigner.module_of(e.path)].append(e)
+        fps = {s.id: module_fingerprint(s, explicit.get(s.id), [(e.path, e.blob) for e in by_mod[s.id]], pv)
+               for s in specs}
+        memo = {mid: old_mods[mid] for mid in fps if memo_ok and mid in old_mods and old_mods[mid][0] == fps[mid]}
+        changed_blob = {e.path for e in entries if old_files.get(e.path, ("",))[0] != e.blob}
+        need = [e for e in entries if e.path in changed_blob or assigner.module_of(e.path) not in memo]
+        records, parsed, cached = read_records(source, store, config, need, pv, progress)
+        rec_by_path = {r.path: r for r in records}
         if progress:
             progress("graph", 0, 1)
-        graph = build_graph(records, config, commit=source.commit)
+        local, terms = {}, {}
+        for s in specs:
+            if s.id in memo:
+                local[s.id] = Module.from_dict(json.loads(memo[s.id][1]))
+                terms[s.id] = Counter(json.loads(memo[s.id][2]))
+            else:
+                local[s.id], terms[s.id] = build_module(s, explicit.get(s.id), [rec_by_path[e.path] for e in by_mod[s.id]])
+        # dependency edges: re-resolve only what may have changed
+        pathset = hashlib.sha1("\n".join(paths).encode()).hexdigest()
+        same_paths = memo_ok and store.get_meta("pathset") == pathset
+        resolver = None
+        files: dict[str, tuple[str, list[str], list[str]]] = {}
+        for e in entries:
+            if e.path not in changed_blob and e.path in old_files:
+                imports = old_files[e.path][1]
+                if same_paths:
+                    files[e.path] = (e.blob, imports, old_files[e.path][2])
+                    continue
+            else:
+                imports = list(rec_by_path[e.path].imports)
+            resolver = resolver or Resolver(paths)
+            files[e.path] = (e.blob, imports, file_targets(resolver, e.path, language_for(e.path), imports))
+        depends = edges_from_targets({p: t for p, (_, _, t) in files.items()}, assigner.module_of)
+        graph = assemble(specs, local, terms, fps, depends, source.commit)
         if progress:
             progress("graph", 1, 1)
-        files = {r.path: r.blob for r in records}
-        changed_files = sorted({p for p in files if old_files.get(p) != files[p]} | (set(old_files) - set(files)))
+        changed_files = sorted(changed_blob | (set(old_files) - set(paths))) if memo_ok else paths
 
         # history
         history: list[HistoryExample] = []
         replace = True
-        layout = "\n".join(f"{s}" for s in sorted((m.id, tuple(m.paths)) for m in graph.modules.values()))
-        layout_hash = hashlib.sha1((layout + config.fingerprint()).encode()).hexdigest()
+        layout_hash = hashlib.sha1(json.dumps([[s.id, s.prefixes] for s in specs]).encode()
+                                   + config.fingerprint().encode()).hexdigest()
         if isinstance(source, GitSource):
             last = store.get_meta("commit")
             same_layout = store.get_meta("layout") == layout_hash
-            module_of = _module_of_for_history(graph, config, list(files))
+            module_of = _module_of_for_history(graph, config, paths)
             known = set(graph.leaf_ids())
-            if (not full and old_graph is not None and last and same_layout
+            if (not full and had_graph and last and same_layout
                     and git(root, "cat-file", "-t", last, check=False).strip() == "commit"
                     and _is_ancestor(root, last, source.commit)):
                 rng = f"{last}..{source.commit}"
                 replace = False
             else:
                 rng = source.commit
-                if last and old_graph is not None and not full:
-                    notes.append("full history re-mined (first run, layout change or rewritten history)")
+                if last and had_graph and not full:
+                    notes.append("full history re-mined (module layout changed or history was rewritten)")
             if progress:
                 progress("history", 0, 1)
             history = mine_history(root, module_of, rev_range=rng, max_modules=config.history_max_modules,
@@ -223,20 +265,18 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         else:
             notes.append("not a git repository (or no commits): indexed without history")
 
-        added = sorted(set(graph.modules) - set(old_graph.modules)) if old_graph else sorted(graph.modules)
-        removed = sorted(set(old_graph.modules) - set(graph.modules)) if old_graph else []
-        changed = []
-        if old_graph:
-            for mid in sorted(set(graph.modules) & set(old_graph.modules)):
-                a, b = graph.modules[mid], old_graph.modules[mid]
-                if a.to_dict() != b.to_dict():
-                    changed.append(mid)
-        store.save_graph(graph, files, history, replace_history=replace)
-        store.set_meta("commit", source.commit or "")
-        store.set_meta("layout", layout_hash)
-        store.set_meta("root", str(root.resolve()))
+        old_ids = set(old_mods)
+        added = sorted(set(graph.modules) - old_ids)
+        removed = sorted(old_ids - set(graph.modules))
+        old_kw = store.module_keywords() if had_graph else {}
+        changed = sorted(mid for mid in set(graph.modules) & old_ids
+                         if old_mods[mid][0] != fps[mid] or old_kw.get(mid) != (graph.modules[mid].parent,
+                                                                               graph.modules[mid].keywords))
+        store.save_graph(graph, files, fps, {k: dict(v) for k, v in terms.items()}, history, replace_history=replace,
+                         meta={"commit": source.commit or "", "layout": layout_hash, "root": str(root.resolve()),
+                               "parser": pv, "pathset": pathset})
         graph.history = store.history()
-        result = IndexResult(graph, full or old_graph is None, len(files), parsed, cached, len(history), replace,
+        result = IndexResult(graph, full or not had_graph, len(files), parsed, cached, len(history), replace,
                              added, removed, changed, changed_files, time.perf_counter() - t0, notes)
         store.finish_run(run_id, "ok", result.summary())
         return result

@@ -52,12 +52,11 @@ class Resolver:
         key = "/".join(suffix.split("/")[-5:])
         return self._closest([c for c in self.by_suffix.get(key, []) if c.endswith(suffix)], src)
 
-    def resolve(self, imp: str, rec: FileRecord) -> str | None:
+    def resolve(self, imp: str, src: str, lang: str) -> str | None:
+        """The repository file an import / include in `src` (written in `lang`) refers to."""
         imp = imp.strip().strip("\"'<>")
         if not imp or len(imp) > 300:
             return None
-        lang = rec.language
-        src = rec.path
         sdir = src.rsplit("/", 1)[0] if "/" in src else ""
         if imp.startswith("."):
             if lang == "python":
@@ -119,18 +118,29 @@ class Resolver:
         return None
 
 
-def module_edges(records: list[FileRecord], module_of) -> dict[tuple[str, str], int]:
+def file_targets(resolver: Resolver, path: str, lang: str, imports: list[str]) -> list[str]:
+    """The repository files one file imports (resolved, in order, repeats kept for weights)."""
+    out = []
+    for imp in imports:
+        t = resolver.resolve(imp, path, lang)
+        if t and t != path:
+            out.append(t)
+    return out
+
+
+def edges_from_targets(targets: dict[str, list[str]], module_of) -> dict[tuple[str, str], int]:
     """(from module, to module) -> number of resolved imports between them."""
-    resolver = Resolver([r.path for r in records])
     edges: Counter = Counter()
-    for r in records:
-        if not r.imports:
-            continue
-        src_mod = module_of(r.path)
-        for imp in r.imports:
-            target = resolver.resolve(imp, r)
-            if target and target != r.path:
-                dst_mod = module_of(target)
-                if dst_mod != src_mod:
-                    edges[(src_mod, dst_mod)] += 1
+    for path, ts in targets.items():
+        src_mod = module_of(path)
+        for t in ts:
+            dst_mod = module_of(t)
+            if dst_mod != src_mod:
+                edges[(src_mod, dst_mod)] += 1
     return dict(sorted(edges.items()))
+
+
+def module_edges(records: list[FileRecord], module_of) -> dict[tuple[str, str], int]:
+    resolver = Resolver([r.path for r in records])
+    return edges_from_targets({r.path: file_targets(resolver, r.path, r.language, r.imports) for r in records},
+                              module_of)

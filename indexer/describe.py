@@ -18,6 +18,7 @@ README_RE = re.compile(r"(^|/)(readme|index|overview|about)(\.[a-z]+)?$", re.I)
 DOC_EXT = (".md", ".rst", ".txt", ".adoc", ".markdown")
 MAX_DESC = 600
 N_KEYWORDS = 12
+MAX_MODULE_TERMS = 300
 
 
 def _clean_markdown(text: str) -> str:
@@ -114,7 +115,7 @@ def module_terms(module: Module, records: list[FileRecord]) -> Counter:
         for w in path_words(r.path.rsplit("/", 1)[-1]):
             c[w] += 1
         c.update(r.terms)
-    return c
+    return Counter(dict(sorted(c.items(), key=lambda x: (-x[1], x[0]))[:MAX_MODULE_TERMS]))
 
 
 def keywords(terms: dict[str, Counter], n: int = N_KEYWORDS) -> dict[str, list[str]]:
@@ -123,16 +124,12 @@ def keywords(terms: dict[str, Counter], n: int = N_KEYWORDS) -> dict[str, list[s
     for c in terms.values():
         df.update(c.keys())
     total = max(len(terms), 1)
+    idf = {w: math.log(1 + total / d) for w, d in df.items()}
+    log = math.log
     out = {}
     for mid, c in terms.items():
-        scored = []
-        for w, tf in c.items():
-            if len(w) < 3 or w.isdigit():
-                continue
-            idf = math.log(1 + total / df[w])
-            scored.append((-(1 + math.log(tf)) * idf if tf > 0 else 0, w))
-        scored.sort()
-        out[mid] = [w for _, w in scored[:n]]
+        scored = [(-(1 + log(tf)) * idf[w], w) for w, tf in c.items() if tf > 0 and len(w) >= 3 and not w.isdigit()]
+        out[mid] = [w for _, w in sorted(scored)[:n]]
     return out
 
 

@@ -1,13 +1,16 @@
 """The module knowledge graph: modules as nodes, containment and dependency edges (networkx).
 
-``build_graph`` is a pure function of the parsed files and the configuration, so refreshing from
-commit A to B and indexing B from scratch give the same graph (the refresh only avoids re-parsing).
+A module's local attributes (files, symbols, description, terms, stats) are a pure function of its
+*fingerprint* (its spec, its files' paths and content ids, the parser); whole-graph attributes
+(parents, keywords, edges) are recomputed from all modules on every build. So a refresh may reuse
+every module whose fingerprint is unchanged, and refreshing from commit A to B still gives exactly
+the graph of indexing B from scratch.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 import networkx as nx
@@ -26,7 +29,7 @@ class ModuleGraph:
     """Modules keyed by ID, with `contains` (parent → child) and `depends` (weighted) edges."""
 
     def __init__(self, modules: dict[str, Module], depends: dict[tuple[str, str], int],
-                 commit: str | None = None, specs: list[ModuleSpec] | None = None):
+                 commit: str | None = None, specs: list[ModuleSpec] | None = None, version: str | None = None):
         self.modules = dict(sorted(modules.items()))
         self.commit = commit
         self.g = nx.DiGraph()
@@ -44,7 +47,7 @@ class ModuleGraph:
             ModuleSpec(m.id, tuple(m.paths), m.explicit) for m in self.modules.values()]
         self._assigner = Assigner(self._specs)
         self.history: list[HistoryExample] = []
-        self._version: str | None = None
+        self._version: str | None = version
         self._json: str | None = None
 
     # --- queries -------------------------------------------------------------------------------
@@ -82,13 +85,15 @@ class ModuleGraph:
     @property
     def version(self) -> str:
         """A content hash of the graph (modules, attributes and edges), stable across runs."""
-        if self._version is None:
-            self._version = hashlib.sha256(self.json_text().encode()).hexdigest()[:16]
+        if self._version is None:  # a graph made by hand: hash its content
+            text = json.dumps(self.to_json(include_history=False), sort_keys=True)
+            self._version = hashlib.sha256(text.encode()).hexdigest()[:16]
         return self._version
 
     def json_text(self) -> str:
         """The node-link JSON without history, serialised once (the graph is not mutated after build)."""
         if self._json is None:
+            self.version  # noqa: B018 - fixes the version before it is serialised
             self._json = json.dumps(self.to_json(include_history=False), sort_keys=True, separators=(",", ":"))
         return self._json
 
@@ -101,7 +106,8 @@ class ModuleGraph:
         links = [{"source": m.parent, "target": mid, "kind": "contains", "weight": 1}
                  for mid, m in self.modules.items() if m.parent is not None]
         links += [{"source": a, "target": b, "kind": "depends", "weight": w} for (a, b), w in self.depends.items()]
-        out = {"directed": True, "multigraph": False, "graph": {"commit": self.commit}, "nodes": nodes, "links": links}
+        out = {"directed": True, "multigraph": False, "graph": {"commit": self.commit, "version": self._version},
+               "nodes": nodes, "links": links}
         if include_history:
             out["graph"]["history"] = [h.to_dict() for h in self.history]
         return out
@@ -113,13 +119,65 @@ class ModuleGraph:
             n = dict(n)
             mods[n["id"]] = Module.from_dict(n)
         depends = {(l["source"], l["target"]): l["weight"] for l in data["links"] if l.get("kind") == "depends"}
-        g = cls(mods, depends, commit=data.get("graph", {}).get("commit"))
+        meta = data.get("graph", {})
+        g = cls(mods, depends, commit=meta.get("commit"), version=meta.get("version"))
         g.history = [HistoryExample.from_dict(h) for h in data.get("graph", {}).get("history", [])]
         return g
 
 
-def build_graph(records: Iterable[FileRecord], config: RepoConfig, commit: str | None = None) -> ModuleGraph:
-    """Modules, attributes and edges from parsed files. Deterministic for a given input."""
+BUILD_VERSION = "graph-v2"  # bump when module-local derivation (descriptions, terms, stats) changes
+
+
+def module_fingerprint(spec: ModuleSpec, em, files: list[tuple[str, str]], parser: str) -> str:
+    """Everything a module's local attributes derive from: equal fingerprints, equal module."""
+    h = hashlib.sha1()
+    h.update(json.dumps([BUILD_VERSION, parser, spec.id, list(spec.prefixes), spec.explicit,
+                         [em.name, em.description, list(em.aliases)] if em else None]).encode())
+    for path, blob in files:
+        h.update(f"\n{path}\0{blob}".encode())
+    return h.hexdigest()
+
+
+def build_module(spec: ModuleSpec, em, records: list[FileRecord]) -> tuple[Module, Counter]:
+    """A module's local attributes (all but parent and keywords) and its term counts."""
+    syms = [sym for r in records for sym in r.symbols][:MAX_SYMBOLS_PER_MODULE]
+    m = Module(
+        id=spec.id,
+        paths=list(spec.prefixes),
+        name=(em.name if em and em.name else spec.id.rsplit("/", 1)[-1]),
+        description=(em.description if em else ""),
+        aliases=list(em.aliases) if em else [],
+        files=[r.path for r in records],
+        symbols=syms,
+        stats={
+            "files": len(records),
+            "bytes": sum(r.size for r in records),
+            "lines": sum(r.lines for r in records),
+            "symbols": sum(len(r.symbols) for r in records),
+        },
+        explicit=spec.explicit,
+    )
+    m.description = describe(m, records)
+    return m, module_terms(m, records)
+
+
+def assemble(specs: list[ModuleSpec], local: dict[str, Module], terms: dict[str, Counter],
+             fingerprints: dict[str, str], depends: dict[tuple[str, str], int], commit: str | None) -> ModuleGraph:
+    """Whole-graph attributes (parents, keywords, version) on top of module-local ones."""
+    ids = {s.id for s in specs}
+    for mid, kws in keywords(terms).items():
+        local[mid].keywords = kws
+    for mid, m in local.items():
+        m.parent = parent_of(mid, ids)
+    version = hashlib.sha256(json.dumps(
+        [[mid, fingerprints[mid], local[mid].parent, local[mid].keywords] for mid in sorted(local)]
+        + [[a, b, w] for (a, b), w in sorted(depends.items())]).encode()).hexdigest()[:16]
+    return ModuleGraph(local, depends, commit=commit, specs=specs, version=version)
+
+
+def build_graph(records: Iterable[FileRecord], config: RepoConfig, commit: str | None = None,
+                parser: str = "") -> ModuleGraph:
+    """Modules, attributes and edges from parsed files, from scratch. Deterministic for a given input."""
     recs = sorted((r for r in records if not skipped(r.path, config)), key=lambda r: r.path)
     specs = plan_modules([r.path for r in recs], config)
     assigner = Assigner(specs)
@@ -127,33 +185,10 @@ def build_graph(records: Iterable[FileRecord], config: RepoConfig, commit: str |
     for r in recs:
         by_mod[assigner.module_of(r.path)].append(r)
     explicit = {em.id: em for em in config.modules}
-    ids = {s.id for s in specs}
-    mods: dict[str, Module] = {}
+    local, terms, fps = {}, {}, {}
     for s in specs:
         rs = by_mod.get(s.id, [])
-        em = explicit.get(s.id)
-        syms = [sym for r in rs for sym in r.symbols][:MAX_SYMBOLS_PER_MODULE]
-        m = Module(
-            id=s.id,
-            paths=list(s.prefixes),
-            name=(em.name if em and em.name else s.id.rsplit("/", 1)[-1]),
-            description=(em.description if em else ""),
-            aliases=list(em.aliases) if em else [],
-            files=[r.path for r in rs],
-            symbols=syms,
-            parent=parent_of(s.id, ids),
-            stats={
-                "files": len(rs),
-                "bytes": sum(r.size for r in rs),
-                "lines": sum(r.lines for r in rs),
-                "symbols": sum(len(r.symbols) for r in rs),
-            },
-            explicit=s.explicit,
-        )
-        m.description = describe(m, rs)
-        mods[s.id] = m
-    terms = {mid: module_terms(m, by_mod.get(mid, [])) for mid, m in mods.items()}
-    for mid, kws in keywords(terms).items():
-        mods[mid].keywords = kws
+        local[s.id], terms[s.id] = build_module(s, explicit.get(s.id), rs)
+        fps[s.id] = module_fingerprint(s, explicit.get(s.id), [(r.path, r.blob) for r in rs], parser)
     depends = module_edges(recs, assigner.module_of)
-    return ModuleGraph(mods, depends, commit=commit, specs=specs)
+    return assemble(specs, local, terms, fps, depends, commit)

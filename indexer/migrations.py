@@ -51,7 +51,26 @@ def m002_feedback(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_initial, m002_feedback]
+def m003_incremental(conn: sqlite3.Connection) -> None:
+    """Per-module fingerprints and per-file imports, so a refresh only recomputes what changed.
+    The graph is now assembled from the modules and edges tables; stored graphs are rebuilt."""
+    conn.executescript(
+        """
+        DROP TABLE modules;
+        CREATE TABLE modules (
+            id TEXT PRIMARY KEY, parent TEXT, fingerprint TEXT NOT NULL, record TEXT NOT NULL,
+            terms TEXT NOT NULL, keywords TEXT NOT NULL
+        );
+        DROP TABLE files;
+        CREATE TABLE files (path TEXT PRIMARY KEY, blob TEXT NOT NULL, module TEXT, imports TEXT NOT NULL,
+                            targets TEXT NOT NULL);
+        DELETE FROM graph;
+        DELETE FROM meta WHERE key IN ('commit', 'layout');
+        """
+    )
+
+
+MIGRATIONS = [m001_initial, m002_feedback, m003_incremental]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Iterable
 from .errors import NotIndexedError
 from .graph import ModuleGraph
 from .migrations import migrate
-from .records import FileRecord, HistoryExample, Symbol
+from .records import FileRecord, HistoryExample, Module, Symbol
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +103,38 @@ class Store:
             self.conn.executemany("INSERT OR REPLACE INTO parse_cache VALUES (?, ?, ?, ?)", rows)
 
     # --- graph --------------------------------------------------------------------------------
-    def save_graph(self, graph: ModuleGraph, files: dict[str, str], history: list[HistoryExample],
-                   *, replace_history: bool) -> None:
-        """Write graph, file table and history in one transaction."""
-        data = graph.json_text()
+    def save_graph(self, graph: ModuleGraph, files: dict[str, tuple[str, list[str], list[str]]],
+                   fingerprints: dict[str, str], terms: dict[str, dict], history: list[HistoryExample],
+                   *, replace_history: bool, meta: dict[str, str] | None = None) -> None:
+        """Write graph, file table, history and meta in one transaction.
+
+        `files`: path -> (blob, imports, resolved targets). Module rows whose fingerprint is
+        unchanged keep their stored record; only parent and keywords are updated.
+        """
+        old = dict(self.conn.execute("SELECT id, fingerprint FROM modules"))
         with self.conn:
             c = self.conn
             c.execute("DELETE FROM files")
-            c.executemany("INSERT INTO files VALUES (?, ?, ?)",
-                          [(p, b, graph.module_of(p)) for p, b in sorted(files.items())])
-            c.execute("DELETE FROM modules")
-            c.executemany("INSERT INTO modules VALUES (?, ?, ?)",
-                          [(m.id, m.parent, json.dumps(n)) for m, n in
-                           zip(graph.modules.values(), json.loads(data)["nodes"])])
+            c.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)",
+                          [(p, b, graph.module_of(p), json.dumps(i), json.dumps(t)) for p, (b, i, t) in sorted(files.items())])
+            gone = [(mid,) for mid in old if mid not in graph.modules]
+            c.executemany("DELETE FROM modules WHERE id=?", gone)
+            fresh, kept = [], []
+            for mid, m in graph.modules.items():
+                if old.get(mid) == fingerprints[mid]:
+                    kept.append((m.parent, json.dumps(m.keywords), mid))
+                else:
+                    d = m.to_dict()
+                    d.pop("keywords"), d.pop("parent")
+                    fresh.append((mid, m.parent, fingerprints[mid], json.dumps(d), json.dumps(terms[mid]),
+                                  json.dumps(m.keywords)))
+            c.executemany("INSERT OR REPLACE INTO modules VALUES (?, ?, ?, ?, ?, ?)", fresh)
+            c.executemany("UPDATE modules SET parent=?, keywords=? WHERE id=?", kept)
             c.execute("DELETE FROM edges")
             c.executemany("INSERT INTO edges VALUES (?, ?, ?, ?)",
                           [(a, b, "depends", w) for (a, b), w in graph.depends.items()]
                           + [(m.parent, m.id, "contains", 1) for m in graph.modules.values() if m.parent])
-            c.execute("INSERT OR REPLACE INTO graph VALUES (1, ?, ?, ?, ?)", (graph.version, graph.commit, _now(), data))
+            c.execute("INSERT OR REPLACE INTO graph VALUES (1, ?, ?, ?, ?)", (graph.version, graph.commit, _now(), "{}"))
             if replace_history:
                 c.execute("DELETE FROM history")
             c.executemany(
@@ -128,12 +142,31 @@ class Store:
                 [(h.commit, h.kind, h.date, h.subject, h.body, json.dumps(list(h.files)), json.dumps(list(h.modules)))
                  for h in history],
             )
+            for k, v in (meta or {}).items():
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
+
+    def module_memo(self) -> dict[str, tuple[str, str, str]]:
+        """id -> (fingerprint, record JSON, terms JSON) of the stored graph."""
+        return {r[0]: (r[1], r[2], r[3]) for r in self.conn.execute("SELECT id, fingerprint, record, terms FROM modules")}
+
+    def module_keywords(self) -> dict[str, tuple[str | None, list[str]]]:
+        return {mid: (parent, json.loads(k)) for mid, parent, k in self.conn.execute("SELECT id, parent, keywords FROM modules")}
+
+    def file_rows(self) -> dict[str, tuple[str, list[str], list[str]]]:
+        return {p: (b, json.loads(i), json.loads(t))
+                for p, b, i, t in self.conn.execute("SELECT path, blob, imports, targets FROM files")}
 
     def load_graph(self, with_history: bool = True) -> ModuleGraph:
-        row = self.conn.execute("SELECT data FROM graph WHERE id=1").fetchone()
+        row = self.conn.execute("SELECT version, [commit] FROM graph WHERE id=1").fetchone()
         if not row:
             raise NotIndexedError("this repository has not been indexed yet: run `modmatch index` first")
-        g = ModuleGraph.from_json(json.loads(row[0]))
+        mods = {}
+        for mid, parent, rec, kws in self.conn.execute("SELECT id, parent, record, keywords FROM modules"):
+            d = json.loads(rec)
+            d["parent"], d["keywords"] = parent, json.loads(kws)
+            mods[mid] = Module.from_dict(d)
+        depends = {(a, b): w for a, b, w in self.conn.execute("SELECT src, dst, weight FROM edges WHERE kind='depends'")}
+        g = ModuleGraph(mods, depends, commit=row[1], version=row[0])
         if with_history:
             g.history = self.history()
         return g
