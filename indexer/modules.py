@@ -14,7 +14,7 @@ The automatic rule, applied from the repository root down:
     (recursively) and smaller subfolders fold into the folder;
   * a folder that still owns more than ``max_files`` files directly is split flat: files sharing
     the first word of their name (``conv_x86.cc``, ``conv_arm.cc`` → ``conv``) form a sub-module
-    when there are at least ``min_files`` of them.
+    when there are at least ``max(min_files, max_files // 8)`` of them (10 by default).
 
 Explicit modules from ``.modmatch.toml`` own their path prefixes; a file belongs to the module with
 the longest matching prefix. Module IDs are the folder paths (``src/layer/vulkan``), the root is
@@ -118,7 +118,8 @@ def plan_modules(paths: list[str], config: RepoConfig) -> list[ModuleSpec]:
             groups: dict[str, int] = Counter(_first_word(p.rsplit("/", 1)[-1]) for p in own_direct)
             for word, n in sorted(groups.items()):
                 mid = f"{d}/{word}" if d else word
-                if word and n >= config.min_files and mid not in specs and n < len(own_direct):
+                if word and n >= max(config.min_files, config.max_files // 8) and mid not in specs \
+                        and n < len(own_direct):
                     specs[mid] = ModuleSpec(mid, (_dir_prefix(d) + word,))
 
     if subtree[""] > 0:
