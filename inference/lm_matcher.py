@@ -1,0 +1,170 @@
+"""The language-model matchers: `lm` (the model alone, over every leaf module) and `lm-hybrid`
+(retrieval candidates shown in the prompt, the model's probabilities fused with retrieval's).
+
+    m = create("lm", graph, model_dir="~/.local/share/modmatch/models")
+    m.match("crash in the vulkan conv shader", k=5)   # [Match(module, score, confidence, evidence)]
+
+Only real module IDs can come out: the IDs are decoded under a trie built from the *current* graph's
+leaf IDs (so a deleted module can never be named, and one added since training can). Modules the model
+was not trained on (per its metadata) are flagged in the evidence.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from indexer.graph import ModuleGraph
+
+from .base import Match, clean_text, register
+from .errors import ModelNotFoundError
+from .prompt import Candidate, build_prompt
+from .runtime import LoadedModel, ModelRuntime
+
+log = logging.getLogger(__name__)
+
+NEW_MODULE_LM = "not seen in training: the model has not learned it yet"
+NEW_MODULE_RETRIEVAL = "not seen in training: found by retrieval"
+
+_RUNTIMES: dict[str, ModelRuntime] = {}
+_RT_LOCK = threading.Lock()
+
+
+def default_models_dir() -> Path:
+    from .models import default_cache_dir
+
+    return default_cache_dir() / "models"
+
+
+def get_runtime(model_dir: str | Path | None = None) -> ModelRuntime:
+    """One shared runtime per model folder (so `lm` and `lm-hybrid` share the loaded weights)."""
+    path = Path(model_dir).expanduser() if model_dir else default_models_dir()
+    if not path.exists():
+        raise ModelNotFoundError(f"no trained model at {path}: train one first (modmatch train)")
+    key = str(path.resolve())
+    with _RT_LOCK:
+        rt = _RUNTIMES.get(key)
+        if rt is None:
+            rt = _RUNTIMES[key] = ModelRuntime(path)
+        return rt
+
+
+def summary_of(graph: ModuleGraph, mid: str) -> str:
+    """The candidate summary shown in prompts (mirrors trainer.dataset.summary_of)."""
+    m = graph.modules.get(mid)
+    if m is None:
+        return ""
+    return m.description or " ".join(m.keywords[:6])
+
+
+class LMMatcher:
+    name = "lm"
+
+    def __init__(self, graph: ModuleGraph, runtime: ModelRuntime, *, reasoning: bool = False, method: str = "auto",
+                 repo: str | None = None, beam_width: int | None = None, auto_reload: bool = True):
+        self.graph = graph
+        self.runtime = runtime
+        self.reasoning = reasoning
+        self.method = method
+        self.repo = repo
+        self.beam_width = beam_width
+        self.auto_reload = auto_reload
+
+    def _ids(self) -> list[str]:
+        ids = self.graph.leaf_ids()
+        return ids if ids else list(self.graph.modules)
+
+    def _repo(self, lm: LoadedModel) -> str:
+        return self.repo if self.repo is not None else str(lm.metadata.get("repo", "") or "")
+
+    def _decode(self, lm: LoadedModel, prompt: str, ids: list[str], k: int, method: str):
+        trie = lm.trie_for(ids)
+        with lm.lock:
+            return lm.decoder.rank(prompt, trie, k, method=method, reasoning=self.reasoning,
+                                   beam_width=self.beam_width)
+
+    def match(self, text: str | bytes, k: int = 5) -> list[Match]:
+        text = clean_text(text)
+        if self.auto_reload:
+            self.runtime.maybe_reload()
+        lm = self.runtime.current  # this request uses this model to the end, even across a swap
+        prompt = build_prompt(text, self._repo(lm))
+        res = self._decode(lm, prompt, self._ids(), k, self.method)
+        trained = lm.trained_ids
+        out = []
+        for r in res.ranked:
+            ev = [f"lm: p={r.prob:.3f} ({res.method}, model {lm.version})"]
+            if res.thinking:
+                ev.append(f"thinking: {res.thinking}")
+            if trained is not None and r.module not in trained:
+                ev.append(NEW_MODULE_LM)
+            out.append(Match(r.module, r.logprob, r.prob, ev))
+        return out
+
+
+class LMHybridMatcher(LMMatcher):
+    name = "lm-hybrid"
+
+    def __init__(self, graph: ModuleGraph, runtime: ModelRuntime, *, retrieval=None, n_candidates: int = 10,
+                 lm_weight: float = 0.5, **opts):
+        super().__init__(graph, runtime, **opts)
+        self.n_candidates = n_candidates
+        self.lm_weight = float(lm_weight)
+        if retrieval is None:
+            from .base import create
+            from .errors import UnknownMatcherError
+
+            for name in ("hybrid", "lexical"):
+                try:
+                    retrieval = create(name, graph)
+                    break
+                except (UnknownMatcherError, ImportError) as e:
+                    log.info("retrieval matcher %s unavailable: %s", name, e)
+        if retrieval is None:
+            raise ModelNotFoundError("lm-hybrid needs a retrieval matcher (hybrid or lexical)")
+        self.retrieval = retrieval
+
+    def match(self, text: str | bytes, k: int = 5) -> list[Match]:
+        text = clean_text(text)
+        if self.auto_reload:
+            self.runtime.maybe_reload()
+        lm = self.runtime.current
+        valid = set(self._ids())
+        cands = [m for m in self.retrieval.match(text, k=max(k, self.n_candidates)) if m.module in valid]
+        if not cands:
+            return []
+        ids = [c.module for c in cands]
+        prompt = build_prompt(text, self._repo(lm), [Candidate(m, summary_of(self.graph, m)) for m in ids])
+        res = self._decode(lm, prompt, ids, len(ids), self.method)
+        p_lm = {r.module: r.prob for r in res.ranked}
+        rsum = sum(max(c.confidence, 0.0) for c in cands) or 1.0
+        p_ret = {c.module: max(c.confidence, 0.0) / rsum for c in cands}
+        w = self.lm_weight
+        trained = lm.trained_ids
+        out = []
+        for c in cands:
+            pl, pr = p_lm.get(c.module, 0.0), p_ret[c.module]
+            conf = w * pl + (1 - w) * pr
+            ev = [f"lm: p={pl:.3f}; retrieval: p={pr:.3f} ({self.retrieval.name})"]
+            if res.thinking:
+                ev.append(f"thinking: {res.thinking}")
+            if trained is not None and c.module not in trained:
+                ev.append(NEW_MODULE_RETRIEVAL)
+            ev.extend(c.evidence[:2])
+            out.append(Match(c.module, conf, conf, ev))
+        out.sort(key=lambda m: (-m.confidence, m.module))
+        return out[:k]
+
+
+def _runtime(model_dir, runtime) -> ModelRuntime:
+    return runtime if runtime is not None else get_runtime(model_dir)
+
+
+@register("lm")
+def _make_lm(graph: ModuleGraph, model_dir=None, runtime=None, **opts) -> LMMatcher:
+    return LMMatcher(graph, _runtime(model_dir, runtime), **opts)
+
+
+@register("lm-hybrid")
+def _make_lm_hybrid(graph: ModuleGraph, model_dir=None, runtime=None, **opts) -> LMHybridMatcher:
+    return LMHybridMatcher(graph, _runtime(model_dir, runtime), **opts)
