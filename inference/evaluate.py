@@ -1,0 +1,334 @@
+"""Evaluation: case files, the honest temporal split of a repository's history, runs, reports.
+
+    cases = load_cases("cases.jsonl", graph)            # {"text": ..., "gold_modules": [...]} per line
+    report = evaluate(graph, cases, ["lexical", "hybrid"])
+    write_report(report, "out/")                        # report.md, metrics.json, PNG plots
+
+    split = history_split(repo, "2025-06-01", store_dir)   # graph + history as of the cut-off,
+    report = evaluate(split.graph, split.cases, ...)        # cases = the changes after it
+
+The split never reads the user's checkout: the graph is built from the cut-off commit's tree in
+git's object store, the training history is mined up to that commit only, and the cases come
+from the commits after it, mapped onto the cut-off's modules (changes whose modules did not
+exist yet are dropped).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from indexer.graph import ModuleGraph
+from indexer.records import HistoryExample
+
+from .base import clean_text, create
+from .errors import BadInputError, CasesError, InferenceError
+from .metrics import CaseResult, compute_metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MATCHERS = ("lexical", "history", "dense", "hybrid")
+RETRIEVAL_MATCHERS = frozenset(DEFAULT_MATCHERS)  # the ones that accept the shared retrieval options
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?([+-]\d{2}:?\d{2}|Z)?$")
+
+
+@dataclass
+class Case:
+    text: str
+    gold: tuple[str, ...]
+    id: str = ""
+    date: str = ""
+
+
+def load_cases(path: str | Path, graph: ModuleGraph) -> list[Case]:
+    """Read JSONL cases; every problem is a CasesError naming the line."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise CasesError(f"cannot read cases file {p}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise CasesError(f"{p}: not UTF-8 text") from e
+    known = set(graph.modules)
+    cases = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CasesError(f"{p}:{no}: not valid JSON ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise CasesError(f"{p}:{no}: each line must be a JSON object")
+        text = d.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise CasesError(f"{p}:{no}: 'text' is missing or empty")
+        gold = d.get("gold_modules")
+        if isinstance(gold, str):
+            gold = [gold]
+        if not isinstance(gold, list) or not gold or not all(isinstance(g, str) for g in gold):
+            raise CasesError(f"{p}:{no}: 'gold_modules' must be a non-empty list of module IDs")
+        unknown = [g for g in gold if g not in known]
+        if unknown:
+            raise CasesError(f"{p}:{no}: unknown module(s) {', '.join(map(repr, unknown))} (not in the graph)")
+        cases.append(Case(text, tuple(dict.fromkeys(gold)), str(d.get("id", no)), str(d.get("date", ""))))
+    if not cases:
+        raise CasesError(f"{p}: no cases")
+    return cases
+
+
+def cases_from_history(examples: Sequence[HistoryExample]) -> list[Case]:
+    return [Case(h.text, tuple(h.modules), h.commit, h.date) for h in examples if h.modules and h.text.strip()]
+
+
+# --- the temporal split ---------------------------------------------------------------------------
+@dataclass
+class Split:
+    graph: ModuleGraph  # as of the cut-off, with the history up to it
+    cutoff: str  # the commit
+    cutoff_date: str
+    cases: list[Case]
+    dropped: dict = field(default_factory=dict)
+
+    @property
+    def train_history(self) -> list[HistoryExample]:
+        return self.graph.history
+
+
+def resolve_cutoff(root: str | Path, cutoff: str, head: str = "HEAD") -> str:
+    """A commit-ish, or a date → the last commit on HEAD's first-parent chain at or before it."""
+    from indexer.source import git, resolve_commit
+
+    cutoff = cutoff.strip()
+    if not cutoff:
+        raise InferenceError("the cut-off is empty")
+    if DATE_RE.match(cutoff):
+        date = cutoff if len(cutoff) > 10 else cutoff + " 23:59:59"
+        sha = git(root, "rev-list", "--first-parent", "-1", f"--before={date}", head, check=False).strip()
+        if not sha:
+            raise InferenceError(f"no commit at or before {cutoff}")
+        return sha
+    sha = resolve_commit(root, cutoff)
+    if not sha:
+        raise InferenceError(f"no such commit or date: {cutoff}")
+    return sha
+
+
+def history_split(root: str | Path, cutoff: str, store_dir: str | Path | None = None, *,
+                  head: str = "HEAD", max_cases: int | None = None) -> Split:
+    """The graph and history as of `cutoff`; the later changes as evaluation cases."""
+    from indexer import build
+    from indexer.history import mine_history
+    from indexer.source import GitSource, git, resolve_commit
+    from indexer.store import Store
+
+    root = Path(root)
+    commit = resolve_cutoff(root, cutoff, head)
+    head_sha = resolve_commit(root, head)
+    if not head_sha:
+        raise InferenceError(f"no such commit: {head}")
+    tmp = None
+    if store_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="modmatch-split-")
+        store_dir = tmp.name
+    store = Store(Path(store_dir) / f"split-{root.resolve().name}-{commit[:12]}.db")
+    try:
+        res = build.index(root, store, rev=commit, full=True)
+        graph = res.graph
+        graph.history = [h for h in store.history()]
+        files = list(store.files())
+    finally:
+        store.close()
+        if tmp is not None:
+            tmp.cleanup()
+    config = build._config_for(GitSource(root, commit))
+    module_of = build._module_of_for_history(graph, config, files)
+    stats: dict = {}
+    later = mine_history(root, module_of, rev_range=f"{commit}..{head_sha}",
+                         max_modules=config.history_max_modules, known_modules=set(graph.leaf_ids()), stats=stats)
+    cases = cases_from_history(later)
+    if max_cases is not None and len(cases) > max_cases:
+        cases = cases[-max_cases:]
+    date = git(root, "show", "-s", "--format=%cI", commit).strip()
+    return Split(graph, commit, date, cases, stats)
+
+
+# --- running --------------------------------------------------------------------------------------
+@dataclass
+class MatcherRun:
+    name: str
+    metrics: dict
+    results: list[CaseResult]
+    build_seconds: float
+    seconds_per_case: float
+    notes: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class EvalReport:
+    runs: list[MatcherRun]
+    n_cases: int
+    info: dict = field(default_factory=dict)
+
+    def table(self) -> list[dict]:
+        rows = []
+        for r in self.runs:
+            row = {"matcher": r.name}
+            if r.error:
+                row["error"] = r.error
+            else:
+                row.update({k: r.metrics[k] for k in ("acc@1", "acc@3", "acc@5", "mrr", "ece") if k in r.metrics})
+                row["build_s"] = round(r.build_seconds, 2)
+                row["ms_per_case"] = round(r.seconds_per_case * 1000, 1)
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"cases": self.n_cases, "info": self.info,
+                "matchers": {r.name: {**({"error": r.error} if r.error else r.metrics),
+                                      "build_seconds": round(r.build_seconds, 3),
+                                      "seconds_per_case": round(r.seconds_per_case, 5), "notes": r.notes}
+                             for r in self.runs}}
+
+
+def run_matcher(matcher, cases: Sequence[Case], k: int = 5) -> list[CaseResult]:
+    out = []
+    for c in cases:
+        try:
+            ms = matcher.match(c.text, k=k)
+        except BadInputError:
+            ms = []
+        out.append(CaseResult(c.gold, [m.module for m in ms], [m.confidence for m in ms]))
+    return out
+
+
+def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] = DEFAULT_MATCHERS, *,
+             k: int = 5, opts: dict | None = None, progress: Callable[[str, int, int], None] | None = None,
+             info: dict | None = None) -> EvalReport:
+    """Build each matcher on `graph` and score it on `cases`. A matcher that fails to build is reported, not fatal."""
+    k = max(k, 5)
+    runs = []
+    for name in matchers:
+        t0 = time.perf_counter()
+        try:
+            m = create(name, graph, **((opts or {}) if name in RETRIEVAL_MATCHERS else {}))
+        except InferenceError as e:
+            if len(matchers) == 1:
+                raise
+            runs.append(MatcherRun(name, {}, [], time.perf_counter() - t0, 0.0, error=str(e)))
+            continue
+        built = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        results = []
+        for i, c in enumerate(cases):
+            results += run_matcher(m, [c], k)
+            if progress and (i % 20 == 0 or i == len(cases) - 1):
+                progress(name, i + 1, len(cases))
+        per = (time.perf_counter() - t1) / max(1, len(cases))
+        runs.append(MatcherRun(name, compute_metrics(results), results, built, per, list(getattr(m, "notes", []))))
+    return EvalReport(runs, len(cases), dict(info or {}))
+
+
+# --- reports --------------------------------------------------------------------------------------
+def format_table(report: EvalReport) -> str:
+    head = "| matcher | Acc@1 | Acc@3 | Acc@5 | MRR | ECE | build s | ms/case |\n|---|---|---|---|---|---|---|---|"
+    lines = [head]
+    for r in report.runs:
+        if r.error:
+            lines.append(f"| {r.name} | error: {r.error} | | | | | | |")
+            continue
+        m = r.metrics
+        lines.append(f"| {r.name} | {m['acc@1']:.3f} | {m['acc@3']:.3f} | {m['acc@5']:.3f} | {m['mrr']:.3f} | "
+                     f"{m['ece']:.3f} | {r.build_seconds:.1f} | {r.seconds_per_case * 1000:.0f} |")
+    return "\n".join(lines)
+
+
+def write_report(report: EvalReport, folder: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(report.to_dict(), indent=1, sort_keys=True))
+    ok = [r for r in report.runs if not r.error]
+
+    # accuracy by matcher
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.2
+    for j, key in enumerate(("acc@1", "acc@3", "acc@5", "mrr")):
+        ax.bar([i + j * width for i in range(len(ok))], [r.metrics[key] for r in ok], width, label=key)
+    ax.set_xticks([i + 1.5 * width for i in range(len(ok))], [r.name for r in ok])
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Accuracy by matcher ({report.n_cases} cases)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "accuracy.png", dpi=100)
+    plt.close(fig)
+
+    # precision / coverage
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in ok:
+        pts = [(p["coverage"], p["precision"]) for p in r.metrics["coverage_curve"] if p["precision"] is not None]
+        if pts:
+            ax.plot([c for c, _ in pts], [p for _, p in pts], marker=".", label=r.name)
+    ax.set_xlabel("coverage (share of cases answered)")
+    ax.set_ylabel("precision of the top-1 answer")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Precision vs coverage as the confidence threshold rises")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "precision_coverage.png", dpi=100)
+    plt.close(fig)
+
+    # per-module recall
+    mods = sorted({m for r in ok for m in r.metrics["per_module_recall"]},
+                  key=lambda m: -max(r.metrics["per_module_recall"].get(m, {"cases": 0})["cases"] for r in ok))[:30]
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(mods) + 2), 4.5))
+    width = 0.8 / max(1, len(ok))
+    for j, r in enumerate(ok):
+        pm = r.metrics["per_module_recall"]
+        ax.bar([i + j * width for i in range(len(mods))], [pm.get(m, {"recall@1": 0})["recall@1"] for m in mods],
+               width, label=r.name)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(mods))], mods, rotation=70, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("recall@1")
+    ax.set_title("Per-module recall@1 (most frequent gold modules)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "per_module_recall.png", dpi=100)
+    plt.close(fig)
+
+    md = [f"# modmatch evaluation", "", f"{report.n_cases} cases."]
+    for key, val in report.info.items():
+        md.append(f"- {key}: {val}")
+    md += ["", format_table(report), "", "![accuracy](accuracy.png)", "",
+           "## Precision vs coverage", "", "Top-1 precision and the share of cases answered at each confidence "
+           "threshold.", ""]
+    md.append("| threshold | " + " | ".join(r.name for r in ok) + " |")
+    md.append("|---|" + "---|" * len(ok))
+    for i, t in enumerate([0.0, 0.3, 0.5, 0.7, 0.9]):
+        cells = []
+        for r in ok:
+            p = next(p for p in r.metrics["coverage_curve"] if abs(p["threshold"] - t) < 1e-9)
+            cells.append(f"{p['precision']:.2f} @ {p['coverage']:.0%}" if p["precision"] is not None else "–")
+        md.append(f"| {t:.1f} | " + " | ".join(cells) + " |")
+    md += ["", "![precision/coverage](precision_coverage.png)", "", "## Per-module recall@1", "",
+           "![per-module recall](per_module_recall.png)", ""]
+    for r in ok:
+        if r.notes:
+            md.append(f"- {r.name}: " + "; ".join(r.notes))
+    (folder / "report.md").write_text("\n".join(md) + "\n")
+    return folder
+
+
+def check_text(text: str) -> str:
+    return clean_text(text)

@@ -1,0 +1,140 @@
+"""`lexical`: BM25 (bm25s) over one document per answerable module.
+
+A module's document is a weighted bag of words: its path and name (strongly), aliases and
+keywords, file names, split identifiers of its symbols and their docs, its description (README or
+headers), and the texts of past changes that touched it. Change texts are weighted so long,
+templated commit bodies cannot drown the code: each subject counts in full, each body only for its
+first `BODY_WORDS` words, and all history of a module together for at most `HISTORY_WORDS` words
+(the most recent changes first). Words come from `indexer.text.words`, which keeps CJK text.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from indexer.graph import ModuleGraph
+from indexer.records import Module
+from indexer.text import path_words, words
+
+from .base import register
+from .calibration import Calibrator
+from .scoring import ScoredMatcher, self_calibrate
+
+BODY_WORDS = 60
+HISTORY_WORDS = 3000
+SYMBOL_LIMIT = 400
+FILE_LIMIT = 400
+HISTORY_SHARE = 0.5  # one change's words are split among the modules it touched, but never below this
+
+
+def module_tokens(m: Module, history_texts: list[tuple[str, str, int]] | None = None) -> list[str]:
+    """The document of one module (repetition encodes weight)."""
+    toks: list[str] = []
+    ident = path_words(m.id)
+    toks += ident * 3
+    toks += words(m.name) * 3
+    for a in m.aliases:
+        toks += words(a) * 4
+    toks += [w for kw in m.keywords for w in words(kw)] * 2
+    toks += words(m.description)
+    for f in m.files[:FILE_LIMIT]:
+        toks += path_words(f.rsplit("/", 1)[-1])
+    for s in m.symbols[:SYMBOL_LIMIT]:
+        toks += words(s.name)
+        if s.doc:
+            toks += words(s.doc[:200])
+    if history_texts:
+        budget = HISTORY_WORDS
+        for subject, body, n_mods in reversed(history_texts):  # newest first
+            part = words(subject) + words(body)[:BODY_WORDS]
+            if n_mods > 2:  # a change spread over many modules says little about each
+                part = part[: max(8, int(len(part) * max(HISTORY_SHARE, 2 / n_mods)))]
+            part = part[:budget]
+            toks += part
+            budget -= len(part)
+            if budget <= 0:
+                break
+    return toks
+
+
+class LexicalMatcher(ScoredMatcher):
+    name = "lexical"
+    temperature = 0.12  # on scores divided by the best score
+
+    def __init__(self, graph: ModuleGraph, *, k1: float = 1.2, b: float = 0.75, use_history: bool = True,
+                 calibrator: Calibrator | None = None, **_ignored):
+        import bm25s
+
+        super().__init__(graph, calibrator)
+        hist: dict[str, list[tuple[str, str, int]]] = {mid: [] for mid in self.ids}
+        if use_history:
+            for h in sorted(graph.history, key=lambda h: (h.date, h.commit)):
+                for mid in h.modules:
+                    if mid in hist:
+                        hist[mid].append((h.subject, h.body, len(h.modules)))
+        self.docs = [module_tokens(graph.modules[mid], hist[mid]) for mid in self.ids]
+        # bm25s needs at least one token per document
+        corpus = [d if d else ["__empty__"] for d in self.docs]
+        self.bm25 = None
+        if corpus:
+            self.bm25 = bm25s.BM25(k1=k1, b=b)
+            self.bm25.index(corpus, show_progress=False)
+            self.vocab = self.bm25.vocab_dict
+        else:
+            self.vocab = {}
+        self._counts: list[Counter] | None = None
+
+    def query_tokens(self, text: str) -> list[str]:
+        return [w for w in words(text) if w in self.vocab]
+
+    def scores(self, text: str) -> np.ndarray:
+        toks = self.query_tokens(text)
+        if not toks or self.bm25 is None:
+            return np.zeros(len(self.ids))
+        return np.asarray(self.bm25.get_scores(toks), dtype=np.float64)
+
+    def probs(self, scores: np.ndarray) -> np.ndarray:
+        top = float(scores.max()) if scores.size else 0.0
+        if top <= 0:
+            return np.full(scores.shape, 1.0 / max(1, scores.size))
+        return super().probs(scores / top)
+
+    def word_contributions(self, text: str, mid: str) -> list[tuple[str, float]]:
+        i = self.index[mid]
+        seen = []
+        for w in self.query_tokens(text):
+            if w not in seen:
+                seen.append(w)
+        contrib = []
+        for w in seen[:64]:
+            s = float(self.bm25.get_scores([w])[i])
+            if s > 0:
+                contrib.append((w, s))
+        return sorted(contrib, key=lambda x: -x[1])
+
+    def evidence(self, text: str, mid: str) -> list[str]:
+        ev = []
+        contrib = self.word_contributions(text, mid)
+        if contrib:
+            ev.append("words: " + ", ".join(w for w, _ in contrib[:6]))
+        qs = set(w for w, _ in contrib)
+        m = self.graph.modules[mid]
+        syms = []
+        for s in m.symbols:
+            if qs & set(words(s.name)):
+                syms.append(f"{s.name} ({s.path}:{s.line})")
+            if len(syms) >= 3:
+                break
+        if syms:
+            ev.append("symbols: " + ", ".join(syms))
+        files = [f for f in m.files if qs & set(path_words(f.rsplit("/", 1)[-1]))][:3]
+        if files:
+            ev.append("files: " + ", ".join(files))
+        return ev
+
+
+@register("lexical")
+def _make(graph: ModuleGraph, *, calibrate: bool = True, **opts) -> LexicalMatcher:
+    cal = self_calibrate(LexicalMatcher, graph, uses_history=True, **opts) if calibrate else None
+    return LexicalMatcher(graph, calibrator=cal, **opts)

@@ -1,0 +1,84 @@
+"""Scores for a matcher's answers against gold modules.
+
+A case's answer is the ranked list of module IDs (with the top answer's confidence). Acc@k: a
+gold module is among the first k. MRR: 1 / rank of the first gold module (0 when absent from the
+list). The precision/coverage curve: as the confidence threshold rises, the share of cases still
+answered (coverage) and how often their top-1 answer is right (precision). Per-module recall: for
+every gold module, how often it was the top-1 answer of the cases naming it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .calibration import expected_calibration_error
+
+THRESHOLDS = [round(i / 20, 2) for i in range(20)]  # 0.0, 0.05, ... 0.95
+
+
+@dataclass
+class CaseResult:
+    gold: tuple[str, ...]
+    predicted: list[str]  # ranked module IDs
+    confidences: list[float] = field(default_factory=list)
+
+    def rank(self) -> int | None:
+        """1-based rank of the first gold module, or None."""
+        g = set(self.gold)
+        for i, m in enumerate(self.predicted, 1):
+            if m in g:
+                return i
+        return None
+
+    @property
+    def top_confidence(self) -> float:
+        return float(self.confidences[0]) if self.confidences else 0.0
+
+
+def accuracy_at(results: Sequence[CaseResult], k: int) -> float:
+    if not results:
+        return 0.0
+    return sum(1 for r in results if (rk := r.rank()) is not None and rk <= k) / len(results)
+
+
+def mrr(results: Sequence[CaseResult]) -> float:
+    if not results:
+        return 0.0
+    return sum(1.0 / rk if (rk := r.rank()) else 0.0 for r in results) / len(results)
+
+
+def coverage_curve(results: Sequence[CaseResult], thresholds: Sequence[float] = THRESHOLDS) -> list[dict]:
+    """[{threshold, coverage, precision, answered}] for the top-1 answer (precision None when none answered)."""
+    out = []
+    n = len(results)
+    for t in thresholds:
+        kept = [r for r in results if r.top_confidence >= t]
+        right = sum(1 for r in kept if r.rank() == 1)
+        out.append({"threshold": float(t), "coverage": (len(kept) / n) if n else 0.0,
+                    "precision": (right / len(kept)) if kept else None, "answered": len(kept)})
+    return out
+
+
+def per_module_recall(results: Sequence[CaseResult]) -> dict[str, dict]:
+    """{module: {"cases": n, "recall@1": share of its cases whose top-1 answer was it}}."""
+    n: dict[str, int] = defaultdict(int)
+    hit: dict[str, int] = defaultdict(int)
+    for r in results:
+        top = r.predicted[0] if r.predicted else None
+        for g in set(r.gold):
+            n[g] += 1
+            hit[g] += int(top == g)
+    return {m: {"cases": n[m], "recall@1": hit[m] / n[m]} for m in sorted(n)}
+
+
+def compute_metrics(results: Sequence[CaseResult], ks: Sequence[int] = (1, 3, 5)) -> dict:
+    out: dict = {"cases": len(results)}
+    for k in ks:
+        out[f"acc@{k}"] = accuracy_at(results, k)
+    out["mrr"] = mrr(results)
+    out["ece"] = expected_calibration_error([r.top_confidence for r in results], [r.rank() == 1 for r in results])
+    out["mean_confidence"] = (sum(r.top_confidence for r in results) / len(results)) if results else 0.0
+    out["coverage_curve"] = coverage_curve(results)
+    out["per_module_recall"] = per_module_recall(results)
+    return out

@@ -1,0 +1,181 @@
+"""Metrics, case files, the temporal split and the `eval` / `ask` commands."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from gitrepo import CUTOFF, git, make_repo
+from indexer.build import index
+from indexer.store import Store
+from inference.errors import CasesError
+from inference.evaluate import (Case, evaluate, history_split, load_cases, resolve_cutoff, write_report)
+from inference.metrics import CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("repo") / "proj")
+
+
+@pytest.fixture(scope="module")
+def graph(repo, tmp_path_factory):
+    return index(repo, Store(tmp_path_factory.mktemp("store") / "g.db")).graph
+
+
+# --- metrics --------------------------------------------------------------------------------------
+RESULTS = [
+    CaseResult(("a",), ["a", "b", "c"], [0.9, 0.05, 0.05]),  # rank 1
+    CaseResult(("b",), ["a", "b", "c"], [0.6, 0.3, 0.1]),  # rank 2
+    CaseResult(("c", "d"), ["a", "b", "e", "f", "d"], [0.4, 0.3, 0.1, 0.1, 0.1]),  # rank 5
+    CaseResult(("z",), ["a", "b", "c"], [0.2, 0.2, 0.2]),  # absent
+]
+
+
+def test_metrics_by_hand():
+    assert accuracy_at(RESULTS, 1) == 0.25
+    assert accuracy_at(RESULTS, 3) == 0.5
+    assert accuracy_at(RESULTS, 5) == 0.75
+    assert mrr(RESULTS) == pytest.approx((1 + 0.5 + 0.2 + 0) / 4)
+    m = compute_metrics(RESULTS)
+    assert m["cases"] == 4 and m["acc@1"] == 0.25 and m["mrr"] == pytest.approx(0.425)
+    pm = per_module_recall(RESULTS)
+    assert pm["a"] == {"cases": 1, "recall@1": 1.0}
+    assert pm["b"] == {"cases": 1, "recall@1": 0.0}
+    assert set(pm) == {"a", "b", "c", "d", "z"}
+    curve = {p["threshold"]: p for p in coverage_curve(RESULTS, [0.0, 0.5, 0.95])}
+    assert curve[0.0]["coverage"] == 1.0 and curve[0.0]["precision"] == 0.25
+    assert curve[0.5]["coverage"] == 0.5 and curve[0.5]["precision"] == 0.5  # 0.9 (right) and 0.6 (wrong)
+    assert curve[0.95]["coverage"] == 0.0 and curve[0.95]["precision"] is None
+    assert compute_metrics([])["acc@1"] == 0.0
+
+
+# --- case files -----------------------------------------------------------------------------------
+def test_load_cases(tmp_path, graph):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": "LRU cache", "gold_modules": ["storage"], "extra": 1}\n\n'
+                 '{"text": "tls", "gold_modules": ["network", "storage"]}\n', encoding="utf-8")
+    cases = load_cases(p, graph)
+    assert [c.gold for c in cases] == [("storage",), ("network", "storage")]
+
+
+@pytest.mark.parametrize("line,msg", [
+    ('{"text": "x", "gold_modules": ["nowhere"]}', "unknown module"),
+    ('{"text": "   ", "gold_modules": ["storage"]}', "empty"),
+    ('{"text": "x", "gold_modules": []}', "gold_modules"),
+    ('{"text": "x"', "JSON"),
+    ('["x"]', "object"),
+])
+def test_bad_cases_name_the_line(tmp_path, graph, line, msg):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": "ok", "gold_modules": ["storage"]}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(CasesError, match=f":2: .*{msg}"):
+        load_cases(p, graph)
+
+
+def test_evaluate_and_report(tmp_path, graph):
+    cases = [Case("LRU eviction in the disk cache", ("storage",)), Case("TLS certificate", ("network",)),
+             Case("支付宝退款", ("payment",)), Case("dark theme button", ("ui",))]
+    rep = evaluate(graph, cases, ["lexical", "history"])
+    for r in rep.runs:
+        assert r.metrics["acc@1"] == 1.0, r.name
+    folder = write_report(rep, tmp_path / "rep")
+    for f in ("report.md", "metrics.json", "accuracy.png", "precision_coverage.png", "per_module_recall.png"):
+        assert (folder / f).stat().st_size > 0
+    assert json.loads((folder / "metrics.json").read_text())["matchers"]["lexical"]["acc@1"] == 1.0
+
+
+# --- the temporal split ---------------------------------------------------------------------------
+def test_cutoff_resolution(repo):
+    by_date = resolve_cutoff(repo, CUTOFF)
+    last_before = git(repo, "log", "--first-parent", "-1", "--format=%H", "--before=2024-06-01 23:59:59").strip()
+    assert by_date == last_before
+    assert resolve_cutoff(repo, by_date[:10]) == by_date
+    with pytest.raises(Exception):
+        resolve_cutoff(repo, "1999-01-01")
+
+
+def test_split_never_sees_the_future(repo, tmp_path):
+    head = git(repo, "rev-parse", "HEAD").strip()
+    status = git(repo, "status", "--porcelain")
+    split = history_split(repo, CUTOFF, tmp_path / "st")
+    g = split.graph
+    # the module and the words that only appear after the cut-off are nowhere in the graph or its history
+    assert "telemetry" not in g.modules
+    blob = json.dumps(g.to_json(include_history=True), ensure_ascii=False).lower()
+    for word in ("zyxmetrics", "quuxfrobnicate", "telemetry", "微信支付退款失败"):
+        assert word not in blob, word
+    assert g.history and all(h.date <= split.cutoff_date for h in g.history)
+    assert g.commit == split.cutoff
+    # cases: the later changes, on the cut-off's modules only
+    texts = [c.text for c in split.cases]
+    assert any("quuxfrobnicate" in t for t in texts)
+    assert not any("zyxmetrics" in t for t in texts)  # touched only a module born after the cut-off
+    assert all(set(c.gold) <= set(g.leaf_ids()) for c in split.cases)
+    wal = next(c for c in split.cases if "write-ahead log metrics" in c.text)
+    assert wal.gold == ("storage",)  # telemetry dropped from a mixed change
+    assert all(c.date > split.cutoff_date for c in split.cases)
+    # the checkout is untouched
+    assert git(repo, "rev-parse", "HEAD").strip() == head and git(repo, "status", "--porcelain") == status
+    rep = evaluate(g, split.cases, ["lexical"])
+    assert rep.runs[0].metrics["acc@1"] >= 0.6
+
+
+# --- the CLI --------------------------------------------------------------------------------------
+@pytest.fixture()
+def cli_env(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODMATCH_HOME", str(tmp_path / "home"))
+    from bot.cli import cli
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["index", str(repo), "--json"])
+    assert res.exit_code == 0, res.output
+    return runner, cli
+
+
+def test_cli_eval_cases_json(cli_env, repo, tmp_path):
+    runner, cli = cli_env
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": "LRU cache eviction", "gold_modules": ["storage"]}\n'
+                 '{"text": "TLS handshake", "gold_modules": ["network"]}\n', encoding="utf-8")
+    res = runner.invoke(cli, ["eval", str(repo), "--cases", str(p), "--matcher", "lexical", "--json",
+                              "--report", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["cases"] == 2 and data["matchers"]["lexical"]["acc@1"] == 1.0
+    assert (tmp_path / "rep" / "report.md").exists()
+
+
+def test_cli_eval_history_json(cli_env, repo):
+    runner, cli = cli_env
+    res = runner.invoke(cli, ["eval", str(repo), "--history", "--cutoff", CUTOFF, "--matcher", "lexical",
+                              "--matcher", "history", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["cases"] == 5 and set(data["matchers"]) == {"lexical", "history"}
+    assert data["info"]["cutoff_date"].startswith("2024-")
+
+
+def test_cli_eval_errors_are_one_line(cli_env, repo, tmp_path):
+    runner, cli = cli_env
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": "x", "gold_modules": ["nowhere"]}\n', encoding="utf-8")
+    res = runner.invoke(cli, ["eval", str(repo), "--cases", str(p), "--matcher", "lexical"])
+    assert res.exit_code != 0 and "unknown module" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, ["eval", str(repo)])
+    assert res.exit_code != 0 and "--cases" in res.output
+
+
+def test_cli_ask_json(cli_env, repo):
+    runner, cli = cli_env
+    res = runner.invoke(cli, ["ask", "微信支付退款失败", "--path", str(repo), "--json", "--matcher", "lexical"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["matcher"] == "lexical" and data["matches"][0]["module"] == "payment"
+    assert data["matches"][0]["paths"] == ["payment/"]
+    res = runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo), "--k", "2"])
+    assert res.exit_code == 0, res.output
+    assert "storage" in res.output and "matcher: hybrid" in res.output
+    res = runner.invoke(cli, ["ask", "   ", "--path", str(repo)])
+    assert res.exit_code != 0 and "empty" in res.output

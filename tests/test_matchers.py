@@ -1,0 +1,134 @@
+"""Matchers on a real (small) git repository: ranking, CJK, degenerate graphs and inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gitrepo import make_repo
+from indexer.build import index
+from indexer.store import Store
+from inference.base import Match, create, default_matcher_name, names
+from inference.calibration import Calibrator, softmax
+from inference.errors import BadInputError, UnknownMatcherError
+
+MATCHERS = ["lexical", "history", "dense", "hybrid"]
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("repo") / "proj")
+    return index(root, Store(tmp_path_factory.mktemp("store") / "g.db")).graph
+
+
+@pytest.fixture(scope="module")
+def matchers(graph):
+    return {n: create(n, graph) for n in MATCHERS}
+
+
+def test_registry():
+    assert set(MATCHERS) <= set(names())
+    with pytest.raises(UnknownMatcherError):
+        create("nope", None)
+
+
+def test_default_matcher_is_hybrid_without_a_model(graph):
+    assert default_matcher_name(graph) in ("hybrid", "lm")
+
+
+@pytest.mark.parametrize("name", MATCHERS)
+@pytest.mark.parametrize("query,expected", [
+    ("the LRU eviction of the disk cache is too slow", "storage"),
+    ("TLS handshake fails: certificate rejected", "network"),
+    ("button looks wrong in the dark theme", "ui"),
+    ("微信支付退款失败，订单金额不对", "payment"),  # Chinese only
+    ("process_refund crashes for 支付宝 orders", "payment"),  # mixed
+])
+def test_obvious_module_first(matchers, name, query, expected):
+    res = matchers[name].match(query, k=3)
+    assert res and isinstance(res[0], Match)
+    assert res[0].module == expected, [(m.module, m.score) for m in res]
+    assert 0.0 <= res[0].confidence <= 1.0
+    assert all(res[i].score >= res[i + 1].score for i in range(len(res) - 1))
+    assert len({m.module for m in res}) == len(res)
+
+
+@pytest.mark.parametrize("name", ["lexical", "history"])
+def test_evidence_names_the_words(matchers, name):
+    top = matchers[name].match("the LRU eviction is slow", k=1)[0]
+    assert any("lru" in e.lower() for e in top.evidence), top.evidence
+
+
+def test_chinese_readme_found_by_chinese_query(matchers):
+    top = matchers["lexical"].match("发票", k=1)[0]
+    assert top.module == "payment"
+    assert any("发票" in e for e in top.evidence)
+
+
+@pytest.mark.parametrize("name", MATCHERS)
+@pytest.mark.parametrize("bad", ["", "   \n\t", b"\x00\x01\x02\x03\xff\xfe\x00\x00"])
+def test_empty_or_binary_text_raises(matchers, name, bad):
+    with pytest.raises(BadInputError):
+        matchers[name].match(bad)
+
+
+@pytest.mark.parametrize("name", MATCHERS)
+def test_text_without_words_gives_low_confidence(matchers, name):
+    res = matchers[name].match("!!! ??? ...", k=5)
+    assert len(res) == 5
+    assert res[0].confidence < 0.6
+
+
+def test_answers_are_leaf_modules_only(graph, matchers):
+    leaves = set(graph.leaf_ids())
+    for m in matchers.values():
+        assert {x.module for x in m.match("storage network ui payment", k=10)} <= leaves
+
+
+@pytest.fixture(scope="module")
+def tiny_graph(tmp_path_factory):
+    """A plain folder (no git, so no history) with one module."""
+    root = tmp_path_factory.mktemp("tiny") / "proj"
+    (root / "core").mkdir(parents=True)
+    (root / "core" / "engine.py").write_text('"""Engine."""\n\ndef run_engine():\n    """Run it."""\n')
+    g = index(root, Store(tmp_path_factory.mktemp("tstore") / "t.db")).graph
+    assert not g.history
+    return g
+
+
+@pytest.mark.parametrize("name", MATCHERS)
+def test_one_module_no_history(tiny_graph, name):
+    m = create(name, tiny_graph)
+    res = m.match("run the engine", k=5)
+    assert [x.module for x in res] == tiny_graph.leaf_ids()
+    assert m.match("???", k=3)  # no words at all: still an answer
+
+
+def test_history_matcher_without_history_uses_descriptions(tiny_graph, graph):
+    from indexer.records import HistoryExample  # noqa: F401
+    from inference.calibration import with_history
+
+    g = with_history(graph, [])
+    m = create("history", g)
+    assert m.match("write-ahead log fsync", k=1)[0].module == "storage"
+    assert any("no history" in e for e in m.match("write-ahead log", k=1)[0].evidence)
+
+
+def test_hybrid_parts_and_weights(matchers):
+    h = matchers["hybrid"]
+    assert set(h.parts) == {"lexical", "history", "dense"}
+    assert abs(sum(h.weights.values()) - 1.0) < 1e-6 or sum(h.weights.values()) > 0
+
+
+def test_calibrator_is_monotone_and_bounded():
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 1, 500)
+    ok = rng.uniform(0, 1, 500) < raw ** 2  # over-confident raw scores
+    cal = Calibrator.fit(raw, ok)
+    assert cal.method == "isotonic"
+    grid = np.linspace(0, 1, 21)
+    out = cal.predict(grid)
+    assert np.all(np.diff(out) >= -1e-12) and out.min() >= 0 and out.max() <= 1
+    assert abs(cal.predict(0.9) - 0.81) < 0.15 and cal.predict(0.3) < 0.25
+    assert Calibrator.from_dict(cal.to_dict()).predict(0.5) == pytest.approx(cal.predict(0.5))
+    assert Calibrator.fit([0.5] * 3, [1, 0, 1]).method in ("identity", "constant")
+    assert softmax(np.array([1.0, 1.0])).tolist() == [0.5, 0.5]
