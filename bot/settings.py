@@ -28,6 +28,63 @@ SETTINGS: list[Setting] = [
             "the offline package name, a local path or a hub id."),
     Setting("base_model", "smollm2-135m", "Base language model for training: a registry name, hub id or path."),
     Setting("api_token", None, "Token required by the HTTP API's write endpoints.", secret=True),
+    # --- Slack -----------------------------------------------------------------------------------
+    Setting("slack_bot_token", None, "Slack bot token (xoxb-...). Without it the Slack app does not start.", secret=True),
+    Setting("slack_app_token", None, "Slack app-level token (xapp-..., scope connections:write) for Socket Mode.",
+            secret=True),
+    Setting("slack_signing_secret", None, "Slack signing secret; required in HTTP mode, where every request's "
+            "signature is verified.", secret=True),
+    Setting("slack_mode", "socket", "How Slack reaches the bot: socket (Socket Mode, no public URL) or http "
+            "(POST /slack/events on the HTTP service)."),
+    Setting("slack_api_url", None, "Base URL of the Slack Web API (default https://slack.com/api/); for tests and proxies."),
+    Setting("slack_answer_k", "3", "How many modules a Slack answer shows."),
+    # --- GitHub ----------------------------------------------------------------------------------
+    Setting("github_webhook_secret", None, "Secret of the GitHub webhook. Without it every delivery is rejected (401).",
+            secret=True),
+    Setting("github_token", None, "GitHub token (PAT or bot account) used to label and comment; "
+            "or use github_app_id + github_private_key.", secret=True),
+    Setting("github_app_id", None, "GitHub App ID; with github_private_key the bot acts as the App's installation."),
+    Setting("github_private_key", None, "GitHub App private key (PEM). Prefer MODMATCH_GITHUB_PRIVATE_KEY_FILE.",
+            secret=True),
+    Setting("github_installation_id", None, "GitHub App installation ID; default: the one named in each delivery, "
+            "else looked up per repository."),
+    Setting("github_api_url", "https://api.github.com", "GitHub REST API base URL; for GitHub Enterprise Server "
+            "https://HOST/api/v3."),
+    Setting("github_repos", None, "Which served repository answers for which GitHub repository: "
+            "'owner/name=reponame,owner/other=repo2'. Unset: every delivery goes to the default repository; "
+            "set: repositories not listed are ignored."),
+    Setting("github_label_prefix", "module:", "Prefix of the labels the bot applies (label = prefix + module ID)."),
+    Setting("github_label_threshold", "0.5", "Confidence at or above which a module label is applied to an issue."),
+    Setting("github_max_labels", "2", "At most this many module labels per issue."),
+    Setting("github_comment", "true", "Below the threshold, post one comment with ranked suggestions (true/false)."),
+    Setting("github_bot_login", None, "Login of the bot on GitHub (its own label changes are not feedback). "
+            "Default: asked from the API."),
+    Setting("github_retries", "5", "Retries of a GitHub API call on 5xx and secondary rate limits (with backoff)."),
+    # --- `modmatch serve`: the HTTP service, its job queue and retraining policy -----------------
+    Setting("host", "127.0.0.1", "Address `modmatch serve` listens on (0.0.0.0 in a container)."),
+    Setting("port", "8750", "Port `modmatch serve` listens on."),
+    Setting("repos", None, "Repositories the service serves: `name=/path,other=/path2` (a bare `/path` is named "
+            "after its folder). Default: the current folder."),
+    Setting("url", None, "Where git hooks reach the running service. Default: http://<host>:<port>."),
+    Setting("database_url", None, "SQLAlchemy URL of the service database (jobs table and the scheduler's job "
+            "store). Default: sqlite:///$MODMATCH_HOME/service.db; postgresql+psycopg://... for a shared server."),
+    Setting("body_limit", "1048576", "Largest request body the HTTP API accepts, in bytes (larger: 413)."),
+    Setting("refresh_delay", "5", "Seconds a refresh waits for more triggers; triggers meanwhile join it."),
+    Setting("poll_interval", "300", "Seconds between checks of each repository's HEAD (0: no polling)."),
+    Setting("retrain_modules", "5", "A refresh that adds, removes or changes at least this many modules queues "
+            "a training run (0: never)."),
+    Setting("retrain_feedback", "25", "This many new feedback examples since the last training queue one "
+            "(0: never)."),
+    Setting("retrain_at", "03:00", "Local time (HH:MM) of the nightly training run, when the graph or feedback "
+            "changed since the last one (empty: no nightly run)."),
+    Setting("train_command", None, "Command line of a training run, `{path}` replaced by the repository. "
+            "Default: this Python running `modmatch train {path}`."),
+    Setting("train_timeout", "14400", "Seconds after which a training run is stopped."),
+    Setting("train_worker", "true", "true: this process runs queued training jobs; false: it only queues them "
+            "for a worker (`modmatch serve --worker` elsewhere, sharing database_url)."),
+    Setting("hook_command", None, "Command a git hook runs when no service answers, `{path}` replaced. "
+            "Default: `modmatch refresh {path}`."),
+    Setting("hook_log", None, "Where git hooks log what they did. Default: $MODMATCH_HOME/hooks.log."),
 ]
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -1,0 +1,141 @@
+"""`modmatch doctor`: is this machine ready to serve? Configuration, device, models, database, tokens.
+
+Each check says ok, warn or fail and what to do; secret values are never shown, only whether they are set.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import NamedTuple
+
+from . import settings
+
+
+class Check(NamedTuple):
+    name: str
+    status: str  # ok, warn, fail
+    message: str
+
+
+def _home() -> list[Check]:
+    try:
+        h = settings.home()
+        probe = h / ".doctor-probe"
+        probe.write_text("x")
+        probe.unlink()
+        return [Check("home", "ok", f"{h} is writable")]
+    except OSError as e:
+        return [Check("home", "fail", f"the data directory is not writable ({e}); set MODMATCH_HOME")]
+
+
+def _repos(items) -> list[Check]:
+    from indexer.store import Store, db_path_for
+
+    from .serve_cmd import configured_repos
+
+    try:
+        repos = configured_repos(items)
+    except Exception as e:
+        return [Check("repos", "fail", f"MODMATCH_REPOS: {e}")]
+    out = []
+    for name, path in repos.items():
+        if not (path / ".git").exists():
+            out.append(Check(f"repo {name}", "fail", f"{path} is not a git clone"))
+            continue
+        db = db_path_for(settings.home(), path)
+        if not db.exists():
+            out.append(Check(f"repo {name}", "warn", f"{path}: not indexed yet (`modmatch index {path}`, "
+                                                      "or the service indexes it on start)"))
+            continue
+        info = Store(db).graph_info()
+        out.append(Check(f"repo {name}", "ok" if info else "warn",
+                         f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}" if info
+                         else f"{path}: no graph yet"))
+        cur = settings.home() / "models" / db.stem / "current.json"
+        out.append(Check(f"model {name}", "ok" if cur.exists() else "warn",
+                         f"current model: {cur}" if cur.exists() else
+                         "no model yet: the hybrid retrieval matcher answers (`modmatch train` makes one)"))
+    return out
+
+
+def _device() -> list[Check]:
+    try:
+        import torch
+    except ImportError:
+        return [Check("device", "fail", "torch is not installed")]
+    if torch.cuda.is_available():
+        return [Check("device", "ok", f"cuda: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return [Check("device", "ok", f"mps (Apple silicon), torch {torch.__version__}")]
+    return [Check("device", "ok", f"cpu ({os.cpu_count()} cores), torch {torch.__version__}; "
+                                  "training is slow but works")]
+
+
+def _database() -> list[Check]:
+    from .jobs import JobLog, database_url
+
+    url = database_url()
+    shown = url.split("@")[-1] if "@" in url else url  # never the password of a URL
+    try:
+        log = JobLog(url)
+        counts = log.counts()
+        log.dispose()
+        return [Check("database", "ok", f"{shown}: jobs table ready ({sum(counts.values())} jobs recorded)")]
+    except Exception as e:
+        return [Check("database", "fail", f"{shown}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")]
+
+
+def _secret(name: str, needed_for: str, required: bool) -> Check:
+    env = f"MODMATCH_{name.upper()}"
+    file_ = os.environ.get(env + "_FILE")
+    if file_ and env not in os.environ:
+        p = Path(file_)
+        if not p.is_file():
+            return Check(name, "fail", f"{env}_FILE points at {file_}, which does not exist")
+        mode = stat.S_IMODE(p.stat().st_mode)
+        if mode & 0o077:
+            return Check(name, "warn", f"set from {file_}, but the file is readable by others (chmod 600)")
+    if settings.get(name):
+        return Check(name, "ok", f"set ({'file' if file_ and env not in os.environ else 'environment'})")
+    return Check(name, "fail" if required else "warn", f"not set: {needed_for} (set {env} or {env}_FILE)")
+
+
+def _tokens() -> list[Check]:
+    out = [_secret("api_token", "refresh and feedback requests and git hooks are refused", False)]
+    names = {s.name for s in settings.SETTINGS}
+    if "slack_bot_token" in names and (settings.get("slack_bot_token") or settings.get("slack_app_token")):
+        out.append(_secret("slack_bot_token", "the Slack app cannot start", True))
+    if "github_webhook_secret" in names and (settings.get("github_token") or settings.get("github_app_id")):
+        out.append(_secret("github_webhook_secret", "GitHub deliveries are rejected", True))
+    return out
+
+
+def _settings() -> list[Check]:
+    out = []
+    for name in ("port", "body_limit", "refresh_delay", "poll_interval", "retrain_modules", "retrain_feedback",
+                 "train_timeout"):
+        v = settings.get(name)
+        try:
+            float(v or 0)
+        except ValueError:
+            out.append(Check(name, "fail", f"MODMATCH_{name.upper()}={v!r} is not a number"))
+    at = settings.get("retrain_at")
+    if at:
+        try:
+            hh, mm = (int(x) for x in at.split(":", 1))
+            assert 0 <= hh < 24 and 0 <= mm < 60
+        except (ValueError, AssertionError):
+            out.append(Check("retrain_at", "fail", f"MODMATCH_RETRAIN_AT={at!r} is not HH:MM"))
+    return out or [Check("settings", "ok", "numbers and times parse")]
+
+
+def run_checks(repos=()) -> list[Check]:
+    checks = _home()
+    for fn in (_settings, lambda: _repos(repos), _database, _tokens, _device):
+        try:
+            checks += fn()
+        except Exception as e:  # a check that breaks is itself a finding
+            checks.append(Check(getattr(fn, "__name__", "check").strip("_"), "fail", f"{type(e).__name__}: {e}"))
+    return checks

@@ -1,0 +1,539 @@
+"""The service's job queue: refreshes and training runs, persisted, coalesced, recorded.
+
+    runner = JobRunner(state)            # the scheduler's job store and the `jobs` table in service.db
+    runner.start()                       # also wires state.queue_refresh
+    runner.queue_refresh("core", "hook:post-merge")   # ten of these in a few seconds: one refresh
+    runner.recent()                      # what ran, how long, how it ended
+
+- Queued work lives in APScheduler's SQLAlchemyJobStore (table ``apscheduler_jobs``) so it survives
+  a restart; every job also has a row in the ``jobs`` table (state, duration, outcome) that the API
+  and the page show. Both live in one database, ``database_url`` (SQLite under MODMATCH_HOME by
+  default, PostgreSQL for a shared server).
+- Coalescing: one pending job per repository and kind (``refresh:<repo>``, ``train:<repo>``); a
+  trigger while one is pending joins it (its row counts the triggers) instead of adding another.
+- A refresh that fails keeps the served graph (``RepoState.reload`` only runs after success).
+- Retraining policy: a refresh that changed ``retrain_modules`` modules, ``retrain_feedback`` new
+  feedback examples, or the nightly schedule queue a training run. One training at a time per machine
+  (a lock file), in a subprocess (`modmatch train PATH`), then ``RepoState.reload()``; the trainer's
+  publishing gate decides whether the new model becomes current.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from . import settings
+
+log = logging.getLogger(__name__)
+
+KINDS = ("refresh", "train")
+ACTIVE = ("queued", "running")
+_meta = sa.MetaData()
+jobs_table = sa.Table(
+    "jobs", _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(200), nullable=False, index=True),  # the scheduler's id, e.g. refresh:core
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("repo", sa.String(200), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False, default=""),
+    sa.Column("triggers", sa.Integer, nullable=False, default=1),
+    sa.Column("state", sa.String(20), nullable=False),  # queued, running, ok, failed, skipped, interrupted
+    sa.Column("queued_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("outcome", sa.Text, nullable=False, default=""),  # JSON
+)
+
+
+def database_url(home: Path | None = None) -> str:
+    url = settings.get("database_url")
+    if url:
+        return url
+    return f"sqlite:///{(home or settings.home()) / 'service.db'}"
+
+
+def _int_setting(name: str) -> int:
+    try:
+        return int(float(settings.get(name) or 0))
+    except ValueError:
+        return 0
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
+
+
+class JobLog:
+    """The `jobs` table: one row per scheduled job, from queued to its outcome."""
+
+    def __init__(self, url: str):
+        kw = {"connect_args": {"timeout": 30, "check_same_thread": False}} if url.startswith("sqlite") else {}
+        self.engine = sa.create_engine(url, future=True, pool_pre_ping=True, **kw)
+        _meta.create_all(self.engine)
+
+    def add(self, job_id: str, kind: str, repo: str, reason: str) -> int:
+        with self.engine.begin() as c:
+            res = c.execute(jobs_table.insert().values(job_id=job_id, kind=kind, repo=repo, reason=reason[:500],
+                                                       triggers=1, state="queued", queued_at=time.time(), outcome=""))
+            return int(res.inserted_primary_key[0])
+
+    def join(self, row: int, reason: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(jobs_table.update().where(jobs_table.c.id == row)
+                      .values(triggers=jobs_table.c.triggers + 1))
+
+    def start(self, row: int) -> None:
+        with self.engine.begin() as c:
+            c.execute(jobs_table.update().where(jobs_table.c.id == row).values(state="running", started_at=time.time()))
+
+    def finish(self, row: int, state: str, outcome: dict) -> None:
+        with self.engine.begin() as c:
+            c.execute(jobs_table.update().where(jobs_table.c.id == row)
+                      .values(state=state, finished_at=time.time(), outcome=json.dumps(outcome, default=str)))
+
+    def hand_off(self, row: int) -> None:
+        with self.engine.begin() as c:
+            c.execute(jobs_table.update().where(jobs_table.c.id == row)
+                      .values(state="waiting", outcome=json.dumps({"note": "waiting for a training worker"})))
+
+    def claim(self, kind: str, repos: list[str]) -> dict | None:
+        """Take the oldest `waiting` job of `kind` for one of `repos`; atomic, so two workers never share one."""
+        q = (sa.select(jobs_table.c.id).where(jobs_table.c.kind == kind, jobs_table.c.state == "waiting",
+                                              jobs_table.c.repo.in_(repos)).order_by(jobs_table.c.id))
+        with self.engine.begin() as c:
+            for (row,) in c.execute(q).all():
+                res = c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state == "waiting")
+                                .values(state="queued"))
+                if res.rowcount == 1:
+                    break
+            else:
+                return None
+        return self.get(row)
+
+    def get(self, row: int) -> dict | None:
+        with self.engine.connect() as c:
+            r = c.execute(sa.select(jobs_table).where(jobs_table.c.id == row)).mappings().first()
+        return self._dict(r) if r else None
+
+    def recent(self, limit: int = 50, repo: str | None = None, kind: str | None = None) -> list[dict]:
+        q = sa.select(jobs_table).order_by(jobs_table.c.id.desc()).limit(limit)
+        if repo:
+            q = q.where(jobs_table.c.repo == repo)
+        if kind:
+            q = q.where(jobs_table.c.kind == kind)
+        with self.engine.connect() as c:
+            return [self._dict(r) for r in c.execute(q).mappings()]
+
+    def last(self, kind: str, repo: str, state: str = "ok") -> dict | None:
+        q = (sa.select(jobs_table).where(jobs_table.c.kind == kind, jobs_table.c.repo == repo,
+                                         jobs_table.c.state == state)
+             .order_by(jobs_table.c.id.desc()).limit(1))
+        with self.engine.connect() as c:
+            r = c.execute(q).mappings().first()
+        return self._dict(r) if r else None
+
+    def counts(self) -> dict[str, int]:
+        q = sa.select(jobs_table.c.state, sa.func.count()).group_by(jobs_table.c.state)
+        with self.engine.connect() as c:
+            return {s: int(n) for s, n in c.execute(q)}
+
+    def mark_interrupted(self) -> list[dict]:
+        """Rows left `running` by a process that died: mark them, return them (to queue them again)."""
+        with self.engine.begin() as c:
+            rows = [self._dict(r) for r in c.execute(sa.select(jobs_table).where(jobs_table.c.state == "running")).mappings()]
+            if rows:
+                c.execute(jobs_table.update().where(jobs_table.c.state == "running")
+                          .values(state="interrupted", finished_at=time.time(),
+                                  outcome=json.dumps({"error": "the service stopped while this job ran"})))
+        return rows
+
+    @staticmethod
+    def _dict(r) -> dict:
+        d = dict(r)
+        try:
+            d["outcome"] = json.loads(d["outcome"]) if d["outcome"] else {}
+        except ValueError:
+            d["outcome"] = {"text": d["outcome"]}
+        start, end = d.get("started_at"), d.get("finished_at")
+        d["duration"] = round(end - start, 3) if start and end else None
+        for key in ("queued_at", "started_at", "finished_at"):
+            d[key] = _iso(d[key])
+        return d
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class TrainLock:
+    """One training at a time per machine: an exclusive, non-blocking lock on a file under MODMATCH_HOME."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+# The runner of this process. Persisted jobs are stored as references to the module-level functions
+# below with plain arguments (repo name, row id), so a job queued before a restart runs on the new one.
+_RUNNER: "JobRunner | None" = None
+
+
+def run_refresh_job(repo: str, row: int) -> None:
+    if _RUNNER is None:  # pragma: no cover - a job fired with no runner registered
+        log.error("jobs.no-runner job=refresh repo=%s", repo)
+        return
+    _RUNNER.run_refresh(repo, row)
+
+
+def run_train_job(repo: str, row: int) -> None:
+    if _RUNNER is None:  # pragma: no cover
+        log.error("jobs.no-runner job=train repo=%s", repo)
+        return
+    _RUNNER.run_train(repo, row)
+
+
+def run_poll_job() -> None:
+    if _RUNNER is not None:
+        _RUNNER.poll()
+
+
+def run_nightly_job() -> None:
+    if _RUNNER is not None:
+        _RUNNER.nightly()
+
+
+def default_train_command(path: Path) -> list[str]:
+    tmpl = settings.get("train_command")
+    if tmpl:
+        return [a.replace("{path}", str(path)) for a in shlex.split(tmpl)]
+    return [sys.executable, "-m", "bot.cli", "train", str(path), "--json"]
+
+
+class JobRunner:
+    """The scheduler (BackgroundScheduler, persistent job store) plus the jobs table, for one AppState."""
+
+    def __init__(self, state, url: str | None = None, *, refresh_delay: float | None = None,
+                 poll_interval: float | None = None, retrain_at: str | None = None, train_worker: bool | None = None):
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.state = state
+        self.home = settings.home()
+        self.url = url or database_url(self.home)
+        self.log = JobLog(self.url)
+        self.refresh_delay = float(settings.get("refresh_delay") or 0) if refresh_delay is None else refresh_delay
+        self.poll_interval = _int_setting("poll_interval") if poll_interval is None else poll_interval
+        self.retrain_at = settings.get("retrain_at") if retrain_at is None else retrain_at
+        tw = settings.get("train_worker") if train_worker is None else train_worker
+        self.train_worker = tw if isinstance(tw, bool) else str(tw).lower() in ("1", "true", "yes", "on")
+        self.lock = TrainLock(self.home / "train.lock")
+        self._queue_lock = threading.Lock()
+        self._repo_locks: dict[str, threading.Lock] = {}
+        self._procs: set[subprocess.Popen] = set()
+        self.running: dict[int, str] = {}
+        self._model_seen: dict[str, float | None] = {}
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(url=self.url, engine_options=self._engine_options()),
+                       "memory": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 2},
+            timezone=datetime.now().astimezone().tzinfo)
+        state.queue_refresh = self.queue_refresh
+
+    def _engine_options(self) -> dict:
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.url.startswith("sqlite") else {}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self, paused: bool = False) -> "JobRunner":
+        global _RUNNER
+        _RUNNER = self
+        for row in self.log.mark_interrupted():  # work a dead process left half done runs again
+            log.warning("jobs.interrupted id=%s kind=%s repo=%s", row["id"], row["kind"], row["repo"])
+            if row["repo"] in self.state.repos:
+                self._queue(row["kind"], row["repo"], f"retry after interruption of job {row['id']}")
+        self.scheduler.start(paused=paused)
+        for name, rs in self.state.repos.items():  # a new repository's first index happens in the queue
+            try:
+                if not rs.store.has_graph():
+                    self.queue_refresh(name, "first index")
+            except Exception as e:  # pragma: no cover
+                log.warning("jobs.first-index-failed repo=%s error=%s", name, e)
+        if self.poll_interval and self.poll_interval > 0:
+            self.scheduler.add_job(run_poll_job, "interval", seconds=self.poll_interval, id="poll",
+                                   jobstore="memory", replace_existing=True)
+        if self.retrain_at:
+            try:
+                hh, mm = (int(x) for x in self.retrain_at.split(":", 1))
+                self.scheduler.add_job(run_nightly_job, "cron", hour=hh, minute=mm, id="nightly-train",
+                                       jobstore="memory", replace_existing=True)
+            except ValueError:
+                log.warning("jobs.bad-setting name=retrain_at value=%s", self.retrain_at)
+        return self
+
+    def shutdown(self, wait: bool = False) -> None:
+        global _RUNNER
+        for p in list(self._procs):
+            try:
+                p.terminate()
+            except OSError:
+                pass
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        if _RUNNER is self:
+            _RUNNER = None
+        self.log.dispose()
+
+    # --- queueing -----------------------------------------------------------------------------
+    def queue_refresh(self, repo: str, reason: str = "api") -> str:
+        return self._queue("refresh", repo, reason)
+
+    def queue_train(self, repo: str, reason: str = "api") -> str:
+        return self._queue("train", repo, reason)
+
+    def _queue(self, kind: str, repo: str, reason: str, delay: float | None = None) -> str:
+        """Add `<kind>:<repo>` to run after a short delay, or join the one already pending."""
+        self.state.repo(repo)  # KeyError for an unknown repository
+        job_id = f"{kind}:{repo}"
+        with self._queue_lock:
+            job = self.scheduler.get_job(job_id, jobstore="default")
+            if job is not None:
+                self.log.join(job.kwargs["row"], reason)
+                log.info("jobs.coalesced job=%s reason=%s", job_id, reason)
+                return job_id
+            row = self.log.add(job_id, kind, repo, reason)
+            fn = run_refresh_job if kind == "refresh" else run_train_job
+            wait = self.refresh_delay if delay is None else delay
+            when = datetime.now().astimezone() + timedelta(seconds=max(0.0, wait))
+            self.scheduler.add_job(fn, "date", run_date=when, id=job_id, kwargs={"repo": repo, "row": row},
+                                   jobstore="default", replace_existing=True, name=f"{kind} {repo}")
+            log.info("jobs.queued job=%s row=%s reason=%s", job_id, row, reason)
+            return job_id
+
+    def pending(self) -> list[dict]:
+        return [{"id": j.id, "name": j.name, "next_run": j.next_run_time.isoformat() if j.next_run_time else None}
+                for j in self.scheduler.get_jobs(jobstore="default")]
+
+    def queue_depth(self) -> int:
+        return len(self.scheduler.get_jobs(jobstore="default")) if self.scheduler.running else 0
+
+    def recent(self, limit: int = 50, repo: str | None = None) -> list[dict]:
+        return self.log.recent(limit, repo)
+
+    # --- the jobs -----------------------------------------------------------------------------
+    def _repo_lock(self, repo: str) -> threading.Lock:
+        with self._queue_lock:
+            return self._repo_locks.setdefault(repo, threading.Lock())
+
+    def run_refresh(self, repo: str, row: int) -> None:
+        from indexer.build import refresh
+        from indexer.store import Store
+
+        with self._repo_lock(repo):  # two refreshes of one repository never overlap
+            self.log.start(row)
+            self.running[row] = f"refresh:{repo}"
+            try:
+                rs = self.state.repo(repo)
+                info = self.log.get(row) or {}
+                notes = []
+                if str(info.get("reason", "")).startswith(("post-receive", "push", "webhook:push")):
+                    notes += self._pull(rs.root)
+                store = Store(rs.store.path)  # its own connection: this runs in a worker thread
+                try:
+                    first = not store.has_graph()
+                    res = refresh(rs.root, store)
+                finally:
+                    store.close()
+                summary = res.summary()
+                summary["notes"] = list(summary.get("notes") or []) + notes
+                rs.reload()
+            except Exception as e:  # the served graph stays as it was
+                log.warning("jobs.refresh-failed repo=%s row=%s error=%s", repo, row, e)
+                self.log.finish(row, "failed", {"error": str(e) or type(e).__name__})
+                return
+            finally:
+                self.running.pop(row, None)
+            self.log.finish(row, "ok", summary)
+        log.info("jobs.refreshed repo=%s row=%s version=%s", repo, row, summary.get("version"))
+        changed = len(summary["added_modules"]) + len(summary["removed_modules"]) + len(summary["changed_modules"])
+        threshold = _int_setting("retrain_modules")
+        if threshold > 0 and changed >= threshold and not first:  # a first index is not a change
+            self.queue_train(repo, f"refresh changed {changed} modules")
+        else:
+            self._check_feedback(repo)
+
+    def _pull(self, root: Path) -> list[str]:
+        """For pushes to a central repository: fast-forward the served clone first (best effort)."""
+        from .hooks import clean_git_env
+
+        r = subprocess.run(["git", "-C", str(root), "pull", "--ff-only", "-q"], capture_output=True, text=True,
+                           timeout=300, env=clean_git_env())
+        return [] if r.returncode == 0 else [f"git pull failed: {r.stderr.strip()[:300]}"]
+
+    def feedback_count(self, repo: str) -> int:
+        from indexer.store import Store
+
+        s = Store(self.state.repo(repo).store.path)
+        try:
+            return int(s.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+        finally:
+            s.close()
+
+    def _trained_state(self, repo: str) -> tuple[int, str | None]:
+        last = self.log.last("train", repo)
+        if not last:
+            return 0, None
+        return int(last["outcome"].get("feedback_count", 0)), last["outcome"].get("graph_version")
+
+    def _check_feedback(self, repo: str) -> None:
+        threshold = _int_setting("retrain_feedback")
+        if threshold <= 0:
+            return
+        new = self.feedback_count(repo) - self._trained_state(repo)[0]
+        if new >= threshold:
+            self.queue_train(repo, f"{new} new feedback examples")
+
+    def on_feedback(self, repo: str) -> None:
+        """Called by the API (and the Slack/GitHub handlers) after a feedback example was stored."""
+        try:
+            self._check_feedback(repo)
+        except Exception as e:  # pragma: no cover - never fail the request for this
+            log.warning("jobs.feedback-check-failed repo=%s error=%s", repo, e)
+
+    def run_train(self, repo: str, row: int) -> None:
+        if not self.train_worker:  # a worker (`modmatch serve --worker`) claims it from the jobs table
+            self.log.hand_off(row)
+            return
+        if not self.lock.acquire():
+            self.log.finish(row, "skipped", {"note": "another training runs on this machine; queued again"})
+            self._queue("train", repo, "retry: the machine was busy training", delay=600)
+            return
+        self.log.start(row)
+        self.running[row] = f"train:{repo}"
+        t0 = time.time()
+        try:
+            rs = self.state.repo(repo)
+            fb = self.feedback_count(repo)
+            version = rs.graph.version
+            cmd = default_train_command(rs.root)
+            log.info("jobs.train-start repo=%s cmd=%s", repo, cmd[:2] + ["..."])
+            from .hooks import clean_git_env
+
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=clean_git_env(), start_new_session=True)
+            self._procs.add(proc)
+            try:
+                out, err = proc.communicate(timeout=_int_setting("train_timeout") or None)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                raise RuntimeError(f"training stopped after {_int_setting('train_timeout')} s")
+            finally:
+                self._procs.discard(proc)
+            outcome: dict = {"returncode": proc.returncode, "feedback_count": fb, "graph_version": version,
+                             "seconds": round(time.time() - t0, 1)}
+            try:
+                outcome["result"] = json.loads(out)
+            except ValueError:
+                outcome["stdout_tail"] = out[-2000:]
+            if proc.returncode != 0:
+                outcome["stderr_tail"] = err[-2000:]
+                self.log.finish(row, "failed", outcome)
+                return
+            old = rs.model_version
+            rs.reload()  # the trainer's publishing gate decided what is current
+            outcome["model_version"] = rs.model_version
+            outcome["published"] = rs.model_version != old
+            self.log.finish(row, "ok", outcome)
+        except Exception as e:
+            log.warning("jobs.train-failed repo=%s row=%s error=%s", repo, row, e)
+            self.log.finish(row, "failed", {"error": str(e) or type(e).__name__})
+        finally:
+            self.running.pop(row, None)
+            self.lock.release()
+
+    def work_once(self) -> bool:
+        """For a training worker: claim the oldest job handed off by an API process and run it."""
+        row = self.log.claim("train", list(self.state.repos))
+        if row is None:
+            return False
+        self.run_train(row["repo"], row["id"])
+        return True
+
+    def poll(self) -> None:
+        """Refresh every repository whose HEAD moved past the indexed commit; check the feedback count."""
+        from indexer.store import Store
+
+        from .hooks import clean_git_env
+
+        for name, rs in list(self.state.repos.items()):
+            try:
+                head = subprocess.run(["git", "-C", str(rs.root), "rev-parse", "HEAD"], capture_output=True,
+                                      text=True, timeout=30, env=clean_git_env()).stdout.strip()
+                s = Store(rs.store.path)
+                try:
+                    indexed = s.graph_info().get("commit")
+                finally:
+                    s.close()
+                if head and head != indexed:
+                    self.queue_refresh(name, "poll: HEAD moved")
+                else:
+                    self._check_feedback(name)
+                cur = rs.models_dir / "current.json"  # a worker elsewhere may have published a model
+                seen = cur.stat().st_mtime if cur.exists() else None
+                if name in self._model_seen and self._model_seen[name] != seen:
+                    rs.reload()
+                self._model_seen[name] = seen
+            except Exception as e:
+                log.warning("jobs.poll-failed repo=%s error=%s", name, e)
+
+    def nightly(self) -> None:
+        """The nightly training run, for repositories whose graph or feedback changed since the last one."""
+        for name, rs in list(self.state.repos.items()):
+            try:
+                fb, version = self._trained_state(name)
+                if version is None or version != rs.graph.version or self.feedback_count(name) != fb:
+                    self.queue_train(name, "nightly")
+            except Exception as e:
+                log.warning("jobs.nightly-failed repo=%s error=%s", name, e)
+
+    # --- for /metrics and the page ------------------------------------------------------------
+    def last_times(self, repo: str) -> dict[str, float | None]:
+        out = {}
+        for kind in KINDS:
+            last = self.log.last(kind, repo)
+            out[kind] = (datetime.fromisoformat(last["finished_at"]).timestamp()
+                         if last and last["finished_at"] else None)
+        return out
