@@ -2,12 +2,17 @@
 
 Two ways to rank the IDs of a trie after a prompt (both give the same numbers for the IDs they return):
 
-- ``beam``: beam search that walks the trie token by token (one batched forward per step, a few
-  beams wide), with an exact early stop: scores only fall as a path grows, so the search ends as soon
-  as no live beam can beat the k-th finished ID. Cost grows with the *depth* of the trie, not its size.
-- ``score``: score every ID in batched passes that share the prompt's KV cache (the prompt runs once;
-  its cache is expanded to a batch of candidate sequences; only the positions whose next token
-  matters are projected, and only onto the trie's allowed tokens). Cost grows with the *number* of IDs.
+- ``beam``: beam search that walks the trie (one forward per step, a few beams wide), with an exact
+  early stop: scores only fall as a path grows, so the search ends as soon as no live beam can beat the
+  k-th finished ID. Forced runs (nodes with a single child) are fed in the same step, so cost grows with
+  the number of *branching* levels, not with the trie's size or token depth.
+- ``score``: every trie node with children is fed once (shared prefixes run once), in forwards of up to
+  CHUNK_TOKENS tokens. Cost grows with the number of trie tokens.
+
+Both append tokens to the prompt's KV cache as a *tree* in one batch row (each token attends to the prompt
+and to its own ancestors, at position prompt length + depth; see _Tree), then crop the cache back: no
+padding, no cache copies. Prompt caches are kept (PREFIX_CACHE_ENTRIES) so that a later prompt only runs
+the tokens after their common prefix (the fixed "Task: ... repository X." head, identical candidates).
 
 Probabilities are the constrained-decoding distribution: at every trie node the model's next-token
 distribution restricted to the allowed tokens and renormalised (the terminal ``;``/``\\n`` tokens are
@@ -15,8 +20,8 @@ allowed tokens too, so ``src/layer`` and ``src/layer/vulkan`` compete properly).
 they sum to 1; a top-k sums to at most 1.
 
 ``auto`` (the default) scores when the trie is small (a hybrid's candidate list) and beam-searches
-otherwise: on the CPU the scoring pass costs roughly one prompt-length forward per ~100 trie tokens,
-while a beam step costs one small forward; see bench/latency.py for the measurements.
+otherwise: on the CPU one forward costs ~55 ms of CPU (streaming the fp32 weights) plus ~6 ms per token;
+see bench/latency.py for the measurements.
 
 Reasoning mode writes a short thinking line first (greedy, at most MAX_THINKING_TOKENS, stopping at a
 newline), then decodes the IDs under the trie after ``modules:``, as in the completion format.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +43,9 @@ from .trie import IdTrie, Node
 METHODS = ("auto", "beam", "score")
 AUTO_SCORE_MAX_IDS = 32  # "auto" scores tries with at most this many IDs, beam-searches larger ones
 DEFAULT_BEAM_WIDTH = 5
+CHUNK_TOKENS = 512  # score: trie tokens per forward
+PREFIX_CACHE_ENTRIES = 4  # prompt caches kept for the next prompts' shared prefix
+MIN_PREFIX_TOKENS = 4  # reuse a stored prompt cache only when at least this many tokens match
 
 
 @dataclass
@@ -65,13 +74,75 @@ def _logaddexp(a: float, b: float) -> float:
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
-class ConstrainedDecoder:
-    """Wraps a causal LM and its tokenizer; thread-safe for concurrent calls (no shared state)."""
+class _Tree:
+    """Token positions appended to a prompt's KV cache as a *tree* (one batch row): each token attends to the
+    whole prompt and to its own ancestors only, at position ``prompt length + depth``. Beams (or all the
+    trie's nodes) then share one cache row and one forward per step, whatever their run lengths: no
+    padding, no cache copies or reorders; cropping the cache back to the prompt undoes everything."""
 
-    def __init__(self, model, tokenizer, *, max_cache_tokens: int = 8192, auto_score_max_ids: int = AUTO_SCORE_MAX_IDS):
+    def __init__(self, plen: int, device, dtype):
+        self.plen = plen
+        self.n = 0
+        self.depth: list[int] = []
+        self.anc = torch.zeros((0, 0), dtype=torch.bool)
+        self.device, self.dtype = device, dtype
+
+    def _grow(self, need: int) -> None:
+        cap = self.anc.shape[0]
+        if need <= cap:
+            return
+        new = max(need, 2 * cap, 64)
+        a = torch.zeros((new, new), dtype=torch.bool)
+        a[:cap, :cap] = self.anc
+        self.anc = a
+
+    def add(self, runs: list[tuple[int, list[int]]]):
+        """runs: (parent position, -1 for the prompt's end; tokens, each the parent of the next).
+        Returns (input ids, position ids, 4D additive mask, position of each run's last token)."""
+        total = sum(len(r) for _, r in runs)
+        s = self.n
+        self._grow(s + total)
+        toks, pos, lasts = [], [], []
+        i = s
+        anc = self.anc
+        for parent, run in runs:
+            for t in run:
+                if parent >= 0:
+                    anc[i, :i] = anc[parent, :i]
+                    d = self.depth[parent] + 1
+                else:
+                    d = 0
+                anc[i, i] = True
+                self.depth.append(d)
+                toks.append(t)
+                pos.append(self.plen + d)
+                parent = i
+                i += 1
+            lasts.append(i - 1)
+        self.n = i
+        m = torch.zeros((total, self.plen + i), dtype=self.dtype)
+        m[:, self.plen:].masked_fill_(~anc[s:i, :i], torch.finfo(self.dtype).min)
+        dev = self.device
+        return (torch.tensor([toks], dtype=torch.long, device=dev), torch.tensor([pos], dtype=torch.long, device=dev),
+                m[None, None].to(dev), lasts)
+
+
+def _crop_to(cache, n: int) -> None:
+    extra = cache.get_seq_length() - n
+    if extra > 0:
+        cache.crop(-extra)
+
+
+class ConstrainedDecoder:
+    """Wraps a causal LM and its tokenizer; thread-safe for concurrent calls (the only shared state is the
+    prompt-prefix store, behind a lock, whose caches are copied out, never handed out)."""
+
+    def __init__(self, model, tokenizer, *, max_cache_tokens: int = 8192, auto_score_max_ids: int = AUTO_SCORE_MAX_IDS,
+                 chunk_tokens: int = CHUNK_TOKENS, prefix_cache: int = PREFIX_CACHE_ENTRIES):
         self.model = model
         self.tokenizer = tokenizer
-        self.max_cache_tokens = max_cache_tokens
+        self.max_cache_tokens = max_cache_tokens  # kept for callers; the tree decoders no longer chunk by it
+        self.chunk_tokens = max(1, int(chunk_tokens))  # score: tree tokens per forward
         self.auto_score_max_ids = auto_score_max_ids
         self.base = model.base_model if getattr(model, "base_model", None) is not model else model
         head = model.get_output_embeddings()
@@ -80,6 +151,10 @@ class ConstrainedDecoder:
         params = inspect.signature(self.base.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self.eos = tokenizer.eos_token_id
+        self._prefix_max = max(0, int(prefix_cache))
+        self._prefixes: list[tuple[tuple[int, ...], object]] = []  # (prompt tokens, their cache), newest last
+        self._prefix_lock = threading.Lock()
+        self.prefix_hits = 0  # prompt tokens served from the prefix store (for benchmarks)
 
     @property
     def device(self) -> torch.device:
@@ -89,12 +164,19 @@ class ConstrainedDecoder:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _forward(self, ids: torch.Tensor, cache=None):
-        out = self.base(input_ids=ids.to(self.device), use_cache=True, **{self._cache_kw: cache})
+    def _forward(self, ids: torch.Tensor, cache=None, **kw):
+        out = self.base(input_ids=ids.to(self.device), use_cache=True, **{self._cache_kw: cache}, **kw)
         new_cache = out.get("cache") if hasattr(out, "get") else None
         if new_cache is None:
             new_cache = out.past_key_values
         return out.last_hidden_state, new_cache
+
+    def _tree_forward(self, cache, tree: _Tree, runs: list[tuple[int, list[int]]]):
+        """Feed `runs` as tree tokens after the cache; (hidden states of the runs' last tokens, their positions)."""
+        ids, pos, mask, lasts = tree.add(runs)
+        hid, _ = self._forward(ids, cache, attention_mask=mask, position_ids=pos)
+        idx = torch.tensor([p - (tree.n - ids.shape[1]) for p in lasts], dtype=torch.long, device=hid.device)
+        return hid[0, idx], lasts
 
     def prefill(self, ids: list[int]):
         """(cache, hidden state of the last prompt token)."""
@@ -111,10 +193,49 @@ class ConstrainedDecoder:
         n = min(n, len(ids) - 1)
         if n <= 0:
             return self.prefill(ids)
-        if n < len(cached):
-            cache.crop(n - len(cached))
+        _crop_to(cache, n)
         hid, cache = self._forward(torch.tensor([ids[n:]], dtype=torch.long), cache)
         return cache, hid[0, -1]
+
+    # --- prompt-prefix store: consecutive prompts share their head ("Task: ... repository X.\n...") ----
+    def prefill_cached(self, ids: list[int]):
+        """Like prefill, but starts from the stored cache sharing the longest token prefix with `ids`
+        (copied, then cropped to the common prefix), so only the new tail is run."""
+        best, best_n = None, 0
+        with self._prefix_lock:
+            for key, c in self._prefixes:
+                n = 0
+                for a, b in zip(key, ids):
+                    if a != b:
+                        break
+                    n += 1
+                if n > best_n:
+                    best, best_n = c, n
+            best_n = min(best_n, len(ids) - 1)
+            if best is not None and best_n >= MIN_PREFIX_TOKENS:
+                cache = copy.deepcopy(best)
+            else:
+                cache = None
+        if cache is None:
+            return self.prefill(ids)
+        _crop_to(cache, best_n)
+        self.prefix_hits += best_n
+        hid, cache = self._forward(torch.tensor([ids[best_n:]], dtype=torch.long), cache)
+        return cache, hid[0, -1]
+
+    def _remember(self, ids: list[int], cache) -> None:
+        """Keep (a cache of exactly `ids`) for later prompts; the caller gives the cache up."""
+        if self._prefix_max <= 0 or cache is None or cache.get_seq_length() != len(ids):
+            return
+        key = tuple(ids)
+        with self._prefix_lock:
+            self._prefixes = [(k, c) for k, c in self._prefixes if k != key]
+            self._prefixes.append((key, cache))
+            del self._prefixes[:-self._prefix_max]
+
+    def clear_prefix_cache(self) -> None:
+        with self._prefix_lock:
+            self._prefixes.clear()
 
     def _logits(self, h: torch.Tensor, toks: torch.Tensor | None = None) -> torch.Tensor:
         w = self.head_w if toks is None else self.head_w[toks]
@@ -148,80 +269,80 @@ class ConstrainedDecoder:
             i += c
         return out
 
+    def _tree(self, cache) -> _Tree:
+        return _Tree(cache.get_seq_length(), self.device, self.head_w.dtype)
+
     # --- ranking ---------------------------------------------------------------------------------
     def beam(self, trie: IdTrie, prefill, k: int = 5, beam_width: int | None = None) -> dict[str, float]:
-        """{id: logprob} of the IDs the search finished (at least min(k, len(trie)) of them)."""
+        """{id: logprob} of the IDs the search finished (at least min(k, len(trie)) of them).
+
+        Forced runs are collapsed: after a chosen token, the chain of nodes with a single child (and no ID
+        ending there) has probability 1 under the renormalised distribution, so the whole run is fed in
+        the same forward. All beams of a step go in one forward as tree tokens on the prompt's cache row
+        (ragged runs need no padding); the cache is cropped back to the prompt afterwards."""
         cache, h0 = prefill
+        plen = cache.get_seq_length()
+        tree = self._tree(cache)
         width = max(int(beam_width or DEFAULT_BEAM_WIDTH), k)
-        beams: list[tuple[Node, float]] = [(trie.root, 0.0)]
+        beams: list[tuple[Node, float, int]] = [(trie.root, 0.0, -1)]  # node, score, tree position of its last token
         hs = h0[None]
         finished: dict[str, float] = {}
-        own_cache = None
-        while beams:
-            lps = self._child_logprobs(hs, [n for n, _ in beams])
-            cands = []
-            for bi, (node, s) in enumerate(beams):
-                for t, lp in lps[bi].items():
-                    child, sc = node.children[t], s + lp
-                    for mid in child.ends:
-                        finished[mid] = _logaddexp(finished.get(mid, -math.inf), sc)
-                    if child.children:
-                        cands.append((sc, bi, t, child))
-            if not cands:
-                break
-            cands.sort(key=lambda c: -c[0])
-            cands = cands[:width]
-            if len(finished) >= k:  # exact stop: a live path's score can only fall
-                kth = sorted(finished.values(), reverse=True)[k - 1]
-                cands = [c for c in cands if c[0] > kth]
+        try:
+            while beams:
+                lps = self._child_logprobs(hs, [b[0] for b in beams])
+                cands = []
+                for bi, (node, s, last) in enumerate(beams):
+                    for t, lp in lps[bi].items():
+                        child, sc, run = node.children[t], s + lp, [t]
+                        while len(child.children) == 1 and not child.ends:  # forced: probability 1
+                            (t2, child), = child.children.items()
+                            run.append(t2)
+                        for mid in child.ends:
+                            finished[mid] = _logaddexp(finished.get(mid, -math.inf), sc)
+                        if child.children:
+                            cands.append((sc, last, run, child))
                 if not cands:
                     break
-            idx = torch.tensor([c[1] for c in cands], dtype=torch.long, device=self.device)
-            if own_cache is None:  # leave the caller's prompt cache untouched
-                own_cache = copy.deepcopy(cache)
-            own_cache.reorder_cache(idx)
-            toks = torch.tensor([[c[2]] for c in cands], dtype=torch.long)
-            hid, own_cache = self._forward(toks, own_cache)
-            hs = hid[:, -1]
-            beams = [(c[3], c[0]) for c in cands]
+                cands.sort(key=lambda c: -c[0])
+                cands = cands[:width]
+                if len(finished) >= k:  # exact stop: a live path's score can only fall
+                    kth = sorted(finished.values(), reverse=True)[k - 1]
+                    cands = [c for c in cands if c[0] > kth]
+                    if not cands:
+                        break
+                hs, lasts = self._tree_forward(cache, tree, [(c[1], c[2]) for c in cands])
+                beams = [(c[3], c[0], p) for c, p in zip(cands, lasts)]
+        finally:
+            _crop_to(cache, plen)  # the caller's prompt cache, as it was
         return finished
 
     def score(self, trie: IdTrie, prefill) -> dict[str, float]:
-        """{id: logprob} for every ID of the trie, in batched passes sharing the prompt's cache."""
+        """{id: logprob} for every ID of the trie. Every trie node with children is fed once, as a tree token
+        on the prompt's cache row (shared prefixes run once), in forwards of `chunk_tokens` tokens."""
         cache, h0 = prefill
-        node_lp: dict[int, dict[int, float]] = {trie.root.index: self._child_logprobs(h0[None], [trie.root])[0]}
-        # rows: each sequence minus its last token (whose logits are never needed); a row that is a
-        # prefix of another row is covered by it (causal attention), so only maximal rows are run
-        rows = sorted({s[:-1] for seqs in trie.sequences.values() for s in seqs if len(s) > 1})
-        rows = [r for i, r in enumerate(rows) if not (i + 1 < len(rows) and rows[i + 1][:len(r)] == r)]
-        rows.sort(key=len)
         plen = cache.get_seq_length()
-        i = 0
-        while i < len(rows):
-            lmax_guess = len(rows[min(len(rows) - 1, i)])
-            b = max(1, self.max_cache_tokens // (plen + lmax_guess))
-            chunk = rows[i:i + b]
-            i += len(chunk)
-            lmax = max(len(r) for r in chunk)
-            ids = torch.tensor([list(r) + [r[-1]] * (lmax - len(r)) for r in chunk], dtype=torch.long)
-            c = copy.deepcopy(cache)
-            c.batch_repeat_interleave(len(chunk))
-            hid, _ = self._forward(ids, c)
-            del c
-            bi, pos, nodes = [], [], []
-            for ri, r in enumerate(chunk):
-                node = trie.root
-                for j, t in enumerate(r):
-                    node = node.children[t]
-                    if node.children and node.index not in node_lp:
-                        node_lp[node.index] = {}  # claimed; filled below
-                        bi.append(ri)
-                        pos.append(j)
-                        nodes.append(node)
-            if nodes:
-                hs = hid[torch.tensor(bi), torch.tensor(pos)]
-                for node, d in zip(nodes, self._child_logprobs(hs, nodes)):
-                    node_lp[node.index] = d
+        node_lp: dict[int, dict[int, float]] = {trie.root.index: self._child_logprobs(h0[None], [trie.root])[0]}
+        # nodes needing a distribution, parents first (a node's index is larger than its parent's)
+        todo: list[tuple[Node, int, int]] = []  # (node, token leading to it, parent's index), feeding order
+        for node in trie.nodes:
+            for t, c in node.children.items():
+                if c.children:
+                    todo.append((c, t, node.index))
+        pos: dict[int, int] = {trie.root.index: -1}  # node index -> tree position of its token
+        try:
+            tree = self._tree(cache)
+            for i in range(0, len(todo), self.chunk_tokens):
+                chunk = todo[i:i + self.chunk_tokens]
+                runs = []
+                for j, (c, t, par) in enumerate(chunk):  # a parent may be in this very chunk, just before
+                    runs.append((pos[par], [t]))
+                    pos[c.index] = tree.n + j
+                hs, _ = self._tree_forward(cache, tree, runs)
+                nodes = [c for c, _, _ in chunk]
+                for c, d in zip(nodes, self._child_logprobs(hs, nodes)):
+                    node_lp[c.index] = d
+        finally:
+            _crop_to(cache, plen)
         out: dict[str, float] = {}
         for mid, seqs in trie.sequences.items():
             total = -math.inf
@@ -237,8 +358,12 @@ class ConstrainedDecoder:
     def think(self, prompt: str, max_tokens: int = MAX_THINKING_TOKENS):
         """Greedy thinking line after the prompt; then the cache positioned after ``modules:``.
         Returns (thinking, (cache, last hidden state), prompt token count)."""
+        thinking, pre, target = self._think(prompt, max_tokens)
+        return thinking, pre, len(target)
+
+    def _think(self, prompt: str, max_tokens: int):
         ids = self.encode(prompt + THINKING_TAG)
-        cache, h = self.prefill(ids)
+        cache, h = self.prefill_cached(ids)
         fed = list(ids)
         gen: list[int] = []
         for _ in range(max_tokens):
@@ -257,7 +382,7 @@ class ConstrainedDecoder:
         else:  # nothing usable: the plain completion format
             target = self.encode(prompt + MODULES_TAG)
         cache, h = self._extend(cache, fed, target)
-        return thinking, (cache, h), len(target)
+        return thinking, (cache, h), target
 
     @torch.inference_mode()
     def rank(self, prompt: str, trie: IdTrie, k: int = 5, *, method: str = "auto", reasoning: bool = False,
@@ -271,13 +396,15 @@ class ConstrainedDecoder:
             res.method = method
             return res
         if reasoning:
-            res.thinking, pre, res.prompt_tokens = self.think(prompt, max_thinking_tokens)
+            res.thinking, pre, ids = self._think(prompt, max_thinking_tokens)
         else:
             ids = self.encode(prompt + MODULES_TAG)
-            pre, res.prompt_tokens = self.prefill(ids), len(ids)
+            pre = self.prefill_cached(ids)
+        res.prompt_tokens = len(ids)
         if method == "auto":
             method = "score" if len(trie) <= self.auto_score_max_ids else "beam"
         lps = self.score(trie, pre) if method == "score" else self.beam(trie, pre, k, beam_width)
+        self._remember(ids, pre[0])  # beam/score leave the prompt cache exactly as prefilled
         best = sorted(lps.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         res.ranked = [Ranked(mid, float(math.exp(lp)), float(lp)) for mid, lp in best]
         res.method, res.explored = method, len(lps)

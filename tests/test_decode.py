@@ -170,3 +170,54 @@ def test_device_fake_mps(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     c = devmod.select_device()
     assert (c.device, c.dtype) == ("mps", torch.float16)
+
+
+# --- tree-attention decoding equals plain sequential decoding ---------------------------------------
+def _reference_logprobs(dec, prompt, trie):
+    """Each ID's constrained logprob from plain full forwards (no caches, no tree masks)."""
+    from inference.prompt import MODULES_TAG
+
+    ids = dec.encode(prompt + MODULES_TAG)
+    out = {}
+    with torch.inference_mode():
+        for mid, seqs in trie.sequences.items():
+            total = -math.inf
+            for s in seqs:
+                hid = dec.base(input_ids=torch.tensor([ids + list(s)])).last_hidden_state[0]
+                node, lp = trie.root, 0.0
+                for j, t in enumerate(s):
+                    allowed = list(node.children)
+                    logits = dec._logits(hid[len(ids) - 1 + j], torch.tensor(allowed))
+                    lp += float(torch.log_softmax(logits, -1)[allowed.index(t)])
+                    node = node.children[t]
+                total = max(total, lp) + math.log1p(math.exp(-abs(total - lp))) if total > -math.inf else lp
+            out[mid] = total
+    return out
+
+
+def test_tree_decoding_matches_sequential_reference(dec):
+    trie = IdTrie(IDS, dec.tokenizer)
+    ref = _reference_logprobs(dec, PROMPT, trie)
+    s = dec.rank(PROMPT, trie, len(IDS), method="score")
+    b = dec.rank(PROMPT, trie, len(IDS), method="beam", beam_width=len(IDS))
+    for r in (s, b):
+        assert len(r.ranked) == len(IDS)
+        for x in r.ranked:
+            assert x.logprob == pytest.approx(ref[x.module], abs=1e-4)
+
+
+def test_forced_runs_and_prefix_store_do_not_change_results():
+    model, tok = shared_model(0)
+    fresh = ConstrainedDecoder(model, tok, prefix_cache=0)
+    warm = ConstrainedDecoder(model, tok)
+    trie = IdTrie(IDS + ["python/ncnn/tests/deep/path", "tools/pnnx/pass_level2"], tok)
+    assert any(len(n.children) == 1 and not n.ends for n in trie.nodes)  # forced runs exist
+    for q in ("crash in the vulkan conv shader", "docs typo", "crash in the vulkan conv layer"):
+        p = build_prompt(q, "ncnn")
+        for method in ("beam", "score"):
+            a = fresh.rank(p, trie, 5, method=method)
+            b = warm.rank(p, trie, 5, method=method)
+            assert [x.module for x in a.ranked] == [x.module for x in b.ranked]
+            for x, y in zip(a.ranked, b.ranked):
+                assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
+    assert warm.prefix_hits > 0 and fresh.prefix_hits == 0
