@@ -213,6 +213,22 @@ def settings_cmd() -> None:
         click.echo(f"MODMATCH_{s.name.upper():18} {val!s:28} {s.help}")
 
 
+from .ask_cmd import ask_cmd  # noqa: E402
+from .eval_cmd import eval_cmd  # noqa: E402
+
+cli.add_command(eval_cmd)
+cli.add_command(ask_cmd)
+from .train_cmd import train_cmd  # noqa: E402
+
+cli.add_command(train_cmd)
+
+from .serve_cmd import doctor_cmd, hooks_group, serve_cmd  # noqa: E402
+
+cli.add_command(serve_cmd)
+cli.add_command(hooks_group)
+cli.add_command(doctor_cmd)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     cli(prog_name="modmatch")
 

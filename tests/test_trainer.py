@@ -1,0 +1,350 @@
+"""Tests for the trainer: config, dataset rows, the LoRA loop (tiny random model), publishing and
+resuming, and that the real smollm2-135m learns to match a small synthetic repository."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from indexer.build import index
+from indexer.store import Store
+from indexer.text import words
+from inference.models import DEFAULT_MODEL, load_base, load_tokenizer, resolve, tiny_random_model
+from inference.prompt import build_prompt, parse_completion
+from trainer.config import TrainConfig
+from trainer.dataset import CandidateSource, build_dataset, read_jsonl
+from trainer.train import (CURRENT, add_lora, collate, completion_loss, encode_row, publish, read_current,
+                           score_modules, train)
+
+CACHE = Path(os.environ.get("MODMATCH_TEST_CACHE", Path.home() / ".cache" / "modmatch-tests"))
+
+MODS = {
+    "audio": ("Audio playback and recording: decode sound files, mix channels, control speaker volume.",
+              [("decode_wav", "Decode a WAV sound file into PCM samples."),
+               ("set_volume", "Change the speaker volume level."),
+               ("mix_channels", "Mix stereo audio channels into mono."),
+               ("record_microphone", "Record sound from the microphone.")]),
+    "network": ("Networking: HTTP requests, sockets, connection retries and timeouts.",
+                [("http_get", "Send an HTTP GET request to a server."),
+                 ("open_socket", "Open a TCP socket connection to a host."),
+                 ("retry_connection", "Retry a dropped network connection with backoff."),
+                 ("set_timeout", "Set the request timeout in seconds.")]),
+    "storage": ("Storage: save and load records in the database, disk cache and file persistence.",
+                [("save_record", "Save a record to the database table."),
+                 ("load_record", "Load a record from the database by key."),
+                 ("clear_cache", "Delete all entries from the disk cache."),
+                 ("migrate_schema", "Migrate the database schema to a new version.")]),
+    "ui": ("User interface: windows, buttons, menus, dark theme and screen layout.",
+           [("draw_button", "Draw a clickable button on the screen."),
+            ("open_window", "Open a new application window."),
+            ("apply_theme", "Apply the dark or light color theme."),
+            ("show_menu", "Show the context menu at the cursor.")]),
+    "crypto": ("Cryptography: encrypt and decrypt data, hash passwords, sign and verify keys.",
+               [("encrypt_data", "Encrypt data with an AES key."),
+                ("hash_password", "Hash a user password with a salt."),
+                ("verify_signature", "Verify a digital signature with a public key."),
+                ("generate_key", "Generate a new random encryption key.")]),
+}
+
+# Phrasings written by hand, never produced by the dataset templates.
+HELD_OUT = [
+    ("The speaker is silent when a song plays", "audio"),
+    ("Microphone capture sounds distorted", "audio"),
+    ("Server calls hang forever on a slow link", "network"),
+    ("TCP connection drops and does not come back", "network"),
+    ("Rows written to the table disappear after restart", "storage"),
+    ("The on-disk cache keeps growing", "storage"),
+    ("The menu is unreadable in dark mode", "ui"),
+    ("Clicking the button does nothing on the main window", "ui"),
+    ("Passwords are stored without a salt", "crypto"),
+    ("Invalid signatures are accepted as valid", "crypto"),
+]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args], cwd=root, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth") / "synth"
+    root.mkdir()
+    for mod, (doc, funcs) in MODS.items():
+        d = root / mod
+        d.mkdir()
+        body = f'"""{doc}"""\n\n' + "\n\n".join(f'def {n}(*args):\n    """{ds}"""\n    return None\n' for n, ds in funcs)
+        (d / "__init__.py").write_text(body)
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "commit", "-qm", "init")
+    g = index(root, Store(tmp_path_factory.mktemp("store") / "db.sqlite")).graph
+    assert sorted(g.leaf_ids()) == sorted(MODS)
+    return g
+
+
+class FixedMatcher:
+    """A stand-in retrieval matcher that always proposes the same (mostly wrong) modules."""
+
+    name = "fixed"
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def match(self, text, k=5):
+        from inference.base import Match
+
+        return [Match(m, 1.0 - i / 10, 0.5) for i, m in enumerate(self.ids[:k])]
+
+
+@pytest.fixture(scope="module")
+def cands(graph):
+    return CandidateSource(graph, matcher=FixedMatcher(["ui", "crypto", "storage"]))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(DEFAULT_MODEL, CACHE)
+
+
+# --- config ------------------------------------------------------------------------------------------
+
+def test_config_from_toml_and_overrides():
+    cfg = TrainConfig.from_toml({"lora_r": 8, "epochs": 3, "target-modules": "q_proj, v_proj"}, epochs=1.5,
+                                base_model=None)
+    assert cfg.lora_r == 8 and cfg.epochs == 1.5 and cfg.target_modules == ("q_proj", "v_proj")
+    assert cfg.base_model == "smollm2-135m" and cfg.max_seq_len <= 256
+    with pytest.raises(ValueError, match="unknown setting"):
+        TrainConfig.from_toml({"lora_rank": 8})
+    with pytest.raises(ValueError, match="wrong type"):
+        TrainConfig.from_toml({"lora_r": "big"})
+    with pytest.raises(ValueError, match="reasoning_ratio"):
+        TrainConfig.from_toml({"reasoning_ratio": 2})
+    assert cfg.resolved_threads() >= 1
+
+
+# --- dataset -----------------------------------------------------------------------------------------
+
+def test_dataset_ratio_groups_thinking_and_jsonl(graph, cands, tmp_path):
+    ds = build_dataset(graph, repo="synth", seed=1, candidate_source=cands)
+    rows = ds.train + ds.val
+    assert len(ds.train) > 100 and ds.val
+    # 1:1 reasoning ratio (exact per split, so at most one off overall)
+    n_r = sum(r.mode == "reasoning" for r in rows)
+    assert abs(n_r - (len(rows) - n_r)) <= 2
+    # no group leaks between train and validation
+    assert not ({r.group for r in ds.train} & {r.group for r in ds.val})
+    # several phrasings per source sentence, and all three sources kinds of graph text are used
+    assert max(sum(r.group == g for r in rows) for g in {r.group for r in rows}) >= 3
+    assert {"graph:description", "graph:keywords", "graph:symbol"} <= {r.source for r in rows}
+    leaves = set(graph.leaf_ids())
+    for r in rows:
+        mods, thinking = parse_completion(r.completion, leaves)
+        assert mods == r.modules and mods[0] in leaves
+        assert r.prompt.endswith("Answer:") and r.text in r.prompt
+        if r.mode == "reasoning":
+            assert thinking.startswith("key terms:") and f"level: {r.modules[0]} (depth 1)" in thinking
+            terms = thinking.split(";")[0].removeprefix("key terms:").strip()
+            text_words = set(words(r.text))
+            kws = set(graph.modules[r.modules[0]].keywords) | set(graph.keyword_index)
+            for t in filter(None, (x.strip() for x in terms.split(","))):
+                assert t == "none" or (t in text_words and t in kws), (t, r.text)
+        else:
+            assert not thinking
+    # candidates: gold inserted at varying positions in training rows, never in validation rows
+    with_c = [r for r in ds.train if r.candidates]
+    assert with_c and all(r.modules[0] in r.candidates for r in with_c)
+    assert len({r.candidates.index(r.modules[0]) for r in with_c}) >= 3
+    assert any(not r.candidates for r in ds.train)
+    assert all(r.candidates == [c for c in ["ui", "crypto", "storage"]] for r in ds.val if r.candidates)
+    paths = ds.write(tmp_path)
+    back = read_jsonl(paths["train"])
+    assert [r.to_dict() for r in back] == [r.to_dict() for r in ds.train]
+    assert set(json.loads(paths["val"].read_text().splitlines()[0])) >= {
+        "prompt", "completion", "modules", "source", "group", "mode"}
+    assert ds.hash() == build_dataset(graph, repo="synth", seed=1, candidate_source=cands).hash()
+
+
+def test_dataset_history_feedback_and_ratio(graph, cands, tmp_path):
+    from indexer.records import HistoryExample
+
+    hist = [HistoryExample(f"c{i}", "2025-01-01T00:00:00Z", f"Fix volume glitch {i}", "The speaker clicks.",
+                           ("audio/__init__.py",), ("audio",)) for i in range(4)]
+    fb = tmp_path / "fb.jsonl"
+    fb.write_text(json.dumps({"text": "Keys rotate too rarely", "gold_modules": ["crypto"]}) + "\n")
+    ds = build_dataset(graph, repo="synth", history=hist, feedback=fb, reasoning_ratio=0.25,
+                       candidate_source=cands)
+    rows = ds.train + ds.val
+    assert {"history", "feedback"} <= {r.source for r in rows}
+    assert any(r.modules == ["crypto"] and "Keys rotate" in r.text for r in rows)
+    n_r = sum(r.mode == "reasoning" for r in rows)
+    assert abs(n_r - 0.25 * len(rows)) <= 2
+
+
+def test_chinese_templates_when_repo_has_cjk(graph, cands):
+    import copy
+
+    g = copy.deepcopy(graph)
+    g.modules["audio"].aliases = ["音频模块"]
+    ds = build_dataset(g, repo="synth", candidate_source=cands)
+    assert any(any("\u4e00" <= ch <= "\u9fff" for ch in r.text) for r in ds.train + ds.val)
+
+
+# --- the loop on a tiny random model -----------------------------------------------------------------
+
+def _small_cfg(**kw) -> TrainConfig:
+    base = dict(epochs=1, batch_size=8, max_steps=6, checkpoint_every=2, eval_rows=8, lr=5e-3, variants=2,
+                max_seq_len=128, threads=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_lora_changes_adapter_not_base(graph, cands, tok):
+    model, tok = tiny_random_model(tok)
+    cfg = _small_cfg()
+    model = add_lora(model, cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ds = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
+    items = [encode_row(tok, r.prompt, r.completion, 128) for r in ds.train[:16]]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for i in range(3):
+        b = collate(items[i * 4:(i + 1) * 4], tok.pad_token_id, "cpu")
+        loss = completion_loss(model, b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    changed_lora = [n for n, p in model.named_parameters() if "lora_" in n and not torch.equal(p, before[n])]
+    changed_base = [n for n, p in model.named_parameters() if "lora_" not in n and not torch.equal(p, before[n])]
+    assert changed_lora and not changed_base
+    # the loss only covers completion tokens: labels are IGNORE on the prompt
+    ids, labels = encode_row(tok, ds.train[0].prompt, ds.train[0].completion, 256)
+    n_prompt = len(tok(ds.train[0].prompt, add_special_tokens=False)["input_ids"])
+    assert all(l == -100 for l in labels[:n_prompt]) and labels[-1] == tok.eos_token_id
+
+
+def test_train_publish_metadata_and_refusal(graph, cands, tok, tmp_path):
+    model, tok = tiny_random_model(tok)
+    ds = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
+    res = train(graph, tmp_path, _small_cfg(), repo="synth", dataset=ds, model_and_tokenizer=(model, tok),
+                candidate_source=cands)
+    run = res.run_dir
+    assert res.published and (run / "adapter" / "adapter_config.json").is_file()
+    assert (run / "merged" / "config.json").is_file() and (run / "data" / "train.jsonl").is_file()
+    assert not (run / "checkpoint").exists()
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["module_ids"] == graph.leaf_ids() and meta["ids_hash"] == graph.ids_hash()
+    assert meta["graph_version"] == graph.version and meta["dataset_hash"] == ds.hash()
+    assert meta["config"]["lora_r"] == 16 and meta["metrics"]["steps"] == 6
+    assert 0.0 <= meta["metrics"]["accuracy"] <= 1.0 and meta["metrics"]["rows"] > 0
+    assert meta["published"] is True
+    repo_dir = tmp_path / "synth"
+    cur = read_current(repo_dir)
+    assert cur["run"] == os.path.relpath(run, repo_dir)
+    # the merged model loads through the registry
+    assert resolve(str(run)).kind == "local"
+
+    # a worse run is refused; the current pointer and the previous model stay
+    worse = repo_dir / "runs" / "worse"
+    (worse / "merged").mkdir(parents=True)
+    (worse / "merged" / "config.json").write_text("{}")
+    wmeta = dict(meta, metrics=dict(meta["metrics"], accuracy=meta["metrics"]["accuracy"] - 0.01))
+    (worse / "metadata.json").write_text(json.dumps(wmeta))
+    ok, why = publish(repo_dir, worse, wmeta)
+    assert not ok and "below" in why and read_current(repo_dir)["run"] == cur["run"]
+    # an incomplete run is never published
+    (worse / "merged" / "config.json").unlink()
+    assert publish(repo_dir, worse, dict(meta))[0] is False
+    # an equal one is published atomically (no temp files left), a changed module set always is
+    (worse / "merged" / "config.json").write_text("{}")
+    assert publish(repo_dir, worse, dict(meta))[0] is True
+    assert read_current(repo_dir)["run"] == "runs/worse" and read_current(repo_dir)["previous"] == cur["run"]
+    assert sorted(p.name for p in repo_dir.iterdir()) == [CURRENT, "runs"]
+
+
+def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
+    ds = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
+    cfg = _small_cfg(max_steps=7, checkpoint_every=2)
+
+    class Boom(Exception):
+        pass
+
+    def crash(stage, done, total, info):
+        if stage == "train" and done == 5:
+            raise Boom
+
+    model, tok = tiny_random_model(tok)
+    with pytest.raises(Boom):
+        train(graph, tmp_path, cfg, repo="synth", dataset=ds, model_and_tokenizer=(model, tok), progress=crash,
+              candidate_source=cands)
+    runs = list((tmp_path / "synth" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoint" / "state.json").is_file()
+    assert json.loads((runs[0] / "checkpoint" / "state.json").read_text())["step"] == 4
+    assert read_current(tmp_path / "synth") is None
+
+    seen = []
+    model, tok = tiny_random_model(tok, seed=1)
+    res = train(graph, tmp_path, cfg, repo="synth", model_and_tokenizer=(model, tok), resume=True,
+                progress=lambda s, d, t, i: seen.append(d) if s == "train" else None, candidate_source=cands)
+    assert res.run_dir == runs[0] and seen == [5, 6, 7]
+    assert res.metrics["steps"] == 7 and res.published
+
+    # --max-minutes stops cleanly and still evaluates and writes
+    model, tok = tiny_random_model(tok)
+    res2 = train(graph, tmp_path, _small_cfg(max_minutes=1e-9), repo="synth", dataset=ds,
+                 model_and_tokenizer=(model, tok), candidate_source=cands)
+    assert res2.metrics["stopped_early"] == "max_minutes" and res2.metrics["steps"] == 0
+    assert (res2.run_dir / "metadata.json").is_file() and (res2.run_dir / "merged" / "config.json").is_file()
+
+
+# --- the real smollm2-135m learns ---------------------------------------------------------------------
+
+def _accuracy(model, tok, leaves) -> tuple[float, list[str]]:
+    hits, misses = 0, []
+    for text, gold in HELD_OUT:
+        ranked = score_modules(model, tok, build_prompt(text, "synth"), leaves, max_len=96)
+        hits += ranked[0][0] == gold
+        if ranked[0][0] != gold:
+            misses.append(f"{text!r}: {ranked[0][0]} (gold {gold})")
+    return hits / len(HELD_OUT), misses
+
+
+def test_smollm2_learns_the_synthetic_repository(graph, tmp_path):
+    t0 = time.time()
+    torch.manual_seed(0)
+    model, tok = load_base(DEFAULT_MODEL, CACHE)
+    leaves = graph.leaf_ids()
+    no_cands = CandidateSource(graph, matcher=FixedMatcher([]))
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps=24, lr=3e-3, lora_r=8, lora_alpha=16, lora_layers=8,
+                      variants=3, reasoning_ratio=0.0, candidates_ratio=0.0, max_seq_len=64, eval_rows=5,
+                      checkpoint_every=0, threads=0, warmup_steps=3)
+    ds = build_dataset(graph, repo="synth", variants_per_source=3, reasoning_ratio=0.0, candidates_ratio=0.0,
+                       candidate_source=no_cands)
+    before, _ = _accuracy(model, tok, leaves)
+    res = train(graph, tmp_path, cfg, repo="synth", dataset=ds, model_and_tokenizer=(model, tok),
+                candidate_source=no_cands, publish_run=False)
+    after, misses = _accuracy(model, tok, leaves)  # the merged model (train() merges LoRA in place)
+    print(f"\nsmollm2-135m held-out top-1: before {before:.2f}, after {after:.2f}; "
+          f"validation {res.metrics['accuracy']:.2f}; loss {res.metrics['train_loss_first']:.3f} -> "
+          f"{res.metrics['train_loss_last']:.3f}; {res.metrics['tokens_per_s']} tokens/s; {time.time() - t0:.0f}s; misses: {misses}")
+    assert res.metrics["train_loss_last"] < res.metrics["train_loss_first"]
+    assert after >= before + 0.3 and after >= 0.8
+
+
+def test_cached_scorer_matches_full_forward(tok):
+    from inference.prompt import Candidate
+    from trainer.train import score_modules_uncached
+
+    model, tok = tiny_random_model(tok)
+    prompt = build_prompt("crash when decoding wav files", "synth", [Candidate("audio", "sound playback")])
+    ids = ["audio", "network", "storage/db", "ui", "crypto/keys/rsa"]
+    a = score_modules(model, tok, prompt, ids, batch_size=2)
+    b = score_modules_uncached(model, tok, prompt, ids)
+    assert [m for m, _ in a] == [m for m, _ in b]
+    assert all(abs(x - y) < 1e-3 for (_, x), (_, y) in zip(a, b))

@@ -1,0 +1,602 @@
+"""LoRA fine-tuning of a base model on the dataset rows, with atomic publishing.
+
+Backends: unsloth (`FastLanguageModel.get_peft_model`) when CUDA is present and unsloth imports;
+otherwise peft with a custom loop tuned for CPU: the base model produces hidden states and the
+49k-vocabulary lm_head runs ONLY at completion positions (the loss falls on the completion), rows
+are grouped by length and padded per batch to short sequences.
+
+Layout under ``models_root/<repo-key>/``::
+
+    runs/<timestamp>/checkpoint/   adapter + optimizer + step (every N steps; removed when done)
+    runs/<timestamp>/adapter/      peft adapter
+    runs/<timestamp>/merged/       merged full model + tokenizer (what inference loads)
+    runs/<timestamp>/data/         train.jsonl, val.jsonl
+    runs/<timestamp>/metadata.json base model, graph version, module IDs + hash, dataset hash,
+                                   hyper-parameters, validation metrics
+    current.json                   {"run": "runs/<timestamp>", ...}, replaced atomically (os.replace)
+
+A run becomes `current` only when fully written and its validation accuracy is not worse than the
+current model's (unless the module-ID set changed, which makes the old model stale).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from indexer.graph import ModuleGraph
+from inference.prompt import build_completion
+
+from .config import TrainConfig
+from .dataset import CandidateSource, Dataset, Row, build_dataset, write_jsonl
+
+log = logging.getLogger(__name__)
+
+CURRENT = "current.json"
+IGNORE = -100
+Progress = Callable[[str, int, int, dict], None]  # (stage, done, total, info)
+
+
+# --- tokenization ----------------------------------------------------------------------------------
+
+def encode_row(tok, prompt: str, completion: str, max_len: int) -> tuple[list[int], list[int]]:
+    """(input_ids, labels): prompt tokens then completion tokens + EOS; labels only on the completion.
+    Over-long prompts lose tokens from their start (the requirement and `Answer:` are at the end)."""
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    c = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    c = c[:max_len - 8]
+    room = max_len - len(c)
+    if len(p) > room:
+        p = p[len(p) - room:]
+    return p + c, [IGNORE] * len(p) + c
+
+
+def collate(items: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    n = max(len(i) for i, _ in items)
+    ids = torch.full((len(items), n), pad_id, dtype=torch.long)
+    lab = torch.full((len(items), n), IGNORE, dtype=torch.long)
+    att = torch.zeros((len(items), n), dtype=torch.long)
+    for b, (i, l) in enumerate(items):
+        ids[b, :len(i)] = torch.tensor(i)
+        lab[b, :len(l)] = torch.tensor(l)
+        att[b, :len(i)] = 1
+    return {"input_ids": ids.to(device), "labels": lab.to(device), "attention_mask": att.to(device)}
+
+
+# --- the loss and the scorer -----------------------------------------------------------------------
+
+def _causal_lm(model):
+    """The *ForCausalLM inside a peft wrapper (LoRA layers stay injected), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def completion_logits(model, input_ids, attention_mask, labels):
+    """Logits only where the next token is a completion token: (N, vocab), targets (N,)."""
+    lm = _causal_lm(model)
+    hidden = lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    tgt = labels[:, 1:]
+    mask = tgt != IGNORE
+    h = hidden[:, :-1][mask]
+    return lm.lm_head(h).float(), tgt[mask], mask
+
+
+def completion_loss(model, batch) -> torch.Tensor:
+    logits, targets, _ = completion_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return F.cross_entropy(logits, targets)
+
+
+def full_logits_loss(model, batch) -> torch.Tensor:
+    """The naive loss (lm_head over every position), for comparison in bench/train_speed.py."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    logits = out.logits[:, :-1].float()
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1),
+                           ignore_index=IGNORE)
+
+
+def _cache_kw() -> str:
+    """transformers >= 5.x names the cache argument `cache` (`past_key_values` is deprecated)."""
+    import inspect
+
+    from transformers import LlamaModel
+
+    return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+
+
+_CACHE_KW = _cache_kw()
+
+
+@torch.no_grad()
+def score_modules(model, tok, prompt: str, module_ids: Sequence[str], batch_size: int = 32,
+                  max_len: int = 256) -> list[tuple[str, float]]:
+    """Module IDs ranked by the log-likelihood of the plain completion `` modules: <id>\\n`` after
+    the prompt (the sum over its tokens, EOS excluded), best first.
+
+    The prompt runs once; its key/value cache is shared by every candidate completion, so ranking
+    N modules costs one prompt pass plus N short completions."""
+    if not module_ids:
+        return []
+    device = next(model.parameters()).device
+    lm = _causal_lm(model)
+    comps = [tok(build_completion([m]), add_special_tokens=False)["input_ids"] for m in module_ids]
+    longest = max(len(c) for c in comps)
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    p = p[max(0, len(p) - max(8, max_len - longest)):]
+    was_training = model.training
+    model.eval()
+    scores: list[float] = []
+    try:
+        out = lm.model(input_ids=torch.tensor([p], device=device), use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        h_last = out.last_hidden_state[:, -1:]
+        for i in range(0, len(comps), batch_size):
+            chunk = comps[i:i + batch_size]
+            b, lc = len(chunk), max(len(c) for c in chunk)
+            ids = torch.full((b, lc), tok.pad_token_id, dtype=torch.long, device=device)
+            cmask = torch.zeros((b, lc), dtype=torch.long, device=device)
+            for j, c in enumerate(chunk):
+                ids[j, :len(c)] = torch.tensor(c)
+                cmask[j, :len(c)] = 1
+            kv = copy.deepcopy(cache)
+            kv.batch_repeat_interleave(b)
+            att = torch.cat([torch.ones((b, len(p)), dtype=torch.long, device=device), cmask], 1)
+            pos = torch.arange(len(p), len(p) + lc, device=device)[None].expand(b, lc)
+            h = lm.model(input_ids=ids, attention_mask=att, position_ids=pos, **{_CACHE_KW: kv},
+                         use_cache=True).last_hidden_state
+            pred = torch.cat([h_last.expand(b, 1, -1), h[:, :-1]], 1)
+            mask = cmask.bool()
+            lp = torch.log_softmax(lm.lm_head(pred[mask]).float(), -1).gather(1, ids[mask][:, None])[:, 0]
+            rows = torch.nonzero(mask, as_tuple=False)[:, 0]
+            scores.extend(torch.zeros(b, device=device).index_add_(0, rows, lp).tolist())
+    finally:
+        model.train(was_training)
+    return sorted(zip(module_ids, scores), key=lambda x: -x[1])
+
+
+@torch.no_grad()
+def score_modules_uncached(model, tok, prompt: str, module_ids: Sequence[str], batch_size: int = 16,
+                           max_len: int = 256) -> list[tuple[str, float]]:
+    """The same ranking without the shared prompt cache (a reference for tests)."""
+    device = next(model.parameters()).device
+    items = []
+    for mid in module_ids:
+        ids, lab = encode_row(tok, prompt, build_completion([mid]), max_len)
+        items.append((ids[:-1], lab[:-1]))  # drop EOS
+    scores: list[float] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(items), batch_size):
+            b = collate(items[i:i + batch_size], tok.pad_token_id, device)
+            logits, targets, mask = completion_logits(model, b["input_ids"], b["attention_mask"], b["labels"])
+            lp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+            row_of = torch.nonzero(mask, as_tuple=False)[:, 0]
+            sums = torch.zeros(mask.size(0)).index_add_(0, row_of.cpu(), lp.cpu())
+            scores.extend(sums.tolist())
+    finally:
+        model.train(was_training)
+    return sorted(zip(module_ids, scores), key=lambda x: -x[1])
+
+
+def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120, max_ids: int = 64,
+             cands: CandidateSource | None = None, seed: int = 0, max_len: int = 256,
+             progress: Progress | None = None) -> dict:
+    """Top-1 / top-3 accuracy and MRR of the log-likelihood ranking on validation rows.
+
+    Ranks all leaf IDs when there are at most `max_ids`, else the row's retrieval candidates
+    (plus more retrieval hits up to `max_ids`; the gold ID is NOT inserted, so a retrieval miss counts
+    as an error)."""
+    rng = random.Random(seed)
+    rows = list(rows)
+    if len(rows) > max_rows:
+        rows = rng.sample(rows, max_rows)
+    leaves = list(leaf_ids)
+    hit1 = hit3 = 0
+    rr = 0.0
+    for n, r in enumerate(rows):
+        if len(leaves) <= max_ids:
+            ids = leaves
+        else:
+            ids = list(dict.fromkeys(list(r.candidates) + (cands(r.text, max_ids) if cands else [])))[:max_ids]
+            if not ids:
+                ids = rng.sample(leaves, max_ids)
+        ranked = [m for m, _ in score_modules(model, tok, r.prompt, ids, max_len=max_len)]
+        gold = set(r.modules)
+        pos = next((i for i, m in enumerate(ranked) if m in gold), None)
+        if pos is not None:
+            hit1 += pos == 0
+            hit3 += pos < 3
+            rr += 1.0 / (pos + 1)
+        if progress:
+            progress("evaluate", n + 1, len(rows), {})
+    k = max(1, len(rows))
+    return {"accuracy": hit1 / k, "top3": hit3 / k, "mrr": rr / k, "rows": len(rows),
+            "ranked_over": "all leaf ids" if len(leaves) <= max_ids else f"retrieval candidates (<= {max_ids})"}
+
+
+# --- backends --------------------------------------------------------------------------------------
+
+def pick_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def unsloth_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import unsloth  # noqa: F401
+    except Exception:  # not installed, or broken on this machine
+        return False
+    return True
+
+
+def pick_backend(cfg: TrainConfig) -> str:
+    if cfg.backend == "peft":
+        return "peft"
+    if unsloth_available():
+        return "unsloth"
+    if cfg.backend == "unsloth":
+        raise RuntimeError("the unsloth backend needs CUDA and the unsloth package (pip install 'modmatch[gpu]')")
+    return "peft"
+
+
+def use_bf16(cfg: TrainConfig, device: str) -> bool:
+    if cfg.bf16 == "yes":
+        return True
+    if cfg.bf16 == "no":
+        return False
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device == "cpu":  # bf16 autocast only pays off with native bf16 units (measured: slower on AVX2)
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def add_lora(model, cfg: TrainConfig, backend: str = "peft"):
+    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = [t for t in cfg.target_modules if t in present] or ["q_proj", "v_proj"]
+    n_layers = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
+    layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers)) if cfg.lora_layers and n_layers else None
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel  # type: ignore
+
+        return FastLanguageModel.get_peft_model(model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                lora_dropout=cfg.lora_dropout, target_modules=targets,
+                                                random_state=cfg.seed, use_gradient_checkpointing="unsloth")
+    from peft import LoraConfig, get_peft_model
+
+    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+                    bias="none", task_type="CAUSAL_LM", layers_to_transform=layers)
+    return get_peft_model(model, lc)
+
+
+def load_for_training(cfg: TrainConfig, cache_dir=None, backend: str = "peft"):
+    """(model, tokenizer) for the configured base model on the chosen backend."""
+    from inference.models import cached_path, load_base, resolve
+
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel  # type: ignore
+
+        spec = resolve(cfg.base_model)
+        if spec.kind == "gguf":
+            load_base(cfg.base_model, cache_dir)  # converts and caches once
+            src = str(cached_path(spec, cache_dir))
+        else:
+            src = spec.source
+        model, tok = FastLanguageModel.from_pretrained(model_name=src, max_seq_length=cfg.max_seq_len,
+                                                       load_in_4bit=False, dtype=None)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return model, tok
+    return load_base(cfg.base_model, cache_dir)
+
+
+# --- folders and publishing ------------------------------------------------------------------------
+
+def repo_key(graph: ModuleGraph, name: str = "") -> str:
+    base = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in (name or "repo")).strip("-") or "repo"
+    return base
+
+
+def read_current(repo_dir: str | Path) -> dict | None:
+    p = Path(repo_dir) / CURRENT
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def current_model_dir(repo_dir: str | Path) -> Path | None:
+    """The merged model folder of the current run, or None."""
+    cur = read_current(repo_dir)
+    if not cur:
+        return None
+    p = Path(repo_dir) / cur["run"] / "merged"
+    return p if p.is_dir() else None
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def publish(repo_dir: str | Path, run_dir: str | Path, metadata: dict) -> tuple[bool, str]:
+    """Point `current` at run_dir when it is complete and not worse than the current model."""
+    repo_dir, run_dir = Path(repo_dir), Path(run_dir)
+    if not (run_dir / "metadata.json").is_file() or not (run_dir / "merged" / "config.json").is_file():
+        return False, "the run is incomplete"
+    new_acc = float(metadata.get("metrics", {}).get("accuracy", 0.0))
+    cur = read_current(repo_dir)
+    if cur:
+        try:
+            old = json.loads((repo_dir / cur["run"] / "metadata.json").read_text())
+        except (OSError, ValueError, KeyError):
+            old = None
+        if old is not None:
+            old_acc = float(old.get("metrics", {}).get("accuracy", 0.0))
+            same_ids = old.get("ids_hash") == metadata.get("ids_hash")
+            if same_ids and new_acc < old_acc:
+                return False, f"validation accuracy {new_acc:.3f} is below the current model's {old_acc:.3f}"
+    rel = os.path.relpath(run_dir, repo_dir)
+    _write_json_atomic(repo_dir / CURRENT, {"run": rel, "accuracy": new_acc, "published_at": _now(),
+                                            "previous": cur.get("run") if cur else None})
+    return True, "published"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _new_run_dir(repo_dir: Path) -> Path:
+    base = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    runs = repo_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    p, i = runs / base, 1
+    while p.exists():
+        p, i = runs / f"{base}-{i}", i + 1
+    p.mkdir()
+    return p
+
+
+def _resumable_run(repo_dir: Path) -> Path | None:
+    runs = repo_dir / "runs"
+    if not runs.is_dir():
+        return None
+    for p in sorted(runs.iterdir(), reverse=True):
+        if (p / "checkpoint" / "state.json").is_file() and not (p / "metadata.json").is_file():
+            return p
+    return None
+
+
+# --- the loop --------------------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+    published: bool
+    reason: str
+    metadata: dict = field(default_factory=dict)
+
+
+def _schedule(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Batches of row indices for one epoch: shuffled, length-grouped in windows, batches shuffled."""
+    rng = random.Random(seed * 1000 + epoch)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    window = batch_size * 16
+    batches = []
+    for w in range(0, len(idx), window):
+        chunk = sorted(idx[w:w + window], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    warm = min(cfg.warmup_steps, max(1, total // 10))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    prog = (step - warm) / max(1, total - warm)
+    return cfg.lr * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
+
+
+def _save_checkpoint(run_dir: Path, model, opt, state: dict) -> None:
+    ck = run_dir / "checkpoint"
+    tmp = run_dir / ".checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    model.save_pretrained(tmp / "adapter")
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    old = run_dir / ".checkpoint.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if ck.exists():
+        os.replace(ck, old)
+    os.replace(tmp, ck)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(run_dir: Path, model, opt) -> dict:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    ck = run_dir / "checkpoint"
+    ad = ck / "adapter"
+    f = ad / "adapter_model.safetensors"
+    set_peft_model_state_dict(model, load_file(str(f)))
+    opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True))
+    return json.loads((ck / "state.json").read_text())
+
+
+def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None = None, *, repo: str = "",
+          dataset: Dataset | None = None, history=(), feedback=None, resume: bool = False,
+          model_and_tokenizer=None, cache_dir=None, progress: Progress | None = None,
+          publish_run: bool = True, stop: Callable[[], bool] | None = None,
+          candidate_source: CandidateSource | None = None, key: str | None = None) -> TrainResult:
+    """Fine-tune, evaluate, write the run folder and publish it. See the module docstring.
+
+    `model_and_tokenizer` lets tests pass a tiny model (otherwise `cfg.base_model` is loaded);
+    `history` must already be cut off by the caller when the result is evaluated on later history.
+    `stop()` returning True ends training cleanly at the next step (like --max-minutes)."""
+    cfg = cfg or TrainConfig()
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = pick_device()
+    threads = cfg.resolved_threads()
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    backend = pick_backend(cfg) if model_and_tokenizer is None else "peft"
+    repo_dir = Path(models_root) / (key or repo_key(graph, repo))
+    repo_dir.mkdir(parents=True, exist_ok=True)
+
+    run_dir = _resumable_run(repo_dir) if resume else None
+    if dataset is None and run_dir is not None and (run_dir / "data" / "train.jsonl").is_file():
+        from .dataset import read_jsonl
+
+        dataset = Dataset(read_jsonl(run_dir / "data" / "train.jsonl"), read_jsonl(run_dir / "data" / "val.jsonl"), repo)
+    leaf = graph.leaf_ids()
+    cands = candidate_source
+    if dataset is None or (cands is None and len(leaf) > cfg.eval_max_ids):
+        cands = cands if cands is not None else CandidateSource(graph)
+    if dataset is None:
+        if progress:
+            progress("dataset", 0, 1, {})
+        dataset = build_dataset(graph, repo=repo, history=history, feedback=feedback,
+                                variants_per_source=cfg.variants, reasoning_ratio=cfg.reasoning_ratio,
+                                candidates_ratio=cfg.candidates_ratio, candidates_k=cfg.candidates_k,
+                                val_fraction=cfg.val_fraction, seed=cfg.seed, candidate_source=cands)
+    if not dataset.train:
+        raise ValueError("no training rows: the graph has no leaf modules with text to learn from")
+    if run_dir is None:
+        run_dir = _new_run_dir(repo_dir)
+    dataset.write(run_dir / "data")
+    ds_hash = dataset.hash()
+
+    if model_and_tokenizer is not None:
+        model, tok = model_and_tokenizer
+    else:
+        if progress:
+            progress("load model", 0, 1, {})
+        model, tok = load_for_training(cfg, cache_dir, backend)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    if not hasattr(model, "peft_config"):
+        model = add_lora(model, cfg, backend)
+    model.to(device)
+    model.train()
+    bf16 = use_bf16(cfg, device)
+
+    encoded = [encode_row(tok, r.prompt, r.completion, cfg.max_seq_len) for r in dataset.train]
+    lengths = [len(i) for i, _ in encoded]
+    per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+    total = max(1, math.ceil(per_epoch * cfg.epochs / cfg.grad_accum))
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    step, tokens, elapsed_before, losses = 0, 0, 0.0, []
+    if resume and (run_dir / "checkpoint" / "state.json").is_file():
+        st = _load_checkpoint(run_dir, model, opt)
+        if st.get("dataset_hash") != ds_hash:
+            raise ValueError("the checkpoint was made on a different dataset; train without --resume")
+        step, tokens, elapsed_before, losses = st["step"], st["tokens"], st["elapsed"], st.get("losses", [])
+        log.info("resuming %s at step %d", run_dir, step)
+
+    deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
+    stopped = ""
+    t_train = time.time()
+    micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
+    while step < total:
+        if deadline and time.time() > deadline:
+            stopped = "max_minutes"
+            break
+        if stop and stop():
+            stopped = "stopped"
+            break
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, total, cfg)
+        loss_sum = 0.0
+        for a in range(cfg.grad_accum):
+            bidx = micro[(step * cfg.grad_accum + a) % len(micro)]
+            batch = collate([encoded[i] for i in bidx], tok.pad_token_id, device)
+            tokens += int(batch["attention_mask"].sum())
+            with torch.autocast(device_type=device if device != "mps" else "cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = completion_loss(model, batch) / cfg.grad_accum
+            loss.backward()
+            loss_sum += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(round(loss_sum, 5))
+        if progress:
+            progress("train", step, total, {"loss": loss_sum})
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+            _save_checkpoint(run_dir, model, opt, {"step": step, "tokens": tokens, "dataset_hash": ds_hash,
+                                                   "elapsed": elapsed_before + time.time() - t_train,
+                                                   "losses": losses})
+    train_seconds = elapsed_before + time.time() - t_train
+
+    model.eval()
+    metrics = evaluate(model, tok, dataset.val, leaf, max_rows=cfg.eval_rows, max_ids=cfg.eval_max_ids,
+                       cands=cands, seed=cfg.seed, max_len=cfg.max_seq_len, progress=progress)
+    metrics.update({"train_loss_first": losses[0] if losses else None,
+                    "train_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
+                    "steps": step, "planned_steps": total, "tokens": tokens,
+                    "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else 0.0,
+                    "train_seconds": round(train_seconds, 1), "stopped_early": stopped or None})
+
+    # write the folders
+    model.save_pretrained(run_dir / "adapter")
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    tmp_merged = run_dir / ".merged.tmp"
+    shutil.rmtree(tmp_merged, ignore_errors=True)
+    merged.save_pretrained(tmp_merged)
+    tok.save_pretrained(tmp_merged)
+    shutil.rmtree(run_dir / "merged", ignore_errors=True)
+    os.replace(tmp_merged, run_dir / "merged")
+    meta = {
+        "base_model": cfg.base_model if model_and_tokenizer is None else getattr(model, "name_or_path", "custom"),
+        "graph_version": graph.version, "commit": graph.commit, "repo": repo,
+        "module_ids": leaf, "ids_hash": graph.ids_hash(),
+        "dataset_hash": ds_hash, "dataset": dataset.stats() | {"rows_per_module": None},
+        "config": cfg.to_dict(), "backend": backend, "device": device, "bf16": bf16, "threads": threads,
+        "metrics": metrics, "created_at": _now(), "seconds": round(time.time() - t0, 1),
+        "candidates_from": (cands.name or None) if cands is not None else None,
+    }
+    meta["dataset"].pop("rows_per_module", None)
+    _write_json_atomic(run_dir / "metadata.json", meta)
+    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    if not publish_run:
+        published, reason = False, "not published (dry run)"
+    elif step == 0:
+        published, reason = False, "not published: no training step ran (raise --max-minutes)"
+    else:
+        published, reason = publish(repo_dir, run_dir, meta)
+    meta["published"] = published
+    meta["publish_reason"] = reason
+    _write_json_atomic(run_dir / "metadata.json", meta)
+    return TrainResult(run_dir, metrics, published, reason, meta)
