@@ -5,7 +5,6 @@ import json
 
 import click
 
-from . import settings
 from .cli import errors, open_store, out
 
 
@@ -18,25 +17,22 @@ from .cli import errors, open_store, out
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: bool) -> None:
     """Rank the modules a REQUIREMENT touches, with confidence and evidence."""
-    from inference.base import clean_text, create, default_matcher_name
+    from .cli import repo_root
+    from .state import RepoState
 
     with errors():
-        text = clean_text(requirement)
-        graph = open_store(path).load_graph()
-        name = matcher or settings.get("matcher") or "auto"
-        if name == "auto":
-            name = default_matcher_name(graph)
-        opts = {}
-        if name in ("dense", "hybrid"):
-            opts = {"embedding_model": settings.get("embedding_model"), "cache_dir": str(settings.home() / "cache")}
-        m = create(name, graph, **opts)
-        matches = m.match(text, k=k)
+        root = repo_root(path)
+        repo = RepoState(root.name, root, matcher=matcher)  # "auto": the fine-tuned model if any, else hybrid
+        answer = repo.match(requirement, k=k)
+        graph, name, matches = repo.graph, answer.matcher, answer.matches
         if as_json:
             click.echo(json.dumps({"matcher": name, "graph_version": graph.version, "commit": graph.commit,
+                                   "model_version": answer.model_version,
                                    "matches": [{**x.to_dict(), "paths": graph.modules[x.module].paths}
                                                for x in matches]}, indent=1, ensure_ascii=False))
             return
-        out.print(f"[dim]matcher: {name}[/]")
+        out.print(f"[dim]matcher: {name}" + (f" (model {answer.model_version})" if answer.model_version else "")
+                  + ("" if name.startswith("lm") else " — no fine-tuned model yet: `modmatch train` makes one") + "[/]")
         for i, x in enumerate(matches, 1):
             mod = graph.modules[x.module]
             paths = ", ".join(p or "(repository root)" for p in mod.paths)

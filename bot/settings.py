@@ -116,6 +116,14 @@ def home() -> Path:
     return p
 
 
+def models_dir(repo_root: str | Path) -> Path:
+    """Where a repository's fine-tuned models live: `<home>/models/<name>-<hash of its path>` (the
+    same key as its database), holding `runs/<timestamp>/` and the `current.json` pointer."""
+    from indexer.store import db_path_for
+
+    return home() / "models" / db_path_for(home(), repo_root).stem
+
+
 def threads() -> int:
     t = get("threads")
     if t and t.isdigit() and int(t) > 0:

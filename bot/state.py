@@ -53,7 +53,7 @@ class RepoState:
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models" / self.store.path.stem
+        return self.home / "models" / self.store.path.stem  # == settings.models_dir(root) for the default home
 
     @property
     def graph(self) -> ModuleGraph:

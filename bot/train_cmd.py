@@ -40,12 +40,8 @@ def _cutoff_history(graph, root, cutoff: str | None):
 
 
 def models_key(root) -> str:
-    """The folder under $MODMATCH_HOME/models for one repository: its name + a hash of its path."""
-    import hashlib
-
-    from trainer.train import repo_key
-
-    return f"{repo_key(None, root.name)}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+    """The folder under $MODMATCH_HOME/models for one repository (see settings.models_dir)."""
+    return settings.models_dir(root).name
 
 
 @click.command("train")

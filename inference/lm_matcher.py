@@ -18,7 +18,7 @@ from indexer.graph import ModuleGraph
 
 from .base import Match, clean_text, register
 from .errors import ModelNotFoundError
-from .prompt import Candidate, build_prompt
+from .prompt import Candidate, build_prompt, candidate_summary
 from .runtime import LoadedModel, ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,8 @@ def get_runtime(model_dir: str | Path | None = None) -> ModelRuntime:
 
 
 def summary_of(graph: ModuleGraph, mid: str) -> str:
-    """The candidate summary shown in prompts (mirrors trainer.dataset.summary_of)."""
-    m = graph.modules.get(mid)
-    if m is None:
-        return ""
-    return m.description or " ".join(m.keywords[:6])
+    """The candidate summary shown in prompts (the same function the trainer uses)."""
+    return candidate_summary(graph.modules.get(mid))
 
 
 class LMMatcher:
@@ -69,6 +66,13 @@ class LMMatcher:
         self.repo = repo
         self.beam_width = beam_width
         self.auto_reload = auto_reload
+
+    @property
+    def model_version(self) -> str | None:
+        try:
+            return self.runtime.current.version
+        except Exception:
+            return None
 
     def _ids(self) -> list[str]:
         ids = self.graph.leaf_ids()

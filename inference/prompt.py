@@ -46,6 +46,19 @@ class Candidate:
     summary: str = ""
 
 
+MAX_SUMMARY_CHARS = 60
+
+
+def candidate_summary(module) -> str:
+    """The one-line summary of a candidate module in prompts: its most distinctive keywords
+    (short, so ten candidates stay cheap to read), else the start of its description."""
+    if module is None:
+        return ""
+    kws = [k for k in module.keywords if k not in module.id.lower()][:5]
+    text = " ".join(kws) if kws else module.description
+    return " ".join(text.split())[:MAX_SUMMARY_CHARS]
+
+
 def truncate_requirement(text: str, limit: int = MAX_REQUIREMENT_CHARS) -> str:
     """Keep the start (usually the title) and the end (often the concrete ask) of long text."""
     text = " ".join(text.split())
@@ -60,7 +73,7 @@ def build_prompt(requirement: str, repo: str, candidates: list[Candidate] | None
     if candidates:
         lines.append(CANDIDATES_HEAD)
         for c in candidates:
-            summary = " ".join(c.summary.split())[:100]
+            summary = " ".join(c.summary.split())[:MAX_SUMMARY_CHARS]
             lines.append(f"- {c.module}: {summary}" if summary else f"- {c.module}")
     lines.append(f"{REQUIREMENT_TAG} {truncate_requirement(requirement)}")
     lines.append(ANSWER_TAG)

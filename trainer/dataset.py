@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 from indexer.graph import ModuleGraph
 from indexer.records import HistoryExample
 from indexer.text import has_cjk, split_identifier, words
-from inference.prompt import Candidate, build_completion, build_prompt
+from inference.prompt import Candidate, build_completion, build_prompt, candidate_summary
 
 # --- templates -------------------------------------------------------------------------------------
 
@@ -382,10 +382,7 @@ def build_thinking(text: str, modules: list[str], graph: ModuleGraph, max_terms:
 
 
 def summary_of(graph: ModuleGraph, mid: str) -> str:
-    m = graph.modules.get(mid)
-    if m is None:
-        return ""
-    return m.description or " ".join(m.keywords[:6])
+    return candidate_summary(graph.modules.get(mid))
 
 
 class CandidateSource:
