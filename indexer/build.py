@@ -77,7 +77,8 @@ class IndexResult:
         }
 
 
-def _config_for(source: Source) -> RepoConfig:
+def config_for(source: Source) -> RepoConfig:
+    """`.modmatch.toml` as of the snapshot (from the commit itself for a git source)."""
     if isinstance(source, GitSource):
         text = git(source.root, "show", f"{source.commit}:{CONFIG_NAME}", check=False)
         return load_config(source.root, text) if text else RepoConfig()
@@ -149,7 +150,9 @@ def _parse_all(source: Source, todo: list, max_bytes: int, workers: int | None =
         yield from pool.imap(_parse_one, items, chunksize=32)
 
 
-def _module_of_for_history(graph: ModuleGraph, config: RepoConfig, paths: list[str]):
+def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str]):
+    """How a past change's files map to today's modules: skipped files and folders that no
+    longer exist map to None (so stale history never points at the wrong module)."""
     tops = {p.split("/", 1)[0] for p in paths if "/" in p}
 
     def module_of(path: str) -> str | None:
@@ -183,7 +186,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
     t0 = time.perf_counter()
     root = Path(root)
     source = open_source(root, rev)
-    config = _config_for(source)
+    config = config_for(source)
     run_id = store.start_run("index" if full else "refresh")
     notes: list[str] = []
     try:
@@ -245,7 +248,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         if isinstance(source, GitSource):
             last = store.get_meta("commit")
             same_layout = store.get_meta("layout") == layout_hash
-            module_of = _module_of_for_history(graph, config, paths)
+            module_of = history_module_of(graph, config, paths)
             known = set(graph.leaf_ids())
             if (not full and had_graph and last and same_layout
                     and git(root, "cat-file", "-t", last, check=False).strip() == "commit"

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from .records import FileRecord, Module
 from .text import path_words, words
 
-README_RE = re.compile(r"(^|/)(readme|index|overview|about)(\.[a-z]+)?$", re.I)
+README_RE = re.compile(r"(^|/)(readme(\.[a-z]+)?|(index|overview|about)\.(md|rst|txt|adoc|markdown))$", re.I)
 DOC_EXT = (".md", ".rst", ".txt", ".adoc", ".markdown")
 MAX_DESC = 600
 N_KEYWORDS = 12
@@ -41,6 +41,24 @@ def _clean_markdown(text: str) -> str:
         lines.append(s)
     paras = [" ".join(p.split()) for p in "\n".join(lines).split("\n\n")]
     return " ".join(p for p in paras if len(p) > 20)[:MAX_DESC]
+
+
+def _leading_comment(text: str) -> str:
+    """The first block of `#` / `//` / `;` comment lines of a script or config (after a shebang)."""
+    out = []
+    for line in text.splitlines()[:40]:
+        s = line.strip()
+        if s.startswith("#!") and not out:
+            continue
+        m = re.match(r"^(#+|//+|;+)\s?(.*)$", s)
+        if m:
+            if m.group(2).strip():
+                out.append(m.group(2).strip())
+        elif out or s:
+            if out:
+                break
+    text = " ".join(out)
+    return "" if re.search(r"copyright|license|SPDX", text, re.I) else text
 
 
 def _first_sentence(text: str, limit: int = 160) -> str:
@@ -77,6 +95,12 @@ def describe(module: Module, records: list[FileRecord]) -> str:
         docs = [r.text for r in records if r.path.endswith(DOC_EXT) and r.text]
         if docs:
             parts.append(_clean_markdown(docs[0]))
+    if not parts:  # scripts and configs: their leading comment
+        for r in records:
+            c = _leading_comment(r.text)
+            if c:
+                parts.append(_first_sentence(c, 200))
+                break
     desc = " ".join(p for p in parts if p).strip()
     if not desc:
         exts = Counter(r.path.rsplit(".", 1)[-1] for r in records if "." in r.path.rsplit("/", 1)[-1])

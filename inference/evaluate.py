@@ -146,8 +146,8 @@ def history_split(root: str | Path, cutoff: str, store_dir: str | Path | None = 
         store.close()
         if tmp is not None:
             tmp.cleanup()
-    config = build._config_for(GitSource(root, commit))
-    module_of = build._module_of_for_history(graph, config, files)
+    config = build.config_for(GitSource(root, commit))
+    module_of = build.history_module_of(graph, config, files)
     stats: dict = {}
     later = mine_history(root, module_of, rev_range=f"{commit}..{head_sha}",
                          max_modules=config.history_max_modules, known_modules=set(graph.leaf_ids()), stats=stats)
