@@ -14,16 +14,11 @@ import pytest
 from bot import hooks
 from bot.serve_cmd import hooks_group
 from click.testing import CliRunner
+from waiting import wait_for as _wait_for
 
 
 def wait_for(fn, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for the hook")
+    return _wait_for(fn, timeout, "the hook")
 
 
 class Recorder(BaseHTTPRequestHandler):

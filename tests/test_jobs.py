@@ -9,6 +9,7 @@ import pytest
 
 from bot.jobs import JobRunner, TrainLock, database_url
 from bot.state import AppState, RepoState
+from waiting import wait_for as _wait_for
 from indexer.build import index
 
 FILES = {
@@ -27,13 +28,7 @@ def state(git_repo):
 
 
 def wait_for(fn, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+    return _wait_for(fn, timeout, "the job")
 
 
 def done(runner, kind="refresh"):
