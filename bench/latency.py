@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from inference.decode import ConstrainedDecoder  # noqa: E402
 from inference.device import configure_cpu_threads, select_device  # noqa: E402
 from inference.models import load_base  # noqa: E402
-from inference.prompt import MODULES_TAG, Candidate, build_prompt  # noqa: E402
+from inference.prompt import Candidate, build_prompt  # noqa: E402
 from inference.trie import IdTrie  # noqa: E402
 
 TOP = ["src", "lib", "tools", "python", "docs", "tests", "examples", "benchmark", "cmake", "platform"]

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .cli import errors, open_store, out
+from .cli import errors, out
 
 
 @click.command("ask")

@@ -19,7 +19,7 @@ from .config import RepoConfig
 from .describe import describe, keyword_index, keywords, module_terms
 from .deps import module_edges
 from .errors import UnknownModuleError
-from .modules import ROOT_ID, Assigner, ModuleSpec, parent_of, plan_modules, skipped
+from .modules import Assigner, ModuleSpec, parent_of, plan_modules, skipped
 from .records import FileRecord, HistoryExample, Module
 
 MAX_SYMBOLS_PER_MODULE = 400

@@ -22,7 +22,7 @@ from indexer.text import split_identifier
 from .base import register
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
-from .scoring import ScoredMatcher, self_calibrate
+from .scoring import ScoredMatcher
 
 log = logging.getLogger(__name__)
 

@@ -307,7 +307,7 @@ def write_report(report: EvalReport, folder: str | Path) -> Path:
     fig.savefig(folder / "per_module_recall.png", dpi=100)
     plt.close(fig)
 
-    md = [f"# modmatch evaluation", "", f"{report.n_cases} cases."]
+    md = ["# modmatch evaluation", "", f"{report.n_cases} cases."]
     for key, val in report.info.items():
         md.append(f"- {key}: {val}")
     md += ["", format_table(report), "", "![accuracy](accuracy.png)", "",

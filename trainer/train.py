@@ -40,7 +40,7 @@ from indexer.graph import ModuleGraph
 from inference.prompt import build_completion
 
 from .config import TrainConfig
-from .dataset import CandidateSource, Dataset, Row, build_dataset, write_jsonl
+from .dataset import CandidateSource, Dataset, Row, build_dataset
 
 log = logging.getLogger(__name__)
 
