@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +88,9 @@ def cli(verbose: bool) -> None:
     Data lives under $MODMATCH_HOME (see `modmatch settings`).
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    if not verbose:  # the libraries' own progress bars and notices are noise in a CLI that shows its own
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _print_index_result(res, as_json: bool) -> None:

@@ -16,6 +16,9 @@ from typing import Callable
 from indexer.graph import ModuleGraph
 from indexer.store import Store, db_path_for
 from inference.base import Match, clean_text, create
+from inference.cache import cached_matcher
+from inference.errors import ModelNotFoundError
+from inference.lm_matcher import get_runtime
 
 from . import settings
 
@@ -69,16 +72,25 @@ class RepoState:
         with self._lock:
             self._graph, self._matcher, self._matcher_label, self.model_version = graph, matcher, label, model_version
 
+    def _retrieval(self, graph: ModuleGraph, name: str = "hybrid"):
+        return cached_matcher(name, graph, self.home / "cache" / "matchers" / self.store.path.stem)
+
     def _build_matcher(self, graph: ModuleGraph):
         name = self.matcher_name
-        if name == "auto":
+        if name in ("auto", "lm-hybrid"):
             try:
-                m = create("lm-hybrid", graph, model_dir=self.models_dir)
+                get_runtime(self.models_dir)  # raises ModelNotFoundError when no model was trained yet
+                m = create("lm-hybrid", graph, model_dir=self.models_dir, retrieval=self._retrieval(graph))
                 return m, "lm-hybrid", getattr(m, "model_version", None)
-            except Exception as e:  # no fine-tuned model yet (or it cannot load): retrieval answers
+            except ModelNotFoundError as e:  # no fine-tuned model yet: retrieval answers
+                if name != "auto":
+                    raise
                 log.info("state.no-model repo=%s reason=%s", self.name, e)
                 name = "hybrid"
-        m = create(name, graph) if not name.startswith("lm") else create(name, graph, model_dir=self.models_dir)
+        if name.startswith("lm"):
+            m = create(name, graph, model_dir=self.models_dir)
+        else:
+            m = self._retrieval(graph, name)
         return m, name, getattr(m, "model_version", None)
 
     def matcher(self):

@@ -97,6 +97,15 @@ class DenseMatcher(ScoredMatcher):
         self.texts = [module_text(graph.modules[mid]) for mid in self.ids]
         self.emb = self._module_embeddings(graph, Path(cache_dir) if cache_dir else None)
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["model"] = None  # the embedding model is shared per process; reloaded on unpickling
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.model = load_model(self.model_name)
+
     def _module_embeddings(self, graph: ModuleGraph, cache_dir: Path | None) -> np.ndarray:
         path, _ = resolve_model(self.model_name)
         content = hashlib.sha1("\n".join(self.ids + self.texts).encode()).hexdigest()[:12]

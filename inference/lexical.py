@@ -9,6 +9,8 @@ first `BODY_WORDS` words, and all history of a module together for at most `HIST
 """
 from __future__ import annotations
 
+import logging
+
 from collections import Counter
 
 import numpy as np
@@ -78,6 +80,7 @@ class LexicalMatcher(ScoredMatcher):
         corpus = [d if d else ["__empty__"] for d in self.docs]
         self.bm25 = None
         if corpus:
+            logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
             self.bm25 = bm25s.BM25(k1=k1, b=b)
             self.bm25.index(corpus, show_progress=False)
             self.vocab = self.bm25.vocab_dict

@@ -30,6 +30,12 @@ class ScoredMatcher:
         self.index = {mid: i for i, mid in enumerate(self.ids)}
         self.calibrator = calibrator
 
+    def __getstate__(self) -> dict:
+        """Pickled without the graph (inference.cache re-attaches the live one)."""
+        state = dict(self.__dict__)
+        state["graph"] = None
+        return state
+
     # --- to implement ------------------------------------------------------------------------
     def scores(self, text: str) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -132,3 +132,19 @@ def test_calibrator_is_monotone_and_bounded():
     assert Calibrator.from_dict(cal.to_dict()).predict(0.5) == pytest.approx(cal.predict(0.5))
     assert Calibrator.fit([0.5] * 3, [1, 0, 1]).method in ("identity", "constant")
     assert softmax(np.array([1.0, 1.0])).tolist() == [0.5, 0.5]
+
+
+def test_matcher_cache_round_trip_and_corruption(graph, tmp_path):
+    from inference import cache
+
+    fresh = cache.cached_matcher("hybrid", graph, tmp_path)  # builds and writes
+    files = list(tmp_path.glob("hybrid-*.pkl"))
+    assert len(files) == 1 and graph.version in files[0].name
+    loaded = cache.cached_matcher("hybrid", graph, tmp_path)  # reads
+    assert loaded is not fresh and loaded.graph is graph
+    q = "the LRU eviction of the disk cache is too slow"
+    assert [m.to_dict() for m in loaded.match(q, 3)] == [m.to_dict() for m in fresh.match(q, 3)]
+    files[0].write_bytes(b"not a pickle")  # corrupt: rebuilt, not fatal
+    again = cache.cached_matcher("hybrid", graph, tmp_path)
+    assert again.match(q, 1)[0].module == fresh.match(q, 1)[0].module
+    assert files[0].read_bytes() != b"not a pickle"

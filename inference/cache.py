@@ -1,0 +1,65 @@
+"""Built retrieval matchers cached on disk, keyed by matcher, graph version and matcher code.
+
+Building `hybrid` on a repository with a long history fits classifiers and tunes weights (tens of
+seconds); a cached copy loads in a fraction of a second. A cache that cannot be read (corrupt,
+older code, different library versions) is rebuilt; a cache that cannot be written is skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from importlib import resources
+from pathlib import Path
+
+from indexer.graph import ModuleGraph
+
+from .base import create
+
+log = logging.getLogger(__name__)
+CACHED = ("lexical", "history", "dense", "hybrid")
+_CODE = ("base.py", "scoring.py", "calibration.py", "lexical.py", "dense.py", "history_clf.py", "hybrid.py", "cache.py")
+
+
+def code_version() -> str:
+    h = hashlib.sha1()
+    for name in _CODE:
+        h.update((resources.files("inference") / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
+def _attach(matcher, graph: ModuleGraph) -> None:
+    matcher.graph = graph
+    for part in getattr(matcher, "parts", {}).values():
+        _attach(part, graph)
+
+
+def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, **opts):
+    """`create(name, graph, **opts)`, through a pickle under `cache_dir` for the retrieval matchers."""
+    if name not in CACHED:
+        return create(name, graph, **opts)
+    folder = Path(cache_dir)
+    path = folder / f"{name}-{graph.version}-{code_version()}.pkl"
+    if path.is_file():
+        try:
+            with open(path, "rb") as fh:
+                m = pickle.load(fh)
+            _attach(m, graph)
+            return m
+        except Exception as e:  # stale or corrupt: rebuild
+            log.warning("matcher-cache.unreadable path=%s error=%s", path, e)
+    m = create(name, graph, **opts)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(m, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        for old in folder.glob(f"{name}-*.pkl"):  # older graph versions are never asked for again
+            if old != path:
+                old.unlink(missing_ok=True)
+    except Exception as e:
+        log.warning("matcher-cache.unwritable path=%s error=%s", path, e)
+    _attach(m, graph)
+    return m
