@@ -32,7 +32,9 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
                                                for x in matches]}, indent=1, ensure_ascii=False))
             return
         out.print(f"[dim]matcher: {name}" + (f" (model {answer.model_version})" if answer.model_version else "")
-                  + ("" if name.startswith("lm") else " — no fine-tuned model yet: `modmatch train` makes one") + "[/]")
+                  + ("" if name.startswith("lm") else
+                     f" — not using a fine-tuned model: {repo.no_model_reason or 'none trained yet (modmatch train)'}")
+                  + "[/]", markup=True, highlight=False)
         for i, x in enumerate(matches, 1):
             mod = graph.modules[x.module]
             paths = ", ".join(p or "(repository root)" for p in mod.paths)

@@ -53,6 +53,7 @@ class RepoState:
         self._matcher = None
         self._matcher_label = ""
         self.model_version: str | None = None
+        self.no_model_reason = ""
 
     @property
     def models_dir(self) -> Path:
@@ -79,13 +80,19 @@ class RepoState:
         name = self.matcher_name
         if name in ("auto", "lm-hybrid"):
             try:
-                get_runtime(self.models_dir)  # raises ModelNotFoundError when no model was trained yet
+                rt = get_runtime(self.models_dir)  # raises ModelNotFoundError when no model was trained yet
+                metrics = (rt.current.metadata or {}).get("metrics", {})
+                if name == "auto" and metrics.get("accuracy", 1.0) < metrics.get("retrieval_accuracy", 0.0):
+                    raise ModelNotFoundError(  # "auto" serves the model only where it validated at least as well
+                        f"the model validated below retrieval ({metrics['accuracy']:.2f} < "
+                        f"{metrics['retrieval_accuracy']:.2f})")
                 m = create("lm-hybrid", graph, model_dir=self.models_dir, retrieval=self._retrieval(graph))
                 return m, "lm-hybrid", getattr(m, "model_version", None)
-            except ModelNotFoundError as e:  # no fine-tuned model yet: retrieval answers
+            except ModelNotFoundError as e:  # no (good enough) fine-tuned model: retrieval answers
                 if name != "auto":
                     raise
                 log.info("state.no-model repo=%s reason=%s", self.name, e)
+                self.no_model_reason = str(e)
                 name = "hybrid"
         if name.startswith("lm"):
             m = create(name, graph, model_dir=self.models_dir)
