@@ -161,3 +161,26 @@ def test_failed_reload_keeps_serving(models_dir):
     rt.maybe_reload(wait=True)
     assert rt.current is first and rt.last_error
     assert LMMatcher(make_graph(IDS), rt).match("vulkan", k=2)
+
+
+@pytest.mark.parametrize("metrics,expected", [
+    ({"accuracy": 0.9, "retrieval_accuracy": 0.7}, "lm-hybrid"),
+    ({"accuracy": 0.5, "retrieval_accuracy": 0.7}, "hybrid"),
+])
+def test_auto_serves_the_model_only_where_it_validated_better(git_repo, metrics, expected):
+    from bot.state import RepoState
+    from gitrepo import BASE
+    from indexer.build import index
+
+    git_repo.commit("initial layout", BASE)
+    rs = RepoState("app", git_repo.root)
+    index(git_repo.root, rs.store)
+    run = write_run(rs.models_dir, "20240101-000000", 0, rs.graph.leaf_ids())
+    meta = json.loads((run / "metadata.json").read_text())
+    meta["metrics"] = metrics
+    (run / "metadata.json").write_text(json.dumps(meta))
+    answer = rs.match("the LRU eviction of the disk cache is too slow", k=3)
+    assert answer.matcher == expected
+    assert all(m.module in rs.graph.modules for m in answer.matches)
+    if expected == "hybrid":
+        assert "below retrieval" in rs.no_model_reason
