@@ -29,9 +29,13 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
             raise ModmatchError("give either --cases FILE.jsonl or --history --cutoff COMMIT|DATE")
         names = list(matchers) or list(DEFAULT_MATCHERS)
         opts = {"embedding_model": settings.get("embedding_model"), "cache_dir": str(settings.home() / "cache")}
+        lm_names = [n for n in names if n.startswith("lm")]
         if use_history:
             if not cutoff:
                 raise ModmatchError("--history needs --cutoff COMMIT|DATE")
+            if lm_names:  # the served model has seen the history after the cut-off: scoring it there would leak
+                raise ModmatchError(f"{', '.join(lm_names)}: a temporal split needs a model trained on the history before "
+                                    "the cut-off only; run bench/eval_lm.py, or evaluate a model with --cases")
             split = history_split(repo_root(path), cutoff, settings.home() / "eval")
             graph, cases = split.graph, split.cases
             if max_cases is not None:
@@ -49,7 +53,8 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
                 cases = cases[-max_cases:]
             info = {"cases_file": cases_file, "modules": len(graph.leaf_ids())}
         with progress_bar(not as_json) as cb:
-            report = evaluate(graph, cases, names, k=k, opts=opts, progress=cb, info=info)
+            report = evaluate(graph, cases, names, k=k, opts=opts, progress=cb, info=info,
+                              lm_opts={"model_dir": settings.models_dir(repo_root(path))})
         if report_dir:
             write_report(report, report_dir)
         if as_json:

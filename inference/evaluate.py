@@ -210,14 +210,14 @@ def run_matcher(matcher, cases: Sequence[Case], k: int = 5) -> list[CaseResult]:
 
 def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] = DEFAULT_MATCHERS, *,
              k: int = 5, opts: dict | None = None, progress: Callable[[str, int, int], None] | None = None,
-             info: dict | None = None) -> EvalReport:
+             info: dict | None = None, lm_opts: dict | None = None) -> EvalReport:
     """Build each matcher on `graph` and score it on `cases`. A matcher that fails to build is reported, not fatal."""
     k = max(k, 5)
     runs = []
     for name in matchers:
         t0 = time.perf_counter()
         try:
-            m = create(name, graph, **((opts or {}) if name in RETRIEVAL_MATCHERS else {}))
+            m = create(name, graph, **((opts or {}) if name in RETRIEVAL_MATCHERS else (lm_opts or {})))
         except InferenceError as e:
             if len(matchers) == 1:
                 raise
