@@ -95,14 +95,15 @@ class LMMatcher:
         prompt = build_prompt(text, self._repo(lm))
         res = self._decode(lm, prompt, self._ids(), k, self.method)
         trained = lm.trained_ids
+        confs = lm.calibrate([r.prob for r in res.ranked])
         out = []
-        for r in res.ranked:
+        for r, conf in zip(res.ranked, confs):
             ev = [f"lm: p={r.prob:.3f} ({res.method}, model {lm.version})"]
             if res.thinking:
                 ev.append(f"thinking: {res.thinking}")
             if trained is not None and r.module not in trained:
                 ev.append(NEW_MODULE_LM)
-            out.append(Match(r.module, r.logprob, r.prob, ev))
+            out.append(Match(r.module, r.logprob, conf, ev))
         return out
 
 
@@ -140,7 +141,7 @@ class LMHybridMatcher(LMMatcher):
         ids = [c.module for c in cands]
         prompt = build_prompt(text, self._repo(lm), [Candidate(m, summary_of(self.graph, m)) for m in ids])
         res = self._decode(lm, prompt, ids, len(ids), self.method)
-        p_lm = {r.module: r.prob for r in res.ranked}
+        p_lm = dict(zip((r.module for r in res.ranked), lm.calibrate([r.prob for r in res.ranked])))
         rsum = sum(max(c.confidence, 0.0) for c in cands) or 1.0
         p_ret = {c.module: max(c.confidence, 0.0) / rsum for c in cands}
         w = self.lm_weight

@@ -70,6 +70,16 @@ class LoadedModel:
     def version(self) -> str:
         return str(self.metadata.get("run") or self.path.name)
 
+    def calibrate(self, probs):
+        """Decoder probabilities → calibrated confidences (the trainer fits the map on validation
+        rows through the same decoder); unchanged when the run carries no calibration."""
+        cal = self.metadata.get("calibration")
+        if not isinstance(cal, dict) or "xs" not in cal:
+            return list(probs)
+        from .calibration import Calibrator
+
+        return [float(x) for x in Calibrator.from_dict(cal).predict(list(probs))]
+
 
 def resolve_run(path: str | Path) -> Path:
     """A models dir (with `current`), a run folder or a merged folder → the run folder to load."""

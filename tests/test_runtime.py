@@ -184,3 +184,17 @@ def test_auto_serves_the_model_only_where_it_validated_better(git_repo, metrics,
     assert all(m.module in rs.graph.modules for m in answer.matches)
     if expected == "hybrid":
         assert "below retrieval" in rs.no_model_reason
+
+
+def test_lm_confidence_uses_the_runs_calibration(models_dir):
+    from inference.lm_matcher import LMMatcher
+    from inference.runtime import ModelRuntime
+
+    run = models_dir / "runs" / "20240101-000000"
+    meta = json.loads((run / "metadata.json").read_text())
+    meta["calibration"] = {"xs": [0.0, 1.0], "ys": [0.25, 0.25], "method": "constant", "n": 10}
+    (run / "metadata.json").write_text(json.dumps(meta))
+    m = LMMatcher(make_graph(IDS), ModelRuntime(models_dir, device=CPU), auto_reload=False)
+    out = m.match("vulkan shader crash", k=3)
+    assert [x.confidence for x in out] == [0.25, 0.25, 0.25]
+    assert all(x.module in IDS for x in out) and out[0].score >= out[1].score

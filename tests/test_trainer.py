@@ -244,6 +244,8 @@ def test_train_publish_metadata_and_refusal(graph, cands, tok, tmp_path):
     assert meta["config"]["lora_r"] == 16 and meta["metrics"]["steps"] == 6
     assert 0.0 <= meta["metrics"]["accuracy"] <= 1.0 and meta["metrics"]["rows"] > 0
     assert meta["published"] is True
+    cal = meta["calibration"]  # fitted through the serving decoder on validation rows
+    assert cal["pairs"] > 0 and len(cal["xs"]) == len(cal["ys"]) and all(0.0 <= y <= 1.0 for y in cal["ys"])
     repo_dir = tmp_path / "synth"
     cur = read_current(repo_dir)
     assert cur["run"] == os.path.relpath(run, repo_dir)

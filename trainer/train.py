@@ -233,6 +233,41 @@ def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_ro
     return out
 
 
+@torch.inference_mode()
+def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120,
+                      max_ids: int = 32, seed: int = 0) -> dict:
+    """Calibration of the confidence the served model will report: the constrained decoder's top-1
+    probability (exactly as `lm` / `lm-hybrid` compute it) against whether it was right, on
+    validation rows (their own candidates, else all modules when there are few). Returns the
+    calibrator as a dict for metadata.json, with the number of pairs and their raw accuracy."""
+    from inference.calibration import Calibrator, expected_calibration_error
+    from inference.decode import ConstrainedDecoder
+    from inference.trie import IdTrie
+
+    rng = random.Random(seed + 1)
+    rows = list(rows)
+    if len(rows) > max_rows:
+        rows = rng.sample(rows, max_rows)
+    dec = ConstrainedDecoder(model, tok)
+    tries: dict[tuple, IdTrie] = {}
+    raw, ok = [], []
+    for r in rows:
+        ids = list(r.candidates) if r.candidates else (list(leaf_ids) if len(leaf_ids) <= max_ids else [])
+        if len(ids) < 2:
+            continue
+        trie = tries.get(tuple(ids)) or tries.setdefault(tuple(ids), IdTrie(ids, tok))
+        res = dec.rank(r.prompt, trie, k=1)
+        if res.ranked:
+            raw.append(res.ranked[0].prob)
+            ok.append(res.ranked[0].module in set(r.modules))
+    cal = Calibrator.fit(raw, ok)
+    out = cal.to_dict()
+    out.update({"pairs": len(raw), "raw_accuracy": (sum(ok) / len(ok)) if ok else None,
+                "ece_before": expected_calibration_error(raw, ok) if raw else None,
+                "ece_after": expected_calibration_error(list(cal.predict(raw)), ok) if raw else None})
+    return out
+
+
 # --- backends --------------------------------------------------------------------------------------
 
 def pick_device() -> str:
@@ -580,6 +615,11 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
     # write the folders
     model.save_pretrained(run_dir / "adapter")
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    try:
+        calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed)
+    except Exception as e:  # calibration is an improvement, never a reason to lose a trained model
+        log.warning("train.calibration-failed error=%s", e)
+        calibration = None
     tmp_merged = run_dir / ".merged.tmp"
     shutil.rmtree(tmp_merged, ignore_errors=True)
     merged.save_pretrained(tmp_merged)
@@ -594,6 +634,7 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
         "config": cfg.to_dict(), "backend": backend, "device": device, "bf16": bf16, "threads": threads,
         "metrics": metrics, "created_at": _now(), "seconds": round(time.time() - t0, 1),
         "candidates_from": (cands.name or None) if cands is not None else None,
+        "calibration": calibration,
     }
     meta["dataset"].pop("rows_per_module", None)
     _write_json_atomic(run_dir / "metadata.json", meta)
