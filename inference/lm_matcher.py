@@ -111,10 +111,12 @@ class LMHybridMatcher(LMMatcher):
     name = "lm-hybrid"
 
     def __init__(self, graph: ModuleGraph, runtime: ModelRuntime, *, retrieval=None, n_candidates: int = 10,
-                 lm_weight: float = 0.5, **opts):
+                 lm_weight: float | None = None, **opts):
         super().__init__(graph, runtime, **opts)
         self.n_candidates = n_candidates
-        self.lm_weight = float(lm_weight)
+        # the model's share in the fusion: as given, else as tuned by the trainer on validation, else 0.5
+        self.lm_weight_fixed = lm_weight is not None
+        self.lm_weight = 0.5 if lm_weight is None else float(lm_weight)
         if retrieval is None:
             from .base import create
             from .errors import UnknownMatcherError
@@ -144,13 +146,14 @@ class LMHybridMatcher(LMMatcher):
         p_lm = dict(zip((r.module for r in res.ranked), lm.calibrate([r.prob for r in res.ranked])))
         rsum = sum(max(c.confidence, 0.0) for c in cands) or 1.0
         p_ret = {c.module: max(c.confidence, 0.0) / rsum for c in cands}
-        w = self.lm_weight
+        cal = lm.metadata.get("calibration") or {}
+        w = self.lm_weight if self.lm_weight_fixed or cal.get("lm_weight") is None else float(cal["lm_weight"])
         trained = lm.trained_ids
         out = []
         for c in cands:
             pl, pr = p_lm.get(c.module, 0.0), p_ret[c.module]
             conf = w * pl + (1 - w) * pr
-            ev = [f"lm: p={pl:.3f}; retrieval: p={pr:.3f} ({self.retrieval.name})"]
+            ev = [f"lm: p={pl:.3f}; retrieval: p={pr:.3f} ({self.retrieval.name}); model weight {w:.1f}"]
             if res.thinking:
                 ev.append(f"thinking: {res.thinking}")
             if trained is not None and c.module not in trained:

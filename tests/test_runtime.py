@@ -198,3 +198,26 @@ def test_lm_confidence_uses_the_runs_calibration(models_dir):
     out = m.match("vulkan shader crash", k=3)
     assert [x.confidence for x in out] == [0.25, 0.25, 0.25]
     assert all(x.module in IDS for x in out) and out[0].score >= out[1].score
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_lm_hybrid_uses_the_fusion_weight_tuned_by_the_trainer(models_dir, weight):
+    class FakeRetrieval:
+        name = "fake"
+
+        def match(self, text, k=5):
+            return [Match("docs", 3.0, 0.7, []), Match("src/gpu", 2.0, 0.2, []), Match("tools/convert", 1.0, 0.1, [])]
+
+    run = models_dir / "runs" / "20240101-000000"
+    meta = json.loads((run / "metadata.json").read_text())
+    meta["calibration"] = {"xs": [0.0, 1.0], "ys": [0.0, 1.0], "method": "identity", "n": 0, "lm_weight": weight}
+    (run / "metadata.json").write_text(json.dumps(meta))
+    rt = ModelRuntime(models_dir, device=CPU)
+    res = LMHybridMatcher(make_graph(IDS), rt, retrieval=FakeRetrieval(), auto_reload=False).match("x y z", k=3)
+    if weight == 0.0:  # retrieval alone decides
+        assert [x.module for x in res] == ["docs", "src/gpu", "tools/convert"]
+    else:  # the model alone decides: confidence is its own (calibrated) probability
+        for x in res:
+            p_lm = float(x.evidence[0].split("lm: p=")[1].split(";")[0])
+            assert x.confidence == pytest.approx(p_lm, abs=1e-3)
+    assert all(f"model weight {weight:.1f}" in x.evidence[0] for x in res)

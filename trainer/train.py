@@ -235,11 +235,15 @@ def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_ro
 
 @torch.inference_mode()
 def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120,
-                      max_ids: int = 32, seed: int = 0) -> dict:
-    """Calibration of the confidence the served model will report: the constrained decoder's top-1
-    probability (exactly as `lm` / `lm-hybrid` compute it) against whether it was right, on
-    validation rows (their own candidates, else all modules when there are few). Returns the
-    calibrator as a dict for metadata.json, with the number of pairs and their raw accuracy."""
+                      max_ids: int = 32, seed: int = 0, retrieval=None) -> dict:
+    """Fit what the served model reports, on validation rows, through the same constrained decoder
+    `lm` / `lm-hybrid` use (each row's own candidates, else all modules when there are few):
+
+    - a calibrator from the decoder's top-1 probability to how often it was right;
+    - `lm_weight`, the share of the model in lm-hybrid's fusion with `retrieval`'s confidences
+      (0 … 1, the best top-1 on these rows; ties go to the smaller weight). Without retrieval, None.
+
+    Returns a dict for metadata.json."""
     from inference.calibration import Calibrator, expected_calibration_error
     from inference.decode import ConstrainedDecoder
     from inference.trie import IdTrie
@@ -250,21 +254,46 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
         rows = rng.sample(rows, max_rows)
     dec = ConstrainedDecoder(model, tok)
     tries: dict[tuple, IdTrie] = {}
-    raw, ok = [], []
+    seen = []  # (ranked [(module, prob)], gold set, retrieval {module: confidence} or None)
     for r in rows:
         ids = list(r.candidates) if r.candidates else (list(leaf_ids) if len(leaf_ids) <= max_ids else [])
         if len(ids) < 2:
             continue
         trie = tries.get(tuple(ids)) or tries.setdefault(tuple(ids), IdTrie(ids, tok))
-        res = dec.rank(r.prompt, trie, k=1)
-        if res.ranked:
-            raw.append(res.ranked[0].prob)
-            ok.append(res.ranked[0].module in set(r.modules))
+        res = dec.rank(r.prompt, trie, k=len(ids))
+        if not res.ranked:
+            continue
+        ret = None
+        if retrieval is not None and r.candidates:
+            try:
+                ret = {m.module: max(m.confidence, 0.0) for m in retrieval.match(r.text, k=max(10, len(ids)))}
+            except Exception:
+                ret = None
+        seen.append(([(x.module, x.prob) for x in res.ranked], set(r.modules), ret))
+    raw = [ranked[0][1] for ranked, _, _ in seen]
+    ok = [ranked[0][0] in gold for ranked, gold, _ in seen]
     cal = Calibrator.fit(raw, ok)
     out = cal.to_dict()
     out.update({"pairs": len(raw), "raw_accuracy": (sum(ok) / len(ok)) if ok else None,
                 "ece_before": expected_calibration_error(raw, ok) if raw else None,
-                "ece_after": expected_calibration_error(list(cal.predict(raw)), ok) if raw else None})
+                "ece_after": expected_calibration_error(list(cal.predict(raw)), ok) if raw else None,
+                "lm_weight": None})
+    fused = [(ranked, gold, ret) for ranked, gold, ret in seen if ret]
+    if fused:
+        def top1(w: float) -> float:
+            hits = 0
+            for ranked, gold, ret in fused:
+                pl = dict(zip((m for m, _ in ranked), cal.predict([p for _, p in ranked])))
+                tot = sum(ret.get(m, 0.0) for m in pl) or 1.0
+                best = max(pl, key=lambda m: (w * pl[m] + (1 - w) * ret.get(m, 0.0) / tot, m))
+                hits += best in gold
+            return hits / len(fused)
+
+        grid = [i / 10 for i in range(11)]
+        scores = {w: top1(w) for w in grid}
+        best_w = min(grid, key=lambda w: (-scores[w], w))
+        out.update({"lm_weight": best_w, "fusion_rows": len(fused), "fusion_top1": scores[best_w],
+                    "retrieval_only_top1": scores[0.0]})
     return out
 
 
@@ -616,7 +645,8 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
     model.save_pretrained(run_dir / "adapter")
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     try:
-        calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed)
+        calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed,
+                                        retrieval=getattr(cands, "matcher", None))
     except Exception as e:  # calibration is an improvement, never a reason to lose a trained model
         log.warning("train.calibration-failed error=%s", e)
         calibration = None
