@@ -23,6 +23,23 @@ from trainer.config import TrainConfig  # noqa: E402
 from trainer.train import train  # noqa: E402
 
 
+def recalibrate(graph, models_dir: Path) -> None:
+    """Refit the current run's calibration and fusion weight on its own validation rows."""
+    from inference.base import create
+    from inference.models import load_base
+    from trainer.dataset import read_jsonl
+    from trainer.train import _write_json_atomic, calibrate_serving, read_current
+
+    run = models_dir / read_current(models_dir)["run"]
+    model, tok = load_base(str(run / "merged"))
+    cal = calibrate_serving(model, tok, read_jsonl(run / "data" / "val.jsonl"), graph.leaf_ids(),
+                            retrieval=create("hybrid", graph))
+    meta = json.loads((run / "metadata.json").read_text())
+    meta["calibration"] = cal
+    _write_json_atomic(run / "metadata.json", meta)
+    print(f"recalibrated {run.name}: {json.dumps(cal)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("repo")
@@ -34,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--matcher", action="append")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the model already trained in --out; only refit its calibration and fusion weight")
     a = ap.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="mm-eval-lm-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -46,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
           f"changes before it (training on the last {len(hist)}), {len(cases)} cases", file=sys.stderr)
     cfg = TrainConfig(max_minutes=a.max_minutes, epochs=a.epochs, variants=a.variants)
     t1 = time.perf_counter()
-    res = train(g, out / "models", cfg, repo=Path(a.repo).name, history=hist, key="bench")
-    print(f"trained in {time.perf_counter() - t1:.0f}s: {json.dumps(res.metrics)}; published={res.published} "
-          f"({res.reason})", file=sys.stderr)
+    if a.reuse:
+        recalibrate(g, out / "models" / "bench")
+    else:
+        res = train(g, out / "models", cfg, repo=Path(a.repo).name, history=hist, key="bench")
+        print(f"trained in {time.perf_counter() - t1:.0f}s: {json.dumps(res.metrics)}; published={res.published} "
+              f"({res.reason})", file=sys.stderr)
     names = a.matcher or ["lexical", "history", "hybrid"]
     rep = evaluate(g, cases, names, info={"repo": a.repo, "cutoff": split.cutoff, "modules": len(g.leaf_ids())})
     model_dir = out / "models" / "bench"

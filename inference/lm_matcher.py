@@ -17,6 +17,7 @@ from pathlib import Path
 from indexer.graph import ModuleGraph
 
 from .base import Match, clean_text, register
+from .calibration import Calibrator
 from .errors import ModelNotFoundError
 from .prompt import Candidate, build_prompt, candidate_summary
 from .runtime import LoadedModel, ModelRuntime
@@ -52,6 +53,14 @@ def get_runtime(model_dir: str | Path | None = None) -> ModelRuntime:
 def summary_of(graph: ModuleGraph, mid: str) -> str:
     """The candidate summary shown in prompts (the same function the trainer uses)."""
     return candidate_summary(graph.modules.get(mid))
+
+
+def fuse(p_lm: dict[str, float], ret_scores: dict[str, float], w: float) -> list[tuple[str, float]]:
+    """The model's probabilities over the candidates mixed with retrieval's scores (normalised over
+    the same candidates, so their order is kept) with weight `w` on the model; best first."""
+    tot = sum(max(ret_scores.get(m, 0.0), 0.0) for m in p_lm) or 1.0
+    mixed = {m: w * p + (1 - w) * max(ret_scores.get(m, 0.0), 0.0) / tot for m, p in p_lm.items()}
+    return sorted(mixed.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 class LMMatcher:
@@ -143,24 +152,26 @@ class LMHybridMatcher(LMMatcher):
         ids = [c.module for c in cands]
         prompt = build_prompt(text, self._repo(lm), [Candidate(m, summary_of(self.graph, m)) for m in ids])
         res = self._decode(lm, prompt, ids, len(ids), self.method)
-        p_lm = dict(zip((r.module for r in res.ranked), lm.calibrate([r.prob for r in res.ranked])))
-        rsum = sum(max(c.confidence, 0.0) for c in cands) or 1.0
-        p_ret = {c.module: max(c.confidence, 0.0) / rsum for c in cands}
+        p_lm = {r.module: r.prob for r in res.ranked}
         cal = lm.metadata.get("calibration") or {}
         w = self.lm_weight if self.lm_weight_fixed or cal.get("lm_weight") is None else float(cal["lm_weight"])
+        ret_scores = {c.module: c.score for c in cands}
+        mixed = dict(fuse({m: p_lm.get(m, 0.0) for m in ids}, ret_scores, w))
+        fcal = cal.get("fusion_calibration")
+        confs = dict(zip(mixed, Calibrator.from_dict(fcal).predict(list(mixed.values())))) if fcal else mixed
+        rtot = sum(max(s, 0.0) for s in ret_scores.values()) or 1.0
         trained = lm.trained_ids
         out = []
         for c in cands:
-            pl, pr = p_lm.get(c.module, 0.0), p_ret[c.module]
-            conf = w * pl + (1 - w) * pr
+            pl, pr = p_lm.get(c.module, 0.0), max(ret_scores[c.module], 0.0) / rtot
             ev = [f"lm: p={pl:.3f}; retrieval: p={pr:.3f} ({self.retrieval.name}); model weight {w:.1f}"]
             if res.thinking:
                 ev.append(f"thinking: {res.thinking}")
             if trained is not None and c.module not in trained:
                 ev.append(NEW_MODULE_RETRIEVAL)
             ev.extend(c.evidence[:2])
-            out.append(Match(c.module, conf, conf, ev))
-        out.sort(key=lambda m: (-m.confidence, m.module))
+            out.append(Match(c.module, float(mixed[c.module]), float(confs[c.module]), ev))
+        out.sort(key=lambda m: (-m.score, m.module))
         return out[:k]
 
 

@@ -246,6 +246,7 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     Returns a dict for metadata.json."""
     from inference.calibration import Calibrator, expected_calibration_error
     from inference.decode import ConstrainedDecoder
+    from inference.lm_matcher import fuse
     from inference.trie import IdTrie
 
     rng = random.Random(seed + 1)
@@ -265,8 +266,8 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
             continue
         ret = None
         if retrieval is not None and r.candidates:
-            try:
-                ret = {m.module: max(m.confidence, 0.0) for m in retrieval.match(r.text, k=max(10, len(ids)))}
+            try:  # retrieval's scores (order-preserving), as lm-hybrid fuses them
+                ret = {m.module: max(m.score, 0.0) for m in retrieval.match(r.text, k=max(10, len(ids)))}
             except Exception:
                 ret = None
         seen.append(([(x.module, x.prob) for x in res.ranked], set(r.modules), ret))
@@ -280,20 +281,20 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
                 "lm_weight": None})
     fused = [(ranked, gold, ret) for ranked, gold, ret in seen if ret]
     if fused:
-        def top1(w: float) -> float:
-            hits = 0
+        def top1(w: float) -> tuple[float, list[float], list[bool]]:
+            tops, hits = [], []
             for ranked, gold, ret in fused:
-                pl = dict(zip((m for m, _ in ranked), cal.predict([p for _, p in ranked])))
-                tot = sum(ret.get(m, 0.0) for m in pl) or 1.0
-                best = max(pl, key=lambda m: (w * pl[m] + (1 - w) * ret.get(m, 0.0) / tot, m))
-                hits += best in gold
-            return hits / len(fused)
+                best, value = fuse(dict(ranked), ret, w)[0]  # exactly lm-hybrid's fusion
+                tops.append(value)
+                hits.append(best in gold)
+            return sum(hits) / len(fused), tops, hits
 
         grid = [i / 10 for i in range(11)]
         scores = {w: top1(w) for w in grid}
-        best_w = min(grid, key=lambda w: (-scores[w], w))
-        out.update({"lm_weight": best_w, "fusion_rows": len(fused), "fusion_top1": scores[best_w],
-                    "retrieval_only_top1": scores[0.0]})
+        best_w = min(grid, key=lambda w: (-scores[w][0], w))
+        out.update({"lm_weight": best_w, "fusion_rows": len(fused), "fusion_top1": scores[best_w][0],
+                    "retrieval_only_top1": scores[0.0][0],
+                    "fusion_calibration": Calibrator.fit(scores[best_w][1], scores[best_w][2]).to_dict()})
     return out
 
 
