@@ -198,7 +198,7 @@ class ModelRuntime:
         unless `wait`); swap when it is ready. True when a reload was started (or done)."""
         try:
             target = self.published()
-        except ModelNotFoundError as e:
+        except (ModelNotFoundError, OSError, ValueError) as e:  # a pointer mid-update: try again next time
             self.last_error = str(e)
             return False
         with self._lock:
