@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from indexer.graph import ModuleGraph
+from inference.device import select_device
 from inference.prompt import build_completion
 
 from .config import TrainConfig
@@ -300,14 +301,6 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
 
 # --- backends --------------------------------------------------------------------------------------
 
-def pick_device() -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def unsloth_available() -> bool:
     if not torch.cuda.is_available():
         return False
@@ -536,7 +529,7 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device = pick_device()
+    device = select_device().device  # CUDA, Apple MPS or CPU (MODMATCH_DEVICE overrides)
     threads = cfg.resolved_threads()
     if device == "cpu":
         torch.set_num_threads(threads)
