@@ -350,3 +350,25 @@ def test_cached_scorer_matches_full_forward(tok):
     b = score_modules_uncached(model, tok, prompt, ids)
     assert [m for m, _ in a] == [m for m, _ in b]
     assert all(abs(x - y) < 1e-3 for (_, x), (_, y) in zip(a, b))
+
+
+def test_fusion_is_tuned_against_retrieval_that_never_saw_the_validation_changes(graph):
+    from trainer.dataset import Row
+    from trainer.train import held_out_retrieval
+
+    class Source:
+        class matcher:  # noqa: N801 - stands in for a built retrieval matcher
+            name = "lexical"
+
+    import copy
+
+    from indexer.records import HistoryExample
+
+    g = copy.copy(graph)
+    g.history = list(graph.history) + [HistoryExample("f" * 40, "2026-01-01T00:00:00+00:00", "Fix the audio mixer",
+                                                      "", ("audio/mix.c",), ("audio",))]
+    val = [Row("p", "c", [g.history[0].modules[0]], "history", f"history|{g.history[0].commit}", "plain")]
+    m = held_out_retrieval(g, val, Source())
+    assert m is not None and g.history[0].commit not in {h.commit for h in m.graph.history}
+    assert len(m.graph.history) == len(g.history) - 1 == 1  # the caller's graph is untouched
+    assert held_out_retrieval(g, val, None) is None

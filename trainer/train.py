@@ -234,6 +234,27 @@ def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_ro
     return out
 
 
+def held_out_retrieval(graph: ModuleGraph, val_rows: Sequence[Row], cands: CandidateSource | None):
+    """The retrieval matcher for tuning the fusion, rebuilt without the validation rows' past changes,
+    so it is not judged on examples it learned from (that made it look better than on future changes).
+    None when there is no retrieval matcher."""
+    matcher = getattr(cands, "matcher", None)
+    if matcher is None:
+        return None
+    held = {r.group.split("|", 1)[1] for r in val_rows if r.group.startswith("history|")}
+    if not held:
+        return matcher
+    from inference.base import create
+
+    g = copy.copy(graph)
+    g.history = [h for h in graph.history if h.commit not in held]
+    try:
+        return create(getattr(matcher, "name", "hybrid"), g)
+    except Exception as e:  # never lose a trained model over a tuning aid
+        log.warning("train.held-out-retrieval-failed error=%s", e)
+        return None
+
+
 @torch.inference_mode()
 def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120,
                       max_ids: int = 32, seed: int = 0, retrieval=None) -> dict:
@@ -640,7 +661,7 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     try:
         calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed,
-                                        retrieval=getattr(cands, "matcher", None))
+                                        retrieval=held_out_retrieval(graph, dataset.val, cands))
     except Exception as e:  # calibration is an improvement, never a reason to lose a trained model
         log.warning("train.calibration-failed error=%s", e)
         calibration = None
