@@ -28,12 +28,14 @@ def recalibrate(graph, models_dir: Path) -> None:
     from inference.base import create
     from inference.models import load_base
     from trainer.dataset import read_jsonl
-    from trainer.train import _write_json_atomic, calibrate_serving, read_current
+    from trainer.dataset import CandidateSource
+    from trainer.train import _write_json_atomic, calibrate_serving, held_out_retrieval, read_current
 
     run = models_dir / read_current(models_dir)["run"]
     model, tok = load_base(str(run / "merged"))
-    cal = calibrate_serving(model, tok, read_jsonl(run / "data" / "val.jsonl"), graph.leaf_ids(),
-                            retrieval=create("hybrid", graph))
+    val = read_jsonl(run / "data" / "val.jsonl")
+    retrieval = held_out_retrieval(graph, val, CandidateSource(graph, matcher=create("hybrid", graph)))
+    cal = calibrate_serving(model, tok, val, graph.leaf_ids(), retrieval=retrieval)
     meta = json.loads((run / "metadata.json").read_text())
     meta["calibration"] = cal
     _write_json_atomic(run / "metadata.json", meta)
