@@ -77,3 +77,17 @@ def make_repo(root: Path) -> Path:
         cur = {k: ((root / k).read_text(encoding="utf-8") if (root / k).exists() else "") + v for k, v in files.items()}
         commit(root, cur, msg, f"2024-07-{1 + i * 2:02d}T12:00:00+00:00")
     return root
+
+
+def served_state(git_repo, home, names=("app",), matcher: str = "lexical"):
+    """An AppState serving `git_repo` (committed with BASE and indexed) under each of `names`."""
+    from bot.state import AppState, RepoState
+    from indexer.build import index
+    from indexer.store import Store, db_path_for
+
+    git_repo.commit("initial layout", BASE)
+    index(git_repo.root, Store(db_path_for(home, git_repo.root)))
+    state = AppState()
+    for name in names:
+        state.add(RepoState(name, git_repo.root, matcher=matcher))
+    return state

@@ -14,11 +14,9 @@ from bot.github.labels import DESCRIPTION_MAX, label_for
 from bot.github.router import Options
 from bot.github.text import issue_text
 from bot.github.verify import sign
-from bot.state import AppState, RepoState
-from indexer.build import index
-from indexer.store import Store, db_path_for
+from indexer.store import Store
 from fakes.github_api import TOKEN, FakeGitHub
-from gitrepo import BASE
+from gitrepo import served_state
 from live_server import LiveServer
 
 SECRET = "webhook-secret"
@@ -27,10 +25,7 @@ FULL = "acme/app"
 
 @pytest.fixture
 def served(git_repo, _modmatch_home):
-    git_repo.commit("initial layout", BASE)
-    index(git_repo.root, Store(db_path_for(_modmatch_home, git_repo.root)))
-    state = AppState()
-    state.add(RepoState("app", git_repo.root, matcher="lexical"))
+    state = served_state(git_repo, _modmatch_home, ("app",))
     state.refreshes = []
     state.queue_refresh = lambda name, reason: state.refreshes.append((name, reason)) or "job-1"
     return state

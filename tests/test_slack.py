@@ -14,11 +14,10 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import blocks
 from bot.slack_app import SlackConfigError, build_app, routes, slack_routes
-from bot.state import AppState, RepoState
+from bot.state import RepoState
 from fakes.slack_api import BOT_USER, FakeSlack
-from gitrepo import BASE
-from indexer.build import index
-from indexer.store import Store, db_path_for
+from gitrepo import served_state
+from indexer.store import Store
 from live_server import LiveServer
 
 SIGNING = "slack-signing-secret"
@@ -26,12 +25,7 @@ SIGNING = "slack-signing-secret"
 
 @pytest.fixture
 def served(git_repo, _modmatch_home):
-    git_repo.commit("initial layout", BASE)
-    index(git_repo.root, Store(db_path_for(_modmatch_home, git_repo.root)))
-    state = AppState()
-    state.add(RepoState("app", git_repo.root, matcher="lexical"))
-    state.add(RepoState("other", git_repo.root, matcher="lexical"))
-    return state
+    return served_state(git_repo, _modmatch_home, ("app", "other"))
 
 
 @pytest.fixture
