@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--methods", default="beam,beam-noprefix,score,hybrid")
     ap.add_argument("--max-seconds", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads; 0: device.configure_cpu_threads()")
+    ap.add_argument("--no-fast", action="store_true", help="the transformers forward instead of the lean one")
     ap.add_argument("--score-max-ids", type=int, default=100, help="skip 'score' above this many IDs (too slow)")
     a = ap.parse_args()
     choice = select_device()
@@ -114,7 +115,12 @@ def main() -> None:
     model.to(choice.device).eval()
     load_s = time.perf_counter() - t
     print(f"model load (cached safetensors): {load_s:.2f} s; rss after load {peak_rss_mb():.0f} MB")
-    decs = {"on": ConstrainedDecoder(model, tok), "off": ConstrainedDecoder(model, tok, prefix_cache=0)}
+    t = time.perf_counter()
+    on = ConstrainedDecoder(model, tok, fast=False if a.no_fast else None)
+    build_s = time.perf_counter() - t
+    print(f"decoder: {'lean forward, ' + ('fp16' if on.fast.fp16_weights else 'model-dtype') + ' weights' if on.fast else 'transformers forward'}"
+          f" (built in {build_s:.2f} s); rss {peak_rss_mb():.0f} MB")
+    decs = {"on": on, "off": ConstrainedDecoder(model, tok, prefix_cache=0, fast=on.fast or False)}
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
         ids = synthetic_ids(n)

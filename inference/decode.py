@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .fastlm import FastLM
 from .prompt import MAX_THINKING_TOKENS, MODULES_TAG, THINKING_TAG
 from .trie import IdTrie, Node
 
@@ -138,7 +139,7 @@ class ConstrainedDecoder:
     prompt-prefix store, behind a lock, whose caches are copied out, never handed out)."""
 
     def __init__(self, model, tokenizer, *, max_cache_tokens: int = 8192, auto_score_max_ids: int = AUTO_SCORE_MAX_IDS,
-                 chunk_tokens: int = CHUNK_TOKENS, prefix_cache: int = PREFIX_CACHE_ENTRIES):
+                 chunk_tokens: int = CHUNK_TOKENS, prefix_cache: int = PREFIX_CACHE_ENTRIES, fast: "bool | FastLM | None" = None):
         self.model = model
         self.tokenizer = tokenizer
         self.max_cache_tokens = max_cache_tokens  # kept for callers; the tree decoders no longer chunk by it
@@ -150,6 +151,9 @@ class ConstrainedDecoder:
         self.head_b = getattr(head, "bias", None)
         params = inspect.signature(self.base.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        # the lean forward (fastlm) where the model and device allow it (its weights are read now: build a new
+        # decoder after changing the model); fast=False keeps the framework's forward; a FastLM is shared
+        self.fast = fast if isinstance(fast, FastLM) else FastLM.maybe(model) if fast is not False else None
         self.eos = tokenizer.eos_token_id
         self._prefix_max = max(0, int(prefix_cache))
         self._prefixes: list[tuple[tuple[int, ...], object]] = []  # (prompt tokens, their cache), newest last
@@ -165,6 +169,11 @@ class ConstrainedDecoder:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _forward(self, ids: torch.Tensor, cache=None, **kw):
+        if self.fast is not None:
+            if cache is None:
+                cache = self.fast.new_cache()
+            hid = self.fast.forward(ids, cache, position_ids=kw.get("position_ids"), mask=kw.get("attention_mask"))
+            return hid[None], cache
         out = self.base(input_ids=ids.to(self.device), use_cache=True, **{self._cache_kw: cache}, **kw)
         new_cache = out.get("cache") if hasattr(out, "get") else None
         if new_cache is None:
