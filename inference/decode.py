@@ -139,7 +139,7 @@ class ConstrainedDecoder:
     prompt-prefix store, behind a lock, whose caches are copied out, never handed out)."""
 
     def __init__(self, model, tokenizer, *, max_cache_tokens: int = 8192, auto_score_max_ids: int = AUTO_SCORE_MAX_IDS,
-                 chunk_tokens: int = CHUNK_TOKENS, prefix_cache: int = PREFIX_CACHE_ENTRIES, fast: "bool | FastLM | None" = None):
+                 chunk_tokens: int = CHUNK_TOKENS, prefix_cache: int = PREFIX_CACHE_ENTRIES, fast: bool | FastLM | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.max_cache_tokens = max_cache_tokens  # kept for callers; the tree decoders no longer chunk by it

@@ -73,7 +73,7 @@ def fp16_packed_available() -> bool:
 class _Linear:
     """y = x W^T (+ b), with W either kept as is or packed as fp16 for fbgemm (CPU)."""
 
-    __slots__ = ("w", "b", "packed", "out")
+    __slots__ = ("b", "out", "packed", "w")
 
     def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None], fp16: bool):
         w = weights[0] if len(weights) == 1 else torch.cat(weights, 0)
@@ -180,7 +180,7 @@ class FastLM:
         self.kv_size = self.kv_heads * self.head_dim
 
     @classmethod
-    def maybe(cls, model) -> "FastLM | None":
+    def maybe(cls, model) -> FastLM | None:
         """The lean forward for `model`, or None (unsupported, or turned off by MODMATCH_FAST_LM=0).
         The weights are read (and, on the CPU, packed) now: a model changed afterwards needs a new FastLM."""
         if _env_off("MODMATCH_FAST_LM"):

@@ -12,18 +12,23 @@ import functools
 
 import pytest
 import torch
+from test_decode import IDS, shared_model, shared_tokenizer
 
 from inference.decode import ConstrainedDecoder, _Tree
 from inference.fastlm import FastLM, KVCache, fp16_packed_available, unsupported_reason
 from inference.prompt import build_prompt
 from inference.trie import IdTrie
 
-from test_decode import IDS, shared_model, shared_tokenizer
-
 
 def _tiny(family: str, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, \
-        Qwen3ForCausalLM
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
 
     common = dict(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True)
@@ -80,7 +85,7 @@ def test_tree_tokens_equal_transformers(family):
     fast.forward(prompt, cache)
     tree = _Tree(len(prompt), "cpu", torch.float32)
     runs = [(-1, [40, 41, 42]), (-1, [50]), (0, [60, 61])]  # the third run hangs under the first run's first token
-    ids, pos, mask, lasts = tree.add(runs)
+    ids, pos, mask, _ = tree.add(runs)
     ref, _ = _hf_hidden(model, ids[0].tolist(), mask=mask, pos=pos, past=past)
     got = fast.forward(ids[0], cache, position_ids=pos, mask=mask)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
