@@ -204,20 +204,14 @@ class FastLM:
     @staticmethod
     def _rms(x: torch.Tensor, norm) -> torch.Tensor:
         w, eps = norm
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-        return w * xf.to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), w, eps)
 
     def _rope(self, pos: torch.Tensor):
+        """cos and a signed sin for `roll`: rotate_half(x) * sin == roll(x, half) * cat(-sin1, sin2)."""
         freqs = pos[:, None].float() * self.inv_freq[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return (emb.cos() * self.rope_scale).to(self.dtype), (emb.sin() * self.rope_scale).to(self.dtype)
-
-    @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rot = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rot * sin
+        cos = torch.cat((freqs, freqs), dim=-1).cos() * self.rope_scale
+        sin = freqs.sin() * self.rope_scale
+        return cos[:, None].to(self.dtype), torch.cat((-sin, sin), dim=-1)[:, None].to(self.dtype)
 
     @torch.inference_mode()
     def forward(self, ids, cache: KVCache, position_ids=None, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -236,34 +230,24 @@ class FastLM:
                 mask = torch.triu(m, diagonal=n + 1)
         else:
             mask = mask.reshape(T, L).to(self.dtype)
-        cos, sin = self._rope(pos)  # (T, hd)
+        cos, sin = self._rope(pos)  # (T, 1, hd)
         cache.reserve(L)
         x = self.embed[ids]  # (T, H)
-        nh, kvh, hd, g = self.heads, self.kv_heads, self.head_dim, self.group
+        nh, kvh, hd = self.heads, self.kv_heads, self.head_dim
+        half = hd // 2
         for li, p in enumerate(self.layers):
-            h = self._rms(x, p["in_norm"])
-            qkv = p["qkv"](h)
-            q = qkv[:, :self.q_size].view(T, nh, hd).transpose(0, 1)
-            k = qkv[:, self.q_size:self.q_size + self.kv_size].view(T, kvh, hd).transpose(0, 1)
-            v = qkv[:, self.q_size + self.kv_size:].view(T, kvh, hd).transpose(0, 1)
+            qkv = p["qkv"](self._rms(x, p["in_norm"])).view(T, nh + 2 * kvh, hd)
             if p["q_norm"] is not None:
-                q = self._rms(q, p["q_norm"])
-                k = self._rms(k, p["k_norm"])
-            q = self._rotate(q, cos, sin)
-            k = self._rotate(k, cos, sin)
-            cache.k[li, :, n:L] = k
-            cache.v[li, :, n:L] = v
-            K = cache.k[li, :, :L]  # (kvh, L, hd)
-            V = cache.v[li, :, :L]
-            qg = q.reshape(kvh, g * T, hd)  # head h uses kv head h // g
-            s = torch.matmul(qg, K.transpose(1, 2)) * self.scale  # (kvh, g*T, L)
-            if mask is not None:
-                s = (s.view(kvh, g, T, L) + mask).view(kvh, g * T, L)
-            a = torch.softmax(s.float(), dim=-1).to(self.dtype)
-            o = torch.matmul(a, V).view(nh, T, hd).transpose(0, 1).reshape(T, nh * hd)
-            x = x + p["o"](o)
-            h = self._rms(x, p["post_norm"])
-            gu = p["gate_up"](h)
+                qk = torch.cat((self._rms(qkv[:, :nh], p["q_norm"]), self._rms(qkv[:, nh:nh + kvh], p["k_norm"])), 1)
+            else:
+                qk = qkv[:, :nh + kvh]
+            qk = (qk * cos + torch.roll(qk, half, -1) * sin).transpose(0, 1)  # (nh + kvh, T, hd), rotated
+            cache.k[li, :, n:L] = qk[nh:]
+            cache.v[li, :, n:L] = qkv[:, nh + kvh:].transpose(0, 1)
+            o = F.scaled_dot_product_attention(qk[None, :nh], cache.k[li, None, :, :L], cache.v[li, None, :, :L],
+                                               attn_mask=mask, scale=self.scale, enable_gqa=True)
+            x = x + p["o"](o[0].transpose(0, 1).reshape(T, nh * hd))
+            gu = p["gate_up"](self._rms(x, p["post_norm"]))
             x = x + p["down"](F.silu(gu[:, :self.inter]) * gu[:, self.inter:])
         cache.n = L
         return self._rms(x, self.final_norm)
