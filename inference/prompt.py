@@ -80,6 +80,15 @@ def build_prompt(requirement: str, repo: str, candidates: list[Candidate] | None
     return "\n".join(lines)
 
 
+_HEAD_RE = re.compile("^" + re.escape(PROMPT_HEAD).replace(re.escape("{repo}"), "(.*)") + "$")
+
+
+def prompt_repo(prompt: str) -> str | None:
+    """The repository name in a build_prompt text's head (None when the text is not such a prompt)."""
+    m = _HEAD_RE.match(prompt.split("\n", 1)[0])
+    return m.group(1) if m else None
+
+
 def format_modules(modules: list[str]) -> str:
     return MODULES_TAG + " " + f"{SEP} ".join(modules) + END
 

@@ -372,3 +372,28 @@ def test_fusion_is_tuned_against_retrieval_that_never_saw_the_validation_changes
     assert m is not None and g.history[0].commit not in {h.commit for h in m.graph.history}
     assert len(m.graph.history) == len(g.history) - 1 == 1  # the caller's graph is untouched
     assert held_out_retrieval(g, val, None) is None
+
+
+def test_lm_calibration_is_fitted_on_the_path_lm_serves(graph, cands, tok):
+    """The `lm` calibrator sees what `lm` serves: the plain prompt over every leaf module (not the rows'
+    candidate lists); the lm-hybrid fusion is tuned on the candidate prompts."""
+    from inference.calibration import expected_calibration_error
+    from inference.decode import ConstrainedDecoder
+    from inference.prompt import build_prompt
+    from inference.trie import IdTrie
+    from trainer.train import calibrate_serving
+
+    model, tok = tiny_random_model(tok, seed=4)
+    ds = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
+    rows = [r for r in ds.train + ds.val if r.candidates][:12]
+    assert rows and all(len(r.candidates) < len(graph.leaf_ids()) for r in rows)
+    cal = calibrate_serving(model, tok, rows, graph.leaf_ids(), max_rows=len(rows), retrieval=cands.matcher)
+    dec = ConstrainedDecoder(model, tok)
+    trie = IdTrie(graph.leaf_ids(), tok)
+    tops = [dec.rank(build_prompt(r.text, "synth"), trie, 5).ranked[0] for r in rows]
+    ok = [t.module in r.modules for t, r in zip(tops, rows)]
+    assert cal["pairs"] == len(rows)
+    assert cal["raw_accuracy"] == pytest.approx(sum(ok) / len(ok))
+    assert cal["ece_before"] == pytest.approx(expected_calibration_error([t.prob for t in tops], ok), abs=1e-6)
+    assert str(len(graph.leaf_ids())) in cal["fitted_on"]
+    assert cal["fusion_rows"] == len(rows) and 0.0 <= cal["lm_weight"] <= 1.0

@@ -257,18 +257,24 @@ def held_out_retrieval(graph: ModuleGraph, val_rows: Sequence[Row], cands: Candi
 
 @torch.inference_mode()
 def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120,
-                      max_ids: int = 32, seed: int = 0, retrieval=None) -> dict:
-    """Fit what the served model reports, on validation rows, through the same constrained decoder
-    `lm` / `lm-hybrid` use (each row's own candidates, else all modules when there are few):
+                      max_ids: int = 32, seed: int = 0, retrieval=None, repo: str | None = None,
+                      k: int = 5) -> dict:
+    """Fit what the served model reports, on validation rows, through the same constrained decoder and
+    the same prompts `lm` and `lm-hybrid` use:
 
-    - a calibrator from the decoder's top-1 probability to how often it was right;
-    - `lm_weight`, the share of the model in lm-hybrid's fusion with `retrieval`'s confidences
-      (0 … 1, the best top-1 on these rows; ties go to the smaller weight). Without retrieval, None.
+    - `lm` (the top-level calibrator, xs/ys): the plain prompt (no candidates) decoded over *all* leaf
+      modules with k IDs, as `lm` serves it; a calibrator from its top-1 probability to how often it was
+      right. (Fitting it on candidate lists instead left `lm` badly over-confident: ECE 0.38 on pytest.)
+    - `lm-hybrid`: each candidate row's own prompt over its candidates, fused with `retrieval`'s
+      confidences: `lm_weight` (the model's share, 0 … 1, the best top-1 on these rows; ties go to the
+      smaller weight) and `fusion_calibration` for the fused top-1. Without retrieval, lm_weight is None.
 
+    `repo` is the name in the prompts' head (default: read from the rows' prompts).
     Returns a dict for metadata.json."""
     from inference.calibration import Calibrator, expected_calibration_error
     from inference.decode import ConstrainedDecoder
     from inference.lm_matcher import fuse
+    from inference.prompt import build_prompt, prompt_repo
     from inference.trie import IdTrie
 
     rng = random.Random(seed + 1)
@@ -276,45 +282,52 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     if len(rows) > max_rows:
         rows = rng.sample(rows, max_rows)
     dec = ConstrainedDecoder(model, tok)
-    tries: dict[tuple, IdTrie] = {}
-    seen = []  # (ranked [(module, prob)], gold set, retrieval {module: confidence} or None)
+    if repo is None:
+        repo = next((x for x in (prompt_repo(r.prompt) for r in rows) if x is not None), "")
+    # lm: the plain prompt over every leaf module
+    all_trie = IdTrie(list(leaf_ids), tok) if len(leaf_ids) >= 2 else None
+    raw, ok = [], []
     for r in rows:
-        ids = list(r.candidates) if r.candidates else (list(leaf_ids) if len(leaf_ids) <= max_ids else [])
-        if len(ids) < 2:
+        if all_trie is None or not r.text:
             continue
-        trie = tries.get(tuple(ids)) or tries.setdefault(tuple(ids), IdTrie(ids, tok))
-        res = dec.rank(r.prompt, trie, k=len(ids))
-        if not res.ranked:
-            continue
-        ret = None
-        if retrieval is not None and r.candidates:
-            try:  # retrieval's scores (order-preserving), as lm-hybrid fuses them
-                ret = {m.module: max(m.score, 0.0) for m in retrieval.match(r.text, k=max(10, len(ids)))}
-            except Exception:
-                ret = None
-        seen.append(([(x.module, x.prob) for x in res.ranked], set(r.modules), ret))
-    raw = [ranked[0][1] for ranked, _, _ in seen]
-    ok = [ranked[0][0] in gold for ranked, gold, _ in seen]
+        res = dec.rank(build_prompt(r.text, repo), all_trie, k=k)
+        if res.ranked:
+            raw.append(res.ranked[0].prob)
+            ok.append(res.ranked[0].module in r.modules)
     cal = Calibrator.fit(raw, ok)
     out = cal.to_dict()
     out.update({"pairs": len(raw), "raw_accuracy": (sum(ok) / len(ok)) if ok else None,
                 "ece_before": expected_calibration_error(raw, ok) if raw else None,
                 "ece_after": expected_calibration_error(list(cal.predict(raw)), ok) if raw else None,
-                "lm_weight": None})
-    fused = [(ranked, gold, ret) for ranked, gold, ret in seen if ret]
-    if fused:
+                "fitted_on": f"plain prompt, all {len(leaf_ids)} leaf modules, k={k}", "lm_weight": None})
+    # lm-hybrid: candidates in the prompt, fused with retrieval
+    tries: dict[tuple, IdTrie] = {}
+    seen = []  # (ranked [(module, prob)], gold set, retrieval {module: confidence})
+    for r in rows:
+        ids = list(r.candidates) if r.candidates else (list(leaf_ids) if len(leaf_ids) <= max_ids else [])
+        if len(ids) < 2 or retrieval is None or not r.candidates:
+            continue
+        try:  # retrieval's scores (order-preserving), as lm-hybrid fuses them
+            ret = {m.module: max(m.score, 0.0) for m in retrieval.match(r.text, k=max(10, len(ids)))}
+        except Exception:
+            continue
+        trie = tries.get(tuple(ids)) or tries.setdefault(tuple(ids), IdTrie(ids, tok))
+        res = dec.rank(r.prompt, trie, k=len(ids))
+        if res.ranked and ret:
+            seen.append(([(x.module, x.prob) for x in res.ranked], set(r.modules), ret))
+    if seen:
         def top1(w: float) -> tuple[float, list[float], list[bool]]:
             tops, hits = [], []
-            for ranked, gold, ret in fused:
+            for ranked, gold, ret in seen:
                 best, value = fuse(dict(ranked), ret, w)[0]  # exactly lm-hybrid's fusion
                 tops.append(value)
                 hits.append(best in gold)
-            return sum(hits) / len(fused), tops, hits
+            return sum(hits) / len(seen), tops, hits
 
         grid = [i / 10 for i in range(11)]
         scores = {w: top1(w) for w in grid}
         best_w = min(grid, key=lambda w: (-scores[w][0], w))
-        out.update({"lm_weight": best_w, "fusion_rows": len(fused), "fusion_top1": scores[best_w][0],
+        out.update({"lm_weight": best_w, "fusion_rows": len(seen), "fusion_top1": scores[best_w][0],
                     "retrieval_only_top1": scores[0.0][0],
                     "fusion_calibration": Calibrator.fit(scores[best_w][1], scores[best_w][2]).to_dict()})
     return out
@@ -661,7 +674,8 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     try:
         calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed,
-                                        retrieval=held_out_retrieval(graph, dataset.val, cands))
+                                        retrieval=held_out_retrieval(graph, dataset.val, cands),
+                                        repo=dataset.repo or repo)
     except Exception as e:  # calibration is an improvement, never a reason to lose a trained model
         log.warning("train.calibration-failed error=%s", e)
         calibration = None
