@@ -20,8 +20,9 @@ allowed tokens too, so ``src/layer`` and ``src/layer/vulkan`` compete properly).
 they sum to 1; a top-k sums to at most 1.
 
 ``auto`` (the default) scores when the trie is small (a hybrid's candidate list) and beam-searches
-otherwise: on the CPU one forward costs ~55 ms of CPU (streaming the fp32 weights) plus ~6 ms per token;
-see bench/latency.py for the measurements.
+otherwise: on this 2-core CPU (one thread, the lean forward of fastlm.py) one forward of SmolLM2-135M costs
+~25 ms (streaming the fp16 weights, per-op overhead) plus ~2.5 ms per token (fp32 arithmetic at the core's
+peak); see bench/latency.py for the measurements.
 
 Reasoning mode writes a short thinking line first (greedy, at most MAX_THINKING_TOKENS, stopping at a
 newline), then decodes the IDs under the trie after ``modules:``, as in the completion format.
