@@ -122,10 +122,14 @@ _WS_RE = re.compile(r"\s+")
 # --------------------------------------------------------------------------- caches
 
 
+QUERY_FILE = {"tsx": "typescript"}  # the tsx grammar shares TypeScript's node types, so its query too
+
+
 @functools.lru_cache(maxsize=None)
 def query_source(lang: str) -> str:
-    """The text of ``indexer/queries/<lang>.scm``."""
-    return (importlib.resources.files("indexer") / "queries" / f"{lang}.scm").read_text(encoding="utf-8")
+    """The text of ``indexer/queries/<lang>.scm`` (tsx: typescript.scm)."""
+    name = QUERY_FILE.get(lang, lang)
+    return (importlib.resources.files("indexer") / "queries" / f"{name}.scm").read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=None)

@@ -44,10 +44,8 @@ def suggestions_comment(answer, prefix: str, threshold: float) -> str:
 @router.register("issues", action="reopened")
 def label_issue(event: Event, ctx: Context) -> dict:
     full_name = event.repo_full_name
-    rs = ctx.repo_state(full_name)
-    issue = event.data.get("issue") or {}
-    number = issue.get("number")
-    if rs is None or not isinstance(number, int) or issue.get("pull_request"):
+    rs, issue, number = ctx.issue_of(event)
+    if rs is None or number is None or issue.get("pull_request"):
         return {"skipped": "not a served repository or not an issue"}
     if event.action == "edited" and not ({"title", "body"} & set((event.data.get("changes") or {}).keys())):
         return {"skipped": "no change to title or body"}

@@ -25,12 +25,10 @@ MAX_PR_MODULES = 8  # a pull request touching more teaches little about any one 
 @router.register("issues", action="unlabeled")
 def learn_from_labels(event: Event, ctx: Context) -> dict:
     full_name = event.repo_full_name
-    rs = ctx.repo_state(full_name)
-    issue = event.data.get("issue") or {}
+    rs, issue, number = ctx.issue_of(event)
     label = (event.data.get("label") or {}).get("name") or ""
-    number = issue.get("number")
     prefix = ctx.options.label_prefix
-    if rs is None or not isinstance(number, int) or not label.lower().startswith(prefix.lower()):
+    if rs is None or number is None or not label.lower().startswith(prefix.lower()):
         return {"skipped": "not a module label of a served repository"}
     if ctx.is_bot(event):
         return {"skipped": "the bot's own label"}

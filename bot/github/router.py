@@ -94,6 +94,13 @@ class Context:
             return self.state.repos.get(name) if name else None
         return self.state.repo() if self.state.repos else None
 
+    def issue_of(self, event: Event) -> tuple[RepoState | None, dict, int | None]:
+        """(the served repository, the issue payload, its number) of an `issues` event; the number is
+        None when the payload has none (the repository is None when it is not one of ours)."""
+        issue = event.data.get("issue") or {}
+        number = issue.get("number")
+        return self.repo_state(event.repo_full_name), issue, number if isinstance(number, int) else None
+
     def is_bot(self, event: Event) -> bool:
         sender = event.sender
         login = sender.get("login") or ""
