@@ -148,3 +148,20 @@ def test_matcher_cache_round_trip_and_corruption(graph, tmp_path):
     again = cache.cached_matcher("hybrid", graph, tmp_path)
     assert again.match(q, 1)[0].module == fresh.match(q, 1)[0].module
     assert files[0].read_bytes() != b"not a pickle"
+
+
+def test_history_weighs_recent_changes_more(graph):
+    """Old changes taught one module, recent ones another for the same words: the recency weighting
+    follows the recent ones; without it the bigger, older group wins."""
+    from indexer.records import HistoryExample
+    from inference.calibration import with_history
+    from inference.history_clf import HistoryMatcher
+
+    a, b = graph.leaf_ids()[:2]
+    def change(i, year, mid):
+        return HistoryExample(f"{i:040x}", f"{year}-03-01T00:00:00+00:00", "fix the frobnicator overflow", "",
+                              (f"{mid}/x.c",), (mid,))
+    hist = [change(i, 2021, a) for i in range(30)] + [change(100 + i, 2024, b) for i in range(10)]
+    g = with_history(graph, hist)
+    assert HistoryMatcher(g, half_life_days=None).match("frobnicator overflow", k=1)[0].module == a
+    assert HistoryMatcher(g).match("frobnicator overflow", k=1)[0].module == b
