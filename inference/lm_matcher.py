@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indexer.graph import ModuleGraph
 
@@ -20,7 +21,9 @@ from .base import Match, clean_text, register
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
 from .prompt import Candidate, build_prompt, candidate_summary
-from .runtime import LoadedModel, ModelRuntime
+
+if TYPE_CHECKING:  # the runtime imports torch (~2 s): only when a model is actually loaded
+    from .runtime import LoadedModel, ModelRuntime
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,9 @@ def get_runtime(model_dir: str | Path | None = None) -> ModelRuntime:
     if not path.exists():
         raise ModelNotFoundError(f"no trained model at {path}: train one first (modmatch train)")
     key = str(path.resolve())
+    from .runtime import ModelRuntime, resolve_run
+
+    resolve_run(path)  # no trained model there: ModelNotFoundError before anything is loaded
     with _RT_LOCK:
         rt = _RUNTIMES.get(key)
         if rt is None:
