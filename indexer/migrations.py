@@ -70,7 +70,22 @@ def m003_incremental(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_initial, m002_feedback, m003_incremental]
+def m004_compact_symbols(conn: sqlite3.Connection) -> None:
+    """Module records store each symbol as a [name, kind, path, line, doc] row instead of an object
+    (Module.to_record): loading a graph parses a third less JSON. Existing rows are rewritten."""
+    import json
+
+    rows = conn.execute("SELECT id, record FROM modules").fetchall()
+    out = []
+    for mid, rec in rows:
+        d = json.loads(rec)
+        d["symbols"] = [[s["name"], s["kind"], s["path"], s["line"], s.get("doc", "")] if isinstance(s, dict) else s
+                        for s in d.get("symbols", [])]
+        out.append((json.dumps(d, separators=(",", ":")), mid))
+    conn.executemany("UPDATE modules SET record=? WHERE id=?", out)
+
+
+MIGRATIONS = [m001_initial, m002_feedback, m003_incremental, m004_compact_symbols]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -81,10 +81,17 @@ class Module:
         d["symbols"] = [s.to_dict() for s in self.symbols]
         return d
 
+    def to_record(self) -> dict[str, Any]:
+        """to_dict with each symbol as a [name, kind, path, line, doc] row: the stored form (a third
+        of the JSON to parse when a graph is loaded; from_dict reads both forms)."""
+        d = self.to_dict()
+        d["symbols"] = [[s.name, s.kind, s.path, s.line, s.doc] for s in self.symbols]
+        return d
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Module":
         d = dict(d)
-        d["symbols"] = [Symbol.from_dict(s) for s in d.get("symbols", [])]
+        d["symbols"] = [Symbol(*s) if isinstance(s, list) else Symbol.from_dict(s) for s in d.get("symbols", [])]
         return cls(**d)
 
 

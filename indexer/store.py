@@ -124,9 +124,9 @@ class Store:
                 if old.get(mid) == fingerprints[mid]:
                     kept.append((m.parent, json.dumps(m.keywords), mid))
                 else:
-                    d = m.to_dict()
+                    d = m.to_record()
                     d.pop("keywords"), d.pop("parent")
-                    fresh.append((mid, m.parent, fingerprints[mid], json.dumps(d), json.dumps(terms[mid]),
+                    fresh.append((mid, m.parent, fingerprints[mid], json.dumps(d, separators=(",", ":")), json.dumps(terms[mid]),
                                   json.dumps(m.keywords)))
             c.executemany("INSERT OR REPLACE INTO modules VALUES (?, ?, ?, ?, ?, ?)", fresh)
             c.executemany("UPDATE modules SET parent=?, keywords=? WHERE id=?", kept)

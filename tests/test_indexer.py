@@ -313,3 +313,32 @@ def test_cli_index_modules_show(git_repo, tmp_path):
     assert r.exit_code != 0 and "no module 'nope'" in r.output
     r = runner.invoke(cli, ["refresh", str(git_repo.root), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["parsed"] == 0
+
+
+def test_stored_symbols_migrate_to_rows_and_load_the_same(git_repo, tmp_path):
+    """m004: module records written with symbol objects (before) are rewritten as rows; the graph loads
+    the same either way."""
+    import sqlite3
+
+    from indexer.migrations import m004_compact_symbols
+
+    git_repo.commit("initial import", polyglot_files())
+    store = Store(tmp_path / "g.db")
+    res = index(git_repo.root, store)
+    before = {mid: m.to_dict() for mid, m in store.load_graph().modules.items()}
+    assert any(m["symbols"] for m in before.values())
+    conn = sqlite3.connect(tmp_path / "g.db")
+    rows = conn.execute("SELECT id, record FROM modules").fetchall()
+    assert all(isinstance(s, list) for _, r in rows for s in json.loads(r)["symbols"])  # written as rows
+    with conn:  # put the old form back, then migrate it again
+        for mid, r in rows:
+            d = json.loads(r)
+            d["symbols"] = [dict(zip(("name", "kind", "path", "line", "doc"), s)) for s in d["symbols"]]
+            conn.execute("UPDATE modules SET record=? WHERE id=?", (json.dumps(d), mid))
+    assert {mid: m.to_dict() for mid, m in Store(tmp_path / "g.db").load_graph().modules.items()} == before
+    with conn:
+        m004_compact_symbols(conn)
+    assert all(isinstance(s, list) for (r,) in conn.execute("SELECT record FROM modules")
+               for s in json.loads(r)["symbols"])
+    assert {mid: m.to_dict() for mid, m in Store(tmp_path / "g.db").load_graph().modules.items()} == before
+    assert store.load_graph().version == res.graph.version
