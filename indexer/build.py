@@ -235,7 +235,13 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
             resolver = resolver or Resolver(paths)
             files[e.path] = (e.blob, imports, file_targets(resolver, e.path, language_for(e.path), imports))
         depends = edges_from_targets({p: t for p, (_, _, t) in files.items()}, assigner.module_of)
-        graph = assemble(specs, local, terms, fps, depends, source.commit)
+        old_kw = store.module_keywords() if had_graph else {}
+        previous = None
+        if memo:  # keywords of unchanged modules whose words kept their document frequency are reused
+            old_terms = {mid: terms[mid] for mid in memo}
+            old_terms.update({mid: Counter(json.loads(v[2])) for mid, v in old_mods.items() if mid not in memo})
+            previous = (old_terms, {mid: kw for mid, (_, kw) in old_kw.items()}, set(memo))
+        graph = assemble(specs, local, terms, fps, depends, source.commit, previous_keywords=previous)
         if progress:
             progress("graph", 1, 1)
         changed_files = sorted(changed_blob | (set(old_files) - set(paths))) if memo_ok else paths
@@ -271,7 +277,6 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         old_ids = set(old_mods)
         added = sorted(set(graph.modules) - old_ids)
         removed = sorted(old_ids - set(graph.modules))
-        old_kw = store.module_keywords() if had_graph else {}
         changed = sorted(mid for mid in set(graph.modules) & old_ids
                          if old_mods[mid][0] != fps[mid] or old_kw.get(mid) != (graph.modules[mid].parent,
                                                                                graph.modules[mid].keywords))

@@ -142,16 +142,35 @@ def module_terms(module: Module, records: list[FileRecord]) -> Counter:
     return Counter(dict(sorted(c.items(), key=lambda x: (-x[1], x[0]))[:MAX_MODULE_TERMS]))
 
 
-def keywords(terms: dict[str, Counter], n: int = N_KEYWORDS) -> dict[str, list[str]]:
-    """Top TF-IDF words per module (ties broken alphabetically, so the result is stable)."""
+def keywords(terms: dict[str, Counter], n: int = N_KEYWORDS, previous=None) -> dict[str, list[str]]:
+    """Top TF-IDF words per module (ties broken alphabetically, so the result is stable).
+
+    `previous` = (old terms of every module of the previous graph, its keywords, the modules whose terms
+    are unchanged): a refresh then reuses the old keywords of every unchanged module none of whose words
+    changed document frequency (same module count): its scores, hence its keywords, are the same."""
     df: Counter = Counter()
     for c in terms.values():
         df.update(c.keys())
     total = max(len(terms), 1)
+    reuse: dict[str, list[str]] = {}
+    if previous is not None:
+        old_terms, old_keywords, unchanged = previous
+        if len(old_terms) == len(terms):
+            old_df = Counter(df)
+            for mid in set(terms) - unchanged:
+                old_df.subtract(terms[mid].keys())
+            for mid in set(old_terms) - unchanged:
+                old_df.update(old_terms[mid].keys())
+            moved = {w for w, d in old_df.items() if d != df.get(w, 0)}
+            reuse = {mid: old_keywords[mid] for mid in unchanged
+                     if mid in old_keywords and mid in terms and terms[mid].keys().isdisjoint(moved)}
     idf = {w: math.log(1 + total / d) for w, d in df.items()}
     log = math.log
     out = {}
     for mid, c in terms.items():
+        if mid in reuse:
+            out[mid] = list(reuse[mid])
+            continue
         scored = [(-(1 + log(tf)) * idf[w], w) for w, tf in c.items() if tf > 0 and len(w) >= 3 and not w.isdigit()]
         out[mid] = [w for _, w in sorted(scored)[:n]]
     return out

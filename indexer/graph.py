@@ -162,10 +162,12 @@ def build_module(spec: ModuleSpec, em, records: list[FileRecord]) -> tuple[Modul
 
 
 def assemble(specs: list[ModuleSpec], local: dict[str, Module], terms: dict[str, Counter],
-             fingerprints: dict[str, str], depends: dict[tuple[str, str], int], commit: str | None) -> ModuleGraph:
-    """Whole-graph attributes (parents, keywords, version) on top of module-local ones."""
+             fingerprints: dict[str, str], depends: dict[tuple[str, str], int], commit: str | None,
+             previous_keywords=None) -> ModuleGraph:
+    """Whole-graph attributes (parents, keywords, version) on top of module-local ones.
+    `previous_keywords`: see describe.keywords (a refresh reuses what cannot have changed)."""
     ids = {s.id for s in specs}
-    for mid, kws in keywords(terms).items():
+    for mid, kws in keywords(terms, previous=previous_keywords).items():
         local[mid].keywords = kws
     for mid, m in local.items():
         m.parent = parent_of(mid, ids)

@@ -342,3 +342,32 @@ def test_stored_symbols_migrate_to_rows_and_load_the_same(git_repo, tmp_path):
                for s in json.loads(r)["symbols"])
     assert {mid: m.to_dict() for mid, m in Store(tmp_path / "g.db").load_graph().modules.items()} == before
     assert store.load_graph().version == res.graph.version
+
+
+def test_reused_keywords_equal_recomputed_ones():
+    """A refresh reuses an unchanged module's keywords only when none of its words changed document
+    frequency: on random edits the result always equals computing everything again."""
+    import random
+    from collections import Counter
+
+    from indexer.describe import keywords
+
+    rng = random.Random(7)
+    vocab = [f"word{i:03d}" for i in range(120)]
+
+    def module_terms():
+        return Counter({w: rng.randint(1, 9) for w in rng.sample(vocab, rng.randint(5, 40))})
+
+    for trial in range(40):
+        old = {f"m{i}": module_terms() for i in range(25)}
+        new = dict(old)
+        edited = set(rng.sample(sorted(old), rng.randint(1, 4)))
+        for mid in edited:
+            new[mid] = module_terms()
+        if trial % 5 == 0:  # a module added and one removed: the count stays, everything may move
+            del new[sorted(new)[0]]
+            new["m-new"] = module_terms()
+            edited |= {"m-new"}
+        unchanged = {mid for mid in new if mid not in edited and mid in old}
+        reused = keywords(new, previous=(old, keywords(old), unchanged))
+        assert reused == keywords(new), trial
