@@ -51,6 +51,9 @@ def unsupported_reason(model) -> str | None:
         return "sliding-window attention"
     if getattr(cfg, "mlp_bias", False):
         return "MLP biases"
+    rope_type = getattr(inner.rotary_emb, "rope_type", "default")
+    if rope_type in ("dynamic", "longrope"):  # frequencies that change with the sequence length
+        return f"rope type {rope_type!r}"
     for layer in inner.layers:
         for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
             if not isinstance(getattr(layer.self_attn, name, None), torch.nn.Linear):

@@ -130,6 +130,11 @@ def test_unsupported_models_keep_the_transformers_forward(monkeypatch):
     assert "gpt2" in unsupported_reason(gpt2) and FastLM.maybe(gpt2) is None
     with pytest.raises(ValueError, match="unsupported"):
         FastLM(gpt2)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dyn = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                       num_attention_heads=2, rope_scaling={"rope_type": "dynamic", "factor": 2.0}))
+    assert "dynamic" in unsupported_reason(dyn)  # frequencies that change with the length: not reproduced
     peft = get_peft_model(_tiny("llama"), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     assert unsupported_reason(peft) is not None and FastLM.maybe(peft) is None
     model, tok = shared_model(0)
