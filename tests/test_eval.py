@@ -179,3 +179,24 @@ def test_cli_ask_json(cli_env, repo):
     assert "storage" in res.output and "matcher: hybrid" in res.output
     res = runner.invoke(cli, ["ask", "   ", "--path", str(repo)])
     assert res.exit_code != 0 and "empty" in res.output
+
+
+def test_cli_ask_without_a_model_never_imports_torch(cli_env, repo, tmp_path):
+    """`ask` with no trained model answers with hybrid (dense part included) from a fresh process without
+    importing torch, transformers or sentence-transformers (they cost ~8 s of start-up)."""
+    import os
+    import subprocess
+    import sys
+
+    runner, cli = cli_env
+    assert runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo)]).exit_code == 0  # fills the cache
+    code = ("import sys\nfrom bot.cli import main\n"
+            f"sys.argv = ['modmatch', 'ask', 'LRU eviction is slow', '--path', {str(repo)!r}, '--json']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ), cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '"matcher": "hybrid"' in out.stdout and "storage" in out.stdout
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]
