@@ -21,7 +21,7 @@ from indexer.graph import ModuleGraph
 from indexer.records import Module
 from indexer.text import split_identifier
 
-from .base import register
+from .base import env_off, register
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
 from .scoring import ScoredMatcher
@@ -58,7 +58,7 @@ def load_model(name: str | None = None, device: str | None = None):
     with _LOCK:
         if path in _MODELS:
             return _MODELS[path]
-        if local and os.environ.get("MODMATCH_NUMPY_ENCODER", "").strip().lower() not in ("0", "false", "no", "off"):
+        if local and not env_off("MODMATCH_NUMPY_ENCODER"):
             from .npbert import NumpyBert
 
             enc = NumpyBert.maybe(path)  # same embeddings, no torch / sentence-transformers import (~6 s)

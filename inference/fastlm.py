@@ -28,13 +28,11 @@ import os
 import torch
 import torch.nn.functional as F
 
+from .base import env_off
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_TYPES = ("llama", "qwen2", "qwen3")
-
-
-def _env_off(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("0", "false", "no", "off")
 
 
 def unsupported_reason(model) -> str | None:
@@ -160,14 +158,12 @@ class FastLM:
         self.dtype = model.get_input_embeddings().weight.dtype
         if fp16_weights is None:
             fp16_weights = (self.device.type == "cpu" and self.dtype == torch.float32
-                            and not _env_off("MODMATCH_FAST_FP16")
                             and os.environ.get("MODMATCH_CPU_WEIGHTS", "").strip().lower() != "fp32"
                             and fp16_packed_available())
         self.fp16_weights = bool(fp16_weights)
         self.heads = cfg.num_attention_heads
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
-        self.group = self.heads // self.kv_heads
         self.scale = 1.0 / math.sqrt(self.head_dim)
         self.embed = model.get_input_embeddings().weight
         rot = inner.rotary_emb
@@ -197,7 +193,7 @@ class FastLM:
     def maybe(cls, model) -> FastLM | None:
         """The lean forward for `model`, or None (unsupported, or turned off by MODMATCH_FAST_LM=0).
         The weights are read (and, on the CPU, packed) now: a model changed afterwards needs a new FastLM."""
-        if _env_off("MODMATCH_FAST_LM"):
+        if env_off("MODMATCH_FAST_LM"):
             return None
         why = unsupported_reason(model)
         if why:

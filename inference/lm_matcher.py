@@ -46,9 +46,8 @@ def get_runtime(model_dir: str | Path | None = None) -> ModelRuntime:
     if not path.exists():
         raise ModelNotFoundError(f"no trained model at {path}: train one first (modmatch train)")
     key = str(path.resolve())
-    from .runtime import ModelRuntime, resolve_run
+    from .runtime import ModelRuntime  # torch: only once a model folder exists
 
-    resolve_run(path)  # no trained model there: ModelNotFoundError before anything is loaded
     with _RT_LOCK:
         rt = _RUNTIMES.get(key)
         if rt is None:

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy.special import erf
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     """The exact (erf) GELU BERT uses."""
-    from scipy.special import erf
-
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 

@@ -257,8 +257,7 @@ def held_out_retrieval(graph: ModuleGraph, val_rows: Sequence[Row], cands: Candi
 
 @torch.inference_mode()
 def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120,
-                      max_ids: int = 32, seed: int = 0, retrieval=None, repo: str | None = None,
-                      k: int = 5) -> dict:
+                      seed: int = 0, retrieval=None, repo: str | None = None, k: int = 5) -> dict:
     """Fit what the served model reports, on validation rows, through the same constrained decoder and
     the same prompts `lm` and `lm-hybrid` use:
 
@@ -303,9 +302,9 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     # lm-hybrid: candidates in the prompt, fused with retrieval
     tries: dict[tuple, IdTrie] = {}
     seen = []  # (ranked [(module, prob)], gold set, retrieval {module: confidence})
-    for r in rows:
-        ids = list(r.candidates) if r.candidates else (list(leaf_ids) if len(leaf_ids) <= max_ids else [])
-        if len(ids) < 2 or retrieval is None or not r.candidates:
+    for r in (rows if retrieval is not None else []):
+        ids = list(r.candidates)
+        if len(ids) < 2:
             continue
         try:  # retrieval's scores (order-preserving), as lm-hybrid fuses them
             ret = {m.module: max(m.score, 0.0) for m in retrieval.match(r.text, k=max(10, len(ids)))}
