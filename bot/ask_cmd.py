@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .cli import errors, out
+from .clibase import errors, out
 
 
 @click.command("ask")
@@ -17,7 +17,7 @@ from .cli import errors, out
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: bool) -> None:
     """Rank the modules a REQUIREMENT touches, with confidence and evidence."""
-    from .cli import repo_root
+    from .clibase import repo_root
     from .state import RepoState
 
     with errors():

@@ -14,69 +14,16 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
-from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.tree import Tree
 
-from indexer.errors import IndexerError
-from indexer.store import Store, db_path_for
-
 from . import settings
-
-console = Console(stderr=True)
-out = Console()
-
-
-class ModmatchError(click.ClickException):
-    def show(self, file=None) -> None:  # one clear line, no traceback
-        click.echo(f"modmatch: error: {self.format_message()}", err=True)
-
-
-@contextmanager
-def errors():
-    try:
-        yield
-    except ModmatchError:
-        raise
-    except Exception as e:  # every subsystem's base error, and anything unforeseen, is one line
-        from inference.errors import InferenceError  # noqa: WPS433 (lazy: keeps `modmatch index` light)
-
-        if isinstance(e, (IndexerError, InferenceError, ValueError, OSError)):
-            raise ModmatchError(str(e)) from e
-        raise
-
-
-def repo_root(path: str) -> Path:
-    p = Path(path).expanduser().resolve()
-    if not p.exists():
-        raise ModmatchError(f"no such folder: {path}")
-    return p
-
-
-def open_store(path: str) -> Store:
-    return Store(db_path_for(settings.home(), repo_root(path)))
-
-
-@contextmanager
-def progress_bar(enabled: bool = True):
-    if not enabled:
-        yield None
-        return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as prog:
-        tasks: dict[str, int] = {}
-
-        def cb(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = prog.add_task(stage, total=max(total, 1))
-            prog.update(tasks[stage], completed=done, total=max(total, 1))
-
-        yield cb
-
+from .ask_cmd import ask_cmd
+from .clibase import ModmatchError, console, errors, open_store, out, progress_bar, repo_root  # noqa: F401 (re-exported)
+from .eval_cmd import eval_cmd
+from .serve_cmd import doctor_cmd, hooks_group, serve_cmd
+from .train_cmd import train_cmd
 
 @click.group()
 @click.version_option(package_name="modmatch")
@@ -217,20 +164,8 @@ def settings_cmd() -> None:
         click.echo(f"MODMATCH_{s.name.upper():18} {val!s:28} {s.help}")
 
 
-from .ask_cmd import ask_cmd  # noqa: E402
-from .eval_cmd import eval_cmd  # noqa: E402
-
-cli.add_command(eval_cmd)
-cli.add_command(ask_cmd)
-from .train_cmd import train_cmd  # noqa: E402
-
-cli.add_command(train_cmd)
-
-from .serve_cmd import doctor_cmd, hooks_group, serve_cmd  # noqa: E402
-
-cli.add_command(serve_cmd)
-cli.add_command(hooks_group)
-cli.add_command(doctor_cmd)
+for _cmd in (ask_cmd, eval_cmd, train_cmd, serve_cmd, hooks_group, doctor_cmd):
+    cli.add_command(_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry point

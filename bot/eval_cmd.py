@@ -6,7 +6,7 @@ import json
 import click
 
 from . import settings
-from .cli import ModmatchError, console, errors, open_store, out, progress_bar, repo_root
+from .clibase import ModmatchError, console, errors, open_store, out, progress_bar, repo_root
 
 
 @click.command("eval")

@@ -12,7 +12,7 @@ import time
 import click
 
 from . import settings
-from .cli import ModmatchError, console, errors, open_store, out, repo_root
+from .clibase import ModmatchError, console, errors, open_store, out, repo_root
 
 
 def _cutoff_history(graph, root, cutoff: str | None):

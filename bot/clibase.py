@@ -1,0 +1,68 @@
+"""What every `modmatch` command shares: the consoles, the one-line error boundary, the store of a path, progress.
+
+The command modules import from here, never from `bot.cli`, so that `python -m bot.cli` (how the job runner and
+the git hooks start the CLI) imports each module once.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from indexer.errors import IndexerError
+from indexer.store import Store, db_path_for
+
+from . import settings
+
+console = Console(stderr=True)
+out = Console()
+
+
+class ModmatchError(click.ClickException):
+    def show(self, file=None) -> None:  # one clear line, no traceback
+        click.echo(f"modmatch: error: {self.format_message()}", err=True)
+
+
+@contextmanager
+def errors():
+    try:
+        yield
+    except ModmatchError:
+        raise
+    except Exception as e:  # every subsystem's base error, and anything unforeseen, is one line
+        from inference.errors import InferenceError  # noqa: WPS433 (lazy: keeps `modmatch index` light)
+
+        if isinstance(e, (IndexerError, InferenceError, ValueError, OSError)):
+            raise ModmatchError(str(e)) from e
+        raise
+
+
+def repo_root(path: str) -> Path:
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise ModmatchError(f"no such folder: {path}")
+    return p
+
+
+def open_store(path: str) -> Store:
+    return Store(db_path_for(settings.home(), repo_root(path)))
+
+
+@contextmanager
+def progress_bar(enabled: bool = True):
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as prog:
+        tasks: dict[str, int] = {}
+
+        def cb(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=max(total, 1))
+            prog.update(tasks[stage], completed=done, total=max(total, 1))
+
+        yield cb
