@@ -61,7 +61,31 @@ def hooks_dir(path: str | Path) -> tuple[Path, bool]:
     return (d if d.is_absolute() else (p / d)).resolve(), bare
 
 
-def script(name: str, python: str, url: str) -> str:
+def recorded_env() -> dict[str, str]:
+    """What a hook must know that git's environment may not carry: the data folder, and where the API token is
+    kept (the path of the token file, never the token itself)."""
+    env = {"MODMATCH_HOME": str(settings.home().resolve())}
+    for name in ("MODMATCH_API_TOKEN_FILE", "MODMATCH_HOOK_LOG", "MODMATCH_DATABASE_URL_FILE"):
+        v = os.environ.get(name)
+        if v:
+            env[name] = str(Path(v).expanduser().resolve())
+    return env
+
+
+def token_note() -> str | None:
+    """Why an installed hook could not authenticate to the service, or None when it can."""
+    if os.environ.get("MODMATCH_API_TOKEN_FILE"):
+        if settings.get("api_token"):
+            return None
+        return f"MODMATCH_API_TOKEN_FILE={os.environ['MODMATCH_API_TOKEN_FILE']} cannot be read or is empty"
+    if os.environ.get("MODMATCH_API_TOKEN"):
+        return ("the API token comes from MODMATCH_API_TOKEN, which git does not pass to hooks: keep it in a file "
+                "(mode 600), set MODMATCH_API_TOKEN_FILE to it and install again; the hook records the file's path")
+    return ("no API token is configured: the service refuses the hooks' refresh requests (401/403) until "
+            "MODMATCH_API_TOKEN_FILE is set when installing")
+
+
+def script(name: str, python: str, url: str, env: dict[str, str] | None = None) -> str:
     q = shlex.quote
     stdin = name in STDIN_HOOKS
     lines = [
@@ -85,6 +109,7 @@ def script(name: str, python: str, url: str) -> str:
     if name == "post-checkout":
         lines += ['[ "$3" = 1 ] || exit 0  # a checkout of files, not of a branch: nothing to refresh']
     lines += [
+        *[f'[ -n "${{{k}:-}}" ] || {k}={q(v)}; export {k}' for k, v in (env or {}).items()],
         f"py={q(python)}",
         f'url="${{MODMATCH_URL:-{url}}}"',
         'if [ -x "$py" ]; then',
@@ -122,7 +147,7 @@ def install(path: str | Path, server: bool = False, url: str | None = None, pyth
         elif hook.exists():
             note = "updated"
         tmp = d / f".{name}.modmatch-tmp"
-        tmp.write_text(script(name, python or sys.executable, url or service_url()))
+        tmp.write_text(script(name, python or sys.executable, url or service_url(), recorded_env()))
         tmp.chmod(0o755)
         os.replace(tmp, hook)
         done.append(f"{hook}: {note}")
@@ -194,8 +219,12 @@ def notify(path: str, hook: str, url: str | None = None) -> str:
     if 200 <= code < 300:
         _log(f"hook={hook} path={path} notified {url} status={code}")
         return "notified"
+    if code in (401, 403):
+        _log(f"hook={hook} path={path} service refused status={code}: "
+             + (token_note() or "the API token the hook read does not match the service's"))
+        return f"refused {code}"
     if code not in (0, 404):
-        _log(f"hook={hook} path={path} service refused status={code}")  # e.g. 401: set MODMATCH_API_TOKEN
+        _log(f"hook={hook} path={path} service refused status={code}")
         return f"refused {code}"
     tmpl = settings.get("hook_command")
     cmd = ([a.replace("{path}", path) for a in shlex.split(tmpl)] if tmpl

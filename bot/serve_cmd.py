@@ -132,13 +132,16 @@ def hooks_group() -> None:
 @click.option("--url", help="Where the service listens (default: setting url, else http://host:port).")
 def hooks_install(path: str, server: bool, url: str | None) -> None:
     """Install post-merge, post-checkout and post-rewrite (or post-receive with --server) in PATH."""
-    from .hooks import HookError, install
+    from .hooks import HookError, install, token_note
 
     try:
         for line in install(path, server=server, url=url):
             click.echo(line)
     except HookError as e:
         raise click.ClickException(str(e)) from e
+    note = token_note()
+    if note:
+        click.echo(f"warning: {note}", err=True)
 
 
 @hooks_group.command("uninstall")
