@@ -163,8 +163,16 @@ async def _json_body(request: Request, allow_empty: bool = False) -> dict:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "the body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the body nests too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    try:  # a lone surrogate ("\\ud800") is valid JSON but no text: refuse it here, not in the engines
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "the body holds a string that is not valid Unicode (a lone surrogate)") from None
+    except RecursionError:
+        raise ApiError(400, "the body nests too deeply") from None
     return data
 
 

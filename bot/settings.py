@@ -67,7 +67,10 @@ SETTINGS: list[Setting] = [
     Setting("github_comment", "true", "Below the threshold, post one comment with ranked suggestions (true/false)."),
     Setting("github_bot_login", None, "Login of the bot on GitHub (its own label changes are not feedback). "
             "Default: asked from the API."),
-    Setting("github_retries", "5", "Retries of a GitHub API call on 5xx and secondary rate limits (with backoff)."),
+    Setting("github_retries", "2", "Quick retries of one GitHub API call on 5xx and secondary rate limits; beyond "
+            "them the delivery's processing is retried from the queue (github_attempts)."),
+    Setting("github_attempts", "6", "Tries of a webhook delivery's processing (label, comment, learn) before it "
+            "is marked failed; waits between them double from 2 s (at most 10 min)."),
     # --- `modmatch serve`: the HTTP service, its job queue and retraining policy -----------------
     Setting("host", "127.0.0.1", "Address `modmatch serve` listens on (0.0.0.0 in a container)."),
     Setting("port", "8750", "Port `modmatch serve` listens on."),

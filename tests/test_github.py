@@ -3,6 +3,7 @@ fake GitHub REST API; a real indexed git repository matched by the lexical match
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -18,6 +19,7 @@ from indexer.store import Store
 from fakes.github_api import TOKEN, FakeGitHub
 from gitrepo import served_state
 from live_server import LiveServer
+from waiting import wait_for
 
 SECRET = "webhook-secret"
 FULL = "acme/app"
@@ -58,15 +60,26 @@ def hook(served, gh, monkeypatch):
     monkeypatch.setenv("MODMATCH_GITHUB_WEBHOOK_SECRET", SECRET)
     clients = GitHubClients(base_url=gh.url, token=TOKEN, retries=4, backoff=0.01, secondary_rate_wait=0.05,
                             seconds_between_requests=0, seconds_between_writes=0)
-    app = make_app(served, routes(served, clients=clients, options=Options()))
+    rts = routes(served, clients=clients, options=Options(), retry_base=0.05)
+    webhook = rts[0].webhook
+    app = make_app(served, rts)
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
-        def post(event, payload, *, delivery=None, secret=SECRET, signature=None, raw=None):
+        def post(event, payload, *, delivery=None, secret=SECRET, signature=None, raw=None, wait=True):
+            """Send a delivery; when it was queued (202), wait until the worker processed it and answer with
+            what it recorded (status 200 and its results, or 500 when it failed for good)."""
             body = raw if raw is not None else json.dumps(payload).encode()
-            headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-                       "Content-Type": "application/json"}
+            delivery = delivery or str(uuid.uuid4())
+            headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json"}
             if signature is not None or secret:
                 headers["X-Hub-Signature-256"] = signature if signature is not None else sign(body, secret)
-            return http.post("/github/webhook", content=body, headers=headers)
+            r = http.post("/github/webhook", content=body, headers=headers)
+            if r.status_code != 202 or not wait:
+                return r
+            row = wait_for(lambda: (d := webhook.db.delivery(delivery)) and d["status"] in ("done", "failed") and d,
+                           30, "the delivery's processing")
+            if row["status"] == "failed":
+                return httpx.Response(500, json={"error": row["detail"]})
+            return httpx.Response(200, json={"results": json.loads(row["detail"])})
 
         yield post
 
@@ -234,12 +247,34 @@ def test_retries_5xx_and_secondary_rate_limits(hook, gh):
     assert len([c for c in gh.calls if c["method"] == "GET" and c["path"] == f"/repos/{FULL}"]) == 3
 
 
-def test_failed_delivery_can_be_redelivered(hook, gh):
-    gh.fail_next[("GET", f"/repos/{FULL}")] = [500] * 5  # 1 try + 4 retries
+def test_failing_github_api_is_retried_from_the_queue_not_while_github_waits(hook, gh):
+    gh.fail_next[("GET", f"/repos/{FULL}")] = [500] * 12  # more than one call's quick retries (1 + 4)
     payload = issue_payload(gh, 8, "Button theme colors are wrong in dark mode")
-    assert hook("issues", payload, delivery="d-8").status_code == 500
-    assert hook("issues", payload, delivery="d-8").status_code == 200
-    assert gh.repos[FULL].issues[8]["labels"] == ["module:ui"]
+    t0 = time.perf_counter()
+    r = hook("issues", payload, delivery="d-8", wait=False)
+    assert r.status_code == 202 and time.perf_counter() - t0 < 1.0  # acknowledged at once
+    assert hook("issues", payload, delivery="d-8", wait=False).json() == {"duplicate": True}
+    wait_for(lambda: gh.repos[FULL].issues[8]["labels"] == ["module:ui"], 30, "the label, after retries")
+    assert len([c for c in gh.calls if c["method"] == "GET" and c["path"] == f"/repos/{FULL}"]) >= 13
+
+
+def test_delivery_that_fails_for_good_can_be_redelivered(served, gh, monkeypatch, tmp_path):
+    from bot.github.webhook import Webhook
+
+    monkeypatch.setenv("MODMATCH_GITHUB_WEBHOOK_SECRET", SECRET)
+    clients = GitHubClients(base_url=gh.url, token=TOKEN, retries=0, seconds_between_requests=0,
+                            seconds_between_writes=0)
+    hook = Webhook(served, clients=clients, options=Options(), max_attempts=2, retry_base=0.01,
+                   autostart=False)
+    gh.fail_next[("GET", f"/repos/{FULL}")] = [500] * 2
+    body = json.dumps(issue_payload(gh, 9, "Button theme colors are wrong in dark mode")).encode()
+    headers = {"x-github-event": "issues", "x-github-delivery": "d-9", "x-hub-signature-256": sign(body, SECRET)}
+    assert hook.handle(headers, body)[0] == 202
+    assert hook.process_next() and hook.db.delivery("d-9")["status"] == "queued"  # tried once, waits to retry
+    assert hook.process_next(now=time.time() + 1) and hook.db.delivery("d-9")["status"] == "failed"
+    assert hook.handle(headers, body)[0] == 202  # GitHub's "redeliver" button: queued afresh
+    assert hook.process_next() and hook.db.delivery("d-9")["status"] == "done"
+    assert gh.repos[FULL].issues[9]["labels"] == ["module:ui"]
 
 
 def test_github_app_auth_gets_an_installation_token(gh):
@@ -286,7 +321,11 @@ def test_labels_fit_githubs_limits():
 
 def test_delivery_ids_are_unique_in_sqlite(_modmatch_home):
     db = GitHubDB()
-    assert db.claim_delivery("x", "issues", "opened", FULL) is True
+    assert db.enqueue_delivery("x", "issues", "opened", FULL, b"{}") is True
+    assert GitHubDB().enqueue_delivery("x", "issues", "opened", FULL, b"{}") is False  # queued: a duplicate
+    row, _ = db.next_due(time.time())
+    assert row["id"] == "x" and db.next_due(time.time())[0] is None  # claimed once
+    assert GitHubDB().requeue_abandoned() == 1  # the process that claimed it died: queued again
     db.finish_delivery("x", "done")
-    assert GitHubDB().claim_delivery("x", "issues", "opened", FULL) is False
+    assert GitHubDB().enqueue_delivery("x", "issues", "opened", FULL, b"{}") is False
     assert db.path.parent == _modmatch_home

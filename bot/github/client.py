@@ -39,7 +39,7 @@ class GitHubClients:
 
     @classmethod
     def from_settings(cls) -> "GitHubClients":
-        retries = settings.get("github_retries") or "5"
+        retries = settings.get("github_retries") or "2"
         return cls(base_url=settings.get("github_api_url"), token=settings.get("github_token"),
                    app_id=settings.get("github_app_id"), private_key=settings.get("github_private_key"),
                    installation_id=int(settings.get("github_installation_id") or 0) or None,

@@ -40,7 +40,20 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [m001_initial]
+def m002_delivery_queue(conn: sqlite3.Connection) -> None:
+    """Deliveries are acknowledged at once and processed from this table: the payload, tries, the next try."""
+    _script(
+        conn,
+        """
+        ALTER TABLE deliveries ADD COLUMN payload TEXT;
+        ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE deliveries ADD COLUMN next_at REAL NOT NULL DEFAULT 0;
+        CREATE INDEX deliveries_due ON deliveries (status, next_at)
+        """
+    )
+
+
+MIGRATIONS = [m001_initial, m002_delivery_queue]
 
 
 class GitHubDB:
@@ -74,29 +87,59 @@ class GitHubDB:
 
         return _T()
 
-    # --- deliveries -------------------------------------------------------------------------------
-    def claim_delivery(self, delivery_id: str, event: str, action: str | None, repo: str | None) -> bool:
-        """True if this delivery is new (or failed before) and is now ours to process; False for a duplicate."""
+    # --- deliveries: a durable queue ---------------------------------------------------------------
+    def enqueue_delivery(self, delivery_id: str, event: str, action: str | None, repo: str | None,
+                         payload: bytes) -> bool:
+        """Record a verified delivery to be processed; False for a duplicate (queued, processing or done).
+        A delivery that failed for good may be sent again: it is queued afresh."""
         with self._tx():
             row = self.conn.execute("SELECT status FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
             if row is None:
-                self.conn.execute("INSERT INTO deliveries (id, event, action, repo, received_at, status) "
-                                  "VALUES (?, ?, ?, ?, ?, 'processing')", (delivery_id, event, action, repo, _now()))
+                self.conn.execute("INSERT INTO deliveries (id, event, action, repo, received_at, status, payload, "
+                                  "attempts, next_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, 0, 0)",
+                                  (delivery_id, event, action, repo, _now(), payload.decode("utf-8")))
                 return True
-            if row[0] == "failed":  # it never completed: a redelivery may try again
-                self.conn.execute("UPDATE deliveries SET status='processing', received_at=? WHERE id=?",
-                                  (_now(), delivery_id))
+            if row[0] == "failed":
+                self.conn.execute("UPDATE deliveries SET status='queued', attempts=0, next_at=0, received_at=?, "
+                                  "payload=? WHERE id=?", (_now(), payload.decode("utf-8"), delivery_id))
                 return True
             return False
 
+    def requeue_abandoned(self) -> int:
+        """Deliveries left `processing` by a process that died: queue them again (at start-up)."""
+        with self._tx():
+            return self.conn.execute("UPDATE deliveries SET status='queued' WHERE status='processing'").rowcount
+
+    def next_due(self, now: float) -> tuple[dict | None, float | None]:
+        """(the oldest queued delivery due now, claimed as `processing`; else None, and when the next is due)."""
+        with self._tx():
+            row = self.conn.execute("SELECT id, event, action, repo, payload, attempts FROM deliveries "
+                                    "WHERE status='queued' AND next_at<=? ORDER BY next_at, received_at LIMIT 1",
+                                    (now,)).fetchone()
+            if row is None:
+                nxt = self.conn.execute("SELECT MIN(next_at) FROM deliveries WHERE status='queued'").fetchone()[0]
+                return None, nxt
+            self.conn.execute("UPDATE deliveries SET status='processing' WHERE id=?", (row[0],))
+        return dict(zip(("id", "event", "action", "repo", "payload", "attempts"), row)), None
+
+    def retry_delivery(self, delivery_id: str, at: float, detail: str) -> None:
+        with self._tx():
+            self.conn.execute("UPDATE deliveries SET status='queued', attempts=attempts+1, next_at=?, detail=? "
+                              "WHERE id=?", (at, detail[:2000], delivery_id))
+
     def finish_delivery(self, delivery_id: str, status: str, detail: str = "") -> None:
         with self._tx():
-            self.conn.execute("UPDATE deliveries SET status=?, detail=? WHERE id=?", (status, detail[:2000], delivery_id))
+            self.conn.execute("UPDATE deliveries SET status=?, detail=?, attempts=attempts+1 WHERE id=?",
+                              (status, detail[:2000], delivery_id))
 
     def delivery(self, delivery_id: str) -> dict | None:
-        row = self.conn.execute("SELECT id, event, action, repo, received_at, status, detail FROM deliveries "
+        row = self.conn.execute("SELECT id, event, action, repo, received_at, status, detail, attempts FROM deliveries "
                                 "WHERE id=?", (delivery_id,)).fetchone()
-        return dict(zip(("id", "event", "action", "repo", "received_at", "status", "detail"), row)) if row else None
+        return dict(zip(("id", "event", "action", "repo", "received_at", "status", "detail", "attempts"), row)) \
+            if row else None
+
+    def delivery_counts(self) -> dict[str, int]:
+        return {s: n for s, n in self.conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")}
 
     # --- what the bot did to issues ---------------------------------------------------------------
     def bot_labels(self, repo: str, issue: int) -> set[str]:

@@ -58,6 +58,9 @@ class Event:
         return s if isinstance(s, dict) else {}
 
 
+OBJECT_FIELDS = ("issue", "pull_request", "repository", "sender", "installation", "label", "hook", "comment")
+
+
 def parse(headers: Mapping[str, str], body: bytes, secret: str | None) -> Event:
     """Verify and parse one delivery. The signature is checked before the body is read as JSON."""
     h = {k.lower(): v for k, v in headers.items()}
@@ -69,6 +72,17 @@ def parse(headers: Mapping[str, str], body: bytes, secret: str | None) -> Event:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise BadPayload(f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise BadPayload("body nests too deeply") from None
     if not isinstance(data, dict):
         raise BadPayload("body is not a JSON object")
+    for key in OBJECT_FIELDS:  # what the handlers read as objects must be objects
+        if key in data and data[key] is not None and not isinstance(data[key], dict):
+            raise BadPayload(f"`{key}` is not a JSON object")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        raise BadPayload("body holds a string that is not valid Unicode, or nests too deeply") from None
+    if len(delivery) > 200 or len(name) > 100:
+        raise BadPayload("X-GitHub-Event or X-GitHub-Delivery is too long")
     return Event(name, delivery, data)
