@@ -1,18 +1,30 @@
-"""Words from code and prose: identifier splitting, stop words, CJK-safe tokenising.
+"""Words from code and prose: identifier splitting, stop words, Chinese word segmentation.
 
 Shared by the indexer (keywords, descriptions) and by the matchers (inference imports this).
-CJK text is kept: each run of Han / Kana / Hangul characters yields its single characters and
-its bigrams, so Chinese requirements match Chinese docs without a segmenter.
+Runs of Han characters are cut into words by jieba (search mode: a long word also yields its dictionary
+sub-words), with the software terms of `zh_terms.tsv` added to its dictionary; single characters and
+Chinese stop words are dropped unless the glossary names them (慢 slow, 锁 lock). jieba is imported only
+when a text holds Han characters (its dictionary loads in ~0.7 s, from a cache file after the first time).
+Identifiers inside Chinese sentences stay whole and split exactly as in English text. Kana and Hangul
+runs, which jieba does not cut, keep the older scheme: the run's bigrams.
 """
 from __future__ import annotations
 
+import logging
+import os
 import re
+import tempfile
+import threading
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _TOKEN = re.compile(
     r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+"
 )
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 STOPWORDS = frozenset("""
 a an the and or not no of to in on at for from by with without into onto over under as is are was were be been being
@@ -26,6 +38,25 @@ self cls none true false null nil return returns void int char bool str string c
 protected def func fn function class struct let var val import include package
 """.split())
 
+# Chinese words that carry no module signal: function words, and the verbs of every change ("fix", "add",
+# "support", "problem") that the English list above drops as well.
+CJK_STOPWORDS = frozenset("""
+的 了 在 是 和 与 及 或 等 把 被 对 从 就 也 都 而 但 并 且 还 又 很 太 更 最 再 才 已 将 让 给 向 于 以 为 之 其 该 此 这 那
+我 你 他 她 它 们 吗 吧 呢 啊 哦 嗯 个 些 种 次 下 上 中 里 内 外 时 后 前 能 会 要 可 不 没 无 有 用 做 来 去 到 过 着 得 地
+需要 一个 一些 一下 一种 一起 一直 一样 这个 那个 这些 那些 这样 那样 这里 那里 这种 那种 这次 我们 你们 他们 它们 大家
+可以 可能 能够 不能 不会 不要 不是 没有 就是 还是 或者 以及 而且 并且 但是 因为 所以 如果 虽然 然后 然而 其中 其他 其它
+已经 正在 目前 现在 当前 之前 之后 以前 以后 时候 的时候 同时 另外 此外 比如 例如 关于 对于 通过 根据 按照 进行 导致
+出现 发现 存在 问题 情况 方式 部分 相关 一般 比较 非常 特别 很多 更多 所有 全部 每个 各种 任何 什么 怎么 怎样 如何
+为什么 是否 有些 有点 有时 的话 之类 以下 以上 如下 如上 上述 下面 上面 感谢 谢谢 请问 麻烦 希望 应该 必须 尽量 直接
+修复 修正 修改了 增加 添加 新增 加入 支持 更新 使用 完善 调整 改进 改为 去掉 删掉 问题修复 功能 代码 一点 部分
+""".split())
+
+_GLOSSARY_FILE = "zh_terms.tsv"
+_log = logging.getLogger(__name__)
+_seg_lock = threading.Lock()
+_segmenter = None
+_cache_dir: Path | None = None
+
 
 def split_identifier(word: str) -> list[str]:
     """`getHTTPResponse_code2` -> ['get', 'http', 'response', 'code', '2']."""
@@ -37,15 +68,96 @@ def split_identifier(word: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=1)
+def glossary() -> dict[str, tuple[str, ...]]:
+    """The built-in Chinese → English software terms (package data `zh_terms.tsv`)."""
+    out: dict[str, tuple[str, ...]] = {}
+    text = resources.files(__package__).joinpath(_GLOSSARY_FILE).read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        zh, _, en = line.partition("\t")
+        if zh.strip() and en.strip():
+            out[zh.strip()] = tuple(dict.fromkeys(en.split()))
+    return out
+
+
+def configure_segmenter(cache_dir: str | Path | None) -> None:
+    """Where jieba keeps its dictionary cache (default: `$MODMATCH_HOME/cache`, else the temp folder).
+    Takes effect for a segmenter not yet loaded."""
+    global _cache_dir
+    _cache_dir = Path(cache_dir) if cache_dir else None
+
+
+def _default_cache_dir() -> Path:
+    home = os.environ.get("MODMATCH_HOME")
+    return Path(home) / "cache" if home else Path(tempfile.gettempdir())
+
+
+def segmenter():
+    """The jieba tokenizer with the glossary's terms added; loaded once, on first use."""
+    global _segmenter
+    if _segmenter is not None:
+        return _segmenter
+    with _seg_lock:
+        if _segmenter is None:
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            tok = jieba.Tokenizer()
+            cache = _cache_dir or _default_cache_dir()
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+                tok.tmp_dir = str(cache)
+            except OSError as e:  # an unwritable cache only costs the cache
+                _log.warning("segmenter.cache-unavailable", extra={"dir": str(cache), "error": str(e)})
+            tok.initialize()
+            for term in glossary():
+                if len(term) > 1:
+                    tok.add_word(term, freq=max(tok.suggest_freq(term, False), 1000))
+            _segmenter = tok
+    return _segmenter
+
+
+@lru_cache(maxsize=200_000)
+def _cut_han(run: str) -> tuple[str, ...]:
+    """Meaningful words of one run of Han characters (stop words and stray characters dropped)."""
+    gloss = glossary()
+    out = []
+    for w in segmenter().cut_for_search(run):
+        if w in CJK_STOPWORDS:
+            continue
+        if len(w) == 1 and w not in gloss:
+            continue
+        out.append(w)
+    return tuple(out)
+
+
+def cjk_words(run: str) -> list[str]:
+    """Words of a run of CJK characters: Han segmented by jieba, Kana / Hangul as bigrams."""
+    out: list[str] = []
+    pos = 0
+    for m in _HAN_RUN.finditer(run):
+        out += _other_cjk(run[pos:m.start()])
+        out += _cut_han(m.group(0))
+        pos = m.end()
+    out += _other_cjk(run[pos:])
+    return out
+
+
+def _other_cjk(run: str) -> list[str]:
+    if len(run) < 2:
+        return []
+    return [run[i:i + 2] for i in range(len(run) - 1)]
+
+
 def words(text: str, *, keep_stopwords: bool = False, min_len: int = 2) -> list[str]:
-    """Lower-case word tokens: identifiers split into parts (and also kept whole), CJK as
-    characters + bigrams."""
+    """Lower-case word tokens: identifiers split into parts (and also kept whole), Chinese segmented into words."""
     out: list[str] = []
     for m in _TOKEN.finditer(text):
         tok = m.group(0)
         if _CJK.match(tok):
-            out.extend(tok)
-            out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
+            out.extend(cjk_words(tok))
             continue
         parts = split_identifier(tok)
         whole = tok.lower().strip("_")
@@ -59,6 +171,17 @@ def words(text: str, *, keep_stopwords: bool = False, min_len: int = 2) -> list[
 
 def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
+
+
+def segmented(text: str) -> str:
+    """The text with every CJK run replaced by its words, space-separated (for character n-gram features,
+    which otherwise run across Chinese word boundaries and stop words)."""
+    if not has_cjk(text):
+        return text
+    return _CJK_RUN.sub(lambda m: " " + " ".join(cjk_words(m.group(0))) + " ", text)
+
+
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 
 
 def path_words(path: str) -> list[str]:

@@ -19,13 +19,17 @@ from .base import create
 
 log = logging.getLogger(__name__)
 CACHED = ("lexical", "history", "dense", "hybrid")
-_CODE = ("base.py", "scoring.py", "calibration.py", "lexical.py", "dense.py", "history_clf.py", "hybrid.py", "cache.py")
+_CODE = ("base.py", "scoring.py", "calibration.py", "lexical.py", "dense.py", "history_clf.py", "hybrid.py", "cache.py",
+         "bilingual.py")
+_INDEXER_CODE = ("text.py", "zh_terms.tsv")  # how words are cut, and the glossary
 
 
 def code_version() -> str:
     h = hashlib.sha1()
     for name in _CODE:
         h.update((resources.files("inference") / name).read_bytes())
+    for name in _INDEXER_CODE:
+        h.update((resources.files("indexer") / name).read_bytes())
     return h.hexdigest()[:10]
 
 

@@ -5,7 +5,8 @@ installed package and loaded with HF_HUB_OFFLINE=1); any local folder or hub ID 
 Module embeddings are cached in memory per (model, graph version), and on disk when a
 `cache_dir` is given. BERT-family sentence-transformers folders (the default model) are encoded by
 `npbert.NumpyBert` (numpy, identical embeddings, no torch import); others by sentence-transformers.
-``MODMATCH_NUMPY_ENCODER=0`` always uses sentence-transformers.
+``MODMATCH_NUMPY_ENCODER=0`` always uses sentence-transformers. The default model is English-only: a query
+with Chinese words is encoded with the glossary's English equivalents appended (`bilingual`).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import numpy as np
 
 from indexer.graph import ModuleGraph
 from indexer.records import Module
-from indexer.text import split_identifier
+from indexer.text import has_cjk, split_identifier, words
 
 from .base import env_off, register
+from .bilingual import Bilingual
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
 from .scoring import ScoredMatcher
@@ -153,7 +155,10 @@ class DenseMatcher(ScoredMatcher):
         last = getattr(self, "_last", None)
         if last is not None and last[0] == text:
             return last[1]
-        vec = np.asarray(self.model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0],
+        query = text
+        if has_cjk(text):
+            query = text + "\n" + " ".join(Bilingual().english(words(text)))
+        vec = np.asarray(self.model.encode([query], normalize_embeddings=True, show_progress_bar=False)[0],
                          dtype=np.float32)
         self._last = (text, vec)
         return vec

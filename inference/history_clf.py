@@ -1,7 +1,9 @@
 """`history`: the classic issue labeller — TF-IDF + a linear model trained on past changes.
 
-Features: word 1–2 grams (from `indexer.text.words`, so identifiers are split and CJK kept) and
-character 2–5 grams within word boundaries. Rows: one per (past change, module it touched), with
+Features: word 1–2 grams (from `indexer.text.words`, so identifiers are split and Chinese is cut into words),
+the English equivalents of the Chinese words (`bilingual.Bilingual`: glossary and pairs learned from this
+history, so Chinese and English changes share features) and character 2–5 grams within word boundaries
+(Chinese runs replaced by their space-separated words first). Rows: one per (past change, module it touched), with
 weight 1/len(modules) halved for every HALF_LIFE_DAYS of the change's age (what a repository works on
 drifts: recent changes predict the next ones better), plus one synthetic row per module made of its path, name, aliases, keywords,
 description and symbol names, so modules that never changed can still be predicted (and a graph
@@ -16,9 +18,10 @@ import numpy as np
 
 from indexer.graph import ModuleGraph
 from indexer.records import Module
-from indexer.text import path_words, words
+from indexer.text import path_words, segmented, words
 
 from .base import register
+from .bilingual import Bilingual
 from .calibration import Calibrator, softmax
 from .scoring import ScoredMatcher, self_calibrate
 
@@ -46,9 +49,19 @@ def history_ages(history) -> list[float | None]:
     return [None if t is None or newest is None else max(0.0, (newest - t) / 86400) for t in stamps]
 
 
-def word_analyzer(text: str) -> list[str]:
-    ws = words(text)
-    return ws + [a + " " + b for a, b in zip(ws, ws[1:])]
+class BilingualAnalyzer:
+    """Word 1–2 grams plus the English equivalents of the text's Chinese words (a picklable callable)."""
+
+    def __init__(self, bilingual: Bilingual):
+        self.bilingual = bilingual
+
+    def __call__(self, text: str) -> list[str]:
+        ws = words(text)
+        return ws + [a + " " + b for a, b in zip(ws, ws[1:])] + self.bilingual.english(ws)
+
+
+def char_preprocessor(text: str) -> str:
+    return segmented(text).lower()
 
 
 def example_text(subject: str, body: str) -> str:
@@ -92,9 +105,11 @@ class HistoryMatcher(ScoredMatcher):
             subjects.append("")
         self.labels = np.array(labels)
         self.subjects = subjects
-        self.word_vec = TfidfVectorizer(analyzer=word_analyzer, sublinear_tf=True, min_df=1, max_features=200_000)
+        self.bilingual = Bilingual.from_history(graph.history)
+        self.word_vec = TfidfVectorizer(analyzer=BilingualAnalyzer(self.bilingual), sublinear_tf=True, min_df=1,
+                                        max_features=200_000)
         self.char_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1,
-                                        max_features=300_000, lowercase=True)
+                                        max_features=300_000, preprocessor=char_preprocessor)
         Xw = self.word_vec.fit_transform(texts)
         Xc = self.char_vec.fit_transform(texts)
         self.Xw = Xw

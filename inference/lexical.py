@@ -5,7 +5,10 @@ keywords, file names, split identifiers of its symbols and their docs, its descr
 headers), and the texts of past changes that touched it. Change texts are weighted so long,
 templated commit bodies cannot drown the code: each subject counts in full, each body only for its
 first `BODY_WORDS` words, and all history of a module together for at most `HISTORY_WORDS` words
-(the most recent changes first). Words come from `indexer.text.words`, which keeps CJK text.
+(the most recent changes first). Words come from `indexer.text.words`, which segments Chinese text into words.
+Chinese words reach English vocabulary through `bilingual.Bilingual`: a document gains the glossary's English
+for its Chinese words, a query gains the glossary's and the history's English for its own, each expansion
+scored at its weight (`EXPANSION_WEIGHT` times the pair's).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from indexer.records import Module
 from indexer.text import path_words, words
 
 from .base import register
+from .bilingual import Bilingual, is_cjk_word
 from .calibration import Calibrator
 from .scoring import ScoredMatcher, self_calibrate
 
@@ -28,10 +32,13 @@ HISTORY_WORDS = 3000
 SYMBOL_LIMIT = 400
 FILE_LIMIT = 400
 HISTORY_SHARE = 0.5  # one change's words are split among the modules it touched, but never below this
+EXPANSION_WEIGHT = 0.5  # an English word reached through a Chinese one counts this much of a word typed
 
 
-def module_tokens(m: Module, history_texts: list[tuple[str, str, int]] | None = None) -> list[str]:
-    """The document of one module (repetition encodes weight)."""
+def module_tokens(m: Module, history_texts: list[tuple[str, str, int]] | None = None,
+                  bilingual: Bilingual | None = None) -> list[str]:
+    """The document of one module (repetition encodes weight); with `bilingual`, the glossary's English words of
+    its Chinese words are added once each (English requirements reach Chinese docs)."""
     toks: list[str] = []
     ident = path_words(m.id)
     toks += ident * 3
@@ -57,6 +64,11 @@ def module_tokens(m: Module, history_texts: list[tuple[str, str, int]] | None = 
             budget -= len(part)
             if budget <= 0:
                 break
+    if bilingual is not None:
+        zh = {w for w in toks if is_cjk_word(w)}
+        if zh:
+            have = set(toks)
+            toks += sorted({e for z in zh for e in bilingual.glossary.get(z, ()) if e not in have})
     return toks
 
 
@@ -75,7 +87,8 @@ class LexicalMatcher(ScoredMatcher):
                 for mid in h.modules:
                     if mid in hist:
                         hist[mid].append((h.subject, h.body, len(h.modules)))
-        self.docs = [module_tokens(graph.modules[mid], hist[mid]) for mid in self.ids]
+        self.bilingual = Bilingual.from_history(graph.history if use_history else [])
+        self.docs = [module_tokens(graph.modules[mid], hist[mid], self.bilingual) for mid in self.ids]
         # bm25s needs at least one token per document
         corpus = [d if d else ["__empty__"] for d in self.docs]
         self.bm25 = None
@@ -91,11 +104,23 @@ class LexicalMatcher(ScoredMatcher):
     def query_tokens(self, text: str) -> list[str]:
         return [w for w in words(text) if w in self.vocab]
 
+    def weighted_tokens(self, text: str) -> list[tuple[str, float]]:
+        """The query's words in the index (weight 1 each occurrence) and their English expansions."""
+        ws = words(text)
+        out = [(w, 1.0) for w in ws if w in self.vocab]
+        out += [(e, EXPANSION_WEIGHT * w) for e, w in self.bilingual.expand(ws) if e in self.vocab]
+        return out
+
     def scores(self, text: str) -> np.ndarray:
-        toks = self.query_tokens(text)
+        toks = self.weighted_tokens(text)
         if not toks or self.bm25 is None:
             return np.zeros(len(self.ids))
-        return np.asarray(self.bm25.get_scores(toks), dtype=np.float64)
+        plain = [t for t, w in toks if w == 1.0]
+        out = np.asarray(self.bm25.get_scores(plain), dtype=np.float64) if plain else np.zeros(len(self.ids))
+        for t, w in toks:
+            if w != 1.0:
+                out += w * np.asarray(self.bm25.get_scores([t]), dtype=np.float64)
+        return out
 
     def probs(self, scores: np.ndarray) -> np.ndarray:
         top = float(scores.max()) if scores.size else 0.0
@@ -105,13 +130,12 @@ class LexicalMatcher(ScoredMatcher):
 
     def word_contributions(self, text: str, mid: str) -> list[tuple[str, float]]:
         i = self.index[mid]
-        seen = []
-        for w in self.query_tokens(text):
-            if w not in seen:
-                seen.append(w)
+        seen: dict[str, float] = {}
+        for w, wt in self.weighted_tokens(text):
+            seen.setdefault(w, wt)
         contrib = []
-        for w in seen[:64]:
-            s = float(self.bm25.get_scores([w])[i])
+        for w, wt in list(seen.items())[:64]:
+            s = wt * float(self.bm25.get_scores([w])[i])
             if s > 0:
                 contrib.append((w, s))
         return sorted(contrib, key=lambda x: -x[1])

@@ -1,0 +1,164 @@
+"""Chinese and mixed Chinese/English requirements: segmentation, stop words, identifiers kept whole,
+cross-language reach through the glossary and through pairs learned from a real repository's history."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from indexer.build import index
+from indexer.store import Store
+from indexer.text import glossary, words
+from inference.base import create
+from inference.bilingual import Bilingual
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOW_QUERY = "OpenCL 后端的卷积算子在 Mali GPU 上太慢，需要优化"
+
+CODE = {
+    "opencl/README.md": "# OpenCL backend\n\nRuns layers on Mali and Adreno GPUs through OpenCL kernels.\n",
+    "opencl/conv_opencl.cpp": "// Convolution layer on OpenCL.\nclass ConvSimdGroupShader {\n  // tiled conv kernel\n"
+                              "  void forward();\n};\n",
+    "opencl/pooling_opencl.cpp": "// Max and average pooling on OpenCL.\nclass PoolingOpenCL { void forward(); };\n",
+    "opencl/opencl_runtime.cpp": "// Loads the OpenCL library and builds programs.\nclass OpenCLRuntime {};\n",
+    "vulkan/README.md": "# Vulkan backend\n\nCompute pipelines and SPIR-V shaders for desktop and Android GPUs.\n",
+    "vulkan/pipeline_cache.cpp": "// Caches compiled compute pipelines.\nclass PipelineCache { void compile_shader(); };\n",
+    "vulkan/texture_upload.cpp": "// Uploads image textures to device memory.\nclass TextureUploader {};\n",
+    "vulkan/command_buffer.cpp": "// Records and submits command buffers.\nclass CommandBuffer {};\n",
+    "memory/README.md": "# Memory\n\nPool allocator for tensors: blocks are reused, leaks are reported at exit.\n",
+    "memory/pool_allocator.cpp": "// Pool allocator with free lists.\nclass PoolAllocator { void* fastMalloc(); };\n",
+    "memory/leak_check.cpp": "// Reports blocks never freed.\nvoid report_leaks();\n",
+    "memory/aligned_alloc.cpp": "// Aligned allocation helpers.\nvoid* aligned_malloc();\n",
+    "converter/README.md": "# Converter\n\nConverts ONNX and Caffe models, with int8 quantization tables.\n",
+    "converter/onnx2model.py": '"""Convert an ONNX model."""\n\ndef convert_onnx(path):\n    """Read the ONNX graph."""\n',
+    "converter/quantize.py": '"""Int8 quantization of weights."""\n\ndef quantize_int8(model):\n    """Quantize weights."""\n',
+    "converter/caffe2model.py": '"""Convert a Caffe model."""\n\ndef convert_caffe(path):\n    """Read prototxt."""\n',
+}
+
+# (file touched, commit text): English, Chinese and mixed, as a Chinese-led project writes them.
+HISTORY = [
+    ("opencl/conv_opencl.cpp", "opencl: faster tiled conv kernel on Adreno"),
+    ("opencl/conv_opencl.cpp", "修复 OpenCL 卷积在 Mali 上的精度问题"),
+    ("opencl/pooling_opencl.cpp", "opencl pooling 支持 ceil mode"),
+    ("opencl/opencl_runtime.cpp", "OpenCL 运行时加载程序失败"),
+    ("vulkan/texture_upload.cpp", "vulkan: 纹理 texture 上传太慢"),
+    ("vulkan/texture_upload.cpp", "修复 纹理 texture 格式错误"),
+    ("vulkan/texture_upload.cpp", "纹理 texture 对齐问题"),
+    ("vulkan/pipeline_cache.cpp", "vulkan 着色器编译失败"),
+    ("vulkan/pipeline_cache.cpp", "vulkan: cache compiled compute pipelines"),
+    ("vulkan/command_buffer.cpp", "vulkan command buffer 提交顺序"),
+    ("memory/pool_allocator.cpp", "memory: pool allocator reuses freed blocks"),
+    ("memory/leak_check.cpp", "修复内存池泄漏"),
+    ("memory/aligned_alloc.cpp", "内存对齐分配在 arm 上崩溃"),
+    ("converter/quantize.py", "converter: onnx int8 quantization"),
+    ("converter/quantize.py", "转换器支持量化模型"),
+    ("converter/onnx2model.py", "onnx 模型转换 reshape 报错"),
+    ("converter/caffe2model.py", "caffe 模型转换的 prototxt 解析"),
+]
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    from conftest import GitRepo
+
+    repo = GitRepo(tmp_path_factory.mktemp("zh") / "repo")
+    repo.commit("initial import", CODE)
+    for i, (path, msg) in enumerate(HISTORY):
+        repo.commit(msg, {path: (repo.root / path).read_text(encoding="utf-8") + f"// change {i}\n"},
+                    date=f"2024-02-{i + 1:02d}T12:00:00+00:00")
+    g = index(repo.root, Store(tmp_path_factory.mktemp("store") / "g.db")).graph
+    assert set(g.leaf_ids()) == {"opencl", "vulkan", "memory", "converter"}
+    return g
+
+
+@pytest.fixture(scope="module")
+def matchers(graph):
+    return {n: create(n, graph) for n in ("lexical", "history", "hybrid")}
+
+
+# --- segmentation ---------------------------------------------------------------------------------------
+def test_chinese_is_cut_into_words_without_single_character_noise():
+    ws = words(SLOW_QUERY)
+    assert {"后端", "卷积", "算子", "opencl", "mali", "gpu"} <= set(ws), ws
+    noise = [w for w in ws if not w.isascii() and len(w) == 1]
+    assert not noise, noise
+    assert not {"的", "在", "需要", "上", "后", "子", "化", "算"} & set(ws)
+
+
+def test_stop_words_dropped_and_glossary_single_characters_kept():
+    ws = words("我们需要修复一个问题，这个锁太慢了")
+    assert "锁" in ws  # a glossary term (lock) though one character
+    assert not {"我们", "需要", "修复", "一个", "问题", "这个", "了", "太"} & set(ws), ws
+
+
+def test_identifiers_inside_chinese_split_like_in_english():
+    english = words("ConvSimdGroupShader is slow")
+    mixed = words("修复ConvSimdGroupShader的内存泄漏")
+    assert [w for w in english if w != "slow"] == [w for w in mixed if w.isascii()]
+    assert "convsimdgroupshader" in mixed and "内存" in mixed and "泄漏" in mixed
+    assert {"process_refund", "process", "refund"} <= set(words("process_refund 在退款时崩溃"))
+
+
+def test_english_text_does_not_load_the_segmenter():
+    code = ("import sys; from indexer.text import words; words('fix the LRU cache of the OpenCL backend'); "
+            "assert 'jieba' not in sys.modules; words('卷积'); assert 'jieba' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_segmenter_dictionary_cached_under_modmatch_home(tmp_path):
+    env = {**os.environ, "MODMATCH_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", "from indexer.text import words; words('后端')"], cwd=ROOT, env=env,
+                   check=True, timeout=120)
+    assert any(p.name.startswith("jieba") for p in (tmp_path / "cache").iterdir())
+
+
+def test_glossary_terms_are_segmenter_words():
+    gl = glossary()
+    assert len(gl) >= 300
+    assert gl["卷积"][0] == "conv" and gl["后端"] == ("backend",)
+    for term in ("后端", "算子", "卷积", "线程池", "内存泄漏"):
+        assert term in words(f"这是{term}的测试"), term
+
+
+# --- cross-language reach ------------------------------------------------------------------------------
+def test_learned_dictionary_holds_a_pair_the_history_implies(graph):
+    lex = Bilingual.from_history(graph.history)
+    assert "纹理" not in glossary()  # only the history can teach this one
+    learned = dict(lex.learned.get("纹理", []))
+    assert "texture" in learned, lex.learned
+    assert ("texture", learned["texture"]) in lex.expand(["纹理"])
+
+
+@pytest.mark.parametrize("name", ["lexical", "history", "hybrid"])
+@pytest.mark.parametrize("query,expected", [
+    (SLOW_QUERY, "opencl"),  # mixed
+    ("卷积算子在手机上太慢", "opencl"),  # Chinese only: reaches English code through the glossary
+    ("内存泄漏导致崩溃", "memory"),  # Chinese only
+    ("模型量化以后转换失败", "converter"),  # Chinese only
+    ("纹理上传变慢", "vulkan"),  # Chinese only, a word the history taught
+    ("texture upload is slow on Android", "vulkan"),  # English
+    ("the pool allocator leaks freed blocks", "memory"),  # English
+    ("ConvSimdGroupShader 结果不对", "opencl"),  # an identifier inside Chinese
+])
+def test_chinese_english_and_mixed_requirements_reach_their_module(matchers, name, query, expected):
+    res = matchers[name].match(query, k=3)
+    assert res[0].module == expected, [(m.module, round(m.score, 3), m.evidence[:1]) for m in res]
+
+
+def test_lexical_evidence_has_no_single_characters(matchers):
+    top = matchers["lexical"].match(SLOW_QUERY, k=1)[0]
+    shown = top.evidence[0].removeprefix("words: ").split(", ")
+    assert {"conv", "opencl"} <= set(shown), shown
+    assert not [w for w in shown if not w.isascii() and len(w) == 1], shown
+
+
+@pytest.mark.parametrize("name", ["lexical", "hybrid"])
+@pytest.mark.parametrize("query,expected", [("命令", "vulkan"), ("流水线", "vulkan"), ("内核", "opencl")])
+def test_a_chinese_word_reaches_a_module_through_the_glossary_alone(matchers, name, query, expected):
+    # no text of the repository holds 命令 (command), 流水线 (pipeline) or 内核 (kernel): only the glossary
+    # links them to the English code (with nothing matched, ties would go to `converter`, first by name)
+    top = matchers[name].match(query, k=1)[0]
+    assert top.module == expected, top
