@@ -66,7 +66,7 @@ def index_cmd(path: str, rev: str | None, show_tree: bool, as_json: bool) -> Non
     from indexer.build import index
 
     with errors():
-        store = open_store(path)
+        store = open_store(path, check=True)
         with progress_bar(not as_json) as cb:
             res = index(repo_root(path), store, rev=rev, full=True, progress=cb)
         _print_index_result(res, as_json)
@@ -82,7 +82,7 @@ def refresh_cmd(path: str, as_json: bool) -> None:
     from indexer.build import refresh
 
     with errors():
-        store = open_store(path)
+        store = open_store(path, check=True)
         with progress_bar(not as_json) as cb:
             res = refresh(repo_root(path), store, progress=cb)
         _print_index_result(res, as_json)

@@ -5,6 +5,7 @@ the git hooks start the CLI) imports each module once.
 """
 from __future__ import annotations
 
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def errors():
 
         if isinstance(e, (IndexerError, InferenceError, ValueError, OSError)):
             raise ModmatchError(str(e)) from e
+        if isinstance(e, sqlite3.DatabaseError):
+            raise ModmatchError(f"the repository's database is damaged ({e}); `modmatch index PATH` checks it, "
+                                "moves it aside and rebuilds it from git") from e
         raise
 
 
@@ -47,8 +51,12 @@ def repo_root(path: str) -> Path:
     return p
 
 
-def open_store(path: str) -> Store:
-    return Store(db_path_for(settings.home(), repo_root(path)))
+def open_store(path: str, check: bool = False) -> Store:
+    """The repository's database; `check`: verify it first (a damaged file is moved aside and starts empty)."""
+    store = Store(db_path_for(settings.home(), repo_root(path)), check=check)
+    if store.recovered:
+        console.print(f"[yellow]the database of {path} was damaged and was moved aside: {store.recovered}[/yellow]")
+    return store
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import settings
+from .private import private_sqlite_url
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class JobLog:
 
     def __init__(self, url: str):
         kw = {"connect_args": {"timeout": 30, "check_same_thread": False}} if url.startswith("sqlite") else {}
-        self.engine = sa.create_engine(url, future=True, pool_pre_ping=True, **kw)
+        self.engine = sa.create_engine(private_sqlite_url(url), future=True, pool_pre_ping=True, **kw)
         _meta.create_all(self.engine)
 
     def add(self, job_id: str, kind: str, repo: str, reason: str) -> int:
@@ -403,13 +404,7 @@ class JobRunner:
         return [] if r.returncode == 0 else [f"git pull failed: {r.stderr.strip()[:300]}"]
 
     def feedback_count(self, repo: str) -> int:
-        from indexer.store import Store
-
-        s = Store(self.state.repo(repo).store.path)
-        try:
-            return int(s.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
-        finally:
-            s.close()
+        return self.state.repo(repo).feedback_count()
 
     def _trained_state(self, repo: str) -> tuple[int, str | None]:
         last = self.log.last("train", repo)

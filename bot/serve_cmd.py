@@ -53,7 +53,10 @@ def build_state(repos: dict[str, Path], matcher: str | None = None):
     for name, path in repos.items():
         if not path.is_dir():
             raise click.ClickException(f"repository {name!r}: no such folder {path}")
-        state.add(RepoState(name, path, matcher=matcher))
+        rs = state.add(RepoState(name, path, matcher=matcher, check=True))  # a damaged database is caught now
+        if rs.store.recovered:
+            click.echo(f"modmatch: the database of {name} was damaged and moved aside ({rs.store.recovered}); "
+                       "it is rebuilt from git in the background", err=True)
     return state
 
 
@@ -84,7 +87,11 @@ def extra_routes(state) -> list:
 @click.option("--worker", is_flag=True, help="Serve no HTTP: run training jobs that API processes queue.")
 def serve_cmd(host: str | None, port: int | None, repos: tuple[str, ...], matcher: str | None, worker: bool) -> None:
     """Serve the HTTP API, the web page, the job queue and the schedules in one process."""
+    import os
+
     import uvicorn
+
+    os.umask(0o077)  # databases, models, logs and their training subprocess's files: the service user's only
 
     from .jobs import JobRunner
     from .service import create_app
@@ -97,8 +104,8 @@ def serve_cmd(host: str | None, port: int | None, repos: tuple[str, ...], matche
     for name, rs in state.repos.items():
         if not rs.store.has_graph():
             click.echo(f"modmatch: {name} is not indexed yet; indexing it in the background", err=True)
-    app = create_app(state, extra_routes(state), runner=runner)
     host = host or settings.get("host") or "127.0.0.1"
+    app = create_app(state, extra_routes(state), runner=runner, host=host)
     port = port or int(settings.get("port") or 8750)
     if not settings.get("api_token"):
         click.echo("modmatch: no api_token configured: refresh and feedback requests will be refused", err=True)

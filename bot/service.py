@@ -18,7 +18,8 @@ Endpoints (JSON; errors are ``{"error": "..."}`` with the status that says what 
     GET  /healthz, GET /metrics (Prometheus text), GET / (the page), /static/*
 
 Write endpoints need ``Authorization: Bearer <api_token>``; with no token configured they are refused
-(403). 400 bad JSON or input, 401 bad token, 404 unknown repository or module, 413 body over
+(403). When the service listens beyond loopback (``host``), reads need the read or the write token too,
+unless ``open_reads`` is set; /healthz, /readyz and the page itself stay open. 400 bad JSON or input, 401 bad token, 404 unknown repository or module, 413 body over
 ``body_limit`` (enforced while reading), 503 not indexed yet or no job queue.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import hmac
 import json
 import logging
 import re
+import sqlite3
 import subprocess
 import threading
 import time
@@ -44,7 +46,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import settings
-from .state import AppState, RepoState
+from .state import AppState, RepoState, RepoUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +187,36 @@ def _require_token(request: Request) -> None:
         raise ApiError(401, "missing or wrong API token", {"WWW-Authenticate": "Bearer"})
 
 
+def _require_read(request: Request) -> None:
+    """Reads (answers, modules, files, commit texts, jobs, metrics) need a token when the service listens beyond
+    loopback, unless the operator opened them (`open_reads`); the read token or the write token will do."""
+    if not request.app.state.protect_reads:
+        return
+    tokens = [t for t in (settings.get("read_token"), request.app.state.api_token or settings.get("api_token")) if t]
+    if not tokens:
+        raise ApiError(403, "reads are closed: this service listens beyond loopback and no read_token (or "
+                            "api_token) is configured; set MODMATCH_READ_TOKEN_FILE, or MODMATCH_OPEN_READS=true "
+                            "for an open intranet")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    given_b = given.strip().encode("utf-8", "replace")
+    if scheme.lower() != "bearer" or not any(hmac.compare_digest(given_b, t.encode()) for t in tokens):
+        raise ApiError(401, "missing or wrong token (reads need the read or API token)", {"WWW-Authenticate": "Bearer"})
+
+
+def is_loopback(host: str | None) -> bool:
+    import ipaddress
+
+    h = (host or "127.0.0.1").strip("[]")
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
 def _indexed(rs: RepoState) -> None:
-    if not rs.store.has_graph():
+    if not rs.indexed():
         raise ApiError(503, f"repository {rs.name!r} is not indexed yet (a refresh is queued or run `modmatch index`)")
 
 
@@ -206,6 +236,8 @@ def _handle(fn):
             return error(404, str(e))
         except BadInputError as e:
             return error(400, str(e))
+        except RepoUnavailable as e:
+            return error(503, str(e), {"Retry-After": "5"})
 
     endpoint.__name__ = fn.__name__
     endpoint.__doc__ = fn.__doc__
@@ -262,6 +294,7 @@ def _find_by_path(state: AppState, path: str) -> list[str]:
 # --- endpoints ----------------------------------------------------------------------------------
 @_handle
 async def match_endpoint(request: Request) -> Response:
+    _require_read(request)
     data = await _json_body(request)
     text = data.get("text")
     if not isinstance(text, str) or not text.strip():
@@ -274,24 +307,30 @@ async def match_endpoint(request: Request) -> Response:
         raise ApiError(400, "`repo` must be a string")
     rs = _repo(request, repo)
     _indexed(rs)
-    answer = await run_in_threadpool(rs.match, text, k)
+    answer = await run_in_threadpool(rs.match, text, k, request.app.state.match_wait)
     return JSONResponse({"repo": rs.name, **answer.to_dict()})
 
 
 def _repo_summary(rs: RepoState) -> dict:
-    info = rs.store.graph_info()
+    try:
+        info = rs.store.graph_info()
+    except sqlite3.DatabaseError as e:
+        raise rs.damaged(e) from None
     return {"name": rs.name, "indexed": bool(info), "graph_version": info.get("version"), "commit": info.get("commit"),
-            "built_at": info.get("built_at"), "model_version": rs.model_version, "matcher": rs.matcher_name}
+            "built_at": info.get("built_at"), "model_version": rs.model_version, "matcher": rs.matcher_name,
+            "status": rs.status}
 
 
 @_handle
 async def repos_endpoint(request: Request) -> Response:
+    _require_read(request)
     st = _state(request)
     return JSONResponse({"default": st.default, "repos": [_repo_summary(rs) for rs in st.repos.values()]})
 
 
 @_handle
 async def modules_endpoint(request: Request) -> Response:
+    _require_read(request)
     rs = _repo(request, None)
     _indexed(rs)
     g = await run_in_threadpool(lambda: rs.graph)
@@ -302,6 +341,7 @@ async def modules_endpoint(request: Request) -> Response:
 
 @_handle
 async def module_endpoint(request: Request) -> Response:
+    _require_read(request)
     rs = _repo(request, None)
     _indexed(rs)
     mid = request.path_params["id"]
@@ -319,6 +359,7 @@ async def module_endpoint(request: Request) -> Response:
 
 @_handle
 async def model_endpoint(request: Request) -> Response:
+    _require_read(request)
     rs = _repo(request, None)
     info = await run_in_threadpool(model_info, rs)
     return JSONResponse({"repo": rs.name, "matcher": rs.matcher_name, "model_version": rs.model_version, **info})
@@ -326,6 +367,7 @@ async def model_endpoint(request: Request) -> Response:
 
 @_handle
 async def plot_endpoint(request: Request) -> Response:
+    _require_read(request)
     rs = _repo(request, None)
     name = request.path_params["name"]
     if not PLOT_NAME.match(name):
@@ -344,8 +386,12 @@ async def plot_endpoint(request: Request) -> Response:
 
 @_handle
 async def runs_endpoint(request: Request) -> Response:
+    _require_read(request)
     rs = _repo(request, None)
-    runs = await run_in_threadpool(rs.store.runs, 30)
+    try:
+        runs = await run_in_threadpool(rs.store.runs, 30)
+    except sqlite3.DatabaseError as e:
+        raise rs.damaged(e) from None
     for r in runs:
         try:
             r["detail"] = json.loads(r["detail"]) if r["detail"] else {}
@@ -363,6 +409,7 @@ def _limit(request: Request, default: int = 50) -> int:
 
 @_handle
 async def jobs_endpoint(request: Request) -> Response:
+    _require_read(request)
     runner = request.app.state.jobs
     limit = _limit(request)
     repo = request.query_params.get("repo") or None
@@ -424,16 +471,27 @@ async def feedback_endpoint(request: Request) -> Response:
     return JSONResponse({"repo": rs.name, "added": added}, status_code=201 if added else 200)
 
 
-async def healthz_endpoint(request: Request) -> Response:
-    st = _state(request)
+def health(st: AppState) -> dict:
+    """Live is always true when this answers; ready only when every repository is indexed and its matcher built."""
     repos = {}
     for n, rs in st.repos.items():
         try:
-            repos[n] = {"indexed": rs.store.has_graph(), "model_version": rs.model_version}
+            repos[n] = rs.health()
         except Exception as e:  # the store is unreadable: say so, still answer
-            repos[n] = {"indexed": False, "error": type(e).__name__}
-    ready = bool(repos) and all(r["indexed"] for r in repos.values())
-    return JSONResponse({"status": "ok", "ready": ready, "repos": repos})
+            repos[n] = {"indexed": False, "matcher": "broken", "error": f"{type(e).__name__}: {e}"[:300]}
+    ready = bool(repos) and all(r.get("indexed") and r.get("matcher") == "ready" for r in repos.values())
+    return {"status": "ok", "live": True, "ready": ready, "repos": repos}
+
+
+async def healthz_endpoint(request: Request) -> Response:
+    """Liveness (200 while the process answers) with the readiness detail; /readyz is the readiness probe."""
+    return JSONResponse(await run_in_threadpool(health, _state(request)))
+
+
+async def readyz_endpoint(request: Request) -> Response:
+    """200 when every repository can answer now, else 503: a load balancer sends traffic only when this says so."""
+    h = await run_in_threadpool(health, _state(request))
+    return JSONResponse(h, status_code=200 if h["ready"] else 503)
 
 
 def _label(v) -> str:
@@ -470,8 +528,19 @@ def render_metrics(app: Starlette) -> str:
     out.append(f"modmatch_jobs_running {len(runner.running) if runner else 0}")
     head("modmatch_repo_info", "gauge", "Served repositories with their graph and model versions (value 1).")
     for n, rs in st.repos.items():
-        info = rs.store.graph_info()
+        try:
+            info = rs.store.graph_info()
+        except sqlite3.DatabaseError as e:
+            rs.damaged(e)
+            info = {}
         out.append(f"modmatch_repo_info{_labels(repo=n, graph_version=info.get('version') or '', commit=info.get('commit') or '', model_version=rs.model_version or '', matcher=rs.matcher_name)} 1")
+    head("modmatch_repo_ready", "gauge", "1 when the repository's matcher is built and answering, else 0.")
+    for n, rs in st.repos.items():
+        out.append(f"modmatch_repo_ready{_labels(repo=n, status=rs.status)} {1 if rs.ready else 0}")
+    head("modmatch_database_recoveries_total", "counter",
+         "Damaged repository databases moved aside and rebuilt from git (kept as *.corrupt-* files).")
+    for n, rs in st.repos.items():
+        out.append(f"modmatch_database_recoveries_total{_labels(repo=n)} {len(rs.recoveries())}")
     head("modmatch_graph_modules", "gauge", "Modules in the served graph.")
     for n, rs in st.repos.items():
         g = rs._graph
@@ -492,7 +561,9 @@ def render_metrics(app: Starlette) -> str:
     return "\n".join(out) + "\n"
 
 
+@_handle
 async def metrics_endpoint(request: Request) -> Response:
+    _require_read(request)
     text = await run_in_threadpool(render_metrics, request.app)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -517,6 +588,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/", page_endpoint, methods=["GET"]),
         Route("/healthz", healthz_endpoint, methods=["GET"]),
+        Route("/readyz", readyz_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/api/match", match_endpoint, methods=["POST"]),
         Route("/api/repos", repos_endpoint, methods=["GET"]),
@@ -533,7 +605,8 @@ def routes() -> list[BaseRoute]:
 
 
 def create_app(state: AppState, extra_routes: Sequence[BaseRoute] = (), *, runner=None,
-               body_limit: int | None = None, api_token: str | None = None) -> Starlette:
+               body_limit: int | None = None, api_token: str | None = None, warm: bool = True,
+               match_wait: float | None = None, host: str | None = None) -> Starlette:
     """The ASGI app. `extra_routes` (Slack, GitHub) come first and share the limits and metrics;
     `runner` (a bot.jobs.JobRunner) is started and stopped with the app when given."""
     from starlette.middleware import Middleware
@@ -545,6 +618,13 @@ def create_app(state: AppState, extra_routes: Sequence[BaseRoute] = (), *, runne
     async def lifespan(app):
         if runner is not None and not runner.scheduler.running:
             runner.start()
+        if warm:  # build every repository's matcher now, one after the other, in the background
+            for rs in state.repos.values():
+                try:
+                    if rs.indexed():
+                        rs.warm()
+                except Exception as e:
+                    log.warning("service.warm-failed repo=%s error=%s", rs.name, e)
         try:
             yield
         finally:
@@ -559,4 +639,6 @@ def create_app(state: AppState, extra_routes: Sequence[BaseRoute] = (), *, runne
     app.state.jobs = runner
     app.state.metrics = metrics
     app.state.api_token = api_token
+    app.state.protect_reads = not is_loopback(host) and not settings.get_bool("open_reads")
+    app.state.match_wait = match_wait if match_wait is not None else float(settings.get("match_wait") or 20)
     return app

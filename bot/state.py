@@ -7,14 +7,18 @@ a new graph (and matcher) only after it loaded completely.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from indexer.errors import NotIndexedError
 from indexer.graph import ModuleGraph
-from indexer.store import Store, db_path_for
+from indexer.store import Store, db_path_for, quarantined
 from inference.base import Match, clean_text, create
 from inference.cache import cached_matcher
 from inference.errors import ModelNotFoundError
@@ -38,14 +42,33 @@ class Answer:
                 "seconds": round(self.seconds, 4)}
 
 
-class RepoState:
-    """One served repository: its store, its last good graph and the matcher built on it."""
+class RepoUnavailable(Exception):
+    """The repository cannot answer now: its matcher is being built, or its database is being rebuilt."""
 
-    def __init__(self, name: str, root: str | Path, home: Path | None = None, matcher: str | None = None):
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# One matcher build at a time in a process: builds are CPU-bound, and two at once (a restart with several
+# repositories) each took ten times longer than one after the other.
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher-build")
+
+
+class RepoState:
+    """One served repository: its store, its last good graph and the matcher built on it.
+
+    `status` says what it can do now: ``cold`` (nothing built yet), ``building``, ``ready``, ``not-indexed``,
+    ``rebuilding`` (its database was damaged and is rebuilt from git) or ``broken`` (the last build failed:
+    `error` says why). A reload after a refresh builds the new matcher while the old one keeps answering.
+    """
+
+    def __init__(self, name: str, root: str | Path, home: Path | None = None, matcher: str | None = None,
+                 check: bool = False):
         self.name = name
         self.root = Path(root).resolve()
         self.home = home or settings.home()
-        self.store = Store(db_path_for(self.home, self.root))
+        self.store = Store(db_path_for(self.home, self.root), check=check)
         self.matcher_name = matcher or settings.get("matcher") or "auto"
         self._lock = threading.RLock()
         self._graph: ModuleGraph | None = None
@@ -53,24 +76,103 @@ class RepoState:
         self._matcher_label = ""
         self.model_version: str | None = None
         self.no_model_reason = ""
+        self.status = "cold"
+        self.error = ""
+        self.reloading = False
+        self._pending: Future | None = None
+        self.on_damage: Callable[[str, str], object] | None = None  # (repo name, reason): queue a rebuild
+        if self.store.recovered:
+            self._note_damage(self.store.recovered)
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models" / self.store.path.stem  # == settings.models_dir(root) for the default home
 
+    # --- the database ----------------------------------------------------------------------------
+    def recoveries(self) -> list[str]:
+        """Damaged copies of this repository's database that were moved aside (names, oldest first)."""
+        return [p.name for p in quarantined(self.store.path)]
+
+    def _note_damage(self, reason: str) -> None:
+        log.error("state.database-damaged repo=%s reason=%s", self.name, reason)
+        self.status, self.error = "rebuilding", f"database damaged, rebuilding from git: {reason}"
+        if self.on_damage is not None:
+            try:
+                self.on_damage(self.name, "database damaged: rebuild from git")
+            except Exception as e:  # pragma: no cover
+                log.warning("state.rebuild-queue-failed repo=%s error=%s", self.name, e)
+
+    def damaged(self, e: Exception) -> RepoUnavailable:
+        """A read failed with a database error: move the file aside, queue a rebuild, keep serving what is in memory."""
+        with self._lock:
+            bad = self.store.quarantine(str(e))
+        self._note_damage(f"{e} (moved to {bad.name})")
+        return RepoUnavailable("rebuilding", f"the database of {self.name!r} was damaged; it was moved aside and "
+                                             "is being rebuilt from git")
+
+    def indexed(self) -> bool:
+        try:
+            return self.store.has_graph()
+        except sqlite3.DatabaseError as e:
+            raise self.damaged(e) from None
+
+    # --- graph and matcher -----------------------------------------------------------------------
     @property
     def graph(self) -> ModuleGraph:
         with self._lock:
             if self._graph is None:
-                self._graph = self.store.load_graph()
+                try:
+                    self._graph = self.store.load_graph()
+                except sqlite3.DatabaseError as e:
+                    raise self.damaged(e) from None
             return self._graph
 
     def reload(self) -> None:
         """Load the stored graph (after a refresh) and rebuild the matcher; keep the old on failure."""
-        graph = Store(self.store.path).load_graph()
-        matcher, label, model_version = self._build_matcher(graph)
+        self.reloading = True
+        try:
+            graph, matcher, label, model_version = _BUILDER.submit(self._load_and_build).result()
+        finally:
+            self.reloading = False
         with self._lock:
             self._graph, self._matcher, self._matcher_label, self.model_version = graph, matcher, label, model_version
+            self.status, self.error = "ready", ""
+
+    def _load_and_build(self):
+        store = Store(self.store.path)
+        try:
+            graph = store.load_graph()
+        finally:
+            store.close()
+        return (graph, *self._build_matcher(graph))
+
+    def warm(self) -> Future | None:
+        """Build the matcher in the background (one build at a time in this process); None if nothing to do."""
+        with self._lock:
+            if self._matcher is not None or (self._pending is not None and not self._pending.done()):
+                return self._pending if self._matcher is None else None
+            self._pending = _BUILDER.submit(self._warm)
+            if self.status in ("cold", "broken", "not-indexed"):
+                self.status = "building"
+            return self._pending
+
+    def _warm(self) -> None:
+        try:
+            graph = self.graph
+            matcher, label, model_version = self._build_matcher(graph)
+        except RepoUnavailable:
+            return
+        except NotIndexedError as e:
+            self.status, self.error = "not-indexed", str(e)
+            return
+        except Exception as e:
+            log.exception("state.matcher-build-failed repo=%s", self.name)
+            self.status, self.error = "broken", f"{type(e).__name__}: {e}"
+            return
+        with self._lock:
+            if self._matcher is None:
+                self._matcher, self._matcher_label, self.model_version = matcher, label, model_version
+            self.status, self.error = "ready", ""
 
     def _retrieval(self, graph: ModuleGraph, name: str = "hybrid"):
         return cached_matcher(name, graph, self.home / "cache" / "matchers" / self.store.path.stem)
@@ -101,26 +203,93 @@ class RepoState:
             m = self._retrieval(graph, name)
         return m, name, getattr(m, "model_version", None)
 
-    def matcher(self):
+    def matcher(self, wait: float | None = None):
+        """(matcher, label); builds it first if needed. `wait`: give up after that many seconds with
+        RepoUnavailable (the build goes on); None waits for it."""
         with self._lock:
-            if self._matcher is None:
-                self._matcher, self._matcher_label, self.model_version = self._build_matcher(self.graph)
-            return self._matcher, self._matcher_label
+            if self._matcher is not None:
+                return self._matcher, self._matcher_label
+        fut = self.warm()
+        if fut is not None:
+            try:
+                fut.result(timeout=wait)
+            except FutureTimeout:
+                raise RepoUnavailable("building", f"the matcher of {self.name!r} is still being built; "
+                                                  "retry in a few seconds") from None
+        with self._lock:
+            if self._matcher is not None:
+                return self._matcher, self._matcher_label
+        if self.status == "not-indexed":
+            raise NotIndexedError(self.error)
+        raise RepoUnavailable(self.status, self.error or f"the matcher of {self.name!r} could not be built")
 
-    def match(self, text: str, k: int = 5) -> Answer:
+    def match(self, text: str, k: int = 5, wait: float | None = None) -> Answer:
         t0 = time.perf_counter()
         text = clean_text(text)
-        matcher, label = self.matcher()
+        matcher, label = self.matcher(wait)
         graph = self.graph
         matches = matcher.match(text, k=k)
         return Answer(matches, label, graph.version, self.model_version, time.perf_counter() - t0)
 
+    def health(self) -> dict:
+        """What /healthz reports for this repository."""
+        d: dict = {"matcher": self.status, "model_version": self.model_version}
+        try:
+            info = self.store.graph_info()
+            d["indexed"] = bool(info)
+            d["graph_version"] = info.get("version")
+        except sqlite3.DatabaseError as e:
+            self.damaged(e)
+            d["indexed"], d["matcher"] = False, self.status
+        if self.reloading:
+            d["reloading"] = True
+        if self.error:
+            d["error"] = self.error[:300]
+        rec = self.recoveries()
+        if rec:
+            d["database_recoveries"] = len(rec)
+        return d
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
     def add_feedback(self, text: str, modules: list[str], source: str, key: str | None = None) -> bool:
-        """A person's answer becomes a training example. Unknown module IDs are refused."""
+        """A person's answer becomes a training example, kept in the service database (it survives a damaged or
+        rebuilt repository database). Unknown module IDs are refused."""
+        from .feedback import FeedbackLog
+
         unknown = [m for m in modules if m not in self.graph.modules]
         if unknown:
             raise ValueError(f"unknown module(s): {', '.join(unknown)}")
-        return Store(self.store.path).add_feedback(text, modules, source, key)
+        return FeedbackLog.shared(self.home).add(self.store.path.stem, text, modules, source, key)
+
+    def feedback(self) -> list:
+        """Every feedback example of this repository (the service database's, and any an older version kept in
+        the repository database)."""
+        from .feedback import FeedbackLog
+
+        return feedback_examples(self.store, FeedbackLog.shared(self.home))
+
+    def feedback_count(self) -> int:
+        from .feedback import FeedbackLog
+
+        return FeedbackLog.shared(self.home).count(self.store.path.stem) + _legacy_count(self.store)
+
+
+def feedback_examples(store: Store, log_) -> list:
+    try:
+        legacy = store.feedback()
+    except sqlite3.DatabaseError:
+        legacy = []
+    return legacy + log_.examples(store.path.stem)
+
+
+def _legacy_count(store: Store) -> int:
+    try:
+        return int(store.conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return 0
 
 
 @dataclass
@@ -133,6 +302,8 @@ class AppState:
 
     def add(self, repo: RepoState) -> RepoState:
         self.repos[repo.name] = repo
+        if repo.on_damage is None:  # a damaged database is rebuilt by the job queue, once one is wired in
+            repo.on_damage = lambda name, reason: self.queue_refresh(name, reason) if self.queue_refresh else None
         if self.default is None:
             self.default = repo.name
         return repo

@@ -72,7 +72,10 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
         cfg = TrainConfig.from_toml(table, base_model=base_model, max_minutes=max_minutes, epochs=epochs,
                                     threads=int(settings.get("threads") or 0) or None)
         history, cut = _cutoff_history(graph, root, cutoff)
-        feedback = store.feedback()
+        from .feedback import FeedbackLog
+        from .state import feedback_examples
+
+        feedback = feedback_examples(store, FeedbackLog.shared())
         t0 = time.time()
         info: dict = {}
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

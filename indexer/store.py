@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import sqlite3
 from contextlib import closing
@@ -32,39 +33,93 @@ def db_path_for(home: str | Path, repo_root: str | Path) -> Path:
     return Path(home) / "repos" / f"{name}-{digest}.db"
 
 
+def integrity_problem(conn: sqlite3.Connection) -> str | None:
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows)[:500]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def quarantined(path: str | Path) -> list[Path]:
+    """The damaged copies of the database at `path` that were moved aside, oldest first."""
+    p = Path(path)
+    return sorted(p.parent.glob(f"{p.stem}.corrupt-*"))
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    """`Store(path, check=True)` also runs SQLite's quick_check on open (cost grows with the file: use it where a
+    damaged file must be caught before it is trusted, such as the service's start and a full index)."""
+
+    def __init__(self, path: str | Path, check: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = self._open()
+        self.recovered: str | None = None  # why the file was moved aside while opening, if it was
+        self.conn = self._open(check)
 
-    def _open(self) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
+        fresh = not self.path.exists()
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        if fresh:
+            try:
+                os.chmod(self.path, 0o600)  # commit texts and feedback: not for every local user
+            except OSError:
+                pass
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _open(self, check: bool) -> sqlite3.Connection:
+        conn = None
         try:
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = self._connect()
+            if check:
+                problem = integrity_problem(conn)
+                if problem:
+                    raise sqlite3.DatabaseError(problem)
             migrate(conn)
             return conn
         except sqlite3.DatabaseError as e:
-            bad = self.path.with_suffix(f".corrupt-{datetime.now().strftime('%Y%m%d%H%M%S')}")
-            log.warning("store.corrupt path=%s error=%s moved_to=%s", self.path, e, bad)
-            try:
-                conn.close()  # type: ignore[possibly-undefined]
-            except Exception:
-                pass
-            self.path.rename(bad)
-            for suffix in ("-wal", "-shm"):
-                side = Path(str(self.path) + suffix)
-                if side.exists():
-                    side.unlink()
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            self._move_aside(str(e))
+            conn = self._connect()
             migrate(conn)
             return conn
+
+    def _move_aside(self, reason: str) -> Path:
+        bad = self.path.with_suffix(f".corrupt-{datetime.now().strftime('%Y%m%d%H%M%S%f')}")
+        log.warning("store.corrupt path=%s error=%s moved_to=%s", self.path, reason[:300], bad)
+        if self.path.exists():
+            self.path.rename(bad)
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(self.path) + suffix)
+            if side.exists():
+                side.unlink()
+        self.recovered = f"{reason[:300]} (moved to {bad.name})"
+        return bad
+
+    def quarantine(self, reason: str) -> Path:
+        """The file is damaged: move it aside and start an empty one (the graph is rebuilt from git)."""
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        bad = self._move_aside(reason)
+        self.conn = self._connect()
+        migrate(self.conn)
+        return bad
+
+    def integrity(self) -> str | None:
+        """None when SQLite's quick_check passes, else what it found."""
+        return integrity_problem(self.conn)
 
     def close(self) -> None:
         self.conn.close()

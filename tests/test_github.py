@@ -15,7 +15,6 @@ from bot.github.labels import DESCRIPTION_MAX, label_for
 from bot.github.router import Options
 from bot.github.text import issue_text
 from bot.github.verify import sign
-from indexer.store import Store
 from fakes.github_api import TOKEN, FakeGitHub
 from gitrepo import served_state
 from live_server import LiveServer
@@ -99,7 +98,7 @@ def label_posts(gh, number):
 
 
 def feedback(state):
-    return Store(state.repo().store.path).feedback()
+    return state.repo().feedback()
 
 
 def test_ping_unhandled_bad_json(hook):

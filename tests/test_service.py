@@ -195,8 +195,13 @@ def test_metrics(client):
 
 
 def test_healthz_and_page(client):
+    h = client.get("/healthz").json()  # no lifespan here: nothing was built yet, and health says so
+    assert h["live"] is True and h["ready"] is False and h["repos"]["core"]["matcher"] == "cold"
+    assert client.get("/readyz").status_code == 503
+    assert client.post("/api/match", json={"text": "disk cache"}).status_code == 200  # builds it
     h = client.get("/healthz").json()
     assert h["status"] == "ok" and h["ready"] is True and h["repos"]["core"]["indexed"] is True
+    assert h["repos"]["core"]["matcher"] == "ready" and client.get("/readyz").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "<title>modmatch</title>" in page.text
     assert client.get("/static/app.js").status_code == 200

@@ -17,7 +17,6 @@ from bot.slack_app import SlackConfigError, build_app, routes, slack_routes
 from bot.state import RepoState
 from fakes.slack_api import BOT_USER, FakeSlack
 from gitrepo import served_state
-from indexer.store import Store
 from live_server import LiveServer
 
 SIGNING = "slack-signing-secret"
@@ -127,7 +126,7 @@ def test_feedback_buttons_store_training_examples_once(slack, fake, served):
     resp, seconds = dispatch(app, action_body(fake, click, message), "application/x-www-form-urlencoded")
     assert resp.status == 200 and seconds < 1.0
     bot.wait_idle(20)
-    store = Store(served.repo().store.path)
+    store = served.repo()  # feedback lives in the service database, beside the repository's own
     assert [(e.subject, e.modules) for e in store.feedback()] == [("TLS handshake fails verifying the certificate",
                                                                    ("network",))]
     done = fake.method_calls("chat.update")[-1]

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import settings
+from ..private import private_file
 
 
 def _now() -> str:
@@ -59,7 +60,7 @@ MIGRATIONS = [m001_initial, m002_delivery_queue]
 class GitHubDB:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else settings.home() / "github.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._lock = threading.Lock()
         self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")

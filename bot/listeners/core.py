@@ -18,6 +18,7 @@ from typing import Callable
 from inference.errors import BadInputError
 
 from .. import blocks, settings
+from ..private import private_file
 from ..state import AppState, RepoState
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,7 @@ class SlackDB:
     (UNIQUE source key, so an event Slack retries, or a DM that also arrives as a mention, is answered once)."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else settings.home() / "slack.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = private_file(Path(path) if path else settings.home() / "slack.db")
         self._lock = threading.Lock()
         self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         with self._lock, self.conn:
@@ -159,7 +159,7 @@ class SlackBot:
                 info["last_training"] = f"{c.get('published_at', '?')} (run {c.get('run', '?')}, accuracy {c.get('accuracy', '?')})"
             else:
                 info["last_training"] = "never"
-            info["feedback"] = len(rs.store.feedback())
+            info["feedback"] = rs.feedback_count()
         except Exception as e:
             log.warning("slack.status.failed repo=%s error=%s", name, e)
             info["error"] = f"status incomplete: {type(e).__name__}: {e}"

@@ -13,8 +13,16 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-async function api(path, options) {
-  const resp = await fetch(path, options);
+async function api(path, options, retried) {
+  // A service that listens beyond loopback asks for a read token: ask once, keep it for this tab only.
+  const opts = Object.assign({}, options);
+  const token = sessionStorage.getItem("modmatch-token");
+  if (token) opts.headers = Object.assign({}, opts.headers, { Authorization: "Bearer " + token });
+  const resp = await fetch(path, opts);
+  if (resp.status === 401 && !retried) {
+    const given = window.prompt("This modmatch service needs a token to show its answers:");
+    if (given) { sessionStorage.setItem("modmatch-token", given.trim()); return api(path, options, true); }
+  }
   let body = null;
   try { body = await resp.json(); } catch (e) { body = { error: resp.statusText }; }
   if (!resp.ok) throw new Error(body && body.error ? body.error : "HTTP " + resp.status);
