@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shlex
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -382,6 +383,8 @@ class JobRunner:
                 rs.reload()
             except Exception as e:  # the served graph stays as it was
                 log.warning("jobs.refresh-failed repo=%s row=%s error=%s", repo, row, e)
+                if isinstance(e, sqlite3.DatabaseError):  # damaged while it ran: moved aside, rebuilt by a new job
+                    self.state.repo(repo).damaged(e)
                 self.log.finish(row, "failed", {"error": str(e) or type(e).__name__})
                 return
             finally:

@@ -217,7 +217,11 @@ def is_loopback(host: str | None) -> bool:
 
 def _indexed(rs: RepoState) -> None:
     if not rs.indexed():
-        raise ApiError(503, f"repository {rs.name!r} is not indexed yet (a refresh is queued or run `modmatch index`)")
+        if rs.status == "rebuilding":
+            raise ApiError(503, f"repository {rs.name!r}: {rs.error or 'its database is being rebuilt from git'}",
+                           {"Retry-After": "10"})
+        raise ApiError(503, f"repository {rs.name!r} is not indexed yet (a refresh is queued or run `modmatch index`)",
+                       {"Retry-After": "30"})
 
 
 def _handle(fn):

@@ -7,6 +7,7 @@ a new graph (and matcher) only after it loaded completely.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -69,6 +70,7 @@ class RepoState:
         self.root = Path(root).resolve()
         self.home = home or settings.home()
         self.store = Store(db_path_for(self.home, self.root), check=check)
+        self._inode = _inode(self.store.path)
         self.matcher_name = matcher or settings.get("matcher") or "auto"
         self._lock = threading.RLock()
         self._graph: ModuleGraph | None = None
@@ -106,6 +108,7 @@ class RepoState:
         """A read failed with a database error: move the file aside, queue a rebuild, keep serving what is in memory."""
         with self._lock:
             bad = self.store.quarantine(str(e))
+            self._inode = _inode(self.store.path)
         self._note_damage(f"{e} (moved to {bad.name})")
         return RepoUnavailable("rebuilding", f"the database of {self.name!r} was damaged; it was moved aside and "
                                              "is being rebuilt from git")
@@ -137,6 +140,18 @@ class RepoState:
         with self._lock:
             self._graph, self._matcher, self._matcher_label, self.model_version = graph, matcher, label, model_version
             self.status, self.error = "ready", ""
+            self._reopen_if_replaced()
+
+    def _reopen_if_replaced(self) -> None:
+        """A refresh that found the file damaged moved it aside and rebuilt it: read the new file from now on."""
+        if _inode(self.store.path) != self._inode:
+            log.info("state.store-reopened repo=%s", self.name)
+            old, self.store = self.store, Store(self.store.path)
+            self._inode = _inode(self.store.path)
+            try:
+                old.close()
+            except Exception:
+                pass
 
     def _load_and_build(self):
         store = Store(self.store.path)
@@ -275,6 +290,13 @@ class RepoState:
         from .feedback import FeedbackLog
 
         return FeedbackLog.shared(self.home).count(self.store.path.stem) + _legacy_count(self.store)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 def feedback_examples(store: Store, log_) -> list:
