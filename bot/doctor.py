@@ -30,8 +30,9 @@ def _home() -> list[Check]:
 
 
 def _repos(items) -> list[Check]:
-    from indexer.store import Store, db_path_for
+    from indexer.store import Store, db_path_for, quarantined
 
+    from .hooks import hook_token_problem, status as hook_status
     from .serve_cmd import configured_repos
 
     try:
@@ -43,12 +44,37 @@ def _repos(items) -> list[Check]:
         if not (path / ".git").exists():
             out.append(Check(f"repo {name}", "fail", f"{path} is not a git clone"))
             continue
+        try:
+            hooks = hook_status(path)
+        except Exception:
+            hooks = {}
+        if any(v.startswith("modmatch") for v in hooks.values()):
+            note = hook_token_problem(path)
+            out.append(Check(f"hooks {name}", "fail" if note else "ok",
+                             f"git hooks installed, but {note}" if note else "git hooks installed and can authenticate"))
         db = db_path_for(settings.home(), path)
+        moved = quarantined(db)
+        if moved:
+            out.append(Check(f"database {name}", "warn", f"{len(moved)} damaged database file(s) were moved aside "
+                                                         f"and rebuilt from git, last {moved[-1].name}"))
         if not db.exists():
             out.append(Check(f"repo {name}", "warn", f"{path}: not indexed yet (`modmatch index {path}`, "
                                                       "or the service indexes it on start)"))
             continue
-        info = Store(db).graph_info()
+        if stat.S_IMODE(db.stat().st_mode) & 0o077:
+            out.append(Check(f"database {name}", "warn", f"{db} is readable by other users (chmod 600)"))
+        store = Store(db)
+        try:
+            problem = store.integrity()
+            info = store.graph_info() if not problem else {}
+        except Exception as e:
+            problem, info = f"{type(e).__name__}: {e}", {}
+        finally:
+            store.close()
+        if problem:
+            out.append(Check(f"repo {name}", "fail", f"{db} is damaged ({problem[:150]}); `modmatch index {path}` "
+                                                     "moves it aside and rebuilds it (the service does so at start)"))
+            continue
         out.append(Check(f"repo {name}", "ok" if info else "warn",
                          f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}" if info
                          else f"{path}: no graph yet"))
@@ -57,6 +83,56 @@ def _repos(items) -> list[Check]:
                          f"current model: {cur}" if cur.exists() else
                          "no model yet: the hybrid retrieval matcher answers (`modmatch train` makes one)"))
     return out
+
+
+def _commands() -> list[Check]:
+    """The commands the service starts by itself (training jobs, the hooks' fallback) must start: run them."""
+    import shlex
+    import subprocess
+    import sys
+
+    out = []
+    tmpl = settings.get("train_command")
+    train = shlex.split(tmpl.replace("{path}", ".")) if tmpl else [sys.executable, "-m", "bot.cli", "train", "--help"]
+    for label, cmd in (("training command", train if tmpl else train),
+                       ("hook fallback", [sys.executable, "-m", "bot.cli", "refresh", "--help"]),
+                       ("hook helper", [sys.executable, "-m", "bot.hooks", "--help"])):
+        if tmpl and label == "training command":
+            exe = shutil_which(cmd[0]) if cmd else None
+            out.append(Check(label, "ok" if exe else "fail",
+                             f"MODMATCH_TRAIN_COMMAND runs {cmd[0]}" if exe else
+                             f"MODMATCH_TRAIN_COMMAND: {cmd[0] if cmd else '(empty)'} is not an executable"))
+            continue
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            ok = r.returncode == 0
+            why = (r.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        except (OSError, subprocess.TimeoutExpired) as e:
+            ok, why = False, f"{type(e).__name__}: {e}"
+        out.append(Check(label, "ok" if ok else "fail",
+                         f"`{' '.join(cmd[1:4])}` starts" if ok else f"`{' '.join(cmd[:4])}` fails: {why}"))
+    return out
+
+
+def shutil_which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name) if "/" not in name else (name if os.access(name, os.X_OK) else None)
+
+
+def _exposure() -> list[Check]:
+    from .service import is_loopback
+
+    host = settings.get("host") or "127.0.0.1"
+    if is_loopback(host):
+        return [Check("reads", "ok", f"listening on {host} (loopback): reads need no token")]
+    if settings.get_bool("open_reads"):
+        return [Check("reads", "warn", f"listening on {host} with MODMATCH_OPEN_READS=true: anyone who reaches the "
+                                       "port reads modules, files and commit texts")]
+    if settings.get("read_token") or settings.get("api_token"):
+        return [Check("reads", "ok", f"listening on {host}: reads need the read or API token")]
+    return [Check("reads", "fail", f"listening on {host} with no read_token or api_token: every read is refused "
+                                   "(set MODMATCH_READ_TOKEN_FILE, or MODMATCH_OPEN_READS=true for an open intranet)")]
 
 
 def _device() -> list[Check]:
@@ -70,7 +146,7 @@ def _device() -> list[Check]:
     if mps is not None and mps.is_available():
         return [Check("device", "ok", f"mps (Apple silicon), torch {torch.__version__}")]
     return [Check("device", "ok", f"cpu ({os.cpu_count()} cores), torch {torch.__version__}; "
-                                  "training is slow but works")]
+                                  "training is slow on a CPU")]
 
 
 def _database() -> list[Check]:
@@ -115,7 +191,7 @@ def _tokens() -> list[Check]:
 def _settings() -> list[Check]:
     out = []
     for name in ("port", "body_limit", "refresh_delay", "poll_interval", "retrain_modules", "retrain_feedback",
-                 "train_timeout"):
+                 "train_timeout", "match_wait", "github_retries", "github_attempts"):
         v = settings.get(name)
         try:
             float(v or 0)
@@ -133,7 +209,7 @@ def _settings() -> list[Check]:
 
 def run_checks(repos=()) -> list[Check]:
     checks = _home()
-    for fn in (_settings, lambda: _repos(repos), _database, _tokens, _device):
+    for fn in (_settings, lambda: _repos(repos), _database, _tokens, _exposure, _commands, _device):
         try:
             checks += fn()
         except Exception as e:  # a check that breaks is itself a finding

@@ -171,6 +171,26 @@ def uninstall(path: str | Path) -> list[str]:
     return done
 
 
+def hook_token_problem(path: str | Path) -> str | None:
+    """Why the installed hooks of `path` cannot authenticate to the service (None when they can): they read the
+    token file recorded at install, else git's environment, which rarely carries MODMATCH_API_TOKEN."""
+    import re
+
+    d, _ = hooks_dir(path)
+    for name in CLIENT_HOOKS + SERVER_HOOKS:
+        hook = d / name
+        if hook.exists() and is_ours(hook):
+            m = re.search(r"MODMATCH_API_TOKEN_FILE=(\S+); export", hook.read_text(errors="replace"))
+            if m:
+                f = Path(shlex.split(m.group(1))[0])
+                try:
+                    return None if f.read_text().strip() else f"the recorded token file {f} is empty"
+                except OSError:
+                    return f"the recorded token file {f} cannot be read"
+            return token_note()
+    return None
+
+
 def status(path: str | Path) -> dict[str, str]:
     d, _ = hooks_dir(path)
     out = {}

@@ -191,3 +191,38 @@ def test_read_that_hits_damage_answers_503_and_queues_the_rebuild(state):
     assert r.status_code == 503 and r.headers["Retry-After"]  # the fresh file is empty until the rebuild ran
     h = c.get("/healthz").json()
     assert h["ready"] is False and h["repos"]["core"]["database_recoveries"] == 1
+
+
+def test_doctor_fails_loudly_on_what_the_operator_probe_found(state, git_repo, monkeypatch):
+    from click.testing import CliRunner
+
+    from bot import hooks
+    from bot.serve_cmd import doctor_cmd
+
+    monkeypatch.delenv("MODMATCH_API_TOKEN", raising=False)
+    monkeypatch.setenv("MODMATCH_HOST", "0.0.0.0")
+    hooks.install(git_repo.root)  # installed with no token anywhere
+    rs = state.repo()
+    rs.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    rs.store.close()
+    corrupt(rs.store.path, 0.7, 4096 * 3)
+    r = CliRunner().invoke(doctor_cmd, ["--repo", f"core={git_repo.root}", "--json"])
+    assert r.exit_code == 1
+    checks = {c["name"]: c for c in json.loads(r.output)}
+    assert checks["reads"]["status"] == "fail"
+    assert checks["repo core"]["status"] == "fail" and "damaged" in checks["repo core"]["message"]
+    assert checks["training command"]["status"] == "ok" and checks["hook fallback"]["status"] == "ok"
+
+    token = git_repo.root.parent / "token"
+    token.write_text("t0k\n")
+    monkeypatch.setenv("MODMATCH_API_TOKEN_FILE", str(token))
+    hooks.install(git_repo.root)  # records the token file's path
+    monkeypatch.delenv("MODMATCH_API_TOKEN_FILE")  # the doctor's own shell lacks it: the hooks still find it
+    monkeypatch.setenv("MODMATCH_OPEN_READS", "true")
+    checks = {c["name"]: c for c in json.loads(
+        CliRunner().invoke(doctor_cmd, ["--repo", f"core={git_repo.root}", "--json"]).output)}
+    assert checks["hooks core"]["status"] == "ok" and checks["reads"]["status"] == "warn"
+    monkeypatch.setenv("MODMATCH_TRAIN_COMMAND", "/no/such/trainer {path}")
+    checks = {c["name"]: c for c in json.loads(
+        CliRunner().invoke(doctor_cmd, ["--repo", f"core={git_repo.root}", "--json"]).output)}
+    assert checks["training command"]["status"] == "fail"
