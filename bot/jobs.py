@@ -242,6 +242,20 @@ def default_train_command(path: Path) -> list[str]:
     return [sys.executable, "-m", "bot.cli", "train", str(path), "--json"]
 
 
+def _own_session_dies_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A training run has its own session (a terminal's ^C does not reach it) but ends with the service: on Linux
+    it gets SIGTERM when the thread that started it dies, so a killed service leaves no orphan trainer behind
+    (the job is queued again when the service restarts)."""
+    os.setsid()
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class JobRunner:
     """The scheduler (BackgroundScheduler, persistent job store) plus the jobs table, for one AppState."""
 
@@ -450,7 +464,7 @@ class JobRunner:
             from .hooks import clean_git_env
 
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=clean_git_env(), start_new_session=True)
+                                    env=clean_git_env(), preexec_fn=_own_session_dies_with_parent)
             self._procs.add(proc)
             try:
                 out, err = proc.communicate(timeout=_int_setting("train_timeout") or None)
