@@ -19,7 +19,7 @@ from inference.errors import BadInputError
 
 from .. import blocks, settings
 from ..private import private_file
-from ..state import AppState, RepoState
+from ..state import AppState, RepoState, RepoUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,8 @@ class SlackBot:
             fallback = "modmatch: " + (", ".join(m.module for m in ans.matches) or "no module matched")
         except BadInputError as e:
             out, fallback = blocks.error_blocks(f"I need a requirement to match: {e}. Try `/modmatch help`."), str(e)
+        except RepoUnavailable as e:
+            out, fallback = blocks.error_blocks(f"Not ready yet: {e}. Ask again in a minute."), "not ready yet"
         except KeyError as e:
             out, fallback = blocks.error_blocks(f"No repository to ask: {e.args[0] if e.args else e}. "
                                                 "Use `/modmatch repo <name>`."), "no repository"
