@@ -10,7 +10,8 @@ from gitrepo import CUTOFF, git, make_repo
 from indexer.build import index
 from indexer.store import Store
 from inference.errors import CasesError
-from inference.evaluate import (Case, evaluate, history_split, load_cases, resolve_cutoff, write_report)
+from inference.evaluate import (Case, evaluate, history_split, load_cases, resolve_cutoff, strip_subject_tags,
+                                write_report)
 from inference.metrics import CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall
 
 
@@ -49,6 +50,43 @@ def test_metrics_by_hand():
     assert curve[0.5]["coverage"] == 0.5 and curve[0.5]["precision"] == 0.5  # 0.9 (right) and 0.6 (wrong)
     assert curve[0.95]["coverage"] == 0.0 and curve[0.95]["precision"] is None
     assert compute_metrics([])["acc@1"] == 0.0
+
+
+# --- subject tags ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, want", [
+    ("[OpenCL:Bugfix] fix x", "fix x"),
+    ("fix(ssr): x", "x"),
+    ("feat(compiler)!: drop y", "drop y"),
+    ("IoUring: x", "x"),
+    ("net/http: x", "x"),
+    ("*: regenerate protobuf files", "regenerate protobuf files"),
+    ("io, net: x", "x"),
+    ("LANG-1234: x", "x"),
+    ("[skip ci] fix x", "fix x"),
+    ("[skip ci]", ""),
+    ("[pre-commit.ci] [ruff] fix(core): net/http: x y", "x y"),
+    ("[A] - x", "x"),
+    ("【优化】 卷积 x86", "卷积 x86"),
+    ("fix:fix CI (#2924)", "fix CI (#2924)"),
+    ("rt: x\n\nbody: with a colon", "x\n\nbody: with a colon"),
+])
+def test_strip_subject_tags(text, want):
+    assert strip_subject_tags(text) == want
+
+
+@pytest.mark.parametrize("text", [
+    "Fix the parser: it crashes on empty input",
+    "Make IoUring faster\n\nNote: only on Linux",
+    "std::vector leaks in Mat",
+    "https://example.com is down",
+    "10:30 is the deadline",
+    "Foo:bar is wrong",
+    "修复：卷积在 Mali 上太慢",
+    "DataSizeUtil 新增format方法",
+    "a_forty_one_character_long_identifier_xyz: x",  # longer than a tag
+])
+def test_strip_subject_tags_keeps_sentences(text):
+    assert strip_subject_tags(text) == text
 
 
 # --- case files -----------------------------------------------------------------------------------
