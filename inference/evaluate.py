@@ -383,3 +383,78 @@ def strip_subject_tags(text: str) -> str:
             break
         out = out[end:]
     return text if out is text else out.strip()
+
+
+# --- label trust ----------------------------------------------------------------------------------
+_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+
+
+def has_cjk(text: str) -> bool:
+    """Whether the text holds CJK characters (Chinese, also kana and hangul): a 'mixed-language' case."""
+    return bool(_CJK_RE.search(text))
+
+
+def precision_at_coverage(results: Sequence[CaseResult], coverage: float = 0.60) -> float | None:
+    """Top-1 precision of the most confident `coverage` share of the cases.
+
+    Cases tied at the cut-off confidence cannot be told apart by a threshold, so they count with their
+    average precision (the expected value of breaking the tie at random): a constant confidence gives
+    the overall Acc@1, not a lucky order.
+    """
+    n = len(results)
+    k = int(round(coverage * n))
+    if not n or k <= 0:
+        return None
+    conf = sorted((r.top_confidence for r in results), reverse=True)
+    edge = conf[k - 1]
+    above = [r for r in results if r.top_confidence > edge]
+    tied = [r for r in results if r.top_confidence == edge]
+    right_above = sum(r.rank() == 1 for r in above)
+    right_tied = sum(r.rank() == 1 for r in tied)
+    return (right_above + (k - len(above)) * right_tied / len(tied)) / k
+
+
+def threshold_for_precision(results: Sequence[CaseResult], precision: float = 0.95) -> dict:
+    """The lowest top-1 confidence threshold whose answered cases (confidence >= it) reach `precision`.
+
+    {"threshold": t or None, "coverage": share answered at t, "precision": their precision, "answered": n};
+    the threshold is None (coverage 0) when no threshold reaches the precision.
+    """
+    n = len(results)
+    best = {"threshold": None, "coverage": 0.0, "precision": None, "answered": 0}
+    for t in sorted({r.top_confidence for r in results}):
+        kept = [r for r in results if r.top_confidence >= t]
+        p = sum(r.rank() == 1 for r in kept) / len(kept)
+        if p >= precision:
+            return {"threshold": t, "coverage": len(kept) / n, "precision": p, "answered": len(kept)}
+    return best
+
+
+def distinct_rank_share(results: Sequence[CaseResult], k: int = 5) -> float:
+    """The share of answers whose first `k` confidences are strictly decreasing (answers with fewer
+    than two ranks do not count as distinct)."""
+    if not results:
+        return 0.0
+    ok = 0
+    for r in results:
+        c = list(r.confidences[:k])
+        ok += int(len(c) >= 2 and all(a > b for a, b in zip(c, c[1:])))
+    return ok / len(results)
+
+
+def trust_metrics(results: Sequence[CaseResult], coverage: float = 0.60, precision: float = 0.95) -> dict:
+    """ECE of the top-1 confidence, precision at `coverage`, the threshold for `precision`, distinct ranks."""
+    from .calibration import expected_calibration_error
+
+    thr = threshold_for_precision(results, precision)
+    return {"ece": expected_calibration_error([r.top_confidence for r in results], [r.rank() == 1 for r in results]),
+            f"precision@cov{coverage:.2f}": precision_at_coverage(results, coverage),
+            f"threshold@p{precision:.2f}": thr["threshold"], f"coverage@p{precision:.2f}": thr["coverage"],
+            "distinct_ranks": distinct_rank_share(results)}
+
+
+def abstention_share(top_confidences: Sequence[float], threshold: float | None) -> float | None:
+    """The share of (foreign) texts whose top-1 confidence stays below `threshold`: they get no label."""
+    if threshold is None or not top_confidences:
+        return None
+    return sum(c < threshold for c in top_confidences) / len(top_confidences)

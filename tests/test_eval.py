@@ -10,8 +10,9 @@ from gitrepo import CUTOFF, git, make_repo
 from indexer.build import index
 from indexer.store import Store
 from inference.errors import CasesError
-from inference.evaluate import (Case, evaluate, history_split, load_cases, resolve_cutoff, strip_subject_tags,
-                                write_report)
+from inference.evaluate import (Case, abstention_share, distinct_rank_share, evaluate, has_cjk, history_split,
+                                load_cases, precision_at_coverage, resolve_cutoff, strip_subject_tags,
+                                threshold_for_precision, trust_metrics, write_report)
 from inference.metrics import CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall
 
 
@@ -50,6 +51,37 @@ def test_metrics_by_hand():
     assert curve[0.5]["coverage"] == 0.5 and curve[0.5]["precision"] == 0.5  # 0.9 (right) and 0.6 (wrong)
     assert curve[0.95]["coverage"] == 0.0 and curve[0.95]["precision"] is None
     assert compute_metrics([])["acc@1"] == 0.0
+
+
+# --- label trust ----------------------------------------------------------------------------------
+def _res(conf_right):
+    return [CaseResult(("a",), ["a" if ok else "b", "c"], [c, c / 2]) for c, ok in conf_right]
+
+
+def test_precision_at_coverage_and_threshold():
+    rs = _res([(0.9, True), (0.8, True), (0.7, False), (0.6, True), (0.5, False)])
+    assert precision_at_coverage(rs, 0.6) == pytest.approx(2 / 3)  # 0.9, 0.8, 0.7
+    assert precision_at_coverage(rs, 0.4) == 1.0
+    thr = threshold_for_precision(rs, 0.95)
+    assert thr["threshold"] == 0.8 and thr["coverage"] == 0.4 and thr["precision"] == 1.0
+    assert threshold_for_precision(rs, 0.7)["threshold"] == 0.6  # 3 of 4 right at >= 0.6
+    assert threshold_for_precision(_res([(0.9, False), (0.5, True)]))["threshold"] is None
+    # a constant confidence: ties count at their average precision, whatever the order
+    flat = _res([(0.8, True), (0.8, False), (0.8, False), (0.8, True), (0.8, False)])
+    assert precision_at_coverage(flat, 0.6) == pytest.approx(0.4)
+    assert abstention_share([0.1, 0.85, 0.79], 0.8) == pytest.approx(2 / 3)
+    assert abstention_share([0.1], None) is None
+
+
+def test_distinct_ranks_and_trust_metrics():
+    rs = [CaseResult(("a",), list("abcde"), [0.3, 0.2, 0.1, 0.05, 0.01]),
+          CaseResult(("a",), list("bacde"), [0.7, 0.1, 0.1, 0.1, 0.1])]
+    assert distinct_rank_share(rs) == 0.5
+    t = trust_metrics(rs)
+    assert t["distinct_ranks"] == 0.5 and t["precision@cov0.60"] == 0.0  # the more confident one is wrong
+    assert t["threshold@p0.95"] is None and t["coverage@p0.95"] == 0.0
+    assert t["ece"] == pytest.approx(0.7)  # 0.3 and right, 0.7 and wrong: both 0.7 off
+    assert has_cjk("OpenCL 后端") and not has_cjk("OpenCL backend: naïve café")
 
 
 # --- subject tags ---------------------------------------------------------------------------------
