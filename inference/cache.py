@@ -20,7 +20,7 @@ from .base import create
 log = logging.getLogger(__name__)
 CACHED = ("lexical", "history", "dense", "hybrid")
 _CODE = ("base.py", "scoring.py", "calibration.py", "lexical.py", "dense.py", "history_clf.py", "hybrid.py", "cache.py",
-         "bilingual.py")
+         "bilingual.py", "evidence.py")
 _INDEXER_CODE = ("text.py", "zh_terms.tsv")  # how words are cut, and the glossary
 
 

@@ -63,7 +63,7 @@ class Calibrator:
         x = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
         y = np.asarray(correct, dtype=np.float64)
         n = int(x.size)
-        if n < MIN_PLATT or y.min(initial=0) == y.max(initial=0) or np.ptp(x) < 1e-9:
+        if n < MIN_PLATT or y.min(initial=1) == y.max(initial=0) or np.ptp(x) < 1e-9:  # one outcome only: no fit
             if n and y.min() == y.max():
                 # one outcome only: shrink toward it, keep the ordering
                 rate = (y.sum() + 1) / (n + 2)
@@ -93,6 +93,67 @@ class Calibrator:
         return cls(grid.tolist(), ys.tolist(), "isotonic", n)
 
 
+@dataclass
+class RankCalibrator:
+    """Confidence of every ranked answer, not only the first: P(module right | its fused probability p, the text's
+    coverage c). Fitted on the top `RANKS` answers of held-out changes, so a rank-4 answer with a tenth of the
+    probability gets what such answers earned (mostly wrong), not the floor of a top-1 map.
+
+    The map averages an isotonic fit on p (shape-free) and a logistic fit on (logit p, c) (smooth and strictly
+    increasing in both), so confidences are monotone in the evidence and distinct across ranks. A text whose
+    coverage falls below `min_coverage` (the `ABSTAIN_QUANTILE` of the repository's own held-out change texts, and
+    at least a quarter of their median) is not about this repository: its confidences shrink in proportion, so nothing gets labelled.
+    """
+
+    iso: Calibrator = field(default_factory=Calibrator.identity)
+    coef: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0])  # intercept, logit p, coverage
+    min_coverage: float = 0.0
+    n: int = 0
+
+    RANKS = 5
+    ABSTAIN_QUANTILE = 0.02
+
+    def predict(self, p, coverage: float = 1.0) -> np.ndarray:
+        arr = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+        z = self.coef[0] + self.coef[1] * np.log(arr / (1 - arr)) + self.coef[2] * coverage
+        conf = 0.5 * self.iso.predict(arr) + 0.5 / (1 + np.exp(-z))
+        if self.min_coverage > 0 and coverage < self.min_coverage:
+            conf = conf * (coverage / self.min_coverage)
+        return np.clip(conf, 0.0, 1.0)
+
+    def abstains(self, coverage: float) -> bool:
+        return coverage < self.min_coverage
+
+    def to_dict(self) -> dict:
+        return {"iso": self.iso.to_dict(), "coef": [float(c) for c in self.coef],
+                "min_coverage": float(self.min_coverage), "n": self.n}
+
+    @classmethod
+    def fit(cls, probs: np.ndarray, gold: np.ndarray, coverage: Sequence[float]) -> "RankCalibrator | None":
+        """`probs`, `gold`: (n, modules) fused probabilities and right answers of held-out changes; `coverage`: each
+        text's coverage. None when there is too little to fit on."""
+        n = probs.shape[0]
+        if n < MIN_PLATT:
+            return None
+        cov = np.asarray(coverage, dtype=np.float64)
+        k = min(cls.RANKS, probs.shape[1])
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        rows = np.repeat(np.arange(n), k)
+        x = np.clip(probs[rows, top.ravel()], 1e-6, 1 - 1e-6)
+        y = gold[rows, top.ravel()].astype(int)
+        c = cov[rows]
+        if y.min() == y.max():
+            return None
+        from sklearn.linear_model import LogisticRegression
+
+        feats = np.column_stack([np.log(x / (1 - x)), c])
+        lr = LogisticRegression(C=1.0).fit(feats, y)
+        coef = [float(lr.intercept_[0]), max(float(lr.coef_[0][0]), 1e-3), max(float(lr.coef_[0][1]), 0.0)]
+        # the repository's own texts set the bar; a few odd ones ("initial layout") may not drag it to zero
+        min_cov = max(float(np.quantile(cov, cls.ABSTAIN_QUANTILE)), 0.25 * float(np.median(cov)))
+        return cls(Calibrator.fit(x, y), coef, min_cov, n)
+
+
 def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool | int], bins: int = 10) -> float:
     c = np.asarray(conf, dtype=np.float64)
     y = np.asarray(correct, dtype=np.float64)
@@ -105,6 +166,26 @@ def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool | i
         if m.any():
             err += m.sum() / c.size * abs(c[m].mean() - y[m].mean())
     return float(err)
+
+
+def operating_point(conf: Sequence[float], correct: Sequence[bool | int], precision: float = 0.95
+                    ) -> tuple[float, float, float]:
+    """The lowest confidence threshold whose answers at or above it reach `precision` (top-1), with the coverage and
+    precision it gives: (threshold, coverage, precision). Nothing reaches it: (1.01, 0.0, 0.0), i.e. never label."""
+    c = np.asarray(conf, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    if c.size == 0:
+        return 1.01, 0.0, 0.0
+    order = np.argsort(-c, kind="stable")
+    cs, ys = c[order], y[order]
+    prec = np.cumsum(ys) / np.arange(1, ys.size + 1)
+    best = (1.01, 0.0, 0.0)
+    for i in range(ys.size):
+        if i + 1 < ys.size and cs[i + 1] == cs[i]:
+            continue  # a threshold keeps every answer of equal confidence
+        if prec[i] >= precision:
+            best = (float(cs[i]), (i + 1) / ys.size, float(prec[i]))
+    return best
 
 
 def validation_split(history: list, frac: float = 0.15, min_val: int = 10, max_val: int = 400,

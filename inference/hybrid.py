@@ -17,8 +17,9 @@ import numpy as np
 
 from indexer.graph import ModuleGraph
 
-from .base import register
-from .calibration import Calibrator, validation_split, with_history
+from .base import Match, clean_text, register
+from .calibration import Calibrator, RankCalibrator, validation_split, with_history
+from .evidence import Coverage, MentionIndex
 from .errors import InferenceError
 from .scoring import ScoredMatcher, answer_ids
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = {"lexical": 0.20, "history": 0.65, "dense": 0.15}
 NO_HISTORY_WEIGHTS = {"lexical": 0.35, "history": 0.45, "dense": 0.20}
 RRF_K = 10
+# A text that names a file, symbol or module path defined in one or two modules: that distribution takes this share
+# of the fused one (see inference/evidence.py). Measured on the dev benchmark (bench/README.md).
+MENTION_WEIGHT = 0.3
 MIN_TUNE = 30  # validation examples needed before tuning the weights
 SHRINK = 1200  # pseudo-examples pulling tuned weights toward the defaults
 
@@ -70,6 +74,19 @@ def fuse(dists: dict[str, np.ndarray], weights: dict[str, float], fusion: str = 
     return out
 
 
+def with_mentions(fused: np.ndarray, mentions: MentionIndex | None, text: str, index: dict[str, int],
+                  weight: float) -> np.ndarray:
+    """Mix in the distribution of the modules `text` names exactly (a no-op when it names none)."""
+    if mentions is None or weight <= 0:
+        return fused
+    m = mentions.distribution(text, index, fused.shape[-1])
+    if m is None:
+        return fused
+    tot = fused.sum()
+    base = fused / tot if tot > 0 else fused
+    return (1.0 - weight) * base + weight * m
+
+
 def _objective(fused: np.ndarray, gold: np.ndarray) -> float:
     """Acc@1 + 0.5·MRR (within the top 10) over validation rows; gold is a boolean (n, m) matrix."""
     order = np.argsort(-fused, axis=1, kind="stable")[:, :10]
@@ -101,12 +118,18 @@ class HybridMatcher(ScoredMatcher):
     name = "hybrid"
 
     def __init__(self, graph: ModuleGraph, parts: dict, weights: dict[str, float], *, fusion: str = "linear",
-                 calibrator: Calibrator | None = None, notes: list[str] | None = None):
+                 calibrator: Calibrator | None = None, notes: list[str] | None = None,
+                 mentions: MentionIndex | None = None, coverage: Coverage | None = None,
+                 rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
         self.fusion = fusion
         self.notes = notes or []
+        self.mentions = mentions
+        self.coverage = coverage
+        self.rank_calibrator = rank_calibrator
+        self.mention_weight = mention_weight
         self._last: tuple[str, dict[str, np.ndarray]] | None = None
 
     def part_scores(self, text: str) -> dict[str, np.ndarray]:
@@ -118,7 +141,34 @@ class HybridMatcher(ScoredMatcher):
 
     def scores(self, text: str) -> np.ndarray:
         raw = self.part_scores(text)
-        return fuse({n: self.parts[n].probs(s) for n, s in raw.items()}, self.weights, self.fusion)
+        fused = fuse({n: self.parts[n].probs(s) for n, s in raw.items()}, self.weights, self.fusion)
+        return with_mentions(fused, self.mentions, text, self.index, self.mention_weight)
+
+    def match(self, text: str, k: int = 5) -> list[Match]:
+        """Ranked answers; every rank's confidence from the rank calibrator (probability and the text's coverage)."""
+        if self.rank_calibrator is None or self.coverage is None:
+            return super().match(text, k)
+        text = clean_text(text)
+        if not self.ids:
+            return []
+        s = np.asarray(self.scores(text), dtype=np.float64)
+        p = self.probs(s)
+        cov = self.coverage(text)
+        conf = self.rank_calibrator.predict(p, cov)
+        out = []
+        for i in self.rank(s)[: max(1, k)]:
+            mid = self.ids[i]
+            out.append(Match(mid, float(s[i]), float(conf[i]), self.evidence(text, mid)))
+        if out and self.rank_calibrator.abstains(cov):
+            out[0].evidence.insert(0, f"not about this repository: coverage {cov:.2f} < {self.rank_calibrator.min_coverage:.2f}")
+        return out
+
+    def assess(self, text: str) -> dict:
+        """How much this repository knows of `text`, and whether the matcher abstains on it."""
+        cov = self.coverage(clean_text(text)) if self.coverage is not None else 1.0
+        rc = self.rank_calibrator
+        return {"coverage": round(cov, 4), "min_coverage": round(rc.min_coverage, 4) if rc else 0.0,
+                "abstain": bool(rc and rc.abstains(cov))}
 
     def probs(self, scores: np.ndarray) -> np.ndarray:
         tot = scores.sum()
@@ -132,6 +182,10 @@ class HybridMatcher(ScoredMatcher):
             r = 1 + int(np.sum(s > s[i]))
             ranks.append(f"{n} #{r}")
         ev = ["ranks: " + ", ".join(ranks)]
+        if self.mentions is not None:
+            named = self.mentions.find(text).get(mid)
+            if named:
+                ev.append("mentions: " + ", ".join(sorted(set(named))[:4]))
         for n in ("lexical", "history"):
             if n in self.parts:
                 ev += self.parts[n].evidence(text, mid)[:1]
@@ -142,6 +196,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                  weights: dict[str, float] | None = None, tune: bool = True, calibrate: bool = True,
                  fusion: str = "linear", **opts) -> HybridMatcher:
     opts.pop("calibrator", None)
+    mention_weight = opts.pop("mention_weight", MENTION_WEIGHT)
     notes: list[str] = []
     ids = answer_ids(graph)
     full_parts: dict = {}
@@ -162,6 +217,8 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     final_w = dict(defaults)
     cal = None
     part_cals: dict[str, Calibrator] = {}
+    mentions = MentionIndex(graph, ids)
+    rank_cal = None
     if val:
         g_train = with_history(graph, train)
         vparts = {n: (full_parts[n] if n == "dense" else _build_part(n, g_train, opts)) for n in defaults}
@@ -185,16 +242,24 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                 n_val, ", ".join(f"{n}={w:.2f}" for n, w in final_w.items())))
         if calibrate:
             fused = fuse(dists, final_w, fusion)
+            fused = np.vstack([with_mentions(fused[r], mentions, h.text, index, mention_weight)
+                               for r, h in enumerate(val)])
+            fused = fused / fused.sum(axis=1, keepdims=True)
             top = fused.argmax(axis=1)
             rows = np.arange(len(val))
-            cal = Calibrator.fit(fused[rows, top] / fused.sum(axis=1), gold[rows, top])
+            cal = Calibrator.fit(fused[rows, top], gold[rows, top])
+            if "lexical" in vparts:
+                val_cov = Coverage(vparts["lexical"].docs)
+                rank_cal = RankCalibrator.fit(fused, gold, [val_cov(h.text) for h in val])
     for n in defaults:
         if n not in full_parts:
             full_parts[n] = _build_part(n, graph, opts)
         if n in part_cals and calibrate:
             full_parts[n].calibrator = part_cals[n]
+    coverage = Coverage(full_parts["lexical"].docs) if "lexical" in full_parts else None
     return HybridMatcher(graph, {n: full_parts[n] for n in defaults}, final_w, fusion=fusion, calibrator=cal,
-                         notes=notes)
+                         notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
+                         mention_weight=mention_weight)
 
 
 @register("hybrid")

@@ -1,0 +1,111 @@
+"""Evidence the graph gives beyond bags of words: exact mentions, and how much of a text this repository knows.
+
+`MentionIndex` maps what a module defines to the module: file names (`ConvSimdGroupShader.hpp`, and the stem
+when it is distinctive), symbols (`LlmStatus`, `evict_lru`), and module paths (`src/layer/vulkan`). A requirement
+that names one of them exactly points at its module. Only distinctive names count: defined in at most
+`MAX_OWNERS` modules, at least `MIN_LEN` characters, and shaped like an identifier (CamelCase, snake_case, a
+digit or a file extension) rather than an English word, since "Buffer" or "test" name nothing in particular.
+
+`Coverage` says how much of a text the repository's own vocabulary knows: each informative word weighs its
+inverse document frequency over the module documents (a word the repository never uses weighs the most), and
+the coverage is the weight of the known words over the weight of all. Texts of another project, support
+questions and noise score far below the repository's own change texts; the hybrid's confidence uses it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from indexer.graph import ModuleGraph
+from indexer.text import words
+
+MAX_OWNERS = 2
+MIN_LEN = 4
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
+_SHAPED = re.compile(r"[a-z][A-Z]|[A-Z]{2,}[a-z]|_|[0-9]|\.")
+
+
+def _distinctive(name: str) -> bool:
+    return len(name) >= MIN_LEN and bool(_SHAPED.search(name.strip("_")))
+
+
+class MentionIndex:
+    def __init__(self, graph: ModuleGraph, ids: list[str]):
+        owners: dict[str, set[str]] = defaultdict(set)
+        answer = set(ids)
+
+        def owner(mid: str) -> str | None:  # the answerable module a (possibly parent) module's file belongs to
+            return mid if mid in answer else None
+
+        for mid in ids:
+            m = graph.modules[mid]
+            for f in m.files:
+                base = f.rsplit("/", 1)[-1]
+                owners[base.lower()].add(mid)
+                stem = base.rsplit(".", 1)[0]
+                if _distinctive(stem):
+                    owners[stem.lower()].add(mid)
+            for s in m.symbols:
+                if _distinctive(s.name):
+                    owners[s.name.lower()].add(mid)
+            if "/" in mid:
+                owners[mid.lower()].add(mid)
+            for p in m.paths:
+                if p and "/" in p:
+                    owners[p.lower().rstrip("/")].add(owner(mid) or mid)
+        self.owners = {k: tuple(sorted(v)) for k, v in owners.items() if len(v) <= MAX_OWNERS and len(k) >= MIN_LEN}
+
+    def find(self, text: str) -> dict[str, list[str]]:
+        """module -> the names of it the text mentions."""
+        hits: dict[str, list[str]] = defaultdict(list)
+        seen = set()
+        candidates = set(_IDENT.findall(text)) | set(re.findall(r"[\w./-]+/[\w./-]+", text))
+        for raw in candidates:
+            key = raw.lower().strip("./")
+            if key in seen:
+                continue
+            seen.add(key)
+            mods = self.owners.get(key)
+            if mods is None:
+                continue
+            if "/" not in key and "." not in key and not _distinctive(raw):
+                continue  # a plain word in the text ("buffer") is not a mention of `Buffer`
+            for mid in mods:
+                hits[mid].append(raw)
+        return dict(hits)
+
+    def distribution(self, text: str, index: dict[str, int], size: int) -> np.ndarray | None:
+        """A distribution over the answerable modules from the text's mentions (None when it mentions nothing)."""
+        hits = self.find(text)
+        if not hits:
+            return None
+        p = np.zeros(size)
+        for mid, names in hits.items():
+            i = index.get(mid)
+            if i is not None:  # a name two modules define counts half for each
+                p[i] += sum(1.0 / len(self.owners.get(n.lower().strip("./"), (mid,))) for n in set(names))
+        tot = p.sum()
+        return p / tot if tot > 0 else None
+
+
+class Coverage:
+    """IDF-weighted share of a text's informative words that the repository's module documents use."""
+
+    def __init__(self, docs: list[list[str]]):
+        df: Counter = Counter()
+        for d in docs:
+            df.update(set(d))
+        n = max(1, len(docs))
+        self.idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in df.items()}
+        self.unknown = math.log((n + 1) / 0.5)  # a word no module uses: the rarest of all
+
+    def __call__(self, text: str) -> float:
+        ws = set(words(text))
+        if not ws:
+            return 0.0
+        known = sum(self.idf[w] for w in ws if w in self.idf)
+        total = known + self.unknown * sum(1 for w in ws if w not in self.idf)
+        return known / total if total > 0 else 0.0
