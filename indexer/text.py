@@ -38,17 +38,18 @@ self cls none true false null nil return returns void int char bool str string c
 protected def func fn function class struct let var val import include package
 """.split())
 
-# Chinese words that carry no module signal: function words, and the verbs of every change ("fix", "add",
-# "support", "problem") that the English list above drops as well.
+# Chinese function words: particles, pronouns, demonstratives, conjunctions, adverbs of degree and time,
+# modal verbs, politeness. Content words stay, even generic ones (修复 fix, 问题 problem, 导致 cause): on a
+# Chinese-led repository's history (hutool, bench/README.md) dropping those too cost lexical 4 and hybrid
+# 7 points of Acc@1 on the Chinese cases; a word that says nothing gets a low IDF or weight anyway.
 CJK_STOPWORDS = frozenset("""
 的 了 在 是 和 与 及 或 等 把 被 对 从 就 也 都 而 但 并 且 还 又 很 太 更 最 再 才 已 将 让 给 向 于 以 为 之 其 该 此 这 那
 我 你 他 她 它 们 吗 吧 呢 啊 哦 嗯 个 些 种 次 下 上 中 里 内 外 时 后 前 能 会 要 可 不 没 无 有 用 做 来 去 到 过 着 得 地
-需要 一个 一些 一下 一种 一起 一直 一样 这个 那个 这些 那些 这样 那样 这里 那里 这种 那种 这次 我们 你们 他们 它们 大家
+需要 一个 一些 一下 一种 一直 一样 这个 那个 这些 那些 这样 那样 这里 那里 这种 那种 这次 我们 你们 他们 它们 大家
 可以 可能 能够 不能 不会 不要 不是 没有 就是 还是 或者 以及 而且 并且 但是 因为 所以 如果 虽然 然后 然而 其中 其他 其它
-已经 正在 目前 现在 当前 之前 之后 以前 以后 时候 的时候 同时 另外 此外 比如 例如 关于 对于 通过 根据 按照 进行 导致
-出现 发现 存在 问题 情况 方式 部分 相关 一般 比较 非常 特别 很多 更多 所有 全部 每个 各种 任何 什么 怎么 怎样 如何
-为什么 是否 有些 有点 有时 的话 之类 以下 以上 如下 如上 上述 下面 上面 感谢 谢谢 请问 麻烦 希望 应该 必须 尽量 直接
-修复 修正 修改了 增加 添加 新增 加入 支持 更新 使用 完善 调整 改进 改为 去掉 删掉 问题修复 功能 代码 一点 部分
+已经 正在 目前 现在 当前 之前 之后 以前 以后 时候 的时候 同时 另外 此外 比如 例如 关于 对于 通过 根据 按照
+一般 比较 非常 特别 很多 更多 所有 全部 每个 各种 任何 什么 怎么 怎样 如何 为什么 是否 有些 有点 有时 的话 之类
+以下 以上 如下 如上 上述 下面 上面 感谢 谢谢 请问 麻烦 希望 应该 必须 尽量 直接
 """.split())
 
 _GLOSSARY_FILE = "zh_terms.tsv"
