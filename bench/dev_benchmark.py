@@ -3,8 +3,8 @@ abstention of what `ask` serves by default, on the repositories of a manifest, w
 
     nice -n 10 .venv/bin/python bench/dev_benchmark.py                     # every repository, 200 cases each
     nice -n 10 .venv/bin/python bench/dev_benchmark.py --only pytest etcd  # some; the others' last results stay
-        [--manifest bench/dev_repos.toml] [--max-cases 200] [--foreign 50] [--out bench/results/dev]
-        [--work-dir /tmp/modmatch-dev] [--matcher hybrid --matcher lexical ...] [--no-abstention] [--code LABEL]
+        [--manifest bench/dev_repos.toml] [--max-cases 200] [--foreign 25] [--out bench/results/dev]
+        [--work-dir /tmp/modmatch-dev] [--matcher hybrid --matcher lexical ...] [--no-abstention | --abstention-only] [--code LABEL]
 
 It measures the code it is run from: the working tree, other people's uncommitted changes included
 (recorded as "+uncommitted" in the JSON). To measure the last commit alone, run it from an export:
@@ -303,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="run these repositories (names); the others keep their last results")
     ap.add_argument("--path", action="append", default=[], help="NAME=DIR: another local clone")
     ap.add_argument("--max-cases", type=int, default=200, help="the first N changes after the cut-off (0: all)")
-    ap.add_argument("--foreign", type=int, default=50, help="abstention: texts taken from each other repository")
+    ap.add_argument("--foreign", type=int, default=25, help="abstention: texts taken from each other repository")
     ap.add_argument("--min-cjk", type=int, default=10, help="report mixed-language cases where at least this many")
     ap.add_argument("--matcher", action="append", help="default: " + ", ".join(MATCHERS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dev"))
     ap.add_argument("--work-dir", default="/tmp/modmatch-dev", help="split databases, cases, pickled matchers")
     ap.add_argument("--no-abstention", action="store_true")
+    ap.add_argument("--abstention-only", action="store_true",
+                    help="only phase two, for every repository with results and a pickled matcher in --work-dir")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
     a = ap.parse_args(argv)
     a.matcher = a.matcher or list(MATCHERS)
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"not in the manifest: {', '.join(sorted(unknown))}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for r in todo:
+    for r in ([] if a.abstention_only else todo):
         if not Path(r["path"]).exists():
             log(f"{r['name']}: no clone at {r['path']} (see this script's docstring); skipped")
             continue
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [json.loads((out / f"{n}.json").read_text()) for n in names if (out / f"{n}.json").is_file()]
     if not a.no_abstention:
         for row in rows:
-            if row["name"] in {r["name"] for r in todo} or not row.get("abstention"):
+            if a.abstention_only or row["name"] in {r["name"] for r in todo} or not row.get("abstention"):
                 ab = abstention(row["name"], row["matchers"][DEFAULT], repos, a)
                 if ab is not None:
                     row["abstention"] = ab
