@@ -90,7 +90,10 @@ def answer_blocks(question: str, answer, graph, *, repo: str, question_id: int |
         if m.evidence:
             lines.append("*Why:* " + esc("; ".join(clip(" ".join(e.split()), 240) for e in m.evidence[:3])))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), SECTION_MAX)}})
-    if answer.matches and threshold and answer.matches[0].confidence < threshold:
+    if getattr(answer, "no_module", None):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                       f":grey_question: Not confident: {esc(answer.no_module)}. None of these may be right."}]})
+    elif answer.matches and threshold and answer.matches[0].confidence < threshold:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                        ":warning: Low confidence — please confirm or pick the right module."}]})
     blocks.append(version_context(answer, repo))

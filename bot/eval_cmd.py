@@ -9,6 +9,28 @@ from . import settings
 from .clibase import ModmatchError, console, errors, open_store, out, progress_bar, repo_root
 
 
+def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
+    """The precision / coverage trade of each matcher's top-1 confidence: for a wanted precision, the lowest
+    threshold that reaches it on these cases and the share of cases it still answers. Pick the auto-label
+    threshold here (MODMATCH_GITHUB_LABEL_THRESHOLD), or leave `auto`: the service picks 95 % on held-out history."""
+    from inference.calibration import operating_point
+
+    lines = ["", "top-1 precision -> threshold, coverage (label only at or above the threshold):",
+             "| matcher | " + " | ".join(f"precision {p:.0%}" for p in precisions) + " |",
+             "|---" * (len(precisions) + 1) + "|"]
+    for r in report.runs:
+        if r.error or not r.results:
+            continue
+        conf = [x.confidences[0] if x.confidences else 0.0 for x in r.results]
+        ok = [bool(x.predicted) and x.predicted[0] in x.gold for x in r.results]
+        cells = []
+        for p in precisions:
+            thr, cov, _ = operating_point(conf, ok, p)
+            cells.append("never" if cov == 0 else f"≥ {thr:.2f}, {cov:.0%}")
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 @click.command("eval")
 @click.argument("path", default=".")
 @click.option("--cases", "cases_file", type=click.Path(dir_okay=False), help="JSONL: {text, gold_modules} per line.")
@@ -64,5 +86,6 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
                       + (f", cut-off {info['cutoff'][:10]} ({info['cutoff_date'][:10]}), "
                          f"{info['training_history']} training changes" if use_history else ""))
         out.print(format_table(report), markup=False)
+        out.print(operating_points(report), markup=False)
         if report_dir:
             console.print(f"report written to {report_dir}/report.md")

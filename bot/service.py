@@ -322,7 +322,7 @@ def _repo_summary(rs: RepoState) -> dict:
         raise rs.damaged(e) from None
     return {"name": rs.name, "indexed": bool(info), "graph_version": info.get("version"), "commit": info.get("commit"),
             "built_at": info.get("built_at"), "model_version": rs.model_version, "matcher": rs.matcher_name,
-            "status": rs.status}
+            "status": rs.status, "operating_point": rs.operating_point()}
 
 
 @_handle

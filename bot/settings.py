@@ -66,7 +66,9 @@ SETTINGS: list[Setting] = [
             "'owner/name=reponame,owner/other=repo2'. Unset: every delivery goes to the default repository; "
             "set: repositories not listed are ignored."),
     Setting("github_label_prefix", "module:", "Prefix of the labels the bot applies (label = prefix + module ID)."),
-    Setting("github_label_threshold", "0.5", "Confidence at or above which a module label is applied to an issue."),
+    Setting("github_label_threshold", "auto", "Confidence at or above which a module label is applied to an issue; "
+            "auto: the threshold that gave 95 % top-1 precision on the repository's held-out recent history "
+            "(shown by /api/repos, the page and `modmatch eval`), 0.5 where there is no history to measure on."),
     Setting("github_max_labels", "2", "At most this many module labels per issue."),
     Setting("github_comment", "true", "Below the threshold, post one comment with ranked suggestions (true/false)."),
     Setting("github_bot_login", None, "Login of the bot on GitHub (its own label changes are not feedback). "

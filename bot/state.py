@@ -36,11 +36,12 @@ class Answer:
     graph_version: str
     model_version: str | None = None
     seconds: float = 0.0
+    no_module: str | None = None  # why no module should be named: the text is not about this repository
 
     def to_dict(self) -> dict:
         return {"matches": [m.to_dict() for m in self.matches], "matcher": self.matcher,
                 "graph_version": self.graph_version, "model_version": self.model_version,
-                "seconds": round(self.seconds, 4)}
+                "seconds": round(self.seconds, 4), "no_module": self.no_module}
 
 
 class RepoUnavailable(Exception):
@@ -244,7 +245,26 @@ class RepoState:
         matcher, label = self.matcher(wait)
         graph = self.graph
         matches = matcher.match(text, k=k)
-        return Answer(matches, label, graph.version, self.model_version, time.perf_counter() - t0)
+        return Answer(matches, label, graph.version, self.model_version, time.perf_counter() - t0,
+                      no_module=no_module_reason(matcher, text))
+
+    def operating_point(self) -> dict | None:
+        """The auto-label operating point of the served matcher (threshold, precision, coverage on held-out history),
+        or None when it has none (no history to measure on, or not built yet)."""
+        with self._lock:
+            m = self._matcher
+        for part in (m, getattr(m, "retrieval", None)):
+            op = getattr(part, "operating", None)
+            if op:
+                return dict(op)
+        return None
+
+    def label_threshold(self, configured: float | None) -> float:
+        """The configured threshold, else the operating point's, else 0.5."""
+        if configured is not None:
+            return configured
+        op = self.operating_point()
+        return float(op["threshold"]) if op and op.get("coverage", 0) > 0 else 0.5
 
     def health(self) -> dict:
         """What /healthz reports for this repository."""
@@ -290,6 +310,19 @@ class RepoState:
         from .feedback import FeedbackLog
 
         return FeedbackLog.shared(self.home).count(self.store.path.stem) + _legacy_count(self.store)
+
+
+def no_module_reason(matcher, text: str) -> str | None:
+    """Why `text` should get no module at all (it is not about this repository), from the retrieval's coverage."""
+    for m in (matcher, getattr(matcher, "retrieval", None)):
+        assess = getattr(m, "assess", None)
+        if assess is not None:
+            a = assess(text)
+            if a.get("abstain"):
+                return (f"this text is not about this repository (its words are {a['coverage']:.0%} known here, "
+                        f"below {a['min_coverage']:.0%})")
+            return None
+    return None
 
 
 def _inode(path: Path) -> int | None:

@@ -18,7 +18,7 @@ import numpy as np
 from indexer.graph import ModuleGraph
 
 from .base import Match, clean_text, register
-from .calibration import Calibrator, RankCalibrator, validation_split, with_history
+from .calibration import Calibrator, RankCalibrator, operating_point, validation_split, with_history
 from .evidence import Coverage, MentionIndex
 from .errors import InferenceError
 from .scoring import ScoredMatcher, answer_ids
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = {"lexical": 0.20, "history": 0.65, "dense": 0.15}
 NO_HISTORY_WEIGHTS = {"lexical": 0.35, "history": 0.45, "dense": 0.20}
 RRF_K = 10
+LABEL_PRECISION = 0.95  # the top-1 precision the default auto-label threshold is chosen for
 # A text that names a file, symbol or module path defined in one or two modules: that distribution takes this share
 # of the fused one (see inference/evidence.py). Measured on the dev benchmark (bench/README.md).
 MENTION_WEIGHT = 0.3
@@ -120,7 +121,8 @@ class HybridMatcher(ScoredMatcher):
     def __init__(self, graph: ModuleGraph, parts: dict, weights: dict[str, float], *, fusion: str = "linear",
                  calibrator: Calibrator | None = None, notes: list[str] | None = None,
                  mentions: MentionIndex | None = None, coverage: Coverage | None = None,
-                 rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT):
+                 rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT,
+                 operating: dict | None = None):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
@@ -130,6 +132,8 @@ class HybridMatcher(ScoredMatcher):
         self.coverage = coverage
         self.rank_calibrator = rank_calibrator
         self.mention_weight = mention_weight
+        # the threshold that gave LABEL_PRECISION top-1 precision on the held-out history, and its coverage
+        self.operating = operating
         self._last: tuple[str, dict[str, np.ndarray]] | None = None
 
     def part_scores(self, text: str) -> dict[str, np.ndarray]:
@@ -219,6 +223,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     part_cals: dict[str, Calibrator] = {}
     mentions = MentionIndex(graph, ids)
     rank_cal = None
+    operating: dict | None = None
     if val:
         g_train = with_history(graph, train)
         vparts = {n: (full_parts[n] if n == "dense" else _build_part(n, g_train, opts)) for n in defaults}
@@ -250,7 +255,13 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             cal = Calibrator.fit(fused[rows, top], gold[rows, top])
             if "lexical" in vparts:
                 val_cov = Coverage(vparts["lexical"].docs)
-                rank_cal = RankCalibrator.fit(fused, gold, [val_cov(h.text) for h in val])
+                covs = [val_cov(h.text) for h in val]
+                rank_cal = RankCalibrator.fit(fused, gold, covs)
+                if rank_cal is not None:
+                    conf = [float(rank_cal.predict(fused[r], covs[r])[top[r]]) for r in rows]
+                    thr, cov_, prec = operating_point(conf, gold[rows, top], LABEL_PRECISION)
+                    operating = {"precision_target": LABEL_PRECISION, "threshold": round(thr, 4),
+                                 "coverage": round(cov_, 4), "precision": round(prec, 4), "held_out": len(val)}
     for n in defaults:
         if n not in full_parts:
             full_parts[n] = _build_part(n, graph, opts)
@@ -259,7 +270,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     coverage = Coverage(full_parts["lexical"].docs) if "lexical" in full_parts else None
     return HybridMatcher(graph, {n: full_parts[n] for n in defaults}, final_w, fusion=fusion, calibrator=cal,
                          notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
-                         mention_weight=mention_weight)
+                         mention_weight=mention_weight, operating=operating)
 
 
 @register("hybrid")

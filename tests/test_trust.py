@@ -80,11 +80,11 @@ def trained(tmp_path_factory):
         git("commit", "-qm", text, env={**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
     g = index(root, Store(tmp_path_factory.mktemp("store") / "db.sqlite")).graph
     assert len(g.history) >= 150
-    return g, create("hybrid", g), later
+    return g, create("hybrid", g), later, root
 
 
 def test_an_exact_symbol_or_file_mention_ranks_its_module_first(trained):
-    g, m, _ = trained
+    g, m, _, _ = trained
     # the words say "network" (retry, socket timeout); the symbol it names is defined in ui
     res = m.match("ConvSimdGroupShader retry socket timeout", k=3)
     assert res[0].module == "ui" and any(e.startswith("mentions: ConvSimdGroupShader") for e in res[0].evidence)
@@ -94,7 +94,7 @@ def test_an_exact_symbol_or_file_mention_ranks_its_module_first(trained):
 
 
 def test_confidences_are_distinct_and_monotone_across_ranks(trained):
-    _, m, later = trained
+    _, m, later, _ = trained
     for text, _ in later[:20]:
         conf = [x.confidence for x in m.match(text, k=5)]
         assert all(a > b for a, b in zip(conf, conf[1:])), conf
@@ -104,7 +104,7 @@ def test_confidences_are_distinct_and_monotone_across_ranks(trained):
 
 
 def test_foreign_text_and_noise_get_no_confident_answer(trained):
-    _, m, later = trained
+    _, m, later, _ = trained
     own = [m.match(t, k=1)[0].confidence for t, _ in later]
     foreign = ["asdf qwer zxcv", "x", "The refund amount is wrong on invoices for enterprise customers",
                "Quarterly payroll export misses the overtime column", "Recipe app: the oven timer never rings"]
@@ -116,7 +116,7 @@ def test_foreign_text_and_noise_get_no_confident_answer(trained):
 
 
 def test_a_threshold_chosen_on_held_out_history_reproduces_its_precision(trained):
-    g, m, later = trained
+    g, m, later, _ = trained
     # choose on the last slice of the past (what `modmatch eval` does), check on the changes that came after
     past = sorted(g.history, key=lambda h: h.date)[-40:]
     conf = [m.match(h.text, k=1)[0].confidence for h in past]
@@ -126,3 +126,56 @@ def test_a_threshold_chosen_on_held_out_history_reproduces_its_precision(trained
     answered = [(m.match(t, k=1)[0], gold) for t, gold in later]
     kept = [a.module == gold for a, gold in answered if a.confidence >= thr]
     assert kept and np.mean(kept) >= 0.9 - 0.1  # within sampling noise of the chosen precision
+
+
+def test_the_labeller_gives_no_module_to_another_projects_issue(trained, tmp_path, monkeypatch):
+    """Through the real webhook and PyGithub against the local fake GitHub: a foreign issue gets neither a label nor
+    a comment; an issue about this repository gets its label."""
+    import json as _json
+    import shutil
+
+    from bot.github.client import GitHubClients
+    from bot.github.router import Options
+    from bot.github.verify import sign
+    from bot.github.webhook import Webhook
+    from bot.state import AppState, RepoState
+    from fakes.github_api import TOKEN, FakeGitHub
+
+    _, _, _, source = trained
+    root = tmp_path / "served"
+    shutil.copytree(source, root)
+    st = AppState()
+    rs = st.add(RepoState("core", root, matcher="hybrid"))
+    index(root, rs.store, full=True)
+    monkeypatch.setenv("MODMATCH_GITHUB_WEBHOOK_SECRET", "s")
+    with FakeGitHub() as gh:
+        gh.add_repo("acme/app")
+        hook = Webhook(st, clients=GitHubClients(base_url=gh.url, token=TOKEN, retries=0, seconds_between_requests=0,
+                                                 seconds_between_writes=0), options=Options(threshold=0.5),
+                       autostart=False)
+        results = {}
+        for n, title in [(1, "Refund amounts are wrong on enterprise invoices"),
+                         (2, "TLS handshake socket timeout when the proxy retry backoff fails")]:
+            gh.repos["acme/app"].issues[n] = {"title": title, "body": "", "labels": []}
+            body = _json.dumps({"action": "opened", "issue": {"number": n, "title": title, "body": "", "labels": []},
+                                "repository": {"full_name": "acme/app"},
+                                "sender": {"login": "alice", "type": "User"}}).encode()
+            assert hook.handle({"x-github-event": "issues", "x-github-delivery": f"d{n}",
+                                "x-hub-signature-256": sign(body, "s")}, body)[0] == 202
+            assert hook.process_next()
+            results[n] = _json.loads(hook.db.delivery(f"d{n}")["detail"])[0]
+        assert results[1]["labels"] == [] and "not about this repository" in results[1]["no_module"]
+        assert gh.repos["acme/app"].issues[1]["labels"] == [] and not gh.requests("POST", "/repos/acme/app/issues/1/comments")
+        assert gh.repos["acme/app"].issues[2]["labels"] == ["module:network"], results[2]
+
+
+def test_eval_prints_the_precision_coverage_trade():
+    from bot.eval_cmd import operating_points
+    from inference.evaluate import EvalReport, MatcherRun
+    from inference.metrics import CaseResult
+
+    results = [CaseResult(("a",), ["a", "b"], [0.9, 0.1])] * 6 + [CaseResult(("a",), ["b", "a"], [0.4, 0.3])] * 4
+    text = operating_points(EvalReport([MatcherRun("hybrid", {}, results, 0.0, 0.0)], len(results)))
+    row = next(line for line in text.splitlines() if line.startswith("| hybrid"))
+    assert "≥ 0.90, 60%" in row  # 95 % precision: only the six right answers at 0.9 are kept
+    assert row.count("≥ 0.90, 60%") == 4  # even 80 % cannot take in the 0.4s (60 % precision with them)

@@ -60,9 +60,13 @@ def label_issue(event: Event, ctx: Context) -> dict:
         answer = rs.match(text, k=max(5, opts.max_labels))
     except BadInputError as e:
         return {"skipped": f"nothing to match: {e}"}
+    if answer.no_module:
+        log.info("github.labeler.no-module delivery=%s repo=%s issue=%s", event.delivery_id, full_name, number)
+        return {"labels": [], "no_module": answer.no_module}
     graph = rs.graph
     valid = [m for m in answer.matches if m.module in graph.modules]
-    confident = [m for m in valid if m.confidence >= opts.threshold][:opts.max_labels]
+    threshold = rs.label_threshold(opts.threshold)
+    confident = [m for m in valid if m.confidence >= threshold][:opts.max_labels]
     if confident:
         wanted = [(m.module, label_for(m.module, opts.label_prefix)) for m in confident]
         new = [(mid, name) for mid, name in wanted if name not in current]
@@ -86,7 +90,7 @@ def label_issue(event: Event, ctx: Context) -> dict:
     if opts.comment and valid and ctx.db.claim_comment(full_name, number):
         try:
             body = suggestions_comment(answer.__class__(valid, answer.matcher, answer.graph_version,
-                                                        answer.model_version), opts.label_prefix, opts.threshold)
+                                                        answer.model_version), opts.label_prefix, threshold)
             c = ctx.clients.repo(full_name, event.installation_id).get_issue(number).create_comment(body)
         except Exception:
             ctx.db.release_comment(full_name, number)  # not posted: a redelivery may try again

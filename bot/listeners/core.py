@@ -91,10 +91,9 @@ class SlackBot:
         kk = settings.get("slack_answer_k") or "3"
         self.k = k or (int(kk) if kk.isdigit() and int(kk) > 0 else 3)
         if threshold is None:
-            try:
-                threshold = float(settings.get("github_label_threshold") or 0.5)
-            except ValueError:
-                threshold = 0.5
+            from ..github.router import auto_or_number
+
+            threshold = auto_or_number(settings.get("github_label_threshold"))
         self.threshold = threshold
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modmatch-slack")
         self._pending: set[Future] = set()
@@ -195,7 +194,7 @@ class SlackBot:
             rs = self.state.repo(repo_name if repo_name in self.state.repos else None)
             ans = rs.match(text, k=self.k)
             self.db.set_answer(qid, [m.module for m in ans.matches])
-            out = blocks.answer_blocks(text, ans, rs.graph, repo=rs.name, question_id=qid, threshold=self.threshold)
+            out = blocks.answer_blocks(text, ans, rs.graph, repo=rs.name, question_id=qid, threshold=rs.label_threshold(self.threshold))
             fallback = "modmatch: " + (", ".join(m.module for m in ans.matches) or "no module matched")
         except BadInputError as e:
             out, fallback = blocks.error_blocks(f"I need a requirement to match: {e}. Try `/modmatch help`."), str(e)

@@ -43,7 +43,12 @@ async function loadRepos() {
 function showVersions(r) {
   if (!r) return;
   $("#versions").textContent = r.indexed
-    ? `graph ${r.graph_version} · commit ${(r.commit || "").slice(0, 10)} · model ${r.model_version || "none"}`
+    ? `graph ${r.graph_version} · commit ${(r.commit || "").slice(0, 10)} · model ${r.model_version || "none"}` +
+      (r.operating_point
+        ? ` · labels at ≥ ${Math.round(r.operating_point.threshold * 100)}% confidence ` +
+          `(precision ${Math.round(r.operating_point.precision * 100)}%, coverage ` +
+          `${Math.round(r.operating_point.coverage * 100)}% on ${r.operating_point.held_out} held-out changes)`
+        : "")
     : "not indexed yet";
 }
 
