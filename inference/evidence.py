@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from indexer.graph import ModuleGraph
-from indexer.text import words
+from indexer.text import glossary, words
 
 MAX_OWNERS = 2
 MIN_LEN = 4
@@ -106,6 +106,18 @@ class Coverage:
         ws = set(words(text))
         if not ws:
             return 0.0
-        known = sum(self.idf[w] for w in ws if w in self.idf)
-        total = known + self.unknown * sum(1 for w in ws if w not in self.idf)
+        gloss = glossary()
+        known = unknown = 0.0
+        for w in ws:
+            if w in self.idf:
+                known += self.idf[w]
+                continue
+            # a Chinese word the documents hold in English (卷积 → conv) is known: Chinese questions about an
+            # English repository are not foreign text
+            eq = [self.idf[e] for e in gloss.get(w, ()) if e in self.idf]
+            if eq:
+                known += max(eq)
+            else:
+                unknown += self.unknown
+        total = known + unknown
         return known / total if total > 0 else 0.0

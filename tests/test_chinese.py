@@ -163,3 +163,11 @@ def test_a_chinese_word_reaches_a_module_through_the_glossary_alone(matchers, na
     # links them to the English code (with nothing matched, ties would go to `converter`, first by name)
     top = matchers[name].match(query, k=1)[0]
     assert top.module == expected, top
+
+
+def test_chinese_words_known_in_english_count_as_covered(matchers):
+    from inference.evidence import Coverage
+
+    cov = Coverage(matchers["lexical"].docs)
+    assert cov("命令") > 0.9 and cov("卷积算子的内核需要优化") > 0.5  # the repository's words, asked in Chinese
+    assert cov("发票金额不对") < 0.1  # invoices: not this repository's subject in any language
