@@ -23,6 +23,12 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
     with errors():
         root = repo_root(path)
         repo = RepoState(root.name, root, matcher=matcher)  # "auto": the fine-tuned model if any, else hybrid
+        if repo.cold() and not as_json:  # no silent wait: say what is being built, once per graph version
+            from .clibase import console
+
+            with console.status(f"building the matcher of {root.name} for graph {repo.graph.version} "
+                                "(once per graph version; cached afterwards)…"):
+                repo.matcher()
         answer = repo.match(requirement, k=k)
         graph, name, matches = repo.graph, answer.matcher, answer.matches
         if as_json:

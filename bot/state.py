@@ -190,6 +190,17 @@ class RepoState:
                 self._matcher, self._matcher_label, self.model_version = matcher, label, model_version
             self.status, self.error = "ready", ""
 
+    def cold(self) -> bool:
+        """True when the retrieval matcher must be built from nothing (the first answer after an index or refresh
+        takes seconds to minutes; later ones load it from the cache)."""
+        from inference.cache import is_cached
+
+        with self._lock:
+            if self._matcher is not None:
+                return False
+        name = "hybrid" if self.matcher_name in ("auto", "lm-hybrid") else self.matcher_name
+        return not is_cached(name, self.graph, self.home / "cache" / "matchers" / self.store.path.stem)
+
     def _retrieval(self, graph: ModuleGraph, name: str = "hybrid"):
         return cached_matcher(name, graph, self.home / "cache" / "matchers" / self.store.path.stem)
 

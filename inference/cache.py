@@ -39,6 +39,11 @@ def _attach(matcher, graph: ModuleGraph) -> None:
         _attach(part, graph)
 
 
+def is_cached(name: str, graph: ModuleGraph, cache_dir: str | Path) -> bool:
+    """Whether `cached_matcher` would load `name` for this graph version instead of building it."""
+    return name not in CACHED or (Path(cache_dir) / f"{name}-{graph.version}-{code_version()}.pkl").is_file()
+
+
 def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, **opts):
     """`create(name, graph, **opts)`, through a pickle under `cache_dir` for the retrieval matchers."""
     if name not in CACHED:
