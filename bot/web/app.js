@@ -44,6 +44,7 @@ function showVersions(r) {
   if (!r) return;
   $("#versions").textContent = r.indexed
     ? `graph ${r.graph_version} · commit ${(r.commit || "").slice(0, 10)} · model ${r.model_version || "none"}` +
+      (r.status && r.status !== "ready" ? ` · matcher ${r.status}` : "") +
       (r.operating_point
         ? ` · labels at ≥ ${Math.round(r.operating_point.threshold * 100)}% confidence ` +
           `(precision ${Math.round(r.operating_point.precision * 100)}%, coverage ` +
