@@ -174,17 +174,6 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
 
-def segmented(text: str) -> str:
-    """The text with every CJK run replaced by its words, space-separated (for character n-gram features,
-    which otherwise run across Chinese word boundaries and stop words)."""
-    if not has_cjk(text):
-        return text
-    return _CJK_RUN.sub(lambda m: " " + " ".join(cjk_words(m.group(0))) + " ", text)
-
-
-_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
-
-
 def path_words(path: str) -> list[str]:
     out = []
     for comp in path.replace("\\", "/").split("/"):

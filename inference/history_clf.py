@@ -2,8 +2,9 @@
 
 Features: word 1–2 grams (from `indexer.text.words`, so identifiers are split and Chinese is cut into words),
 the English equivalents of the Chinese words (`bilingual.Bilingual`: glossary and pairs learned from this
-history, so Chinese and English changes share features) and character 2–5 grams within word boundaries
-(Chinese runs replaced by their space-separated words first). Rows: one per (past change, module it touched), with
+history, so Chinese and English changes share features) and character 2–5 grams within word boundaries (of the
+raw text: cutting them at Chinese word boundaries first was measured on amis, history Acc@1/Acc@3 0.500/0.757
+raw against 0.493/0.730 cut). Rows: one per (past change, module it touched), with
 weight 1/len(modules) halved for every HALF_LIFE_DAYS of the change's age (what a repository works on
 drifts: recent changes predict the next ones better), plus one synthetic row per module made of its path, name, aliases, keywords,
 description and symbol names, so modules that never changed can still be predicted (and a graph
@@ -18,7 +19,7 @@ import numpy as np
 
 from indexer.graph import ModuleGraph
 from indexer.records import Module
-from indexer.text import path_words, segmented, words
+from indexer.text import path_words, words
 
 from .base import register
 from .bilingual import Bilingual
@@ -58,10 +59,6 @@ class BilingualAnalyzer:
     def __call__(self, text: str) -> list[str]:
         ws = words(text)
         return ws + [a + " " + b for a, b in zip(ws, ws[1:])] + self.bilingual.english(ws)
-
-
-def char_preprocessor(text: str) -> str:
-    return segmented(text).lower()
 
 
 def example_text(subject: str, body: str) -> str:
@@ -109,7 +106,7 @@ class HistoryMatcher(ScoredMatcher):
         self.word_vec = TfidfVectorizer(analyzer=BilingualAnalyzer(self.bilingual), sublinear_tf=True, min_df=1,
                                         max_features=200_000)
         self.char_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1,
-                                        max_features=300_000, preprocessor=char_preprocessor)
+                                        max_features=300_000, lowercase=True)
         Xw = self.word_vec.fit_transform(texts)
         Xc = self.char_vec.fit_transform(texts)
         self.Xw = Xw
