@@ -38,6 +38,9 @@ def cli(verbose: bool) -> None:
     if not verbose:  # the libraries' own progress bars and notices are noise in a CLI that shows its own
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from indexer.text import configure_segmenter
+
+    configure_segmenter(settings.home() / "cache")  # jieba's dictionary cache beside the rest of the data
 
 
 def _print_index_result(res, as_json: bool) -> None:

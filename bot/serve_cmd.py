@@ -92,6 +92,12 @@ def serve_cmd(host: str | None, port: int | None, repos: tuple[str, ...], matche
     import uvicorn
 
     os.umask(0o077)  # databases, models, logs and their training subprocess's files: the service user's only
+    import threading
+
+    from indexer.text import segmenter
+
+    # the Chinese segmenter's dictionary loads in 1-4 s: not on the first Chinese question
+    threading.Thread(target=segmenter, name="load-segmenter", daemon=True).start()
 
     from .jobs import JobRunner
     from .service import create_app
