@@ -332,3 +332,43 @@ def test_training_onto_a_full_disk_fails_cleanly_and_keeps_serving(git_repo, ser
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(models)], capture_output=True)
+
+
+def test_truncated_and_corrupted_databases_at_restart_are_rebuilt(git_repo, services, capsys, _modmatch_home):
+    """The repository database is cut in half (then, second round, has pages overwritten) while the service is down:
+    the restart reports it, rebuilds from git, and answers again; feedback kept in the service database survives."""
+    from indexer.store import db_path_for
+
+    make_repo(git_repo)
+    svc = services(git_repo.root).start()
+    wait_for(svc.ready, 120, "readiness")
+    assert svc.post("/api/feedback", json={"text": "buttons in the dark theme", "modules": ["ui"]}).status_code == 201
+    svc.stop()
+    db = db_path_for(_modmatch_home, git_repo.root)
+    figures = []
+    for round_, damage in enumerate(("truncate", "overwrite"), 1):
+        import sqlite3
+
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        size = db.stat().st_size
+        with open(db, "r+b") as fh:
+            if damage == "truncate":
+                fh.truncate(size // 2 // 4096 * 4096)
+            else:
+                fh.seek(size // 2 // 4096 * 4096)
+                fh.write(os.urandom(3 * 4096))
+        t0 = time.time()
+        svc.start()
+        h = svc.get("/healthz").json()["repos"]["core"]
+        assert h.get("database_recoveries", 0) == round_, h
+        wait_for(svc.ready, 120, "readiness after the rebuild")
+        assert svc.post("/api/match", json={"text": "dark theme buttons"}).json()["matches"][0]["module"] == "ui"
+        assert f'modmatch_database_recoveries_total{{repo="core"}} {round_}' in svc.get("/metrics").text
+        figures.append(f"{damage}: rebuilt and ready in {time.time() - t0:.1f} s")
+        svc.stop()
+    from bot.feedback import FeedbackLog
+
+    assert FeedbackLog(f"sqlite:///{_modmatch_home / 'service.db'}").count(db.stem) == 1
+    _report(capsys, "damaged database at restart: " + "; ".join(figures) + "; feedback kept")
