@@ -20,7 +20,7 @@ from rich.tree import Tree
 
 from . import settings
 from .ask_cmd import ask_cmd
-from .clibase import ModmatchError, console, errors, open_store, out, progress_bar, repo_root  # noqa: F401 (re-exported)
+from .clibase import console, errors, open_store, out, progress_bar, repo_root
 from .eval_cmd import eval_cmd
 from .serve_cmd import doctor_cmd, hooks_group, serve_cmd
 from .train_cmd import train_cmd

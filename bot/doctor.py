@@ -88,21 +88,22 @@ def _repos(items) -> list[Check]:
 def _commands() -> list[Check]:
     """The commands the service starts by itself (training jobs, the hooks' fallback) must start: run them."""
     import shlex
+    import shutil
     import subprocess
     import sys
 
     out = []
     tmpl = settings.get("train_command")
-    train = shlex.split(tmpl.replace("{path}", ".")) if tmpl else [sys.executable, "-m", "bot.cli", "train", "--help"]
-    for label, cmd in (("training command", train if tmpl else train),
-                       ("hook fallback", [sys.executable, "-m", "bot.cli", "refresh", "--help"]),
-                       ("hook helper", [sys.executable, "-m", "bot.hooks", "--help"])):
-        if tmpl and label == "training command":
-            exe = shutil_which(cmd[0]) if cmd else None
-            out.append(Check(label, "ok" if exe else "fail",
-                             f"MODMATCH_TRAIN_COMMAND runs {cmd[0]}" if exe else
-                             f"MODMATCH_TRAIN_COMMAND: {cmd[0] if cmd else '(empty)'} is not an executable"))
-            continue
+    if tmpl:  # an operator's own trainer: it must at least be an executable (running it would train)
+        exe = (shlex.split(tmpl) or [""])[0]
+        ok = bool(exe) and shutil.which(exe) is not None
+        out.append(Check("training command", "ok" if ok else "fail", f"MODMATCH_TRAIN_COMMAND runs {exe}" if ok else
+                         f"MODMATCH_TRAIN_COMMAND: {exe or '(empty)'} is not an executable"))
+    commands = [("hook fallback", [sys.executable, "-m", "bot.cli", "refresh", "--help"]),
+                ("hook helper", [sys.executable, "-m", "bot.hooks", "--help"])]
+    if not tmpl:
+        commands.insert(0, ("training command", [sys.executable, "-m", "bot.cli", "train", "--help"]))
+    for label, cmd in commands:
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
             ok = r.returncode == 0
@@ -112,12 +113,6 @@ def _commands() -> list[Check]:
         out.append(Check(label, "ok" if ok else "fail",
                          f"`{' '.join(cmd[1:4])}` starts" if ok else f"`{' '.join(cmd[:4])}` fails: {why}"))
     return out
-
-
-def shutil_which(name: str) -> str | None:
-    import shutil
-
-    return shutil.which(name) if "/" not in name else (name if os.access(name, os.X_OK) else None)
 
 
 def _exposure() -> list[Check]:

@@ -65,7 +65,7 @@ def recorded_env() -> dict[str, str]:
     """What a hook must know that git's environment may not carry: the data folder, and where the API token is
     kept (the path of the token file, never the token itself)."""
     env = {"MODMATCH_HOME": str(settings.home().resolve())}
-    for name in ("MODMATCH_API_TOKEN_FILE", "MODMATCH_HOOK_LOG", "MODMATCH_DATABASE_URL_FILE"):
+    for name in ("MODMATCH_API_TOKEN_FILE", "MODMATCH_HOOK_LOG"):
         v = os.environ.get(name)
         if v:
             env[name] = str(Path(v).expanduser().resolve())

@@ -66,10 +66,7 @@ def database_url(home: Path | None = None) -> str:
 
 
 def _int_setting(name: str) -> int:
-    try:
-        return int(float(settings.get(name) or 0))
-    except ValueError:
-        return 0
+    return settings.get_int(name, 0)
 
 
 def _iso(ts: float | None) -> str | None:

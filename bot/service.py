@@ -178,12 +178,17 @@ async def _json_body(request: Request, allow_empty: bool = False) -> dict:
     return data
 
 
+def _bearer_matches(request: Request, tokens: list[str]) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    given_b = given.strip().encode("utf-8", "replace")
+    return scheme.lower() == "bearer" and any(hmac.compare_digest(given_b, t.encode()) for t in tokens)
+
+
 def _require_token(request: Request) -> None:
     expected = request.app.state.api_token or settings.get("api_token")
     if not expected:
         raise ApiError(403, "writes are disabled: no api_token is configured on the server")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if not _bearer_matches(request, [expected]):
         raise ApiError(401, "missing or wrong API token", {"WWW-Authenticate": "Bearer"})
 
 
@@ -197,9 +202,7 @@ def _require_read(request: Request) -> None:
         raise ApiError(403, "reads are closed: this service listens beyond loopback and no read_token (or "
                             "api_token) is configured; set MODMATCH_READ_TOKEN_FILE, or MODMATCH_OPEN_READS=true "
                             "for an open intranet")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    given_b = given.strip().encode("utf-8", "replace")
-    if scheme.lower() != "bearer" or not any(hmac.compare_digest(given_b, t.encode()) for t in tokens):
+    if not _bearer_matches(request, tokens):
         raise ApiError(401, "missing or wrong token (reads need the read or API token)", {"WWW-Authenticate": "Bearer"})
 
 

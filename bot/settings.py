@@ -127,6 +127,25 @@ def get_bool(name: str) -> bool:
     return (get(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def get_int(name: str, default: int = 0) -> int:
+    """The setting as an integer ("2.0" reads as 2); `default` when unset or not a number."""
+    try:
+        return int(float(get(name) or default))
+    except ValueError:
+        return default
+
+
+def get_auto_float(name: str) -> float | None:
+    """`auto` (or unset) -> None; a number -> that number; anything else -> None (doctor reports it)."""
+    v = (get(name) or "auto").strip().lower()
+    if v == "auto":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
 def home() -> Path:
     """The data directory (created on first use)."""
     h = get("home")

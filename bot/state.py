@@ -199,10 +199,14 @@ class RepoState:
             if self._matcher is not None:
                 return False
         name = "hybrid" if self.matcher_name in ("auto", "lm-hybrid") else self.matcher_name
-        return not is_cached(name, self.graph, self.home / "cache" / "matchers" / self.store.path.stem)
+        return not is_cached(name, self.graph, self._cache_dir)
+
+    @property
+    def _cache_dir(self) -> Path:
+        return self.home / "cache" / "matchers" / self.store.path.stem
 
     def _retrieval(self, graph: ModuleGraph, name: str = "hybrid"):
-        return cached_matcher(name, graph, self.home / "cache" / "matchers" / self.store.path.stem)
+        return cached_matcher(name, graph, self._cache_dir)
 
     def _build_matcher(self, graph: ModuleGraph):
         name = self.matcher_name

@@ -35,11 +35,6 @@ def _distinctive(name: str) -> bool:
 class MentionIndex:
     def __init__(self, graph: ModuleGraph, ids: list[str]):
         owners: dict[str, set[str]] = defaultdict(set)
-        answer = set(ids)
-
-        def owner(mid: str) -> str | None:  # the answerable module a (possibly parent) module's file belongs to
-            return mid if mid in answer else None
-
         for mid in ids:
             m = graph.modules[mid]
             for f in m.files:
@@ -55,7 +50,7 @@ class MentionIndex:
                 owners[mid.lower()].add(mid)
             for p in m.paths:
                 if p and "/" in p:
-                    owners[p.lower().rstrip("/")].add(owner(mid) or mid)
+                    owners[p.lower().rstrip("/")].add(mid)
         self.owners = {k: tuple(sorted(v)) for k, v in owners.items() if len(v) <= MAX_OWNERS and len(k) >= MIN_LEN}
 
     def find(self, text: str) -> dict[str, list[str]]:

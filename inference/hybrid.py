@@ -155,6 +155,7 @@ class HybridMatcher(ScoredMatcher):
         # the threshold that gave LABEL_PRECISION top-1 precision on the held-out history, and its coverage
         self.operating = operating
         self._last: tuple[str, dict[str, np.ndarray]] | None = None
+        self._last_cov: tuple[str, float] | None = None
 
     def part_scores(self, text: str) -> dict[str, np.ndarray]:
         if self._last is not None and self._last[0] == text:
@@ -179,7 +180,7 @@ class HybridMatcher(ScoredMatcher):
         if not self.ids:
             return []
         s = np.asarray(self.scores(text), dtype=np.float64)
-        cov = self.coverage(text)
+        cov = self._coverage_of(text)
         conf = ranked_confidences(self.rank_calibrator, self.probs(self.fused(text)), cov, self.rank(s)[: max(1, k)])
         out = []
         for i, c in zip(self.rank(s)[: max(1, k)], conf):
@@ -189,9 +190,17 @@ class HybridMatcher(ScoredMatcher):
             out[0].evidence.insert(0, f"not about this repository: coverage {cov:.2f} < {self.rank_calibrator.min_coverage:.2f}")
         return out
 
+    def _coverage_of(self, text: str) -> float:
+        """`coverage(text)`, remembered for the last text: the service asks `match` then `assess` of one text."""
+        last = self._last_cov
+        if last is None or last[0] != text:
+            last = (text, self.coverage(text))
+            self._last_cov = last
+        return last[1]
+
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
-        cov = self.coverage(clean_text(text)) if self.coverage is not None else 1.0
+        cov = self._coverage_of(clean_text(text)) if self.coverage is not None else 1.0
         rc = self.rank_calibrator
         return {"coverage": round(cov, 4), "min_coverage": round(rc.min_coverage, 4) if rc else 0.0,
                 "abstain": bool(rc and rc.abstains(cov))}

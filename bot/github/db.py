@@ -118,10 +118,13 @@ class GitHubDB:
                                     "WHERE status='queued' AND next_at<=? ORDER BY next_at, received_at LIMIT 1",
                                     (now,)).fetchone()
             if row is None:
-                nxt = self.conn.execute("SELECT MIN(next_at) FROM deliveries WHERE status='queued'").fetchone()[0]
-                return None, nxt
+                return None, self.next_due_at()
             self.conn.execute("UPDATE deliveries SET status='processing' WHERE id=?", (row[0],))
         return dict(zip(("id", "event", "action", "repo", "payload", "attempts"), row)), None
+
+    def next_due_at(self) -> float | None:
+        """When the earliest queued delivery is due (a read; claims nothing)."""
+        return self.conn.execute("SELECT MIN(next_at) FROM deliveries WHERE status='queued'").fetchone()[0]
 
     def retry_delivery(self, delivery_id: str, at: float, detail: str) -> None:
         with self._tx():

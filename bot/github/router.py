@@ -45,17 +45,6 @@ class Router:
 router = Router()
 
 
-def auto_or_number(value: str | None) -> float | None:
-    """`auto` (or unset) -> None; a number -> that number; anything else -> None (doctor reports it)."""
-    v = (value or "auto").strip().lower()
-    if v == "auto":
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        return None
-
-
 def repo_map(value: str | None) -> dict[str, str]:
     """'owner/name=repo,owner/other=repo2' → {'owner/name': 'repo', ...} (keys lower-cased)."""
     out: dict[str, str] = {}
@@ -84,7 +73,7 @@ class Options:
                 return default
 
         return cls(label_prefix=settings.get("github_label_prefix") or "module:",
-                   threshold=auto_or_number(settings.get("github_label_threshold")), max_labels=max(1, int(num("github_max_labels", 2))),
+                   threshold=settings.get_auto_float("github_label_threshold"), max_labels=max(1, int(num("github_max_labels", 2))),
                    comment=(settings.get("github_comment") or "true").strip().lower() in ("1", "true", "yes", "on"),
                    repos=repo_map(settings.get("github_repos")))
 

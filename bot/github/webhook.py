@@ -41,7 +41,7 @@ class Webhook:
         self.state = state
         self._clients, self._db, self._options, self._secret = clients, db, options, secret
         self.router = router or default_router
-        self.max_attempts = max_attempts if max_attempts is not None else _int(settings.get("github_attempts"), 6)
+        self.max_attempts = max_attempts if max_attempts is not None else max(1, settings.get_int("github_attempts", 6))
         self.retry_base, self.retry_cap, self.autostart = retry_base, retry_cap, autostart
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -119,7 +119,7 @@ class Webhook:
                 self._wake.clear()
 
     def _idle_wait(self) -> float:
-        _, nxt = self.db.next_due(-1.0)  # nothing is due at -1: this only asks when the next one is
+        nxt = self.db.next_due_at()
         return 5.0 if nxt is None else min(5.0, max(0.01, nxt - time.time()))
 
     def process_next(self, now: float | None = None) -> bool:
@@ -146,13 +146,6 @@ class Webhook:
         self.db.finish_delivery(event.delivery_id, "done", json.dumps(results, default=str))
         log.info("github.webhook.processed delivery=%s event=%s action=%s", event.delivery_id, event.name, event.action)
         return True
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return max(1, int(value)) if value else default
-    except ValueError:
-        return default
 
 
 def github_routes(state, **kwargs) -> list[Route]:

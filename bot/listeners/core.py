@@ -91,9 +91,7 @@ class SlackBot:
         kk = settings.get("slack_answer_k") or "3"
         self.k = k or (int(kk) if kk.isdigit() and int(kk) > 0 else 3)
         if threshold is None:
-            from ..github.router import auto_or_number
-
-            threshold = auto_or_number(settings.get("github_label_threshold"))
+            threshold = settings.get_auto_float("github_label_threshold")
         self.threshold = threshold
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modmatch-slack")
         self._pending: set[Future] = set()
