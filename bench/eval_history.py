@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.evaluate import DEFAULT_MATCHERS, evaluate, format_table, history_split, write_report  # noqa: E402
+from inference.base import default_eval_names  # noqa: E402
+from inference.evaluate import evaluate, format_table, history_split, write_report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("repo")
     ap.add_argument("--cutoff", required=True, help="commit or date (YYYY-MM-DD)")
     ap.add_argument("--report", help="write report.md, metrics.json and plots here")
-    ap.add_argument("--matcher", action="append", help="default: " + ", ".join(DEFAULT_MATCHERS))
+    ap.add_argument("--matcher", action="append", help="default: " + ", ".join(default_eval_names()))
     ap.add_argument("--max-cases", type=int, default=None, help="only the first N changes after the cut-off")
     ap.add_argument("--store-dir", default=None, help="keep the cut-off index here (default: a temporary folder)")
     ap.add_argument("--json", action="store_true")
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cut-off {split.cutoff[:10]} ({split.cutoff_date}): {len(g.leaf_ids())} modules, "
           f"{len(g.history)} training changes, {len(cases)} cases; split in {time.perf_counter() - t0:.1f}s",
           file=sys.stderr)
-    rep = evaluate(g, cases, a.matcher or list(DEFAULT_MATCHERS),
+    rep = evaluate(g, cases, a.matcher,
                    info={"repo": a.repo, "cutoff": split.cutoff, "cutoff_date": split.cutoff_date,
                          "training_history": len(g.history), "modules": len(g.leaf_ids())})
     if a.report:

@@ -17,6 +17,8 @@ from .clibase import errors, out
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: bool) -> None:
     """Rank the modules a REQUIREMENT touches, with confidence and evidence."""
+    from inference.base import capabilities
+
     from .clibase import repo_root
     from .state import RepoState
 
@@ -38,7 +40,7 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
                                                for x in matches]}, indent=1, ensure_ascii=False))
             return
         out.print(f"[dim]matcher: {name}" + (f" (model {answer.model_version})" if answer.model_version else "")
-                  + ("" if name.startswith("lm") else
+                  + ("" if capabilities(name).needs_model else
                      f" — not using a fine-tuned model: {repo.no_model_reason or 'none trained yet (modmatch train)'}")
                   + "[/]", markup=True, highlight=False)
         if answer.no_module:

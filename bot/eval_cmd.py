@@ -44,14 +44,15 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
 def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str | None, matchers: tuple[str, ...],
              as_json: bool, report_dir: str | None, k: int, max_cases: int | None) -> None:
     """Accuracy of matchers: Acc@1/3/5, MRR, calibration, per-module recall."""
-    from inference.evaluate import DEFAULT_MATCHERS, evaluate, format_table, history_split, load_cases, write_report
+    from inference.base import capabilities, default_eval_names
+    from inference.evaluate import evaluate, format_table, history_split, load_cases, write_report
 
     with errors():
         if bool(cases_file) == bool(use_history):
             raise ModmatchError("give either --cases FILE.jsonl or --history --cutoff COMMIT|DATE")
-        names = list(matchers) or list(DEFAULT_MATCHERS)
+        names = list(matchers) or default_eval_names()
         opts = {"embedding_model": settings.get("embedding_model"), "cache_dir": str(settings.home() / "cache")}
-        lm_names = [n for n in names if n.startswith("lm")]
+        lm_names = [n for n in names if capabilities(n).needs_model]
         if use_history:
             if not cutoff:
                 raise ModmatchError("--history needs --cutoff COMMIT|DATE")

@@ -100,17 +100,6 @@ def start_socket_mode(app) -> object:
     return handler
 
 
-def main(state) -> None:  # pragma: no cover - needs Slack
-    """Run the Slack app alone in Socket Mode (the HTTP service mounts `slack_routes` instead in HTTP mode)."""
-    app, _ = build_app(state, mode="socket")
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    app_token = settings.get("slack_app_token")
-    if not app_token:
-        raise SlackConfigError("Socket Mode needs MODMATCH_SLACK_APP_TOKEN")
-    SocketModeHandler(app, app_token).start()
-
-
 def routes(state) -> list:
     """What the HTTP service mounts for Slack (`bot.serve_cmd.extra_routes`): in HTTP mode POST /slack/events;
     in Socket Mode no route — the connection is opened here, in the background. No bot token: Slack is off."""

@@ -20,7 +20,7 @@ from typing import Callable
 from indexer.errors import NotIndexedError
 from indexer.graph import ModuleGraph
 from indexer.store import Store, db_path_for, quarantined
-from inference.base import Match, clean_text, create
+from inference.base import Match, capabilities, clean_text, create
 from inference.cache import cached_matcher
 from inference.errors import ModelNotFoundError
 
@@ -228,7 +228,7 @@ class RepoState:
                 log.info("state.no-model repo=%s reason=%s", self.name, e)
                 self.no_model_reason = str(e)
                 name = "hybrid"
-        if name.startswith("lm"):
+        if capabilities(name).needs_model:
             m = create(name, graph, model_dir=self.models_dir)
         else:
             m = self._retrieval(graph, name)

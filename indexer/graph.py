@@ -1,4 +1,4 @@
-"""The module knowledge graph: modules as nodes, containment and dependency edges (networkx).
+"""The module knowledge graph: modules as nodes, containment and dependency edges.
 
 A module's local attributes (files, symbols, description, terms, stats) are a pure function of its
 *fingerprint* (its spec, its files' paths and content ids, the parser); whole-graph attributes
@@ -12,8 +12,6 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from typing import Any, Iterable
-
-import networkx as nx
 
 from .config import RepoConfig
 from .describe import describe, keyword_index, keywords, module_terms
@@ -32,16 +30,7 @@ class ModuleGraph:
                  commit: str | None = None, specs: list[ModuleSpec] | None = None, version: str | None = None):
         self.modules = dict(sorted(modules.items()))
         self.commit = commit
-        self.g = nx.DiGraph()
-        for mid, m in self.modules.items():
-            self.g.add_node(mid)
-        for mid, m in self.modules.items():
-            if m.parent is not None:
-                self.g.add_edge(m.parent, mid, kind="contains", weight=1)
         self.depends = dict(sorted(depends.items()))
-        for (a, b), w in self.depends.items():
-            if not self.g.has_edge(a, b):
-                self.g.add_edge(a, b, kind="depends", weight=w)
         self.keyword_index = keyword_index(self.modules)
         self._specs = specs if specs is not None else [
             ModuleSpec(m.id, tuple(m.paths), m.explicit) for m in self.modules.values()]

@@ -46,12 +46,27 @@ class Matcher(Protocol):
 
 
 Factory = Callable[..., Matcher]
-_REGISTRY: dict[str, Factory] = {}
 
 
-def register(name: str) -> Callable[[Factory], Factory]:
+@dataclass(frozen=True)
+class Capabilities:
+    """What a matcher declares when it registers, so callers never guess from its name."""
+
+    needs_model: bool = False  # loads a fine-tuned model (takes model_dir= / runtime=, not the retrieval options)
+    cacheable: bool = True  # its built state may be pickled and reloaded (inference/cache.py)
+    default_eval: bool = False  # part of the set `modmatch eval` scores when no --matcher is given
+
+
+_REGISTRY: dict[str, tuple[Factory, Capabilities]] = {}
+
+
+def register(name: str, *, needs_model: bool = False, cacheable: bool | None = None,
+             default_eval: bool = False) -> Callable[[Factory], Factory]:
+    """Register a factory under `name`; a matcher that needs a model is never cached unless it says so."""
+    caps = Capabilities(needs_model, (not needs_model) if cacheable is None else cacheable, default_eval)
+
     def deco(fn: Factory) -> Factory:
-        _REGISTRY[name] = fn
+        _REGISTRY[name] = (fn, caps)
         return fn
 
     return deco
@@ -62,20 +77,34 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def capabilities(name: str) -> Capabilities:
+    return _entry(name)[1]
+
+
+def default_eval_names() -> list[str]:
+    """The matchers `modmatch eval` scores by default, in the order they registered."""
+    _load_builtins()
+    return [n for n, (_, caps) in _REGISTRY.items() if caps.default_eval]
+
+
 def create(name: str, graph: ModuleGraph, **opts) -> Matcher:
+    return _entry(name)[0](graph, **opts)
+
+
+def _entry(name: str) -> tuple[Factory, Capabilities]:
     _load_builtins()
     try:
-        factory = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise UnknownMatcherError(f"no matcher named {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(graph, **opts)
 
 
 def _load_builtins() -> None:
     """Import the built-in matcher modules so their @register calls run."""
     import importlib
 
-    for mod in ("inference.lexical", "inference.dense", "inference.history_clf", "inference.hybrid", "inference.lm_matcher"):
+    for mod in ("inference.lexical", "inference.history_clf", "inference.dense", "inference.hybrid",
+                "inference.lm_matcher"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -104,22 +133,3 @@ def clean_text(text: str | bytes, limit: int = MAX_TEXT_CHARS) -> str:
         tail = limit - head
         text = text[:head] + "\n…\n" + text[-tail:]
     return text
-
-
-def default_matcher_name(graph: ModuleGraph | None = None) -> str:
-    """"lm" when that matcher is registered and says a model exists for this graph, else "hybrid".
-
-    The hook: `inference.lm_matcher` may define `has_model(graph) -> bool`.
-    """
-    _load_builtins()
-    if "lm" in _REGISTRY:
-        import importlib
-
-        try:
-            mod = importlib.import_module("inference.lm_matcher")
-            has_model = getattr(mod, "has_model", None)
-            if has_model is not None and has_model(graph):
-                return "lm"
-        except Exception:  # a broken optional matcher must not break `ask`
-            pass
-    return "hybrid"

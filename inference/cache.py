@@ -15,10 +15,9 @@ from pathlib import Path
 
 from indexer.graph import ModuleGraph
 
-from .base import create
+from .base import capabilities, create
 
 log = logging.getLogger(__name__)
-CACHED = ("lexical", "history", "dense", "hybrid")
 _CODE = ("base.py", "scoring.py", "calibration.py", "lexical.py", "dense.py", "history_clf.py", "hybrid.py", "cache.py",
          "bilingual.py", "evidence.py")
 _INDEXER_CODE = ("text.py", "zh_terms.tsv")  # how words are cut, and the glossary
@@ -41,12 +40,12 @@ def _attach(matcher, graph: ModuleGraph) -> None:
 
 def is_cached(name: str, graph: ModuleGraph, cache_dir: str | Path) -> bool:
     """Whether `cached_matcher` would load `name` for this graph version instead of building it."""
-    return name not in CACHED or (Path(cache_dir) / f"{name}-{graph.version}-{code_version()}.pkl").is_file()
+    return not capabilities(name).cacheable or (Path(cache_dir) / f"{name}-{graph.version}-{code_version()}.pkl").is_file()
 
 
 def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, **opts):
     """`create(name, graph, **opts)`, through a pickle under `cache_dir` for the retrieval matchers."""
-    if name not in CACHED:
+    if not capabilities(name).cacheable:
         return create(name, graph, **opts)
     folder = Path(cache_dir)
     path = folder / f"{name}-{graph.version}-{code_version()}.pkl"

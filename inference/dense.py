@@ -177,7 +177,7 @@ class DenseMatcher(ScoredMatcher):
         return ev
 
 
-@register("dense")
+@register("dense", default_eval=True)
 def _make(graph: ModuleGraph, *, calibrate: bool = True, **opts) -> DenseMatcher:
     m = DenseMatcher(graph, **opts)
     if calibrate:

@@ -26,14 +26,12 @@ from typing import Callable, Sequence
 from indexer.graph import ModuleGraph
 from indexer.records import HistoryExample
 
-from .base import clean_text, create
+from .base import capabilities, clean_text, create, default_eval_names
 from .errors import BadInputError, CasesError, InferenceError
 from .metrics import CaseResult, compute_metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MATCHERS = ("lexical", "history", "dense", "hybrid")
-RETRIEVAL_MATCHERS = frozenset(DEFAULT_MATCHERS)  # the ones that accept the shared retrieval options
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?([+-]\d{2}:?\d{2}|Z)?$")
 
 
@@ -208,16 +206,18 @@ def run_matcher(matcher, cases: Sequence[Case], k: int = 5) -> list[CaseResult]:
     return out
 
 
-def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] = DEFAULT_MATCHERS, *,
+def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] | None = None, *,
              k: int = 5, opts: dict | None = None, progress: Callable[[str, int, int], None] | None = None,
              info: dict | None = None, lm_opts: dict | None = None) -> EvalReport:
-    """Build each matcher on `graph` and score it on `cases`. A matcher that fails to build is reported, not fatal."""
+    """Build each matcher on `graph` and score it on `cases` (default: the matchers registered for eval). A matcher
+    that fails to build is reported, not fatal."""
     k = max(k, 5)
+    matchers = list(matchers) if matchers else default_eval_names()
     runs = []
     for name in matchers:
         t0 = time.perf_counter()
         try:
-            m = create(name, graph, **((opts or {}) if name in RETRIEVAL_MATCHERS else (lm_opts or {})))
+            m = create(name, graph, **((lm_opts or {}) if capabilities(name).needs_model else (opts or {})))
         except InferenceError as e:
             if len(matchers) == 1:
                 raise

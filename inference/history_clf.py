@@ -185,7 +185,7 @@ class HistoryMatcher(ScoredMatcher):
         return ev
 
 
-@register("history")
+@register("history", default_eval=True)
 def _make(graph: ModuleGraph, *, calibrate: bool = True, **opts) -> HistoryMatcher:
     cal = self_calibrate(HistoryMatcher, graph, uses_history=True, **opts) if calibrate else None
     return HistoryMatcher(graph, calibrator=cal, **opts)

@@ -59,7 +59,7 @@ def _build_part(name: str, graph: ModuleGraph, opts: dict):
     return cls(graph, **opts)
 
 
-def fuse(dists: dict[str, np.ndarray], weights: dict[str, float], fusion: str = "linear") -> np.ndarray:
+def fuse_distributions(dists: dict[str, np.ndarray], weights: dict[str, float], fusion: str = "linear") -> np.ndarray:
     """Fuse per-part distributions (arrays of shape (..., n_modules))."""
     total = sum(weights.get(n, 0.0) for n in dists) or 1.0
     out = None
@@ -127,7 +127,7 @@ def tune_weights(dists: dict[str, np.ndarray], gold: np.ndarray, defaults: dict[
         if abs(sum(combo) - 1.0) > 1e-6:
             continue
         w = dict(zip(names, combo))
-        score = _objective(fuse(dists, w, fusion), gold)
+        score = _objective(fuse_distributions(dists, w, fusion), gold)
         # prefer weights near the defaults when scores tie
         score -= 1e-3 * sum(abs(w[n] - defaults.get(n, 0)) for n in names)
         if score > best:
@@ -167,7 +167,7 @@ class HybridMatcher(ScoredMatcher):
     def fused(self, text: str) -> np.ndarray:
         """The parts' fused distribution, before mentions (what confidences are calibrated on)."""
         raw = self.part_scores(text)
-        return fuse({n: self.parts[n].probs(s) for n, s in raw.items()}, self.weights, self.fusion)
+        return fuse_distributions({n: self.parts[n].probs(s) for n, s in raw.items()}, self.weights, self.fusion)
 
     def scores(self, text: str) -> np.ndarray:
         return with_mentions(self.fused(text), self.mentions, text, self.index, self.mention_weight)
@@ -276,7 +276,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             final_w = {n: (n_val * tuned[n] + SHRINK * defaults[n]) / (n_val + SHRINK) for n in defaults}
             notes.append("weights tuned on %d held-out changes: %s" % (
                 n_val, ", ".join(f"{n}={w:.2f}" for n, w in final_w.items())))
-        fused0 = fuse(dists, final_w, fusion)
+        fused0 = fuse_distributions(dists, final_w, fusion)
         named = sum(mentions.distribution(h.text, index, len(ids)) is not None for h in val)
         if tune and mention_weight is None and named >= MIN_MENTIONS:
             def mixed(w):
@@ -317,6 +317,6 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                          mention_weight=mention_weight, operating=operating)
 
 
-@register("hybrid")
+@register("hybrid", default_eval=True)
 def _make(graph: ModuleGraph, **opts) -> HybridMatcher:
     return build_hybrid(graph, **opts)

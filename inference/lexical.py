@@ -158,7 +158,7 @@ class LexicalMatcher(ScoredMatcher):
         return ev
 
 
-@register("lexical")
+@register("lexical", default_eval=True)
 def _make(graph: ModuleGraph, *, calibrate: bool = True, **opts) -> LexicalMatcher:
     cal = self_calibrate(LexicalMatcher, graph, uses_history=True, **opts) if calibrate else None
     return LexicalMatcher(graph, calibrator=cal, **opts)

@@ -60,7 +60,7 @@ def summary_of(graph: ModuleGraph, mid: str) -> str:
     return candidate_summary(graph.modules.get(mid))
 
 
-def fuse(p_lm: dict[str, float], ret_scores: dict[str, float], w: float) -> list[tuple[str, float]]:
+def blend_lm_with_retrieval(p_lm: dict[str, float], ret_scores: dict[str, float], w: float) -> list[tuple[str, float]]:
     """The model's probabilities over the candidates mixed with retrieval's scores (normalised over
     the same candidates, so their order is kept) with weight `w` on the model; best first."""
     tot = sum(max(ret_scores.get(m, 0.0), 0.0) for m in p_lm) or 1.0
@@ -161,7 +161,7 @@ class LMHybridMatcher(LMMatcher):
         cal = lm.metadata.get("calibration") or {}
         w = self.lm_weight if self.lm_weight_fixed or cal.get("lm_weight") is None else float(cal["lm_weight"])
         ret_scores = {c.module: c.score for c in cands}
-        mixed = dict(fuse({m: p_lm.get(m, 0.0) for m in ids}, ret_scores, w))
+        mixed = dict(blend_lm_with_retrieval({m: p_lm.get(m, 0.0) for m in ids}, ret_scores, w))
         fcal = cal.get("fusion_calibration")
         confs = dict(zip(mixed, Calibrator.from_dict(fcal).predict(list(mixed.values())))) if fcal else mixed
         rtot = sum(max(s, 0.0) for s in ret_scores.values()) or 1.0
@@ -184,11 +184,11 @@ def _runtime(model_dir, runtime) -> ModelRuntime:
     return runtime if runtime is not None else get_runtime(model_dir)
 
 
-@register("lm")
+@register("lm", needs_model=True)
 def _make_lm(graph: ModuleGraph, model_dir=None, runtime=None, **opts) -> LMMatcher:
     return LMMatcher(graph, _runtime(model_dir, runtime), **opts)
 
 
-@register("lm-hybrid")
+@register("lm-hybrid", needs_model=True)
 def _make_lm_hybrid(graph: ModuleGraph, model_dir=None, runtime=None, **opts) -> LMHybridMatcher:
     return LMHybridMatcher(graph, _runtime(model_dir, runtime), **opts)

@@ -7,7 +7,7 @@ import pytest
 from gitrepo import make_repo
 from indexer.build import index
 from indexer.store import Store
-from inference.base import Match, create, default_matcher_name, names
+from inference.base import Match, capabilities, create, default_eval_names, names
 from inference.calibration import Calibrator, softmax
 from inference.errors import BadInputError, UnknownMatcherError
 
@@ -29,10 +29,19 @@ def test_registry():
     assert set(MATCHERS) <= set(names())
     with pytest.raises(UnknownMatcherError):
         create("nope", None)
+    with pytest.raises(UnknownMatcherError):
+        capabilities("nope")
 
 
-def test_default_matcher_is_hybrid_without_a_model(graph):
-    assert default_matcher_name(graph) in ("hybrid", "lm")
+def test_capabilities_are_declared_at_registration():
+    """Callers ask the registry whether a matcher needs a model, may be cached, or is evaluated by default."""
+    assert default_eval_names() == ["lexical", "history", "dense", "hybrid"]
+    for name in MATCHERS:
+        caps = capabilities(name)
+        assert caps.cacheable and not caps.needs_model and caps.default_eval
+    for name in ("lm", "lm-hybrid"):
+        caps = capabilities(name)
+        assert caps.needs_model and not caps.cacheable and not caps.default_eval
 
 
 @pytest.mark.parametrize("name", MATCHERS)

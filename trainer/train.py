@@ -272,7 +272,7 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     Returns a dict for metadata.json."""
     from inference.calibration import Calibrator, expected_calibration_error
     from inference.decode import ConstrainedDecoder
-    from inference.lm_matcher import fuse
+    from inference.lm_matcher import blend_lm_with_retrieval
     from inference.prompt import build_prompt, prompt_repo
     from inference.trie import IdTrie
 
@@ -318,7 +318,7 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
         def top1(w: float) -> tuple[float, list[float], list[bool]]:
             tops, hits = [], []
             for ranked, gold, ret in seen:
-                best, value = fuse(dict(ranked), ret, w)[0]  # exactly lm-hybrid's fusion
+                best, value = blend_lm_with_retrieval(dict(ranked), ret, w)[0]  # exactly lm-hybrid's fusion
                 tops.append(value)
                 hits.append(best in gold)
             return sum(hits) / len(seen), tops, hits
