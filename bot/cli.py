@@ -22,7 +22,9 @@ from . import settings
 from .ask_cmd import ask_cmd
 from .clibase import console, errors, open_store, out, progress_bar, repo_root
 from .eval_cmd import eval_cmd
-from .serve_cmd import doctor_cmd, hooks_group, serve_cmd
+from .doctor_cmd import doctor_cmd
+from .hooks_cmd import hooks_group
+from .serve_cmd import serve_cmd
 from .train_cmd import train_cmd
 
 @click.group()

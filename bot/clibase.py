@@ -1,4 +1,5 @@
-"""What every `modmatch` command shares: the consoles, the one-line error boundary, the store of a path, progress.
+"""What every `modmatch` command shares: the consoles, the one-line error boundary, the store of a path, progress,
+the repositories a service command serves.
 
 The command modules import from here, never from `bot.cli`, so that `python -m bot.cli` (how the job runner and
 the git hooks start the CLI) imports each module once.
@@ -74,3 +75,28 @@ def progress_bar(enabled: bool = True):
             prog.update(tasks[stage], completed=done, total=max(total, 1))
 
         yield cb
+
+
+def parse_repos(items: list[str] | tuple[str, ...]) -> dict[str, Path]:
+    """`name=/path` or `/path` (named after the folder); several separated by commas or given repeatedly."""
+    repos: dict[str, Path] = {}
+    for item in items:
+        for part in (p.strip() for p in item.split(",")):
+            if not part:
+                continue
+            name, sep, path = part.partition("=")
+            if not sep:
+                path = name
+                name = Path(path).expanduser().resolve().name
+            name, path = name.strip(), path.strip()
+            if not name or not path:
+                raise click.BadParameter(f"{part!r}: expected name=/path")
+            if name in repos:
+                raise click.BadParameter(f"repository name {name!r} given twice")
+            repos[name] = Path(path).expanduser().resolve()
+    return repos
+
+
+def configured_repos(cli_items=()) -> dict[str, Path]:
+    items = list(cli_items) or ([settings.get("repos")] if settings.get("repos") else ["."])
+    return parse_repos(items)

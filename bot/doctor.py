@@ -33,7 +33,7 @@ def _repos(items) -> list[Check]:
     from indexer.store import Store, db_path_for, quarantined
 
     from .hooks import hook_token_problem, status as hook_status
-    from .serve_cmd import configured_repos
+    from .clibase import configured_repos
 
     try:
         repos = configured_repos(items)

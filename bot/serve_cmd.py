@@ -1,15 +1,11 @@
-"""`modmatch serve`, `modmatch hooks install|uninstall`, `modmatch doctor`.
+"""`modmatch serve`: the HTTP API, the web page, the job queue and the schedules in one process.
 
     modmatch serve --repo core=~/src/core --repo app=~/src/app     # http://127.0.0.1:8750/
     MODMATCH_API_TOKEN_FILE=/etc/modmatch/token modmatch serve --host 0.0.0.0
     modmatch serve --worker                 # only run queued training jobs (train_worker=false elsewhere)
-    modmatch hooks install ~/src/core       # post-merge, post-checkout, post-rewrite
-    modmatch hooks install /srv/git/core.git --server   # post-receive in a bare repository
-    modmatch doctor
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,33 +13,9 @@ from pathlib import Path
 import click
 
 from . import settings
+from .clibase import configured_repos
 
 log = logging.getLogger(__name__)
-
-
-def parse_repos(items: list[str] | tuple[str, ...]) -> dict[str, Path]:
-    """`name=/path` or `/path` (named after the folder); several separated by commas or given repeatedly."""
-    out: dict[str, Path] = {}
-    for item in items:
-        for part in (p.strip() for p in item.split(",")):
-            if not part:
-                continue
-            name, sep, path = part.partition("=")
-            if not sep:
-                path = name
-                name = Path(path).expanduser().resolve().name
-            name, path = name.strip(), path.strip()
-            if not name or not path:
-                raise click.BadParameter(f"{part!r}: expected name=/path")
-            if name in out:
-                raise click.BadParameter(f"repository name {name!r} given twice")
-            out[name] = Path(path).expanduser().resolve()
-    return out
-
-
-def configured_repos(cli_items=()) -> dict[str, Path]:
-    items = list(cli_items) or ([settings.get("repos")] if settings.get("repos") else ["."])
-    return parse_repos(items)
 
 
 def build_state(repos: dict[str, Path], matcher: str | None = None):
@@ -132,59 +104,3 @@ def _work(state) -> None:
         pass
     finally:
         runner.shutdown()
-
-
-@click.group("hooks")
-def hooks_group() -> None:
-    """Git hooks that tell the service (or `modmatch refresh`) when a repository changed."""
-
-
-@hooks_group.command("install")
-@click.argument("path", default=".")
-@click.option("--server", is_flag=True, help="A bare server repository: install post-receive.")
-@click.option("--url", help="Where the service listens (default: setting url, else http://host:port).")
-def hooks_install(path: str, server: bool, url: str | None) -> None:
-    """Install post-merge, post-checkout and post-rewrite (or post-receive with --server) in PATH."""
-    from .hooks import HookError, install, token_note
-
-    try:
-        for line in install(path, server=server, url=url):
-            click.echo(line)
-    except HookError as e:
-        raise click.ClickException(str(e)) from e
-    note = token_note()
-    if note:
-        click.echo(f"warning: {note}", err=True)
-
-
-@hooks_group.command("uninstall")
-@click.argument("path", default=".")
-def hooks_uninstall(path: str) -> None:
-    """Remove the modmatch hooks from PATH, restoring the hooks they had replaced."""
-    from .hooks import HookError, uninstall
-
-    try:
-        lines = uninstall(path)
-    except HookError as e:
-        raise click.ClickException(str(e)) from e
-    for line in lines or ["no modmatch hooks installed"]:
-        click.echo(line)
-
-
-@click.command("doctor")
-@click.option("--repo", "repos", multiple=True, help="name=/path to check (default: setting repos).")
-@click.option("--json", "as_json", is_flag=True)
-def doctor_cmd(repos: tuple[str, ...], as_json: bool) -> None:
-    """Check configuration, device, models, database and tokens; say what is missing."""
-    from .doctor import run_checks
-
-    checks = run_checks(repos)
-    if as_json:
-        click.echo(json.dumps([c._asdict() for c in checks], indent=1))
-    else:
-        marks = {"ok": click.style("ok  ", fg="green"), "warn": click.style("warn", fg="yellow"),
-                 "fail": click.style("FAIL", fg="red")}
-        for c in checks:
-            click.echo(f"{marks[c.status]} {c.name:18} {c.message}")
-    if any(c.status == "fail" for c in checks):
-        raise SystemExit(1)

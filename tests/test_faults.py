@@ -197,7 +197,7 @@ def test_doctor_fails_loudly_on_what_the_operator_probe_found(state, git_repo, m
     from click.testing import CliRunner
 
     from bot import hooks
-    from bot.serve_cmd import doctor_cmd
+    from bot.doctor_cmd import doctor_cmd
 
     monkeypatch.delenv("MODMATCH_API_TOKEN", raising=False)
     monkeypatch.setenv("MODMATCH_HOST", "0.0.0.0")

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from bot import hooks
-from bot.serve_cmd import hooks_group
+from bot.hooks_cmd import hooks_group
 from click.testing import CliRunner
 from waiting import wait_for as _wait_for
 

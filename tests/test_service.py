@@ -284,7 +284,8 @@ def test_end_to_end_over_a_real_socket(state, git_repo, monkeypatch):
 def test_repos_setting_and_doctor_never_print_secrets(git_repo, monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from bot.serve_cmd import doctor_cmd, parse_repos
+    from bot.clibase import parse_repos
+    from bot.doctor_cmd import doctor_cmd
 
     a, b = tmp_path / "a", tmp_path / "b"
     assert parse_repos(["core=" + str(a) + ", " + str(b)]) == {"core": a.resolve(), "b": b.resolve()}
