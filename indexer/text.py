@@ -84,15 +84,10 @@ def glossary() -> dict[str, tuple[str, ...]]:
 
 
 def configure_segmenter(cache_dir: str | Path | None) -> None:
-    """Where jieba keeps its dictionary cache (default: `$MODMATCH_HOME/cache`, else the temp folder).
+    """Where jieba keeps its dictionary cache (the CLI passes `<home>/cache`; default: the temp folder).
     Takes effect for a segmenter not yet loaded."""
     global _cache_dir
     _cache_dir = Path(cache_dir) if cache_dir else None
-
-
-def _default_cache_dir() -> Path:
-    home = os.environ.get("MODMATCH_HOME")
-    return Path(home) / "cache" if home else Path(tempfile.gettempdir())
 
 
 def segmenter():
@@ -106,7 +101,7 @@ def segmenter():
 
             jieba.setLogLevel(logging.WARNING)
             tok = jieba.Tokenizer()
-            cache = _cache_dir or _default_cache_dir()
+            cache = _cache_dir or Path(tempfile.gettempdir())
             try:
                 cache.mkdir(parents=True, exist_ok=True)
                 tok.tmp_dir = str(cache)
