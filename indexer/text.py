@@ -11,7 +11,6 @@ runs, which jieba does not cut, keep the older scheme: the run's bigrams.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tempfile
 import threading
