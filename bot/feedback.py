@@ -8,7 +8,6 @@ database so that a damaged or rebuilt repository database never loses them.
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,41 +15,18 @@ import sqlalchemy as sa
 
 from indexer.records import HistoryExample
 
-from .private import private_sqlite_url
+from . import servicedb
 
-_meta = sa.MetaData()
-feedback_table = sa.Table(
-    "feedback", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("repo_key", sa.String(200), nullable=False, index=True),  # the repository database's file stem
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("source", sa.String(50), nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("modules", sa.Text, nullable=False),  # JSON list of module IDs
-    sa.Column("key", sa.String(300)),  # idempotency: one example per answer and person, per PR, ...
-    sa.UniqueConstraint("repo_key", "key", name="feedback_repo_key_key"),
-)
-
-_SHARED: dict[str, "FeedbackLog"] = {}
-_SHARED_LOCK = threading.Lock()
-
+feedback_table = servicedb.feedback
 
 class FeedbackLog:
-    def __init__(self, url: str):
-        kw = {"connect_args": {"timeout": 30, "check_same_thread": False}} if url.startswith("sqlite") else {}
-        self.engine = sa.create_engine(private_sqlite_url(url), future=True, pool_pre_ping=True, **kw)
-        _meta.create_all(self.engine)
+    def __init__(self, url: str | None = None, home: Path | None = None):
+        self.engine = servicedb.open(url, home).engine
 
     @classmethod
     def shared(cls, home: Path | None = None) -> "FeedbackLog":
-        """One log (and connection pool) per service database URL in this process."""
-        from .jobs import database_url
-
-        url = database_url(home)
-        with _SHARED_LOCK:
-            if url not in _SHARED:
-                _SHARED[url] = cls(url)
-            return _SHARED[url]
+        """The log in the configured service database (one engine per URL in this process: servicedb.open)."""
+        return cls(servicedb.database_url(home), home)
 
     def add(self, repo_key: str, text: str, modules: list[str], source: str, key: str | None = None) -> bool:
         """Store one example; False when `key` was already recorded for this repository (idempotent)."""

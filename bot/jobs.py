@@ -34,35 +34,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import settings
-from .private import private_sqlite_url
+from . import servicedb, settings
 
 log = logging.getLogger(__name__)
 
 KINDS = ("refresh", "train")
 ACTIVE = ("queued", "running")
-_meta = sa.MetaData()
-jobs_table = sa.Table(
-    "jobs", _meta,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.String(200), nullable=False, index=True),  # the scheduler's id, e.g. refresh:core
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("repo", sa.String(200), nullable=False),
-    sa.Column("reason", sa.String(500), nullable=False, default=""),
-    sa.Column("triggers", sa.Integer, nullable=False, default=1),
-    sa.Column("state", sa.String(20), nullable=False),  # queued, running, ok, failed, skipped, interrupted
-    sa.Column("queued_at", sa.Float, nullable=False),
-    sa.Column("started_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("outcome", sa.Text, nullable=False, default=""),  # JSON
-)
-
-
-def database_url(home: Path | None = None) -> str:
-    url = settings.get("database_url")
-    if url:
-        return url
-    return f"sqlite:///{(home or settings.home()) / 'service.db'}"
+jobs_table = servicedb.jobs
+database_url = servicedb.database_url
 
 
 def _int_setting(name: str) -> int:
@@ -76,10 +55,9 @@ def _iso(ts: float | None) -> str | None:
 class JobLog:
     """The `jobs` table: one row per scheduled job, from queued to its outcome."""
 
-    def __init__(self, url: str):
-        kw = {"connect_args": {"timeout": 30, "check_same_thread": False}} if url.startswith("sqlite") else {}
-        self.engine = sa.create_engine(private_sqlite_url(url), future=True, pool_pre_ping=True, **kw)
-        _meta.create_all(self.engine)
+    def __init__(self, url: str | None = None):
+        self.db = servicedb.open(url)
+        self.engine = self.db.engine
 
     def add(self, job_id: str, kind: str, repo: str, reason: str) -> int:
         with self.engine.begin() as c:
@@ -92,9 +70,12 @@ class JobLog:
             c.execute(jobs_table.update().where(jobs_table.c.id == row)
                       .values(triggers=jobs_table.c.triggers + 1))
 
-    def start(self, row: int) -> None:
+    def start(self, row: int) -> bool:
+        """Claim a queued job for this process: False when another process (sharing the database) has it."""
         with self.engine.begin() as c:
-            c.execute(jobs_table.update().where(jobs_table.c.id == row).values(state="running", started_at=time.time()))
+            res = c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state == "queued")
+                            .values(state="running", started_at=time.time(), claimed_by=servicedb.worker_id()))
+            return res.rowcount == 1
 
     def finish(self, row: int, state: str, outcome: dict) -> None:
         with self.engine.begin() as c:
@@ -103,20 +84,23 @@ class JobLog:
 
     def hand_off(self, row: int) -> None:
         with self.engine.begin() as c:
-            c.execute(jobs_table.update().where(jobs_table.c.id == row)
+            c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state == "queued")
                       .values(state="waiting", outcome=json.dumps({"note": "waiting for a training worker"})))
 
     def claim(self, kind: str, repos: list[str]) -> dict | None:
-        """Take the oldest `waiting` job of `kind` for one of `repos`; atomic, so two workers never share one."""
+        """Take the oldest `waiting` job of `kind` for one of `repos`; atomic, so two workers never share one
+        (PostgreSQL: the row is locked, SKIP LOCKED lets another worker take the next; both: the update only
+        takes a row still `waiting`)."""
         q = (sa.select(jobs_table.c.id).where(jobs_table.c.kind == kind, jobs_table.c.state == "waiting",
-                                              jobs_table.c.repo.in_(repos)).order_by(jobs_table.c.id))
+                                              jobs_table.c.repo.in_(repos))
+             .order_by(jobs_table.c.id).limit(1).with_for_update(skip_locked=True))
         with self.engine.begin() as c:
-            for (row,) in c.execute(q).all():
-                res = c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state == "waiting")
-                                .values(state="queued"))
-                if res.rowcount == 1:
-                    break
-            else:
+            row = c.execute(q).scalar()
+            if row is None:
+                return None
+            res = c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state == "waiting")
+                            .values(state="queued"))
+            if res.rowcount != 1:
                 return None
         return self.get(row)
 
@@ -148,13 +132,19 @@ class JobLog:
             return {s: int(n) for s, n in c.execute(q)}
 
     def mark_interrupted(self) -> list[dict]:
-        """Rows left `running` by a process that died: mark them, return them (to queue them again)."""
+        """Rows left `running` by a process that died (on this host: a live process elsewhere keeps its rows):
+        mark them, return them (to queue them again)."""
         with self.engine.begin() as c:
-            rows = [self._dict(r) for r in c.execute(sa.select(jobs_table).where(jobs_table.c.state == "running")).mappings()]
-            if rows:
-                c.execute(jobs_table.update().where(jobs_table.c.state == "running")
-                          .values(state="interrupted", finished_at=time.time(),
-                                  outcome=json.dumps({"error": "the service stopped while this job ran"})))
+            running = c.execute(sa.select(jobs_table).where(jobs_table.c.state == "running")).mappings().all()
+            rows = []
+            for r in running:
+                if not servicedb.abandoned(r["claimed_by"]):
+                    continue
+                res = c.execute(jobs_table.update().where(jobs_table.c.id == r["id"], jobs_table.c.state == "running")
+                                .values(state="interrupted", finished_at=time.time(),
+                                        outcome=json.dumps({"error": "the service stopped while this job ran"})))
+                if res.rowcount == 1:
+                    rows.append(self._dict(r))
         return rows
 
     @staticmethod
@@ -279,15 +269,12 @@ class JobRunner:
         self.running: dict[int, str] = {}
         self._model_seen: dict[str, float | None] = {}
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(url=self.url, engine_options=self._engine_options()),
+            jobstores={"default": SQLAlchemyJobStore(engine=self.log.engine),
                        "memory": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 2},
             timezone=datetime.now().astimezone().tzinfo)
         state.queue_refresh = self.queue_refresh
-
-    def _engine_options(self) -> dict:
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.url.startswith("sqlite") else {}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, paused: bool = False) -> "JobRunner":
@@ -375,7 +362,9 @@ class JobRunner:
         from indexer.store import Store
 
         with self._repo_lock(repo):  # two refreshes of one repository never overlap
-            self.log.start(row)
+            if not self.log.start(row):
+                log.info("jobs.taken job=refresh repo=%s row=%s", repo, row)  # another process runs it
+                return
             self.running[row] = f"refresh:{repo}"
             try:
                 rs = self.state.repo(repo)
@@ -449,7 +438,10 @@ class JobRunner:
             self.log.finish(row, "skipped", {"note": "another training runs on this machine; queued again"})
             self._queue("train", repo, "retry: the machine was busy training", delay=600)
             return
-        self.log.start(row)
+        if not self.log.start(row):
+            log.info("jobs.taken job=train repo=%s row=%s", repo, row)
+            self.lock.release()
+            return
         self.running[row] = f"train:{repo}"
         t0 = time.time()
         try:

@@ -1,5 +1,6 @@
 """GitHub: signed webhook deliveries to a real uvicorn server; the real PyGithub client against a local
-fake GitHub REST API; a real indexed git repository matched by the lexical matcher."""
+fake GitHub REST API; a real indexed git repository matched by the lexical matcher. The service database is SQLite
+and PostgreSQL in turn (the `service_db` fixture)."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,8 @@ from fakes.github_api import TOKEN, FakeGitHub
 from gitrepo import served_state
 from live_server import LiveServer
 from waiting import wait_for
+
+pytestmark = pytest.mark.usefixtures("service_db")
 
 SECRET = "webhook-secret"
 FULL = "acme/app"
@@ -318,7 +321,7 @@ def test_labels_fit_githubs_limits():
     assert label_for("storage", "module:") == "module:storage"
 
 
-def test_delivery_ids_are_unique_in_sqlite(_modmatch_home):
+def test_delivery_ids_are_unique(service_db):
     db = GitHubDB()
     assert db.enqueue_delivery("x", "issues", "opened", FULL, b"{}") is True
     assert GitHubDB().enqueue_delivery("x", "issues", "opened", FULL, b"{}") is False  # queued: a duplicate
@@ -327,4 +330,4 @@ def test_delivery_ids_are_unique_in_sqlite(_modmatch_home):
     assert GitHubDB().requeue_abandoned() == 1  # the process that claimed it died: queued again
     db.finish_delivery("x", "done")
     assert GitHubDB().enqueue_delivery("x", "issues", "opened", FULL, b"{}") is False
-    assert db.path.parent == _modmatch_home
+    assert db.db.url == service_db

@@ -1,4 +1,5 @@
-"""The job queue: coalescing, persistence across a restart, failed refreshes, the retraining policy."""
+"""The job queue: coalescing, persistence across a restart, failed refreshes, the retraining policy; every case on
+SQLite and on PostgreSQL (the `service_db` fixture)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,8 @@ from bot.jobs import JobRunner, TrainLock, database_url
 from bot.state import AppState, RepoState
 from waiting import wait_for as _wait_for
 from indexer.build import index
+
+pytestmark = pytest.mark.usefixtures("service_db")
 
 FILES = {
     "storage/cache.py": '"""Disk cache."""\n\ndef evict_lru():\n    """Evict the least recently used page."""\n',
@@ -51,9 +54,8 @@ def test_ten_triggers_one_refresh(state, git_repo, monkeypatch):
         runner.shutdown()
 
 
-def test_queued_job_survives_a_restart(state, git_repo):
-    url = database_url()
-    assert url.endswith("service.db")
+def test_queued_job_survives_a_restart(state, git_repo, service_db):
+    assert database_url() == service_db
     runner = JobRunner(state, refresh_delay=3600, poll_interval=0, retrain_at="").start()
     runner.queue_refresh("core", "push")
     runner.shutdown()

@@ -1,179 +1,136 @@
-"""The webhook's own small SQLite database, `<home>/github.db`: deliveries seen (UNIQUE delivery id,
-so a repeated delivery is skipped, not reprocessed), labels the bot applied, issues it commented on,
-and issues whose module labels a person has taken over. Numbered migrations, like the indexer's store."""
+"""The webhook's state in the service database (`bot.servicedb`): deliveries seen (the delivery id is the primary
+key, so a repeated delivery is skipped, not reprocessed, even when it reaches two processes sharing one
+PostgreSQL database), a durable queue of deliveries to process, labels the bot applied, issues it commented on,
+and issues whose module labels a person has taken over."""
 from __future__ import annotations
 
-import sqlite3
-import threading
+import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-from .. import settings
-from ..private import private_file
+import sqlalchemy as sa
+
+from .. import servicedb
+from ..servicedb import ServiceDB, bot_labels, comments, deliveries, human_labels, insert_ignore
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _script(conn: sqlite3.Connection, sql: str) -> None:
-    """Statements one by one, inside the caller's transaction (executescript would commit)."""
-    for stmt in sql.split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
-
-
-def m001_initial(conn: sqlite3.Connection) -> None:
-    _script(
-        conn,
-        """
-        CREATE TABLE deliveries (
-            id TEXT PRIMARY KEY, event TEXT NOT NULL, action TEXT, repo TEXT, received_at TEXT NOT NULL,
-            status TEXT NOT NULL, detail TEXT
-        );
-        CREATE TABLE bot_labels (repo TEXT NOT NULL, issue INTEGER NOT NULL, label TEXT NOT NULL,
-                                 applied_at TEXT NOT NULL, PRIMARY KEY (repo, issue, label));
-        CREATE TABLE comments (repo TEXT NOT NULL, issue INTEGER NOT NULL, comment_id INTEGER,
-                               posted_at TEXT NOT NULL, PRIMARY KEY (repo, issue));
-        CREATE TABLE human_labels (repo TEXT NOT NULL, issue INTEGER NOT NULL, login TEXT, at TEXT NOT NULL,
-                                   PRIMARY KEY (repo, issue));
-        """
-    )
-
-
-def m002_delivery_queue(conn: sqlite3.Connection) -> None:
-    """Deliveries are acknowledged at once and processed from this table: the payload, tries, the next try."""
-    _script(
-        conn,
-        """
-        ALTER TABLE deliveries ADD COLUMN payload TEXT;
-        ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE deliveries ADD COLUMN next_at REAL NOT NULL DEFAULT 0;
-        CREATE INDEX deliveries_due ON deliveries (status, next_at)
-        """
-    )
-
-
-MIGRATIONS = [m001_initial, m002_delivery_queue]
+_COLUMNS = ("id", "event", "action", "repo", "received_at", "status", "detail", "attempts")
 
 
 class GitHubDB:
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else settings.home() / "github.db"
-        private_file(self.path)
-        self._lock = threading.Lock()
-        self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-        done = {r[0] for r in self.conn.execute("SELECT name FROM _migrations")}
-        for m in MIGRATIONS:
-            if m.__name__ not in done:
-                with self._tx():
-                    m(self.conn)
-                    self.conn.execute("INSERT INTO _migrations VALUES (?, ?)", (m.__name__, _now()))
-
-    def _tx(self):
-        conn, lock = self.conn, self._lock
-
-        class _T:
-            def __enter__(self):
-                lock.acquire()
-                conn.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, et, e, tb):
-                try:
-                    conn.execute("ROLLBACK" if et else "COMMIT")
-                finally:
-                    lock.release()
-
-        return _T()
+    def __init__(self, db: ServiceDB | None = None):
+        self.db = db or servicedb.open()
+        self.engine = self.db.engine
 
     # --- deliveries: a durable queue ---------------------------------------------------------------
     def enqueue_delivery(self, delivery_id: str, event: str, action: str | None, repo: str | None,
                          payload: bytes) -> bool:
         """Record a verified delivery to be processed; False for a duplicate (queued, processing or done).
         A delivery that failed for good may be sent again: it is queued afresh."""
-        with self._tx():
-            row = self.conn.execute("SELECT status FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
-            if row is None:
-                self.conn.execute("INSERT INTO deliveries (id, event, action, repo, received_at, status, payload, "
-                                  "attempts, next_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, 0, 0)",
-                                  (delivery_id, event, action, repo, _now(), payload.decode("utf-8")))
+        text = payload.decode("utf-8")
+        with self.engine.begin() as c:
+            if insert_ignore(c, deliveries, {"id": delivery_id, "event": event, "action": action, "repo": repo,
+                                             "received_at": _now(), "status": "queued", "payload": text,
+                                             "attempts": 0, "next_at": 0.0}):
                 return True
-            if row[0] == "failed":
-                self.conn.execute("UPDATE deliveries SET status='queued', attempts=0, next_at=0, received_at=?, "
-                                  "payload=? WHERE id=?", (_now(), payload.decode("utf-8"), delivery_id))
-                return True
-            return False
+            res = c.execute(deliveries.update().where(deliveries.c.id == delivery_id, deliveries.c.status == "failed")
+                            .values(status="queued", attempts=0, next_at=0.0, received_at=_now(), payload=text,
+                                    claimed_by=None))
+            return res.rowcount == 1
 
     def requeue_abandoned(self) -> int:
-        """Deliveries left `processing` by a process that died: queue them again (at start-up)."""
-        with self._tx():
-            return self.conn.execute("UPDATE deliveries SET status='queued' WHERE status='processing'").rowcount
+        """Deliveries left `processing` by a process that died (at start-up): queued again. One that a live
+        process elsewhere is processing stays its."""
+        n = 0
+        with self.engine.begin() as c:
+            rows = c.execute(sa.select(deliveries.c.id, deliveries.c.claimed_by)
+                             .where(deliveries.c.status == "processing")).all()
+            for did, owner in rows:
+                if servicedb.abandoned(owner):
+                    n += c.execute(deliveries.update().where(deliveries.c.id == did,
+                                                             deliveries.c.status == "processing")
+                                   .values(status="queued", claimed_by=None)).rowcount
+        return n
 
-    def next_due(self, now: float) -> tuple[dict | None, float | None]:
-        """(the oldest queued delivery due now, claimed as `processing`; else None, and when the next is due)."""
-        with self._tx():
-            row = self.conn.execute("SELECT id, event, action, repo, payload, attempts FROM deliveries "
-                                    "WHERE status='queued' AND next_at<=? ORDER BY next_at, received_at LIMIT 1",
-                                    (now,)).fetchone()
-            if row is None:
-                return None, self.next_due_at()
-            self.conn.execute("UPDATE deliveries SET status='processing' WHERE id=?", (row[0],))
-        return dict(zip(("id", "event", "action", "repo", "payload", "attempts"), row)), None
+    def next_due(self, now: float | None = None) -> tuple[dict | None, float | None]:
+        """(the oldest queued delivery due now, claimed as `processing` by this process; else None, and when the
+        next is due). Two processes never claim one delivery: PostgreSQL locks the row (SKIP LOCKED: the other
+        takes the next), and the update only takes a row still `queued`."""
+        now = time.time() if now is None else now
+        q = (sa.select(deliveries.c.id, deliveries.c.event, deliveries.c.action, deliveries.c.repo,
+                       deliveries.c.payload, deliveries.c.attempts)
+             .where(deliveries.c.status == "queued", deliveries.c.next_at <= now)
+             .order_by(deliveries.c.next_at, deliveries.c.received_at).limit(1).with_for_update(skip_locked=True))
+        with self.engine.begin() as c:
+            row = c.execute(q).mappings().first()
+            if row is not None:
+                res = c.execute(deliveries.update().where(deliveries.c.id == row["id"], deliveries.c.status == "queued")
+                                .values(status="processing", claimed_by=servicedb.worker_id()))
+                if res.rowcount == 1:
+                    return dict(row), None
+        return None, self.next_due_at()
 
     def next_due_at(self) -> float | None:
         """When the earliest queued delivery is due (a read; claims nothing)."""
-        return self.conn.execute("SELECT MIN(next_at) FROM deliveries WHERE status='queued'").fetchone()[0]
+        with self.engine.connect() as c:
+            return c.execute(sa.select(sa.func.min(deliveries.c.next_at))
+                             .where(deliveries.c.status == "queued")).scalar()
 
     def retry_delivery(self, delivery_id: str, at: float, detail: str) -> None:
-        with self._tx():
-            self.conn.execute("UPDATE deliveries SET status='queued', attempts=attempts+1, next_at=?, detail=? "
-                              "WHERE id=?", (at, detail[:2000], delivery_id))
+        with self.engine.begin() as c:
+            c.execute(deliveries.update().where(deliveries.c.id == delivery_id)
+                      .values(status="queued", attempts=deliveries.c.attempts + 1, next_at=at, detail=detail[:2000],
+                              claimed_by=None))
 
     def finish_delivery(self, delivery_id: str, status: str, detail: str = "") -> None:
-        with self._tx():
-            self.conn.execute("UPDATE deliveries SET status=?, detail=?, attempts=attempts+1 WHERE id=?",
-                              (status, detail[:2000], delivery_id))
+        with self.engine.begin() as c:
+            c.execute(deliveries.update().where(deliveries.c.id == delivery_id)
+                      .values(status=status, detail=detail[:2000], attempts=deliveries.c.attempts + 1))
 
     def delivery(self, delivery_id: str) -> dict | None:
-        row = self.conn.execute("SELECT id, event, action, repo, received_at, status, detail, attempts FROM deliveries "
-                                "WHERE id=?", (delivery_id,)).fetchone()
-        return dict(zip(("id", "event", "action", "repo", "received_at", "status", "detail", "attempts"), row)) \
-            if row else None
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(*(deliveries.c[k] for k in _COLUMNS))
+                            .where(deliveries.c.id == delivery_id)).mappings().first()
+        return dict(row) if row else None
 
     def delivery_counts(self) -> dict[str, int]:
-        return {s: n for s, n in self.conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")}
+        with self.engine.connect() as c:
+            return {s: int(n) for s, n in c.execute(sa.select(deliveries.c.status, sa.func.count())
+                                                    .group_by(deliveries.c.status))}
 
     # --- what the bot did to issues ---------------------------------------------------------------
     def bot_labels(self, repo: str, issue: int) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT label FROM bot_labels WHERE repo=? AND issue=?", (repo, issue))}
+        with self.engine.connect() as c:
+            return set(c.execute(sa.select(bot_labels.c.label).where(bot_labels.c.repo == repo,
+                                                                     bot_labels.c.issue == issue)).scalars())
 
     def add_bot_labels(self, repo: str, issue: int, labels: list[str]) -> None:
-        with self._tx():
-            self.conn.executemany("INSERT OR IGNORE INTO bot_labels VALUES (?, ?, ?, ?)",
-                                  [(repo, issue, lb, _now()) for lb in labels])
+        with self.engine.begin() as c:
+            insert_ignore(c, bot_labels, [{"repo": repo, "issue": issue, "label": lb, "applied_at": _now()}
+                                          for lb in labels])
 
     def claim_comment(self, repo: str, issue: int) -> bool:
         """True once per issue: the bot comments at most once, whatever the edits."""
-        with self._tx():
-            try:
-                self.conn.execute("INSERT INTO comments (repo, issue, posted_at) VALUES (?, ?, ?)", (repo, issue, _now()))
-                return True
-            except sqlite3.IntegrityError:
-                return False
+        with self.engine.begin() as c:
+            return insert_ignore(c, comments, {"repo": repo, "issue": issue, "posted_at": _now()}) == 1
 
     def set_comment_id(self, repo: str, issue: int, comment_id: int | None) -> None:
-        with self._tx():
-            self.conn.execute("UPDATE comments SET comment_id=? WHERE repo=? AND issue=?", (comment_id, repo, issue))
+        with self.engine.begin() as c:
+            c.execute(comments.update().where(comments.c.repo == repo, comments.c.issue == issue)
+                      .values(comment_id=comment_id))
 
     def release_comment(self, repo: str, issue: int) -> None:
-        with self._tx():
-            self.conn.execute("DELETE FROM comments WHERE repo=? AND issue=?", (repo, issue))
+        with self.engine.begin() as c:
+            c.execute(comments.delete().where(comments.c.repo == repo, comments.c.issue == issue))
 
     def mark_human(self, repo: str, issue: int, login: str | None) -> None:
-        with self._tx():
-            self.conn.execute("INSERT OR IGNORE INTO human_labels VALUES (?, ?, ?, ?)", (repo, issue, login, _now()))
+        with self.engine.begin() as c:
+            insert_ignore(c, human_labels, {"repo": repo, "issue": issue, "login": login, "at": _now()})
 
     def human_owned(self, repo: str, issue: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM human_labels WHERE repo=? AND issue=?", (repo, issue)).fetchone() is not None
+        with self.engine.connect() as c:
+            return c.execute(sa.select(sa.literal(1)).where(human_labels.c.repo == repo,
+                                                            human_labels.c.issue == issue)).first() is not None

@@ -8,17 +8,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
+
+import sqlalchemy as sa
 
 from inference.errors import BadInputError
 
-from .. import blocks, settings
-from ..private import private_file
+from .. import blocks, servicedb, settings
+from ..servicedb import channel_repos, insert_ignore, questions
 from ..state import AppState, RepoState, RepoUnavailable
 
 log = logging.getLogger(__name__)
@@ -31,54 +31,46 @@ def _now() -> str:
 
 
 class SlackDB:
-    """`<home>/slack.db`: which repository each channel asks about, and the questions answered
-    (UNIQUE source key, so an event Slack retries, or a DM that also arrives as a mention, is answered once)."""
+    """Slack's state in the service database (`bot.servicedb`): which repository each channel asks about, and the
+    questions answered (UNIQUE source key, so an event Slack retries, or a DM that also arrives as a mention, is
+    answered once, also when two processes share one PostgreSQL database)."""
 
-    def __init__(self, path: str | Path | None = None):
-        self.path = private_file(Path(path) if path else settings.home() / "slack.db")
-        self._lock = threading.Lock()
-        self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        with self._lock, self.conn:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS channel_repos (channel TEXT PRIMARY KEY, repo TEXT NOT NULL,
-                                                          set_by TEXT, set_at TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS questions (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT, source_key TEXT UNIQUE NOT NULL, channel TEXT, repo TEXT,
-                    user TEXT, text TEXT NOT NULL, created_at TEXT NOT NULL, answer TEXT
-                );
-                """)
+    def __init__(self, db: servicedb.ServiceDB | None = None):
+        self.db = db or servicedb.open()
+        self.engine = self.db.engine
 
     def channel_repo(self, channel: str) -> str | None:
-        row = self.conn.execute("SELECT repo FROM channel_repos WHERE channel=?", (channel,)).fetchone()
-        return row[0] if row else None
+        with self.engine.connect() as c:
+            return c.execute(sa.select(channel_repos.c.repo).where(channel_repos.c.channel == channel)).scalar()
 
     def set_channel_repo(self, channel: str, repo: str, user: str | None) -> None:
-        with self._lock, self.conn:
-            self.conn.execute("INSERT INTO channel_repos VALUES (?, ?, ?, ?) ON CONFLICT(channel) DO UPDATE SET "
-                              "repo=excluded.repo, set_by=excluded.set_by, set_at=excluded.set_at",
-                              (channel, repo, user, _now()))
+        values = {"repo": repo, "set_by": user, "set_at": _now()}
+        with self.engine.begin() as c:
+            if not c.execute(channel_repos.update().where(channel_repos.c.channel == channel).values(**values)).rowcount:
+                if not insert_ignore(c, channel_repos, {"channel": channel, **values}):  # set at the same moment
+                    c.execute(channel_repos.update().where(channel_repos.c.channel == channel).values(**values))
 
     def claim_question(self, source_key: str, channel: str, repo: str, user: str | None, text: str) -> int | None:
         """The new question's id, or None when this source was already answered."""
-        with self._lock, self.conn:
-            try:
-                cur = self.conn.execute("INSERT INTO questions (source_key, channel, repo, user, text, created_at) "
-                                        "VALUES (?, ?, ?, ?, ?, ?)", (source_key, channel, repo, user, text, _now()))
-            except sqlite3.IntegrityError:
-                return None
-            return int(cur.lastrowid)
+        try:
+            with self.engine.begin() as c:
+                res = c.execute(questions.insert().values(source_key=source_key, channel=channel, repo=repo,
+                                                          user=user, text=text, created_at=_now()))
+                return int(res.inserted_primary_key[0])
+        except sa.exc.IntegrityError:
+            return None
 
     def set_answer(self, qid: int, modules: list[str]) -> None:
-        with self._lock, self.conn:
-            self.conn.execute("UPDATE questions SET answer=? WHERE id=?", (json.dumps(modules), qid))
+        with self.engine.begin() as c:
+            c.execute(questions.update().where(questions.c.id == qid).values(answer=json.dumps(modules)))
 
     def question(self, qid: int) -> dict | None:
-        row = self.conn.execute("SELECT id, channel, repo, user, text, answer FROM questions WHERE id=?", (qid,)).fetchone()
+        cols = ("id", "channel", "repo", "user", "text", "answer")
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(*(questions.c[k] for k in cols)).where(questions.c.id == qid)).mappings().first()
         if not row:
             return None
-        d = dict(zip(("id", "channel", "repo", "user", "text", "answer"), row))
+        d = dict(row)
         d["answer"] = json.loads(d["answer"]) if d["answer"] else []
         return d
 
