@@ -257,11 +257,10 @@ class JobRunner:
         self.home = settings.home()
         self.url = url or database_url(self.home)
         self.log = JobLog(self.url)
-        self.refresh_delay = float(settings.get("refresh_delay") or 0) if refresh_delay is None else refresh_delay
+        self.refresh_delay = settings.get_float("refresh_delay") if refresh_delay is None else refresh_delay
         self.poll_interval = _int_setting("poll_interval") if poll_interval is None else poll_interval
         self.retrain_at = settings.get("retrain_at") if retrain_at is None else retrain_at
-        tw = settings.get("train_worker") if train_worker is None else train_worker
-        self.train_worker = tw if isinstance(tw, bool) else str(tw).lower() in ("1", "true", "yes", "on")
+        self.train_worker = settings.get_bool("train_worker") if train_worker is None else bool(train_worker)
         self.lock = TrainLock(self.home / "train.lock")
         self._queue_lock = threading.Lock()
         self._repo_locks: dict[str, threading.Lock] = {}

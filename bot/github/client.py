@@ -39,11 +39,10 @@ class GitHubClients:
 
     @classmethod
     def from_settings(cls) -> "GitHubClients":
-        retries = settings.get("github_retries") or "2"
         return cls(base_url=settings.get("github_api_url"), token=settings.get("github_token"),
                    app_id=settings.get("github_app_id"), private_key=settings.get("github_private_key"),
-                   installation_id=int(settings.get("github_installation_id") or 0) or None,
-                   retries=int(retries) if retries.isdigit() else 5, bot_login=settings.get("github_bot_login"))
+                   installation_id=settings.get_int("github_installation_id") or None,
+                   retries=max(0, settings.get_int("github_retries", 5)), bot_login=settings.get("github_bot_login"))
 
     @property
     def configured(self) -> bool:

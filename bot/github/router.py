@@ -66,15 +66,9 @@ class Options:
 
     @classmethod
     def from_settings(cls) -> "Options":
-        def num(name: str, default: float) -> float:
-            try:
-                return float(settings.get(name) or default)
-            except ValueError:
-                return default
-
         return cls(label_prefix=settings.get("github_label_prefix") or "module:",
-                   threshold=settings.get_auto_float("github_label_threshold"), max_labels=max(1, int(num("github_max_labels", 2))),
-                   comment=(settings.get("github_comment") or "true").strip().lower() in ("1", "true", "yes", "on"),
+                   threshold=settings.get_auto_float("github_label_threshold"),
+                   max_labels=max(1, settings.get_int("github_max_labels", 2)), comment=settings.get_bool("github_comment"),
                    repos=repo_map(settings.get("github_repos")))
 
 

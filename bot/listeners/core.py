@@ -80,8 +80,7 @@ class SlackBot:
                  threshold: float | None = None):
         self.state = state
         self.db = db or SlackDB()
-        kk = settings.get("slack_answer_k") or "3"
-        self.k = k or (int(kk) if kk.isdigit() and int(kk) > 0 else 3)
+        self.k = k or max(1, settings.get_int("slack_answer_k", 3) or 3)
         if threshold is None:
             threshold = settings.get_auto_float("github_label_threshold")
         self.threshold = threshold
