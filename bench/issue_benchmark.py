@@ -1,0 +1,352 @@
+"""The issue benchmark (issue 11): real GitHub issue texts of the dev repositories, each paired with
+the modules its fix touched, asked of the matchers built on the history BEFORE that fix.
+
+    nice -n 10 .venv/bin/python bench/issue_benchmark.py pair     # texts + git history -> bench/issue_cases.toml
+    nice -n 10 .venv/bin/python bench/issue_benchmark.py          # run: -> bench/results/issues/
+        [--only pytest svelte] [--cases bench/issue_cases.toml] [--texts /work/bench-data/issue_texts]
+        [--out bench/results/issues] [--work-dir /tmp/modmatch-issues] [--matcher hybrid --matcher lexical ...]
+        [--min-cjk 5] [--code LABEL]
+
+What a case is. A GitHub issue (not a pull request) of one of the dev repositories of
+`bench/dev_repos.toml`, whose text is its title, a blank line and the start of its description as the
+stored issue corpus shows it (the description only: cut before the first comment, header lines
+dropped, at most 1,200 characters), and whose gold answer is the set of modules touched by the
+commit(s) that fixed it.
+
+Pairing rule (`fixes()` below; every commit reachable from any ref of the local clone, `git log --all`):
+a commit fixes issue #N when its message says so with a closing keyword, `fix`, `fixes`, `fixed`,
+`close`, `closes`, `closed`, `resolve`, `resolves`, `resolved` (any case, an optional colon), followed
+by `#N` or the issue's URL `https://github.com/<owner>/<repo>/issues/N` (also in a list: `Fixes #1,
+#2 and #3`). A reference `owner/other#N` to another repository does not count. For dromara/hutool,
+whose commits rarely use keywords, the project's own convention counts too: `issue#N@Github` in the
+commit message or in a line the commit adds to CHANGELOG.md (the maintainers log each fix there
+with the issue it fixes), and `github issue N`. Issues with no such commit are left out; so are issues
+the stored corpus shows only as a pull request.
+
+Gold modules: the modules the fix commit(s) touched, exactly as the dev benchmark derives a case from
+a commit: `inference.evaluate.history_split` at the cut-off mines the later commits into cases with
+the cut-off graph's file -> module mapping and the training-history filters (bots, reverts, version
+bumps, formatting, no module, more than `history_max_modules` modules); an issue's gold is the union
+of the modules of its fix commits found among those cases. An issue whose fix commit is dropped by
+those filters, or touches only modules that did not exist at the cut-off, is dropped (counted in the
+JSON).
+
+Cut-off per repository (`pair`): a case is only asked of a graph and history from before its fix, so
+the fix commit is never in the training history. The issue-set cut-off is the dev benchmark's cut-off
+of that repository when at least `--min-cases` (30) paired issues have their first fix after it (the
+split is the same as the dev benchmark's); otherwise the latest date that leaves `--min-cases` paired
+issues after it (the day before the `--min-cases`-th latest first fix). Issues fixed before the
+cut-off are not cases. At run time each fix commit is checked again: it must not be an ancestor of
+the cut-off commit (a leak) and must be one of the split's cases.
+
+Metrics per repository: Acc@1, Acc@3, MRR of `hybrid` (what `ask` serves without a trained model)
+and of `lexical` / `history` as references; the cases whose text holds CJK characters ("mixed",
+reported where a repository has at least `--min-cjk`) and the other ones; label trust of the top-1
+confidence (ECE, top-1 precision at coverage 0.60, the precision-0.95 threshold and its coverage).
+Means are over repositories. Writes `<out>/<name>.json` per repository (with the modmatch commit it
+ran on, the cut-off, per-case results by issue URL: gold, top-3, confidence; never the texts),
+`<out>/summary.json` and `<out>/report.md`, and prints the tables.
+
+Where the texts are. Issue texts are third-party material and are NOT in the repository. They lie
+outside it, one JSON object a line, in `<texts>/<name>.jsonl` (default /work/bench-data/issue_texts;
+fields: repo, number, url, title, text, created). `bench/issue_cases.toml` lists per repository the
+cut-off and every case's issue URL and fix commits, nothing else. To rebuild the texts: for each URL
+of the manifest, look the issue up in the stored GitHub issue corpus (the project's `search` tool,
+corpus `issues`, a query made of the repository name and the issue's subject; keep the result whose
+`url` is that URL and which says `issue #N`), then write `title` and `title + "\\n\\n" + description`
+(the excerpt after its `author · description · date` line, cut before the first `· comment ·` /
+`· review` line, at most 1,200 characters) into the JSONL. The set was gathered that way: many
+searches per repository on its topics and on the subjects of fixes after the cut-off, keeping every
+issue of the repository that the results showed and that pairs with a fix. The selection therefore
+leans towards issues that the corpus's similarity search finds from such words.
+
+The local clones are those of `bench/dev_repos.toml` (see bench/dev_benchmark.py for recreating them).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from dev_benchmark import (COV, COVERAGE, DEFAULT, MATCHERS, PCOV, PRECISION, THR, accuracy,  # noqa: E402
+                           code_commit, f3, load_manifest, log, mean_of)
+from indexer.modules import ROOT_ID  # noqa: E402
+from inference.base import create  # noqa: E402
+from inference.evaluate import Case, has_cjk, history_split, run_matcher, trust_metrics  # noqa: E402
+
+TEXTS = Path("/work/bench-data/issue_texts")
+CASES = ROOT / "bench" / "issue_cases.toml"
+MAX_TEXT = 1200
+KEYWORD = r"\b(?:fix(?:e[sd])?|close[sd]?|resolve[sd]?)\b\s*:?\s*"
+
+
+# --- pairing --------------------------------------------------------------------------------------
+def referenced_issues(message: str, source: str) -> set[int]:
+    """Issue numbers a commit message says it fixes (the rule of the docstring)."""
+    url = rf"https?://github\.com/{re.escape(source)}/issues/"
+    out: set[int] = set()
+    for m in re.finditer(KEYWORD + rf"((?:(?:#|{url})\d+(?:\s*(?:,|and|&)\s*)?)+)", message, re.I):
+        out |= {int(x) for x in re.findall(r"(?:#|/issues/)(\d+)", m.group(1))}
+    out |= {int(x) for x in re.findall(r"issue\s*#(\d+)\s*@\s*github", message, re.I)}
+    out |= {int(x) for x in re.findall(r"github\s+issue\s+#?(\d+)", message, re.I)}
+    return out
+
+
+def _git(path: str, *args: str) -> str:
+    return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True, check=True).stdout
+
+
+def fixes(path: str, source: str, changelog: bool = False) -> dict[int, dict[str, str]]:
+    """issue number -> {fix commit sha: commit date} over every ref of the clone."""
+    out: dict[int, dict[str, str]] = {}
+    for rec in _git(path, "log", "--all", "--format=\x1e%H\x1f%cI\x1f%B").split("\x1e")[1:]:
+        sha, date, msg = rec.split("\x1f", 2)
+        for n in referenced_issues(msg, source):
+            out.setdefault(n, {})[sha] = date
+    if changelog:  # hutool: the issue a fix names in the CHANGELOG.md line it adds
+        for rec in _git(path, "log", "--all", "--format=\x1e%H\x1f%cI", "-p", "--", "CHANGELOG.md").split("\x1e")[1:]:
+            head, _, diff = rec.partition("\n")
+            sha, date = head.split("\x1f")
+            for line in diff.splitlines():
+                if line.startswith("+") and not line.startswith("+++"):
+                    for n in re.findall(r"issue\s*#(\d+)\s*@\s*github", line, re.I):
+                        out.setdefault(int(n), {})[sha] = date
+    return out
+
+
+def read_texts(folder: Path, name: str) -> dict[int, dict]:
+    f = folder / f"{name}.jsonl"
+    if not f.is_file():
+        return {}
+    rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {int(r["number"]): r for r in rows}
+
+
+def choose_cutoff(first_fixes: list[str], dev_cutoff: str, min_cases: int) -> str:
+    """The dev cut-off if >= min_cases first fixes lie after it, else the day before the min_cases-th latest."""
+    days = sorted(d[:10] for d in first_fixes)
+    if not days or sum(d > dev_cutoff for d in days) >= min_cases:
+        return dev_cutoff
+    edge = days[-min_cases] if len(days) >= min_cases else days[0]
+    return min(dev_cutoff, (dt.date.fromisoformat(edge) - dt.timedelta(days=1)).isoformat())
+
+
+def toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
+
+
+def pair(repos: list[dict], a: argparse.Namespace) -> int:
+    lines = ["# The issue benchmark's cases (bench/issue_benchmark.py; written by its `pair` command).",
+             "# Per repository: the cut-off and, per case, the issue URL and the commits that fixed it.",
+             "# No issue text is kept here: the texts lie outside the repository (see the script's docstring).", ""]
+    for r in repos:
+        texts = read_texts(Path(a.texts), r["name"])
+        if not texts:
+            log(f"{r['name']}: no texts in {a.texts}; skipped")
+            continue
+        fx = fixes(r["path"], r["source"], changelog=r["name"] == "hutool")
+        paired = {n: fx[n] for n in texts if n in fx}
+        firsts = {n: min(v.values()) for n, v in paired.items()}
+        cutoff = choose_cutoff(list(firsts.values()), r["cutoff"], a.min_cases)
+        after = sorted((n for n, d in firsts.items() if d[:10] > cutoff), key=lambda n: (firsts[n], n))
+        log(f"{r['name']}: {len(texts)} texts, {len(paired)} paired with a fix, cut-off {cutoff} "
+            f"(dev {r['cutoff']}), {len(after)} fixed after it")
+        lines += ["[[repo]]", f"name = {toml_str(r['name'])}", f"source = {toml_str(r['source'])}",
+                  f"cutoff = {toml_str(cutoff)}", f"dev_cutoff = {toml_str(r['cutoff'])}",
+                  f"texts = {len(texts)}", f"paired = {len(paired)}", f"fixed_before_cutoff = {len(paired) - len(after)}", ""]
+        for n in after:
+            shas = sorted(paired[n], key=lambda s: (paired[n][s], s))
+            lines += ["[[repo.case]]", f"url = {toml_str(texts[n]['url'])}", f"number = {n}",
+                      f"first_fix = {toml_str(firsts[n][:10])}",
+                      "fixes = [" + ", ".join(toml_str(s) for s in shas) + "]", ""]
+    Path(a.cases).write_text("\n".join(lines))
+    log(f"wrote {a.cases}")
+    return 0
+
+
+# --- running --------------------------------------------------------------------------------------
+def is_ancestor(path: str, old: str, new: str) -> bool:
+    return subprocess.run(["git", "-C", path, "merge-base", "--is-ancestor", old, new]).returncode == 0
+
+
+def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
+    name = entry["name"]
+    work = Path(a.work_dir) / name
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    split = history_split(entry["path"], spec["cutoff"], work)
+    graph = split.graph
+    by_commit = {c.id: c for c in split.cases}
+    texts = read_texts(Path(a.texts), name)
+    cases: list[Case] = []
+    dropped: dict[str, list[str]] = {}
+    for c in spec.get("case", []):
+        url, shas = c["url"], c["fixes"]
+        if int(c["number"]) not in texts:
+            dropped.setdefault("no text", []).append(url)
+            continue
+        if any(is_ancestor(entry["path"], s, split.cutoff) for s in shas):
+            dropped.setdefault("fix in training history (leak)", []).append(url)
+            continue
+        gold = list(dict.fromkeys(m for s in shas if s in by_commit for m in by_commit[s].gold))
+        if not gold:
+            dropped.setdefault("fix dropped by the history filters or not on HEAD", []).append(url)
+            continue
+        t = texts[int(c["number"])]
+        cases.append(Case(t["text"][: len(t["title"]) + 2 + MAX_TEXT], tuple(gold), url, c.get("first_fix", "")))
+    split_s = time.perf_counter() - t0
+    log(f"{name}: cut-off {split.cutoff[:10]} ({split.cutoff_date}), {len(graph.leaf_ids())} modules, "
+        f"{len(graph.history)} training changes, {len(cases)} cases, dropped "
+        f"{ {k: len(v) for k, v in dropped.items()} }; split {split_s:.0f}s")
+    cjk = [i for i, c in enumerate(cases) if has_cjk(c.text)]
+    english = [i for i in range(len(cases)) if i not in set(cjk)]
+    out = {"name": name, "source": entry.get("source", ""), "language": entry["language"], "cutoff": spec["cutoff"],
+           "dev_cutoff": entry["cutoff"], "cutoff_commit": split.cutoff, "cutoff_date": split.cutoff_date,
+           "modules": len(graph.leaf_ids()), "training_changes": len(graph.history), "cases": len(cases),
+           "listed": len(spec.get("case", [])), "dropped": dropped, "cjk_cases": len(cjk),
+           "gold_has_root": sum(ROOT_ID in c.gold for c in cases),
+           "code": a.code or code_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
+           "split_seconds": round(split_s, 1), "matchers": {}, "per_case": {}}
+    for c in cases:
+        out["per_case"][c.id] = {"gold": list(c.gold), "first_fix": c.date, "cjk": has_cjk(c.text)}
+    for mname in a.matcher:
+        t1 = time.perf_counter()
+        m = create(mname, graph)
+        build_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        res = run_matcher(m, cases)
+        per = (time.perf_counter() - t2) / max(1, len(cases))
+        row = {**accuracy(res), "cjk": accuracy([res[i] for i in cjk]), "english": accuracy([res[i] for i in english]),
+               "top1_root": sum(bool(r.predicted) and r.predicted[0] == ROOT_ID for r in res),
+               "top1_root_right": sum(bool(r.predicted) and r.predicted[0] == ROOT_ID and r.rank() == 1 for r in res),
+               **trust_metrics(res, COVERAGE, PRECISION), "build_seconds": round(build_s, 1),
+               "ms_per_case": round(per * 1000, 1)}
+        out["matchers"][mname] = row
+        for c, r in zip(cases, res):
+            out["per_case"][c.id][mname] = {"rank": r.rank(), "top3": list(r.predicted[:3]),
+                                            "confidence": round(float(r.top_confidence), 4)}
+        log(f"{name}/{mname}: Acc@1 {row['acc@1']:.3f} Acc@3 {row['acc@3']:.3f} MRR {row['mrr']:.3f}; "
+            f"build {build_s:.0f}s, {per * 1000:.0f} ms/case")
+        del m
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def tables(rows: list[dict], a: argparse.Namespace) -> str:
+    rows = [r for r in rows if DEFAULT in r["matchers"] and r["cases"]]
+    refs = [m for m in ("lexical", "history") if any(m in r["matchers"] for r in rows)]
+
+    def mixed(r, key):
+        return r["matchers"][DEFAULT]["cjk"].get(key) if r["cjk_cases"] >= a.min_cjk else None
+
+    out = [f"### Real issue texts: accuracy of `{DEFAULT}` (what `ask` serves) and the references", "",
+           "| repository (language) | cut-off | modules | train | cases | Acc@1 | Acc@3 | MRR | mixed n | mixed Acc@1 | "
+           "English Acc@1 | " + " | ".join(f"{m} Acc@1 / Acc@3" for m in refs) + " |",
+           "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(refs)]
+    for r in rows:
+        h = r["matchers"][DEFAULT]
+        ref = " | ".join(f"{f3(r['matchers'][m]['acc@1'])} / {f3(r['matchers'][m]['acc@3'])}"
+                         if m in r["matchers"] else "–" for m in refs)
+        out.append(f"| {r['name']} ({r['language'].split(' (')[0]}) | {r['cutoff']} | {r['modules']} | "
+                   f"{r['training_changes']} | {r['cases']} | **{f3(h['acc@1'])}** | {f3(h['acc@3'])} | {f3(h['mrr'])} | "
+                   f"{r['cjk_cases']} | {f3(mixed(r, 'acc@1'))} | {f3(h['english'].get('acc@1'))} | {ref} |")
+
+    def mcol(get):
+        return f3(mean_of([get(r) for r in rows]))
+
+    ref_mean = " | ".join(f"{mcol(lambda r, m=m: r['matchers'].get(m, {}).get('acc@1'))} / "
+                          f"{mcol(lambda r, m=m: r['matchers'].get(m, {}).get('acc@3'))}" for m in refs)
+    out.append(f"| **mean** ({len(rows)}) | | | | {sum(r['cases'] for r in rows)} | "
+               f"**{mcol(lambda r: r['matchers'][DEFAULT]['acc@1'])}** | {mcol(lambda r: r['matchers'][DEFAULT]['acc@3'])} | "
+               f"{mcol(lambda r: r['matchers'][DEFAULT]['mrr'])} | | {mcol(lambda r: mixed(r, 'acc@1'))} | "
+               f"{mcol(lambda r: r['matchers'][DEFAULT]['english'].get('acc@1'))} | {ref_mean} |")
+    pooled = [c for r in rows for c in r["per_case"].values() if DEFAULT in c]
+    if pooled:
+        p1 = sum(c[DEFAULT]["rank"] == 1 for c in pooled) / len(pooled)
+        out += ["", f"Pooled over all {len(pooled)} cases: `{DEFAULT}` Acc@1 {p1:.3f}."]
+    out += ["", f"Gold sets holding the root module `{ROOT_ID}` (a fix that also touched a top-level file such as "
+            "CHANGELOG.md), and how many top-1 answers of `" + DEFAULT + "` were that root module (right ones in brackets): "
+            + "; ".join(f"{r['name']} {r.get('gold_has_root', 0)}/{r['cases']}, top-1 root "
+                        f"{r['matchers'][DEFAULT].get('top1_root', 0)} ({r['matchers'][DEFAULT].get('top1_root_right', 0)})"
+                        for r in rows) + "."]
+    out += ["", f"Mixed: cases whose text holds CJK characters, where a repository has at least {a.min_cjk}; "
+            "English: the other cases. train: training changes before the cut-off.", "",
+            f"### Label trust of `{DEFAULT}` on the issue texts", "",
+            "| repository | ECE | precision @ coverage 0.60 | threshold for precision 0.95 | coverage there | dropped cases |",
+            "|---|---|---|---|---|---|"]
+    for r in rows:
+        h = r["matchers"][DEFAULT]
+        drop = ", ".join(f"{k}: {len(v)}" for k, v in r["dropped"].items()) or "none"
+        out.append(f"| {r['name']} | {f3(h['ece'])} | {f3(h[PCOV])} | {f3(h[THR])} | {f3(h[COV])} | {drop} |")
+    out.append(f"| **mean** | {mcol(lambda r: r['matchers'][DEFAULT]['ece'])} | "
+               f"{mcol(lambda r: r['matchers'][DEFAULT][PCOV])} | | {mcol(lambda r: r['matchers'][DEFAULT][COV])} | |")
+    codes = sorted({r["code"] for r in rows})
+    out += ["", f"modmatch code: {', '.join(codes)}; runs: "
+            + ", ".join(f"{r['name']} {r['date']} ({r['seconds']:.0f} s)" for r in rows) + "."]
+    return "\n".join(out)
+
+
+def load_cases(path: str | Path) -> dict[str, dict]:
+    import tomllib
+
+    with open(path, "rb") as fh:
+        return {r["name"]: r for r in tomllib.load(fh).get("repo", [])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", nargs="?", default="run", choices=("run", "pair"))
+    ap.add_argument("--manifest", default=str(ROOT / "bench" / "dev_repos.toml"), help="the dev repositories")
+    ap.add_argument("--cases", default=str(CASES), help="the issue manifest (written by `pair`, read by `run`)")
+    ap.add_argument("--texts", default=str(TEXTS), help="folder of <name>.jsonl issue texts (outside the repository)")
+    ap.add_argument("--only", nargs="*", help="these repositories; the others keep their last results")
+    ap.add_argument("--min-cases", type=int, default=30, help="pair: cases wanted after the cut-off")
+    ap.add_argument("--min-cjk", type=int, default=5, help="report mixed-language cases where at least this many")
+    ap.add_argument("--matcher", action="append", help="default: " + ", ".join(MATCHERS))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "issues"))
+    ap.add_argument("--work-dir", default="/tmp/modmatch-issues", help="split databases")
+    ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
+    a = ap.parse_args(argv)
+    a.matcher = a.matcher or list(MATCHERS)
+    if DEFAULT not in a.matcher:
+        a.matcher.insert(0, DEFAULT)
+    repos = load_manifest(a.manifest)
+    todo = [r for r in repos if not a.only or r["name"] in a.only]
+    if a.command == "pair":
+        return pair(todo, a)
+    specs = load_cases(a.cases)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for r in todo:
+        if r["name"] not in specs:
+            continue
+        if not Path(r["path"]).exists():
+            log(f"{r['name']}: no clone at {r['path']}; skipped")
+            continue
+        row = run_repo(r, specs[r["name"]], a)
+        (out / f"{r['name']}.json").write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
+    rows = [json.loads((out / f"{r['name']}.json").read_text()) for r in repos
+            if r["name"] in specs and (out / f"{r['name']}.json").is_file()]
+    text = tables(rows, a)
+    summary = {"cases_manifest": str(Path(a.cases).resolve().relative_to(ROOT)) if Path(a.cases).resolve()
+               .is_relative_to(ROOT) else a.cases, "default_matcher": DEFAULT,
+               "repos": {r["name"]: {k: v for k, v in r.items() if k != "per_case"} for r in rows}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False))
+    args = [x for x in (sys.argv[1:] if argv is None else argv)]
+    cmd = "nice -n 10 .venv/bin/python bench/issue_benchmark.py" + "".join(" " + x for x in args)
+    (out / "report.md").write_text(f"# Issue benchmark (issue 11): real issue texts\n\n`{cmd}`\n\n{text}\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
