@@ -24,7 +24,7 @@ from .describe import file_terms
 from .config import CONFIG_NAME, RepoConfig, load_config
 from .deps import Resolver, edges_from_targets, file_targets
 from .graph import ModuleGraph, assemble, build_module, module_fingerprint
-from .history import mine_history
+from .history import Moves, mine_history, mine_moves
 from .languages import language_for
 from .modules import ROOT_ID, Assigner, plan_modules, skipped
 from .parse import parse_file
@@ -150,12 +150,16 @@ def _parse_all(source: Source, todo: list, max_bytes: int, workers: int | None =
         yield from pool.imap(_parse_one, items, chunksize=32)
 
 
-def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str]):
-    """How a past change's files map to today's modules: skipped files and folders that no
-    longer exist map to None (so stale history never points at the wrong module)."""
+def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], moves: Moves | None = None):
+    """How a past change's files map to today's modules: a file that was moved since maps to where it
+    lives now (`moves`, git's renames); skipped files and folders that no longer exist map to None (so
+    stale history never points at the wrong module)."""
     tops = {p.split("/", 1)[0] for p in paths if "/" in p}
+    present = set(paths) if moves else set()
 
     def module_of(path: str) -> str | None:
+        if moves and path not in present:
+            path = moves.resolve(path, present.__contains__) or path
         if skipped(path, config):
             return None
         mid = graph.module_of(path)
@@ -254,7 +258,6 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         if isinstance(source, GitSource):
             last = store.get_meta("commit")
             same_layout = store.get_meta("layout") == layout_hash
-            module_of = history_module_of(graph, config, paths)
             known = set(graph.leaf_ids())
             if (not full and had_graph and last and same_layout
                     and git(root, "cat-file", "-t", last, check=False).strip() == "commit"
@@ -267,6 +270,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
                     notes.append("full history re-mined (module layout changed or history was rewritten)")
             if progress:
                 progress("history", 0, 1)
+            module_of = history_module_of(graph, config, paths, mine_moves(root, rng))
             history = mine_history(root, module_of, rev_range=rng, max_modules=config.history_max_modules,
                                    known_modules=known)
             if progress:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .records import HistoryExample
-from .source import git
+from .source import SourceError, git
 
 SEP_REC = "\x1e"
 SEP_FLD = "\x1f"
@@ -76,6 +76,91 @@ def _records(root: str | Path, rev_range: str, merges: bool) -> Iterator[tuple[s
         sha, parents, an, ae, date, msg, rest = fields[0], fields[1].split(), fields[2], fields[3], fields[4], fields[5], fields[6]
         files = [f.strip("\n") for f in rest.split("\0") if f.strip("\n")]
         yield sha, parents, an, ae, date, msg, files
+
+
+class Moves:
+    """Where the files of past changes live now: git's rename records, followed forward.
+
+    A past change's path that no longer exists is resolved through the renames that came after
+    it (`a/x.py` → `b/x.py` → `c/x.py`); a path that was deleted rather than moved is resolved
+    through the folder moves its renamed neighbours show (most files of `okhttp/src/main/kotlin/`
+    went to `okhttp/src/commonJvmAndroid/kotlin/`, so a deleted file of the old folder belongs
+    to the new one). Without this, a repository that reorganised its tree loses most of its
+    history, or teaches the old parent folder as the answer for today's changes.
+    """
+
+    def __init__(self, renames: list[tuple[str, str]]):
+        self.file: dict[str, str] = {}
+        votes: dict[str, dict[str, int]] = {}
+        for old, new in renames:  # oldest first: a later rename of the same path wins
+            if old == new:
+                continue
+            self.file[old] = new
+            a, b = old.split("/"), new.split("/")
+            k = 0
+            while k < min(len(a), len(b)) - 1 and a[-1 - k] == b[-1 - k]:
+                k += 1  # common tail, the file name included when equal
+            if len(a) - max(k, 1) <= 0:
+                continue
+            src = "/".join(a[: len(a) - max(k, 1)]) + "/"
+            dst = "/".join(b[: len(b) - max(k, 1)]) + "/" if len(b) > max(k, 1) else ""
+            votes.setdefault(src, {}).setdefault(dst, 0)
+            votes[src][dst] += 1
+        self.folder: dict[str, str] = {}
+        for src, tgt in votes.items():
+            dst, n = max(tgt.items(), key=lambda kv: (kv[1], kv[0]))
+            if n >= 2 and n * 2 > sum(tgt.values()):
+                self.folder[src] = dst
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def resolve(self, path: str, exists: Callable[[str], bool], _depth: int = 0) -> str | None:
+        """The path's present location (or, for a deleted file, where its folder went), or None
+        when neither a rename nor a folder move tells."""
+        seen = set()
+        p = path
+        while p in self.file and p not in seen and len(seen) < 32:
+            seen.add(p)
+            p = self.file[p]
+            if exists(p):
+                return p
+        end = len(p)
+        while (cut := p.rfind("/", 0, end)) >= 0:
+            src = p[: cut + 1]
+            if src in self.folder:
+                q = self.folder[src] + p[cut + 1:]
+                if exists(q) or _depth >= 8:
+                    return q
+                return self.resolve(q, exists, _depth + 1) or q
+            end = cut
+        return p if p != path else None
+
+
+def mine_moves(root: str | Path, rev: str) -> Moves:
+    """The renames of `rev`'s history (git's rename detection; exact renames only where a blob
+    cannot be read, as in a partial clone; none where even that fails)."""
+    for similarity in ("-M", "-M100%"):
+        try:
+            out = git(root, "log", "--no-merges", "--diff-filter=R", similarity, "--name-status", "-z",
+                      "--format=tformat:", rev)
+            break
+        except SourceError:
+            continue
+    else:
+        return Moves([])
+    fields = out.split("\0")
+    renames: list[tuple[str, str]] = []
+    i = 0
+    while i + 2 < len(fields):
+        status = fields[i].strip("\n")
+        if status.startswith("R"):
+            renames.append((fields[i + 1], fields[i + 2]))
+            i += 3
+        else:
+            i += 1
+    renames.reverse()  # git log is newest first
+    return Moves(renames)
 
 
 def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, rev_range: str = "HEAD",

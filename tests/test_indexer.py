@@ -152,6 +152,43 @@ def test_refresh_equals_full_index(git_repo, tmp_path):
     assert [h.to_dict() for h in inc.graph.history] == [h.to_dict() for h in fresh.graph.history]
 
 
+def test_history_follows_moved_files_to_their_module_today(git_repo, tmp_path):
+    """A reorganised tree keeps its history: changes to files that were moved since count for the module
+    the files live in now (renames followed forward, a deleted file by where its folder went), not for
+    the old parent folder, and not dropped."""
+    old = {f"lib/src/main/net/{n}.kt": f"// {n}\nclass {n.title()} {{ fun run{n}() {{}} }}\n"
+           for n in ("dispatcher", "connection", "cache")}
+    old.update({"lib/src/main/net/legacy.kt": "// legacy\nclass Legacy {}\n",
+                "lib/src/android/net/Platform.kt": "// platform\nclass Platform {}\n",
+                "docs/README.md": "# Docs\n",
+                ".modmatch.toml": "[[module]]\nid = 'common'\npath = ['lib/src/common']\n"
+                                  "[[module]]\nid = 'android'\npath = ['lib/src/android']\n"})
+    git_repo.commit("initial import", old)
+    git_repo.commit("Dispatcher runs calls in order", {"lib/src/main/net/dispatcher.kt": "// v2\nclass Dispatcher {}\n"})
+    git_repo.commit("Legacy helper for old clients", {"lib/src/main/net/legacy.kt": "// v2\nclass Legacy { }\n"})
+    git_repo.commit("Drop the legacy helper", delete=["lib/src/main/net/legacy.kt"])
+    (git_repo.root / "lib/src/common/net").mkdir(parents=True)
+    for n in ("dispatcher", "connection", "cache"):
+        git_repo.git("mv", f"lib/src/main/net/{n}.kt", f"lib/src/common/net/{n}.kt")
+    git_repo.commit("Move to the common source set")
+    git_repo.commit("Platform hook for Android", {"lib/src/android/net/Platform.kt": "// v2\nclass Platform { }\n"})
+
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    mods = {h.subject: h.modules for h in res.graph.history}
+    common = res.graph.module_of("lib/src/common/net/dispatcher.kt")
+    assert (common, res.graph.module_of("lib/src/android/net/Platform.kt")) == ("common", "android")
+    assert mods["Dispatcher runs calls in order"] == (common,)      # renamed file: followed to its place today
+    assert mods["Legacy helper for old clients"] == (common,)       # deleted file: its folder moved there
+    assert mods["Platform hook for Android"] == (res.graph.module_of("lib/src/android/net/Platform.kt"),)
+    # an incremental refresh after another move agrees with a full index
+    git_repo.git("mv", "lib/src/common/net/cache.kt", "lib/src/android/net/cache.kt")
+    git_repo.commit("Cache lives with the platform code")
+    store = store_for(tmp_path, "inc")
+    index(git_repo.root, store, full=True)
+    assert {h.subject: h.modules for h in index(git_repo.root, store).graph.history} == \
+        {h.subject: h.modules for h in index(git_repo.root, store_for(tmp_path, "full"), full=True).graph.history}
+
+
 def test_force_push_falls_back_to_full_history(git_repo, tmp_path):
     a = git_repo.commit("initial import", polyglot_files())
     git_repo.commit("Audio tweak", {"audio/sample.c": "// tweak\nint f(void);\n"})
