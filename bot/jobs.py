@@ -243,6 +243,28 @@ def _own_session_dies_with_parent() -> None:  # pragma: no cover - runs in the c
         pass
 
 
+def _shared_job_store(base, engine):
+    """APScheduler's SQLAlchemyJobStore on the service database, for a store that other processes share: a job
+    another process ran and removed first is gone, not an error (APScheduler would end its scheduler thread on
+    that JobLookupError); which process runs the job is decided by `JobLog.start`, once."""
+    from apscheduler.jobstores.base import JobLookupError
+
+    class SharedJobStore(base):
+        def remove_job(self, job_id):
+            try:
+                super().remove_job(job_id)
+            except JobLookupError:
+                log.info("jobs.store.already-removed job=%s", job_id)
+
+        def update_job(self, job):
+            try:
+                super().update_job(job)
+            except JobLookupError:
+                log.info("jobs.store.already-removed job=%s", job.id)
+
+    return SharedJobStore(engine=engine)
+
+
 class JobRunner:
     """The scheduler (BackgroundScheduler, persistent job store) plus the jobs table, for one AppState."""
 
@@ -268,7 +290,7 @@ class JobRunner:
         self.running: dict[int, str] = {}
         self._model_seen: dict[str, float | None] = {}
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.log.engine),
+            jobstores={"default": _shared_job_store(SQLAlchemyJobStore, self.log.engine),
                        "memory": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 2},

@@ -190,3 +190,18 @@ def test_poll_refreshes_when_head_moved(state, git_repo):
         assert runner.scheduler.get_job("refresh:core") is not None
     finally:
         runner.shutdown()
+
+
+def test_a_job_another_process_claimed_runs_there_only(state):
+    """Processes sharing the database share the scheduler's store: the one whose `start` claim wins runs the job;
+    the other neither runs it nor loses its scheduler over the job being gone."""
+    runner = JobRunner(state, refresh_delay=3600, poll_interval=0, retrain_at="").start(paused=True)
+    try:
+        row = runner.log.add("refresh:core", "refresh", "core", "push")
+        assert runner.log.start(row) and not runner.log.start(row)  # the other process claimed it: once
+        runner.run_refresh("core", row)
+        assert [r["kind"] for r in state.repo().store.runs()] == ["index"]  # no second refresh here
+        assert runner.log.get(row)["state"] == "running"
+        runner.scheduler._lookup_jobstore("default").remove_job("refresh:removed-elsewhere")  # no JobLookupError
+    finally:
+        runner.shutdown()
