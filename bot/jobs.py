@@ -526,9 +526,10 @@ class JobRunner:
                                       text=True, timeout=30, env=clean_git_env()).stdout.strip()
                 s = Store(rs.store.path)
                 try:
-                    indexed = s.graph_info().get("commit")
+                    info = s.graph_info()
                 finally:
                     s.close()
+                indexed = info.get("commit")
                 if head and head != indexed:
                     self.queue_refresh(name, "poll: HEAD moved")
                 else:
@@ -537,6 +538,8 @@ class JobRunner:
                 seen = cur.stat().st_mtime if cur.exists() else None
                 if name in self._model_seen and self._model_seen[name] != seen:
                     rs.reload()
+                elif info.get("version") and rs.graph.version != info["version"]:
+                    rs.reload()  # another process sharing this home refreshed the repository database
                 self._model_seen[name] = seen
             except Exception as e:
                 log.warning("jobs.poll-failed repo=%s error=%s", name, e)

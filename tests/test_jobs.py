@@ -205,3 +205,21 @@ def test_a_job_another_process_claimed_runs_there_only(state):
         runner.scheduler._lookup_jobstore("default").remove_job("refresh:removed-elsewhere")  # no JobLookupError
     finally:
         runner.shutdown()
+
+
+def test_poll_serves_a_refresh_another_process_made(state, git_repo):
+    """Two API processes sharing one home: the one that did not run the refresh serves the new graph after its poll."""
+    from indexer.build import refresh
+
+    other = AppState()
+    ors = other.add(RepoState("core", git_repo.root, matcher="lexical"))
+    before = ors.graph.version
+    git_repo.commit("more", {"ui/button.py": "class Button:\n    pass\n"})
+    refresh(git_repo.root, state.repo().store)  # the first process refreshed the shared repository database
+    runner = JobRunner(other, refresh_delay=3600, poll_interval=0, retrain_at="").start(paused=True)
+    try:
+        runner.poll()
+        assert ors.graph.version != before and "ui" in ors.graph.modules
+        assert runner.scheduler.get_job("refresh:core") is None  # nothing left to refresh
+    finally:
+        runner.shutdown()
