@@ -1,7 +1,7 @@
 """The Starlette route for GitHub: POST /github/webhook (`bot.github.routes(state)` mounts it).
 
-A delivery is verified (signature first, then the JSON's shape), recorded in `github.db` and acknowledged at
-once; a worker thread then processes it (label, comment, learn), retrying a failing GitHub API with backoff.
+A delivery is verified (signature first, then the JSON's shape), recorded in the service database and acknowledged
+at once; a worker thread then processes it (label, comment, learn), retrying a failing GitHub API with backoff.
 GitHub waits at most 10 s for an answer, so nothing slow happens while it waits, and a delivery recorded
 before the process died is processed when it starts again.
 
