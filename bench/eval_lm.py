@@ -29,16 +29,17 @@ def recalibrate(graph, models_dir: Path) -> None:
     from inference.models import load_base
     from trainer.dataset import read_jsonl
     from trainer.dataset import CandidateSource
-    from trainer.train import _write_json_atomic, calibrate_serving, held_out_retrieval, read_current
+    from inference.modelstore import ModelStore, write_json_atomic
+    from trainer.train import calibrate_serving, held_out_retrieval
 
-    run = models_dir / read_current(models_dir)["run"]
+    run = ModelStore(models_dir).current_run()
     model, tok = load_base(str(run / "merged"))
     val = read_jsonl(run / "data" / "val.jsonl")
     retrieval = held_out_retrieval(graph, val, CandidateSource(graph, matcher=create("hybrid", graph)))
     cal = calibrate_serving(model, tok, val, graph.leaf_ids(), retrieval=retrieval)
     meta = json.loads((run / "metadata.json").read_text())
     meta["calibration"] = cal
-    _write_json_atomic(run / "metadata.json", meta)
+    write_json_atomic(run / "metadata.json", meta)
     print(f"recalibrated {run.name}: {json.dumps(cal)}", file=sys.stderr)
 
 

@@ -26,12 +26,13 @@ def main() -> None:
                     help="comma-separated: custom-fp32, naive-fp32, custom-bf16, naive-bf16 (bf16 is emulated, slow, on CPUs without AVX512-BF16/AMX)")
     a = ap.parse_args()
 
+    from inference.config import cpu_threads
     from inference.models import load_base
     from trainer.config import TrainConfig
     from trainer.train import add_lora, completion_loss, full_logits_loss
 
     cfg = TrainConfig(threads=a.threads)
-    torch.set_num_threads(cfg.resolved_threads())
+    torch.set_num_threads(cpu_threads(cfg.threads))
     model, tok = load_base("smollm2-135m", a.cache_dir)
     model = add_lora(model, cfg)
     model.train()

@@ -78,9 +78,9 @@ def _repos(items) -> list[Check]:
         out.append(Check(f"repo {name}", "ok" if info else "warn",
                          f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}" if info
                          else f"{path}: no graph yet"))
-        cur = settings.home() / "models" / db.stem / "current.json"
-        out.append(Check(f"model {name}", "ok" if cur.exists() else "warn",
-                         f"current model: {cur}" if cur.exists() else
+        run = settings.model_store(path).current_run()
+        out.append(Check(f"model {name}", "ok" if run else "warn",
+                         f"current model: {run}" if run else
                          "no model yet: the hybrid retrieval matcher answers (`modmatch train` makes one)"))
     return out
 
@@ -159,9 +159,10 @@ def _database() -> list[Check]:
 
 
 def _secret(name: str, needed_for: str, required: bool) -> Check:
-    env = f"MODMATCH_{name.upper()}"
-    file_ = os.environ.get(env + "_FILE")
-    if file_ and env not in os.environ:
+    env = settings.env_name(name)
+    file_ = settings.secret_file(name)
+    from_file = bool(file_) and not settings.in_environment(name)
+    if from_file:
         p = Path(file_)
         if not p.is_file():
             return Check(name, "fail", f"{env}_FILE points at {file_}, which does not exist")
@@ -169,7 +170,7 @@ def _secret(name: str, needed_for: str, required: bool) -> Check:
         if mode & 0o077:
             return Check(name, "warn", f"set from {file_}, but the file is readable by others (chmod 600)")
     if settings.get(name):
-        return Check(name, "ok", f"set ({'file' if file_ and env not in os.environ else 'environment'})")
+        return Check(name, "ok", f"set ({'file' if from_file else 'environment'})")
     return Check(name, "fail" if required else "warn", f"not set: {needed_for} (set {env} or {env}_FILE)")
 
 

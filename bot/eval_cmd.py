@@ -77,7 +77,7 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
             info = {"cases_file": cases_file, "modules": len(graph.leaf_ids())}
         with progress_bar(not as_json) as cb:
             report = evaluate(graph, cases, names, k=k, opts=opts, progress=cb, info=info,
-                              lm_opts={"model_dir": settings.models_dir(repo_root(path))})
+                              lm_opts={"model_dir": settings.model_store(repo_root(path)).root, "compute": settings.compute()})
         if report_dir:
             write_report(report, report_dir)
         if as_json:

@@ -64,21 +64,23 @@ def hooks_dir(path: str | Path) -> tuple[Path, bool]:
 def recorded_env() -> dict[str, str]:
     """What a hook must know that git's environment may not carry: the data folder, and where the API token is
     kept (the path of the token file, never the token itself)."""
-    env = {"MODMATCH_HOME": str(settings.home().resolve())}
-    for name in ("MODMATCH_API_TOKEN_FILE", "MODMATCH_HOOK_LOG"):
-        v = os.environ.get(name)
-        if v:
-            env[name] = str(Path(v).expanduser().resolve())
+    env = {settings.env_name("home"): str(settings.home().resolve())}
+    token_file, hook_log = settings.secret_file("api_token"), settings.get("hook_log")
+    if token_file:
+        env[settings.env_name("api_token") + "_FILE"] = str(Path(token_file).expanduser().resolve())
+    if hook_log:
+        env[settings.env_name("hook_log")] = str(Path(hook_log).expanduser().resolve())
     return env
 
 
 def token_note() -> str | None:
     """Why an installed hook could not authenticate to the service, or None when it can."""
-    if os.environ.get("MODMATCH_API_TOKEN_FILE"):
+    token_file = settings.secret_file("api_token")
+    if token_file:
         if settings.get("api_token"):
             return None
-        return f"MODMATCH_API_TOKEN_FILE={os.environ['MODMATCH_API_TOKEN_FILE']} cannot be read or is empty"
-    if os.environ.get("MODMATCH_API_TOKEN"):
+        return f"MODMATCH_API_TOKEN_FILE={token_file} cannot be read or is empty"
+    if settings.in_environment("api_token"):
         return ("the API token comes from MODMATCH_API_TOKEN, which git does not pass to hooks: keep it in a file "
                 "(mode 600), set MODMATCH_API_TOKEN_FILE to it and install again; the hook records the file's path")
     return ("no API token is configured: the service refuses the hooks' refresh requests (401/403) until "

@@ -534,8 +534,7 @@ class JobRunner:
                     self.queue_refresh(name, "poll: HEAD moved")
                 else:
                     self._check_feedback(name)
-                cur = rs.models_dir / "current.json"  # a worker elsewhere may have published a model
-                seen = cur.stat().st_mtime if cur.exists() else None
+                seen = rs.models.pointer_mtime()  # a worker elsewhere may have published a model
                 if name in self._model_seen and self._model_seen[name] != seen:
                     rs.reload()
                 elif info.get("version") and rs.graph.version != info["version"]:

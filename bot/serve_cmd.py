@@ -84,7 +84,7 @@ def serve_cmd(host: str | None, port: int | None, repos: tuple[str, ...], matche
             click.echo(f"modmatch: {name} is not indexed yet; indexing it in the background", err=True)
     host = host or settings.get("host") or "127.0.0.1"
     app = create_app(state, extra_routes(state), runner=runner, host=host)
-    port = port or int(settings.get("port") or 8750)
+    port = port or settings.get_int("port", 8750)
     if not settings.get("api_token"):
         click.echo("modmatch: no api_token configured: refresh and feedback requests will be refused", err=True)
     click.echo(f"modmatch: serving {', '.join(state.repos)} on http://{host}:{port}/", err=True)

@@ -253,31 +253,12 @@ def _handle(fn):
 
 def model_info(rs: RepoState) -> dict:
     """The repository's current model (metadata.json of the run current.json points at) and report plots."""
-    d = rs.models_dir
-    info: dict = {"model": None, "plots": []}
-    run_dir = None
-    try:
-        cur = json.loads((d / "current.json").read_text())
-        run_dir = (d / cur["run"]).resolve()
-        meta = json.loads((run_dir / "metadata.json").read_text())
+    info: dict = {"model": None, "plots": sorted(p.name for p in rs.models.plots())}
+    cur, meta = rs.models.current(), rs.models.current_metadata()
+    if cur is not None and meta:
         meta = {k: v for k, v in meta.items() if not (isinstance(v, list) and len(v) > 50)}  # not every module ID
         info["model"] = {"run": cur["run"], "published_at": cur.get("published_at"), **meta}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    info["plots"] = sorted(p.name for p in _plot_files(rs, run_dir))
     return info
-
-
-def _plot_files(rs: RepoState, run_dir: Path | None) -> list[Path]:
-    dirs = [rs.models_dir / "report", rs.home / "reports" / rs.store.path.stem]
-    if run_dir is not None:
-        dirs = [run_dir / "report", run_dir] + dirs
-    seen: dict[str, Path] = {}
-    for folder in dirs:
-        if folder.is_dir():
-            for p in sorted(folder.glob("*.png")):
-                seen.setdefault(p.name, p)
-    return list(seen.values())
 
 
 def _find_by_path(state: AppState, path: str) -> list[str]:
@@ -379,13 +360,7 @@ async def plot_endpoint(request: Request) -> Response:
     name = request.path_params["name"]
     if not PLOT_NAME.match(name):
         raise ApiError(404, "no such plot")
-    run_dir = None
-    try:
-        cur = json.loads((rs.models_dir / "current.json").read_text())
-        run_dir = (rs.models_dir / cur["run"]).resolve()
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for p in _plot_files(rs, run_dir):  # only files the listing offers, never a path from the request
+    for p in rs.models.plots():  # only files the listing offers, never a path from the request
         if p.name == name:
             return FileResponse(p, media_type="image/png")
     raise ApiError(404, "no such plot")
@@ -618,7 +593,7 @@ def create_app(state: AppState, extra_routes: Sequence[BaseRoute] = (), *, runne
     `runner` (a bot.jobs.JobRunner) is started and stopped with the app when given."""
     from starlette.middleware import Middleware
 
-    limit = body_limit if body_limit is not None else int(settings.get("body_limit") or 1_048_576)
+    limit = body_limit if body_limit is not None else settings.get_int("body_limit", 1_048_576)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -647,5 +622,5 @@ def create_app(state: AppState, extra_routes: Sequence[BaseRoute] = (), *, runne
     app.state.metrics = metrics
     app.state.api_token = api_token
     app.state.protect_reads = not is_loopback(host) and not settings.get_bool("open_reads")
-    app.state.match_wait = match_wait if match_wait is not None else float(settings.get("match_wait") or 20)
+    app.state.match_wait = match_wait if match_wait is not None else settings.get_float("match_wait", 20)
     return app

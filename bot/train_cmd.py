@@ -39,11 +39,6 @@ def _cutoff_history(graph, root, cutoff: str | None):
     return [h for h in hist if h.date <= date], date
 
 
-def models_key(root) -> str:
-    """The folder under $MODMATCH_HOME/models for one repository (see settings.models_dir)."""
-    return settings.models_dir(root).name
-
-
 @click.command("train")
 @click.argument("path", default=".")
 @click.option("--base-model", help="smollm2-135m (offline default), a Hugging Face id, or a model folder.")
@@ -69,8 +64,7 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
         from indexer.config import load_config
 
         table = load_config(root).extra.get("trainer", {})
-        cfg = TrainConfig.from_toml(table, base_model=base_model, max_minutes=max_minutes, epochs=epochs,
-                                    threads=int(settings.get("threads") or 0) or None)
+        cfg = TrainConfig.from_toml(table, base_model=base_model, max_minutes=max_minutes, epochs=epochs)
         history, cut = _cutoff_history(graph, root, cutoff)
         from .feedback import FeedbackLog
         from .state import feedback_examples
@@ -89,8 +83,9 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
                 note = f"loss {extra['loss']:.3f}" if "loss" in extra else ""
                 prog.update(tasks[stage], completed=done, total=max(total, 1), note=note)
 
-            res = train(graph, settings.home() / "models", cfg, repo=root.name, history=history,
-                        feedback=feedback, resume=resume, progress=cb, key=models_key(root))
+            res = train(graph, settings.model_store(root), cfg, repo=root.name, history=history,
+                        feedback=feedback, resume=resume, progress=cb, compute=settings.compute(),
+                        cache_dir=settings.home())
             info = res.metadata
         m = res.metrics
         summary = {"run": str(res.run_dir), "published": res.published, "reason": res.reason,

@@ -11,7 +11,6 @@ Every way of mapping a requirement to modules (lexical, dense, history, lm, hybr
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -19,10 +18,6 @@ from indexer.graph import ModuleGraph
 
 from .errors import BadInputError, UnknownMatcherError
 
-
-def env_off(name: str) -> bool:
-    """True when the environment variable `name` turns a default-on feature off (0, false, no, off)."""
-    return os.environ.get(name, "").strip().lower() in ("0", "false", "no", "off")
 
 MAX_TEXT_CHARS = 20_000
 

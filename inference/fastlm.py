@@ -17,18 +17,18 @@ weights within tolerance). Supported: ``model_type`` llama, qwen2, qwen3 with Si
 (no sliding window) and any RoPE whose frequencies the model's own rotary module holds. Anything else —
 and a PEFT-wrapped model — keeps the Hugging Face forward.
 
-``MODMATCH_FAST_LM=0`` turns the lean forward off; ``MODMATCH_CPU_WEIGHTS=fp32`` keeps fp32 weights on the CPU.
+The settings ``fast_lm=false`` (no lean forward) and ``cpu_weights=fp32`` (fp32 weights on the CPU) reach here
+through `ComputeConfig` (inference/config.py): `LoadedModel` asks for no FastLM, or for `fp16_weights=False`.
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 
-from .base import env_off
+from .config import ComputeConfig
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,7 @@ class FastLM:
         self.device = model.get_input_embeddings().weight.device
         self.dtype = model.get_input_embeddings().weight.dtype
         if fp16_weights is None:
-            fp16_weights = (self.device.type == "cpu" and self.dtype == torch.float32
-                            and os.environ.get("MODMATCH_CPU_WEIGHTS", "").strip().lower() != "fp32"
-                            and fp16_packed_available())
+            fp16_weights = self.device.type == "cpu" and self.dtype == torch.float32 and fp16_packed_available()
         self.fp16_weights = bool(fp16_weights)
         self.heads = cfg.num_attention_heads
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
@@ -190,11 +188,9 @@ class FastLM:
         self.kv_size = self.kv_heads * self.head_dim
 
     @classmethod
-    def maybe(cls, model) -> FastLM | None:
-        """The lean forward for `model`, or None (unsupported, or turned off by MODMATCH_FAST_LM=0).
+    def maybe(cls, model, fp16_weights: bool | None = None) -> FastLM | None:
+        """The lean forward for `model`, or None (unsupported). `fp16_weights`: as for the constructor.
         The weights are read (and, on the CPU, packed) now: a model changed afterwards needs a new FastLM."""
-        if env_off("MODMATCH_FAST_LM"):
-            return None
         why = unsupported_reason(model)
         if why:
             log.info("lean forward not used: %s", why)
@@ -203,7 +199,7 @@ class FastLM:
         if dev.type != "cpu":  # written for the CPU's overheads; GPUs keep the framework's fused kernels
             return None
         try:
-            return cls(model)
+            return cls(model, fp16_weights)
         except Exception as e:  # never let the fast path break serving
             log.warning("lean forward unavailable: %s", e)
             return None
@@ -261,3 +257,9 @@ class FastLM:
             x = x + p["down"](F.silu(gu[:, :self.inter]) * gu[:, self.inter:])
         cache.n = L
         return self._rms(x, self.final_norm)
+
+
+def for_compute(model, compute: ComputeConfig) -> FastLM | bool:
+    """What a ConstrainedDecoder's `fast=` should be under `compute`: a FastLM, or False (turned off by
+    fast_lm=false, or unsupported)."""
+    return (FastLM.maybe(model, compute.fp16_weights) if compute.fast_lm else None) or False

@@ -19,6 +19,7 @@ from indexer.graph import ModuleGraph
 
 from .base import Match, clean_text, register
 from .calibration import Calibrator
+from .config import ComputeConfig
 from .errors import ModelNotFoundError
 from .prompt import Candidate, build_prompt, candidate_summary
 
@@ -34,15 +35,12 @@ _RUNTIMES: dict[str, ModelRuntime] = {}
 _RT_LOCK = threading.Lock()
 
 
-def default_models_dir() -> Path:
-    from .models import default_cache_dir
-
-    return default_cache_dir() / "models"
-
-
-def get_runtime(model_dir: str | Path | None = None) -> ModelRuntime:
-    """One shared runtime per model folder (so `lm` and `lm-hybrid` share the loaded weights)."""
-    path = Path(model_dir).expanduser() if model_dir else default_models_dir()
+def get_runtime(model_dir: str | Path | None, compute: ComputeConfig | None = None) -> ModelRuntime:
+    """One shared runtime per model folder (so `lm` and `lm-hybrid` share the loaded weights); `compute`: where and
+    how a runtime created now runs the model."""
+    if not model_dir:
+        raise ModelNotFoundError("no model folder given (model_dir=): the service passes the repository's")
+    path = Path(model_dir).expanduser()
     if not path.exists():
         raise ModelNotFoundError(f"no trained model at {path}: train one first (modmatch train)")
     key = str(path.resolve())
@@ -51,7 +49,7 @@ def get_runtime(model_dir: str | Path | None = None) -> ModelRuntime:
     with _RT_LOCK:
         rt = _RUNTIMES.get(key)
         if rt is None:
-            rt = _RUNTIMES[key] = ModelRuntime(path)
+            rt = _RUNTIMES[key] = ModelRuntime(path, compute=compute)
         return rt
 
 
@@ -180,15 +178,15 @@ class LMHybridMatcher(LMMatcher):
         return out[:k]
 
 
-def _runtime(model_dir, runtime) -> ModelRuntime:
-    return runtime if runtime is not None else get_runtime(model_dir)
+def _runtime(model_dir, runtime, compute) -> ModelRuntime:
+    return runtime if runtime is not None else get_runtime(model_dir, compute)
 
 
 @register("lm", needs_model=True)
-def _make_lm(graph: ModuleGraph, model_dir=None, runtime=None, **opts) -> LMMatcher:
-    return LMMatcher(graph, _runtime(model_dir, runtime), **opts)
+def _make_lm(graph: ModuleGraph, model_dir=None, runtime=None, compute=None, **opts) -> LMMatcher:
+    return LMMatcher(graph, _runtime(model_dir, runtime, compute), **opts)
 
 
 @register("lm-hybrid", needs_model=True)
-def _make_lm_hybrid(graph: ModuleGraph, model_dir=None, runtime=None, **opts) -> LMHybridMatcher:
-    return LMHybridMatcher(graph, _runtime(model_dir, runtime), **opts)
+def _make_lm_hybrid(graph: ModuleGraph, model_dir=None, runtime=None, compute=None, **opts) -> LMHybridMatcher:
+    return LMHybridMatcher(graph, _runtime(model_dir, runtime, compute), **opts)

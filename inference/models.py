@@ -5,8 +5,8 @@
     model, tok = load_base("/path/to/merged")            # a folder written by the trainer (merged/)
 
 The GGUF default is de-quantized once and cached as safetensors under
-``<cache_dir>/models/base/smollm2-135m`` (cache_dir defaults to $MODMATCH_HOME, else
-$XDG_DATA_HOME/modmatch), so later loads take a fraction of a second.
+``<cache_dir>/models/base/smollm2-135m`` (bot/ passes the data directory, the setting home; without one,
+``~/.cache/modmatch``), so later loads take a fraction of a second.
 """
 from __future__ import annotations
 
@@ -63,11 +63,8 @@ def known_names() -> list[str]:
 
 
 def default_cache_dir() -> Path:
-    h = os.environ.get("MODMATCH_HOME")
-    if h:
-        return Path(h).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "modmatch"
+    """Where converted base models go when the caller names no folder (bot/ always names the data directory)."""
+    return Path.home() / ".cache" / "modmatch"
 
 
 def resolve(name: str | os.PathLike | None) -> ModelSpec:

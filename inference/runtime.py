@@ -1,13 +1,9 @@
 """The trained model at run time: loaded once on the chosen device, hot-swapped when a newer one is published.
 
-Model folders (written by the trainer)::
+Model folders are the trainer's (see inference/modelstore.py): a models dir whose ``current.json`` points at
+``runs/<ts>/``, which holds ``merged/`` (model + tokenizer) and ``metadata.json``.
 
-    <models_dir>/current.json         {"run": "runs/<ts>"} (the trainer's pointer); or `current`, a symlink/text file
-    <models_dir>/runs/<ts>/merged/    save_pretrained output (model + tokenizer)
-    <models_dir>/runs/<ts>/adapter/   or a LoRA adapter (loaded on metadata["base_model"] and merged)
-    <models_dir>/runs/<ts>/metadata.json (or merged/metadata.json): base_model, module_ids, graph_version, metrics
-
-    rt = ModelRuntime("~/.local/share/modmatch/models")     # a models dir, a run folder or a merged folder
+    rt = ModelRuntime(store.root, compute=compute)          # a models dir, or one run folder
     lm = rt.current                                          # LoadedModel: model, tokenizer, decoder, metadata
     rt.maybe_reload()                                        # newer run published? load it aside, then swap
 
@@ -16,7 +12,6 @@ in flight: they finish on the old model, new requests get the new one.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,8 +22,11 @@ from typing import Callable
 import torch
 
 from .decode import ConstrainedDecoder
-from .device import DeviceChoice, configure_cpu_threads, select_device
+from .config import ComputeConfig
+from .device import DeviceChoice, configure_cpu_threads, select
 from .errors import ModelNotFoundError
+from .fastlm import for_compute
+from .modelstore import ModelStore, is_run, read_metadata
 from .trie import IdTrie
 
 log = logging.getLogger(__name__)
@@ -44,9 +42,10 @@ class LoadedModel:
     dtype: torch.dtype
     load_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)  # serialises forward passes on this model
+    compute: ComputeConfig = field(default_factory=ComputeConfig)  # fast_lm and cpu_weights choose the forward
 
     def __post_init__(self):
-        self.decoder = ConstrainedDecoder(self.model, self.tokenizer)
+        self.decoder = ConstrainedDecoder(self.model, self.tokenizer, fast=for_compute(self.model, self.compute))
         self._tries: dict[tuple[str, ...], IdTrie] = {}
 
     def trie_for(self, ids) -> IdTrie:
@@ -82,81 +81,42 @@ class LoadedModel:
 
 
 def resolve_run(path: str | Path) -> Path:
-    """A models dir (with `current`), a run folder or a merged folder → the run folder to load."""
+    """A models dir (its published run) or a run folder -> the run folder to load."""
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelNotFoundError(f"no model at {p}")
-    cj = p / "current.json"  # the trainer's pointer: {"run": "runs/<ts>", ...}
-    if cj.is_file():
-        try:
-            run = json.loads(cj.read_text(encoding="utf-8")).get("run")
-        except (OSError, ValueError, AttributeError):
-            run = None
-        if run:
-            target = Path(run)
-            return resolve_run(target if target.is_absolute() else p / target)
-    cur = p / "current"
-    if cur.is_symlink() or cur.is_dir():
-        return resolve_run(cur.resolve())
-    if cur.is_file():
-        target = Path(cur.read_text(encoding="utf-8").strip())
-        return resolve_run(target if target.is_absolute() else p / target)
-    if (p / "merged").is_dir() or (p / "adapter").is_dir():
+    if is_run(p):
         return p.resolve()
-    if (p / "config.json").is_file():  # a merged folder itself
-        return p.resolve()
-    runs = sorted((d for d in (p / "runs").glob("*") if (d / "merged").is_dir() or (d / "adapter").is_dir()),
-                  key=lambda d: d.name) if (p / "runs").is_dir() else []
-    if runs:
-        return runs[-1].resolve()
-    raise ModelNotFoundError(f"{p}: no trained model (no current pointer, merged/ or adapter/ folder)")
+    run = ModelStore(p).current_run()
+    if run is None:
+        raise ModelNotFoundError(f"{p}: no trained model published (no current.json)")
+    if not is_run(run):
+        raise ModelNotFoundError(f"{run}: the published run has no merged model")
+    return run
 
 
-def read_metadata(run: Path) -> dict:
-    for f in (run / "metadata.json", run / "merged" / "metadata.json", run / "adapter" / "metadata.json"):
-        if f.is_file():
-            try:
-                return json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                log.warning("unreadable %s: %s", f, e)
-    return {}
-
-
-def load_run(path: str | Path, device: DeviceChoice | None = None) -> LoadedModel:
-    """Load a trained model folder onto the device (the default: select_device())."""
+def load_run(path: str | Path, device: DeviceChoice | None = None, compute: ComputeConfig | None = None) -> LoadedModel:
+    """Load a trained model folder onto `device` (default: the one `compute` asks for, automatic by default)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
     run = resolve_run(path)
     meta = read_metadata(run)
-    choice = device or select_device()
+    compute = compute or ComputeConfig()
+    choice = device or select(compute)
     if choice.device == "cpu":
-        configure_cpu_threads()
-    merged = run / "merged" if (run / "merged").is_dir() else run if (run / "config.json").is_file() else None
+        configure_cpu_threads(compute.threads)
+    merged = run / "merged"
     try:
-        if merged is not None:
-            model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=choice.dtype)
-            tok_src = merged if (merged / "tokenizer_config.json").is_file() else None
-            if tok_src is not None:
-                tok = AutoTokenizer.from_pretrained(str(tok_src))
-            else:
-                from .models import load_tokenizer
-                tok = load_tokenizer(meta.get("base_model"))
-        else:
-            from peft import PeftModel
-
-            from .models import load_base
-            base, tok = load_base(meta.get("base_model"), dtype=choice.dtype)
-            model = PeftModel.from_pretrained(base, str(run / "adapter")).merge_and_unload()
-            if (run / "adapter" / "tokenizer_config.json").is_file():
-                tok = AutoTokenizer.from_pretrained(str(run / "adapter"))
+        model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=choice.dtype)
+        tok = AutoTokenizer.from_pretrained(str(merged))
     except OSError as e:
         raise ModelNotFoundError(f"cannot load the model at {run}: {e}") from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(choice.device, choice.dtype)
     model.eval()
-    lm = LoadedModel(model, tok, run, meta, choice.device, choice.dtype, time.perf_counter() - t0)
+    lm = LoadedModel(model, tok, run, meta, choice.device, choice.dtype, time.perf_counter() - t0, compute=compute)
     log.info("loaded model %s on %s (%s) in %.1fs", run, choice.device, choice.dtype, lm.load_seconds)
     return lm
 
@@ -165,12 +125,14 @@ class ModelRuntime:
     """Keeps one model loaded; `maybe_reload()` swaps to a newer published run without a restart."""
 
     def __init__(self, path: str | Path | None = None, *, device: DeviceChoice | None = None,
-                 loaded: LoadedModel | None = None, loader: Callable[[Path], LoadedModel] | None = None):
+                 loaded: LoadedModel | None = None, loader: Callable[[Path], LoadedModel] | None = None,
+                 compute: ComputeConfig | None = None):
         if path is None and loaded is None:
             raise ModelNotFoundError("no model folder given")
         self.path = Path(path).expanduser() if path is not None else loaded.path
         self.device = device
-        self._loader = loader or (lambda run: load_run(run, self.device or select_device()))
+        self.compute = compute or ComputeConfig()
+        self._loader = loader or (lambda run: load_run(run, self.device, self.compute))
         self._lock = threading.Lock()
         self._loading: threading.Thread | None = None
         self.last_error: str | None = None

@@ -123,8 +123,6 @@ def test_completion_text_parses_back(dec):
 
 # --- device selection ------------------------------------------------------------------------------
 def test_device_cpu_when_no_accelerator(monkeypatch):
-    monkeypatch.delenv("MODMATCH_DEVICE", raising=False)
-    monkeypatch.delenv("MODMATCH_DTYPE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     c = devmod.select_device()
@@ -132,14 +130,18 @@ def test_device_cpu_when_no_accelerator(monkeypatch):
     device, dtype, reason = c
     assert device == "cpu"
     # forcing an absent device falls back cleanly
-    monkeypatch.setenv("MODMATCH_DEVICE", "cuda")
-    c = devmod.select_device()
+    c = devmod.select_device("cuda")
     assert c.device == "cpu" and "not available" in c.reason
-    monkeypatch.setenv("MODMATCH_DEVICE", "mps")
-    assert devmod.select_device().device == "cpu"
-    monkeypatch.setenv("MODMATCH_DTYPE", "fp32")
-    monkeypatch.setenv("MODMATCH_DEVICE", "cpu")
-    assert devmod.select_device() .dtype == torch.float32
+    assert devmod.select_device("mps").device == "cpu"
+    assert devmod.select_device("cpu", "fp32").dtype == torch.float32
+    assert devmod.select_device("auto", torch.float16).dtype == torch.float16
+    # the settings device and dtype reach it through bot's ComputeConfig, read once
+    from bot import settings
+
+    monkeypatch.setenv("MODMATCH_DEVICE", "cuda")
+    monkeypatch.setenv("MODMATCH_DTYPE", "fp16")
+    c = devmod.select(settings.compute())
+    assert c.device == "cpu" and c.dtype == torch.float16 and "not available" in c.reason
 
 
 def test_device_cpu_dtype_follows_native_bf16(monkeypatch):
@@ -155,8 +157,6 @@ def test_device_cpu_dtype_follows_native_bf16(monkeypatch):
 
 @pytest.mark.parametrize("bf16,want", [(True, torch.bfloat16), (False, torch.float16)])
 def test_device_fake_cuda(monkeypatch, bf16, want):
-    monkeypatch.delenv("MODMATCH_DEVICE", raising=False)
-    monkeypatch.delenv("MODMATCH_DTYPE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     c = devmod.select_device()
@@ -164,8 +164,6 @@ def test_device_fake_cuda(monkeypatch, bf16, want):
 
 
 def test_device_fake_mps(monkeypatch):
-    monkeypatch.delenv("MODMATCH_DEVICE", raising=False)
-    monkeypatch.delenv("MODMATCH_DTYPE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     c = devmod.select_device()

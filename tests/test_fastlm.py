@@ -15,7 +15,8 @@ import torch
 from test_decode import IDS, shared_model, shared_tokenizer
 
 from inference.decode import ConstrainedDecoder, _Tree
-from inference.fastlm import FastLM, KVCache, fp16_packed_available, unsupported_reason
+from inference.config import ComputeConfig
+from inference.fastlm import FastLM, KVCache, for_compute, fp16_packed_available, unsupported_reason
 from inference.prompt import build_prompt
 from inference.trie import IdTrie
 
@@ -122,7 +123,7 @@ def test_fp16_packed_weights_stay_close():
     assert float((got - ref).abs().max()) < 2e-2 * float(ref.abs().max())
 
 
-def test_unsupported_models_keep_the_transformers_forward(monkeypatch):
+def test_unsupported_models_keep_the_transformers_forward():
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -139,9 +140,9 @@ def test_unsupported_models_keep_the_transformers_forward(monkeypatch):
     assert unsupported_reason(peft) is not None and FastLM.maybe(peft) is None
     model, tok = shared_model(0)
     assert FastLM.maybe(model) is not None
-    monkeypatch.setenv("MODMATCH_FAST_LM", "0")
-    assert FastLM.maybe(model) is None
-    assert ConstrainedDecoder(model, tok).fast is None
+    off = for_compute(model, ComputeConfig(fast_lm=False))  # the setting fast_lm=false
+    assert off is False and ConstrainedDecoder(model, tok, fast=off).fast is None
+    assert for_compute(model, ComputeConfig(cpu_weights="fp32")).fp16_weights is False  # cpu_weights=fp32
 
 
 @pytest.mark.parametrize("method,reasoning", [("beam", False), ("score", False), ("beam", True)])

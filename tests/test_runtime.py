@@ -13,6 +13,7 @@ from inference.base import Match, create
 from inference.device import DeviceChoice
 from inference.errors import BadInputError, ModelNotFoundError
 from inference.lm_matcher import NEW_MODULE_RETRIEVAL, LMHybridMatcher, LMMatcher
+from inference.modelstore import ModelStore
 from inference.runtime import ModelRuntime, load_run, resolve_run
 
 from test_decode import shared_model
@@ -38,10 +39,7 @@ def write_run(models_dir, name, seed, module_ids):
     tok.save_pretrained(run / "merged")
     (run / "metadata.json").write_text(json.dumps({"base_model": "smollm2-135m", "module_ids": module_ids,
                                                    "graph_version": "g1", "metrics": {"top1": 0.5}}))
-    cur = models_dir / "current"
-    if cur.is_symlink() or cur.exists():
-        cur.unlink()
-    os.symlink(run, cur)
+    ModelStore(models_dir).set_current(run)  # current.json, as the trainer publishes
     return run
 
 
@@ -53,11 +51,20 @@ def models_dir(tmp_path):
 
 
 def test_resolve_and_missing(tmp_path, models_dir):
-    assert resolve_run(models_dir).name == "20240101-000000"
-    assert resolve_run(models_dir / "runs" / "20240101-000000" / "merged").name == "merged"
+    run = models_dir / "runs" / "20240101-000000"
+    assert resolve_run(models_dir) == run.resolve() == resolve_run(run)
+    assert json.loads((models_dir / "current.json").read_text())["run"] == "runs/20240101-000000"
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError):
         resolve_run(tmp_path / "empty")
+    # a run the trainer wrote but did not publish is never served
+    unpublished = tmp_path / "unpublished"
+    (unpublished / "runs").mkdir(parents=True)
+    os.replace(run, unpublished / "runs" / run.name)
+    with pytest.raises(ModelNotFoundError, match="no trained model published"):
+        resolve_run(unpublished)
+    with pytest.raises(ModelNotFoundError, match="no merged model"):
+        resolve_run(models_dir)  # the pointer names a run that is gone
     with pytest.raises(ModelNotFoundError):
         create("lm", make_graph(IDS), model_dir=tmp_path / "nowhere")
 
@@ -156,8 +163,7 @@ def test_failed_reload_keeps_serving(models_dir):
     bad = models_dir / "runs" / "20240103-000000" / "merged"
     bad.mkdir(parents=True)
     (bad / "config.json").write_text("{not json")
-    (models_dir / "current").unlink()
-    os.symlink(bad.parent, models_dir / "current")
+    ModelStore(models_dir).set_current(bad.parent)
     rt.maybe_reload(wait=True)
     assert rt.current is first and rt.last_error
     assert LMMatcher(make_graph(IDS), rt).match("vulkan", k=2)

@@ -18,8 +18,8 @@ from inference.models import DEFAULT_MODEL, load_base, load_tokenizer, resolve, 
 from inference.prompt import build_prompt, parse_completion
 from trainer.config import TrainConfig
 from trainer.dataset import CandidateSource, build_dataset, read_jsonl
-from trainer.train import (CURRENT, add_lora, collate, completion_loss, encode_row, publish, read_current,
-                           score_modules, train)
+from inference.modelstore import CURRENT, ModelStore
+from trainer.train import add_lora, collate, completion_loss, encode_row, score_modules, train
 
 CACHE = Path(os.environ.get("MODMATCH_TEST_CACHE", Path.home() / ".cache" / "modmatch-tests"))
 
@@ -125,7 +125,9 @@ def test_config_from_toml_and_overrides():
         TrainConfig.from_toml({"lora_r": "big"})
     with pytest.raises(ValueError, match="reasoning_ratio"):
         TrainConfig.from_toml({"reasoning_ratio": 2})
-    assert cfg.resolved_threads() >= 1
+    from inference.config import cpu_threads
+
+    assert cpu_threads(cfg.threads) >= 1 and cpu_threads(3) == 3  # 0: the one thread policy; >0: as configured
 
 
 # --- dataset -----------------------------------------------------------------------------------------
@@ -247,7 +249,8 @@ def test_train_publish_metadata_and_refusal(graph, cands, tok, tmp_path):
     cal = meta["calibration"]  # fitted through the serving decoder on validation rows
     assert cal["pairs"] > 0 and len(cal["xs"]) == len(cal["ys"]) and all(0.0 <= y <= 1.0 for y in cal["ys"])
     repo_dir = tmp_path / "synth"
-    cur = read_current(repo_dir)
+    store = ModelStore(repo_dir)
+    cur = store.current()
     assert cur["run"] == os.path.relpath(run, repo_dir)
     # the merged model loads through the registry
     assert resolve(str(run)).kind == "local"
@@ -258,15 +261,16 @@ def test_train_publish_metadata_and_refusal(graph, cands, tok, tmp_path):
     (worse / "merged" / "config.json").write_text("{}")
     wmeta = dict(meta, metrics=dict(meta["metrics"], accuracy=meta["metrics"]["accuracy"] - 0.01))
     (worse / "metadata.json").write_text(json.dumps(wmeta))
-    ok, why = publish(repo_dir, worse, wmeta)
-    assert not ok and "below" in why and read_current(repo_dir)["run"] == cur["run"]
+    ok, why = store.publish(worse, wmeta)
+    assert not ok and "below" in why and store.current()["run"] == cur["run"]
     # an incomplete run is never published
     (worse / "merged" / "config.json").unlink()
-    assert publish(repo_dir, worse, dict(meta))[0] is False
+    assert store.publish(worse, dict(meta))[0] is False
     # an equal one is published atomically (no temp files left), a changed module set always is
     (worse / "merged" / "config.json").write_text("{}")
-    assert publish(repo_dir, worse, dict(meta))[0] is True
-    assert read_current(repo_dir)["run"] == "runs/worse" and read_current(repo_dir)["previous"] == cur["run"]
+    assert store.publish(worse, dict(meta))[0] is True
+    assert store.current()["run"] == "runs/worse" and store.current()["previous"] == cur["run"]
+    assert store.current_run() == worse.resolve() and store.runs() == sorted([run, worse])
     assert sorted(p.name for p in repo_dir.iterdir()) == [CURRENT, "runs"]
 
 
@@ -288,7 +292,7 @@ def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
     runs = list((tmp_path / "synth" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "checkpoint" / "state.json").is_file()
     assert json.loads((runs[0] / "checkpoint" / "state.json").read_text())["step"] == 4
-    assert read_current(tmp_path / "synth") is None
+    assert ModelStore(tmp_path / "synth").current() is None
 
     seen = []
     model, tok = tiny_random_model(tok, seed=1)

@@ -11,7 +11,6 @@ Precedence: dataclass defaults < `[trainer]` table < explicit overrides (the CLI
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -42,7 +41,7 @@ class TrainConfig:
     variants: int = 4  # phrasings per source sentence
     val_fraction: float = 0.15
     bf16: str = "auto"  # "auto" | "yes" | "no": autocast to bfloat16 (auto: only where measured faster)
-    threads: int = 0  # 0 = chosen at run time
+    threads: int = 0  # 0 = the setting threads, else inference.config.cpu_threads()' policy
     checkpoint_every: int = 50  # steps; 0 = no checkpoints
     eval_rows: int = 120  # validation rows scored for the metrics (cap, for time)
     eval_max_ids: int = 64  # scoring ranks all leaf IDs up to this many, else the row's candidates
@@ -85,16 +84,6 @@ class TrainConfig:
             raise ValueError('bf16 must be "auto", "yes" or "no"')
         if self.backend not in ("auto", "unsloth", "peft"):
             raise ValueError('backend must be "auto", "unsloth" or "peft"')
-
-    def resolved_threads(self) -> int:
-        if self.threads > 0:
-            return self.threads
-        n = os.cpu_count() or 1
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = 0.0
-        return max(1, min(n, round(n - load)))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

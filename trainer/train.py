@@ -5,7 +5,7 @@ otherwise peft with a custom loop tuned for CPU: the base model produces hidden 
 49k-vocabulary lm_head runs ONLY at completion positions (the loss falls on the completion), rows
 are grouped by length and padded per batch to short sequences.
 
-Layout under ``models_root/<repo-key>/``::
+Layout of the repository's models folder (`inference.modelstore.ModelStore`, which also publishes)::
 
     runs/<timestamp>/checkpoint/   adapter + optimizer + step (every N steps; removed when done)
     runs/<timestamp>/adapter/      peft adapter
@@ -37,7 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from indexer.graph import ModuleGraph
-from inference.device import select_device
+from inference.config import ComputeConfig, cpu_threads
+from inference.device import configure_cpu_threads, select
+from inference.modelstore import ModelStore, write_json_atomic
 from inference.prompt import build_completion
 
 from .config import TrainConfig
@@ -45,7 +47,6 @@ from .dataset import CandidateSource, Dataset, Row, build_dataset
 
 log = logging.getLogger(__name__)
 
-CURRENT = "current.json"
 IGNORE = -100
 Progress = Callable[[str, int, int, dict], None]  # (stage, done, total, info)
 
@@ -416,75 +417,8 @@ def repo_key(graph: ModuleGraph, name: str = "") -> str:
     return base
 
 
-def read_current(repo_dir: str | Path) -> dict | None:
-    p = Path(repo_dir) / CURRENT
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def current_model_dir(repo_dir: str | Path) -> Path | None:
-    """The merged model folder of the current run, or None."""
-    cur = read_current(repo_dir)
-    if not cur:
-        return None
-    p = Path(repo_dir) / cur["run"] / "merged"
-    return p if p.is_dir() else None
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def publish(repo_dir: str | Path, run_dir: str | Path, metadata: dict) -> tuple[bool, str]:
-    """Point `current` at run_dir when it is complete and not worse than the current model."""
-    repo_dir, run_dir = Path(repo_dir), Path(run_dir)
-    if not (run_dir / "metadata.json").is_file() or not (run_dir / "merged" / "config.json").is_file():
-        return False, "the run is incomplete"
-    new_acc = float(metadata.get("metrics", {}).get("accuracy", 0.0))
-    cur = read_current(repo_dir)
-    if cur:
-        try:
-            old = json.loads((repo_dir / cur["run"] / "metadata.json").read_text())
-        except (OSError, ValueError, KeyError):
-            old = None
-        if old is not None:
-            old_acc = float(old.get("metrics", {}).get("accuracy", 0.0))
-            same_ids = old.get("ids_hash") == metadata.get("ids_hash")
-            if same_ids and new_acc < old_acc:
-                return False, f"validation accuracy {new_acc:.3f} is below the current model's {old_acc:.3f}"
-    rel = os.path.relpath(run_dir, repo_dir)
-    _write_json_atomic(repo_dir / CURRENT, {"run": rel, "accuracy": new_acc, "published_at": _now(),
-                                            "previous": cur.get("run") if cur else None})
-    return True, "published"
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _new_run_dir(repo_dir: Path) -> Path:
-    base = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    runs = repo_dir / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    p, i = runs / base, 1
-    while p.exists():
-        p, i = runs / f"{base}-{i}", i + 1
-    p.mkdir()
-    return p
-
-
-def _resumable_run(repo_dir: Path) -> Path | None:
-    runs = repo_dir / "runs"
-    if not runs.is_dir():
-        return None
-    for p in sorted(runs.iterdir(), reverse=True):
-        if (p / "checkpoint" / "state.json").is_file() and not (p / "metadata.json").is_file():
-            return p
-    return None
 
 
 # --- the loop --------------------------------------------------------------------------------------
@@ -548,29 +482,33 @@ def _load_checkpoint(run_dir: Path, model, opt) -> dict:
     return json.loads((ck / "state.json").read_text())
 
 
-def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None = None, *, repo: str = "",
+def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig | None = None, *, repo: str = "",
           dataset: Dataset | None = None, history=(), feedback=None, resume: bool = False,
           model_and_tokenizer=None, cache_dir=None, progress: Progress | None = None,
           publish_run: bool = True, stop: Callable[[], bool] | None = None,
-          candidate_source: CandidateSource | None = None, key: str | None = None) -> TrainResult:
+          candidate_source: CandidateSource | None = None, key: str | None = None,
+          compute: ComputeConfig | None = None) -> TrainResult:
     """Fine-tune, evaluate, write the run folder and publish it. See the module docstring.
 
     `model_and_tokenizer` lets tests pass a tiny model (otherwise `cfg.base_model` is loaded);
     `history` must already be cut off by the caller when the result is evaluated on later history.
-    `stop()` returning True ends training cleanly at the next step (like --max-minutes)."""
+    `stop()` returning True ends training cleanly at the next step (like --max-minutes). `compute`: the device
+    (and, when `cfg.threads` is 0, the CPU threads) bot/'s settings ask for; `cache_dir`: where base models are
+    converted and cached."""
     cfg = cfg or TrainConfig()
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device = select_device().device  # CUDA, Apple MPS or CPU (MODMATCH_DEVICE overrides)
-    threads = cfg.resolved_threads()
+    compute = compute or ComputeConfig()
+    device = select(compute).device  # CUDA, Apple MPS or CPU (the setting device overrides)
+    threads = cpu_threads(cfg.threads or compute.threads)
     if device == "cpu":
-        torch.set_num_threads(threads)
+        configure_cpu_threads(threads)
     backend = pick_backend(cfg) if model_and_tokenizer is None else "peft"
-    repo_dir = Path(models_root) / (key or repo_key(graph, repo))
-    repo_dir.mkdir(parents=True, exist_ok=True)
+    store = models if isinstance(models, ModelStore) else ModelStore(Path(models) / (key or repo_key(graph, repo)))
+    store.root.mkdir(parents=True, exist_ok=True)
 
-    run_dir = _resumable_run(repo_dir) if resume else None
+    run_dir = store.resumable_run() if resume else None
     if dataset is None and run_dir is not None and (run_dir / "data" / "train.jsonl").is_file():
         from .dataset import read_jsonl
 
@@ -589,7 +527,7 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
     if not dataset.train:
         raise ValueError("no training rows: the graph has no leaf modules with text to learn from")
     if run_dir is None:
-        run_dir = _new_run_dir(repo_dir)
+        run_dir = store.new_run()
     dataset.write(run_dir / "data")
     ds_hash = dataset.hash()
 
@@ -695,15 +633,15 @@ def train(graph: ModuleGraph, models_root: str | Path, cfg: TrainConfig | None =
         "calibration": calibration,
     }
     meta["dataset"].pop("rows_per_module", None)
-    _write_json_atomic(run_dir / "metadata.json", meta)
+    write_json_atomic(run_dir / "metadata.json", meta)
     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     if not publish_run:
         published, reason = False, "not published (dry run)"
     elif step == 0:
         published, reason = False, "not published: no training step ran (raise --max-minutes)"
     else:
-        published, reason = publish(repo_dir, run_dir, meta)
+        published, reason = store.publish(run_dir, meta)
     meta["published"] = published
     meta["publish_reason"] = reason
-    _write_json_atomic(run_dir / "metadata.json", meta)
+    write_json_atomic(run_dir / "metadata.json", meta)
     return TrainResult(run_dir, metrics, published, reason, meta)

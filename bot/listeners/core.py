@@ -141,9 +141,8 @@ class SlackBot:
             matcher, label = rs.matcher()
             info["matcher"] = label
             info["model_version"] = rs.model_version or "none (retrieval only)"
-            cur = rs.models_dir / "current.json"
-            if cur.is_file():
-                c = json.loads(cur.read_text())
+            c = rs.models.current()
+            if c is not None:
                 info["last_training"] = f"{c.get('published_at', '?')} (run {c.get('run', '?')}, accuracy {c.get('accuracy', '?')})"
             else:
                 info["last_training"] = "never"
