@@ -13,7 +13,8 @@ migrations that run atomically.
   On SQLite the driver's own transaction handling is turned off and every transaction is `BEGIN IMMEDIATE`, so
   DDL is transactional there too; on PostgreSQL an advisory lock makes processes starting together migrate once.
 - Before this database held GitHub and Slack state they lived in `<home>/github.db` and `<home>/slack.db`:
-  found there at start, they are imported (one transaction per file) and renamed `*.imported`.
+  found there at start, they are imported (one transaction per file) and renamed `*.imported`; so is the feedback
+  of a `<home>/service.db` when the service database moved to PostgreSQL.
 - Rows a worker claims (jobs, deliveries) carry `claimed_by` (`host:pid`), so a starting process re-queues only
   what a dead process on its own host left half done, never what a live process elsewhere is working on.
 """
@@ -401,9 +402,14 @@ def _first_line(e: Exception) -> str:
 
 # --- github.db and slack.db of earlier versions ----------------------------------------------------------------
 def import_legacy(db: ServiceDB, home: Path) -> None:
-    """Import `<home>/github.db` and `<home>/slack.db` (each in one transaction), then rename them `*.imported`.
+    """Import `<home>/github.db` and `<home>/slack.db` (each in one transaction), then rename them `*.imported`;
+    when the service database is not `<home>/service.db` (PostgreSQL), that file's feedback is imported the same
+    way (people's answers are training data; job history and queued jobs are not carried over).
     A file that cannot be read stays where it is, with a warning; the next start tries again."""
-    for name, fn in (("github.db", _import_github), ("slack.db", _import_slack)):
+    sources = [("github.db", _import_github), ("slack.db", _import_slack)]
+    if db.dialect != "sqlite":
+        sources.append(("service.db", _import_feedback))
+    for name, fn in sources:
         path = home / name
         if not path.is_file():
             continue
@@ -445,6 +451,19 @@ def _import_github(src: sqlite3.Connection, c: sa.Connection) -> dict[str, int]:
     out["comments"] = insert_ignore(c, comments, _rows(src, "comments"))
     out["human_labels"] = insert_ignore(c, human_labels, _rows(src, "human_labels"))
     return out
+
+
+def _import_feedback(src: sqlite3.Connection, c: sa.Connection) -> dict[str, int]:
+    rows = [{k: r[k] for k in ("repo_key", "created_at", "source", "text", "modules", "key")}
+            for r in _rows(src, "feedback")]
+    n = 0
+    for r in rows:  # a keyed example already there (imported before) is kept once
+        if r["key"] is None:
+            c.execute(feedback.insert().values(**r))
+            n += 1
+        else:
+            n += insert_ignore(c, feedback, r)
+    return {"feedback": n}
 
 
 def _import_slack(src: sqlite3.Connection, c: sa.Connection) -> dict[str, int]:

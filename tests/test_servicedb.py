@@ -328,3 +328,22 @@ def test_a_password_is_never_shown(caplog):
     assert "s3cret-pw" not in str(e.value) and "127.0.0.1:1/nothing" in str(e.value)
     assert "s3cret-pw" not in caplog.text
     assert servicedb.redact("postgresql://user:pw@host/db").count("pw") == 0
+
+
+def test_feedback_of_a_sqlite_service_db_follows_the_move_to_postgresql(service_db, _modmatch_home):
+    """An operator who sets MODMATCH_DATABASE_URL keeps the feedback people gave (training data) in service.db."""
+    old = _modmatch_home / "service.db"
+    engine = make_at(f"sqlite:///{old}", 0)
+    insert_rows_of_version_0_and_1(engine)
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO feedback (repo_key, created_at, source, text, modules, key) VALUES "
+                          "('core-1', '2026-01-02', 'api', 'no key', '[\"ui\"]', NULL)"))
+    engine.dispose()
+    fb = FeedbackLog.shared()
+    assert fb.count("core-1") == 2 and fb.add("core-1", "again", ["ui"], "slack", key="C1/1.1/U1") is False
+    if service_db.startswith("sqlite"):  # the same database, migrated in place
+        assert old.is_file()
+    else:
+        assert not old.exists() and (_modmatch_home / "service.db.imported").is_file()
+        servicedb.forget(service_db)
+        assert FeedbackLog.shared().count("core-1") == 2  # a restart imports nothing twice
