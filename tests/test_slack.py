@@ -1,5 +1,6 @@
 """Slack: the real bolt App and slack_sdk WebClient against a local fake Slack Web API; signed requests
-dispatched through bolt's request handling (and over HTTP to a live server in HTTP mode)."""
+dispatched through bolt's request handling (and over HTTP to a live server in HTTP mode). Channel settings and
+questions live in the service database: SQLite and PostgreSQL in turn (the `service_db` fixture)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,8 @@ from bot.state import RepoState
 from fakes.slack_api import BOT_USER, FakeSlack
 from gitrepo import served_state
 from live_server import LiveServer
+
+pytestmark = pytest.mark.usefixtures("service_db")
 
 SIGNING = "slack-signing-secret"
 
