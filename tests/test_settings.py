@@ -126,3 +126,38 @@ def test_typed_getters(monkeypatch):
     assert settings.get_bool("github_comment") and settings.get_bool("open_reads")
     monkeypatch.setenv("MODMATCH_PORT", "eighty")
     assert settings.get_int("port", 8750) == 8750
+
+
+def test_each_typed_setting_is_checked_as_its_kind(monkeypatch):
+    """The table declares a setting's kind once; `problem()` (which `modmatch doctor` reports) checks it."""
+    assert all(settings.problem(s.name) is None for s in settings.SETTINGS)  # the defaults parse
+    bad = {"PORT": "eighty", "MATCH_WAIT": "soon", "FAST_LM": "maybe", "RETRAIN_AT": "25:00",
+           "GITHUB_LABEL_THRESHOLD": "high"}
+    for k, v in bad.items():
+        monkeypatch.setenv(f"MODMATCH_{k}", v)
+    found = {s.name: settings.problem(s.name) for s in settings.SETTINGS if settings.problem(s.name)}
+    assert set(found) == {k.lower() for k in bad}
+    assert found["fast_lm"] == "MODMATCH_FAST_LM='maybe' is not true or false"
+    from bot.doctor import _settings
+
+    assert {c.name for c in _settings() if c.status == "fail"} == set(found)
+    for k, v in {"PORT": "80", "MATCH_WAIT": "2.5", "FAST_LM": "off", "RETRAIN_AT": "23:59",
+                 "GITHUB_LABEL_THRESHOLD": "auto"}.items():
+        monkeypatch.setenv(f"MODMATCH_{k}", v)
+    assert [c.status for c in _settings()] == ["ok"]
+
+
+def test_typed_getters_are_used_on_settings_of_that_kind():
+    """bot/ reads an int setting with get_int, a bool with get_bool, ...: the kind in the table is the truth."""
+    want = {"get_int": {"int"}, "get_float": {"number", "int"}, "get_bool": {"bool"},
+            "get_auto_float": {"auto-number"}}
+    kinds = {s.name: s.kind for s in settings.SETTINGS}
+    seen, wrong = 0, []
+    for f in (ROOT / "bot").rglob("*.py"):
+        for n in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in want
+                    and n.args and isinstance(n.args[0], ast.Constant)):
+                seen += 1
+                if kinds.get(n.args[0].value) not in want[n.func.attr]:
+                    wrong.append(f"{f.relative_to(ROOT)}:{n.lineno}: {n.func.attr}({n.args[0].value!r})")
+    assert seen >= 10 and not wrong, wrong
