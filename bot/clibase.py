@@ -1,5 +1,5 @@
 """What every `modmatch` command shares: the consoles, the one-line error boundary, the store of a path, progress,
-the repositories a service command serves.
+the repositories a service command serves, the module tree's display.
 
 The command modules import from here, never from `bot.cli`, so that `python -m bot.cli` (how the job runner and
 the git hooks start the CLI) imports each module once.
@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.tree import Tree
 
 from indexer.errors import IndexerError
 from indexer.store import Store, db_path_for
@@ -100,3 +101,23 @@ def parse_repos(items: list[str] | tuple[str, ...]) -> dict[str, Path]:
 def configured_repos(cli_items=()) -> dict[str, Path]:
     items = list(cli_items) or ([settings.get("repos")] if settings.get("repos") else ["."])
     return parse_repos(items)
+
+
+def print_tree(graph) -> None:
+    """The module tree from the root: each module with its file count and description."""
+    from indexer.modules import ROOT_ID
+
+    def label(mid: str) -> str:
+        m = graph.modules[mid]
+        desc = m.description.replace("[", "\\[")
+        desc = desc[:90] + ("…" if len(desc) > 90 else "")
+        return f"[bold cyan]{mid}[/] [dim]{m.stats.get('files', 0)} files[/] {desc}"
+
+    tree = Tree(label(ROOT_ID))
+
+    def add(node: Tree, mid: str) -> None:
+        for c in graph.children(mid):
+            add(node.add(label(c)), c)
+
+    add(tree, ROOT_ID)
+    out.print(tree)
