@@ -42,7 +42,11 @@ the cut-off commit (a leak) and must be one of the split's cases.
 Metrics per repository: Acc@1, Acc@3, MRR of `hybrid` (what `ask` serves without a trained model)
 and of `lexical` / `history` as references; the cases whose text holds CJK characters ("mixed",
 reported where a repository has at least `--min-cjk`) and the other ones; label trust of the top-1
-confidence (ECE, top-1 precision at coverage 0.60, the precision-0.95 threshold and its coverage).
+confidence (ECE, top-1 precision at coverage 0.60, the precision-0.95 threshold and its coverage);
+and a text-blind "prior" reference, the constant answer made of the modules the training history
+touched most often (`prior_baseline`): a fix usually touches the main source module, the tests and a
+changelog too, so a matcher must beat the prior to show that it read the issue
+(`--prior-only` adds it to existing results without rerunning the matchers).
 Means are over repositories. Writes `<out>/<name>.json` per repository (with the modmatch commit it
 ran on, the cut-off, per-case results by issue URL: gold, top-3, confidence; never the texts),
 `<out>/summary.json` and `<out>/report.md`, and prints the tables.
@@ -71,6 +75,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,15 +183,23 @@ def is_ancestor(path: str, old: str, new: str) -> bool:
     return subprocess.run(["git", "-C", path, "merge-base", "--is-ancestor", old, new]).returncode == 0
 
 
-def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
-    name = entry["name"]
-    work = Path(a.work_dir) / name
+def prior_baseline(graph, cases: list[Case]) -> dict:
+    """The text-blind reference: always answer the modules most often touched by the training history
+    (the cut-off graph's past changes), in that order. Acc@1/Acc@3 of that constant answer."""
+    counts = Counter(m for h in graph.history for m in h.modules)
+    top = [m for m, _ in counts.most_common(3)]
+    n = max(1, len(cases))
+    return {"modules": top, "acc@1": sum(bool(top) and top[0] in c.gold for c in cases) / n,
+            "acc@3": sum(any(m in c.gold for m in top) for c in cases) / n}
+
+
+def split_cases(entry: dict, spec: dict, a: argparse.Namespace):
+    """The split at the manifest's cut-off and the issue cases on it: (split, cases, dropped)."""
+    work = Path(a.work_dir) / entry["name"]
     work.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     split = history_split(entry["path"], spec["cutoff"], work)
-    graph = split.graph
     by_commit = {c.id: c for c in split.cases}
-    texts = read_texts(Path(a.texts), name)
+    texts = read_texts(Path(a.texts), entry["name"])
     cases: list[Case] = []
     dropped: dict[str, list[str]] = {}
     for c in spec.get("case", []):
@@ -203,6 +216,14 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
             continue
         t = texts[int(c["number"])]
         cases.append(Case(t["text"][: len(t["title"]) + 2 + MAX_TEXT], tuple(gold), url, c.get("first_fix", "")))
+    return split, cases, dropped
+
+
+def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
+    name = entry["name"]
+    t0 = time.perf_counter()
+    split, cases, dropped = split_cases(entry, spec, a)
+    graph = split.graph
     split_s = time.perf_counter() - t0
     log(f"{name}: cut-off {split.cutoff[:10]} ({split.cutoff_date}), {len(graph.leaf_ids())} modules, "
         f"{len(graph.history)} training changes, {len(cases)} cases, dropped "
@@ -213,7 +234,7 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
            "dev_cutoff": entry["cutoff"], "cutoff_commit": split.cutoff, "cutoff_date": split.cutoff_date,
            "modules": len(graph.leaf_ids()), "training_changes": len(graph.history), "cases": len(cases),
            "listed": len(spec.get("case", [])), "dropped": dropped, "cjk_cases": len(cjk),
-           "gold_has_root": sum(ROOT_ID in c.gold for c in cases),
+           "gold_has_root": sum(ROOT_ID in c.gold for c in cases), "prior": prior_baseline(graph, cases),
            "code": a.code or code_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
            "split_seconds": round(split_s, 1), "matchers": {}, "per_case": {}}
     for c in cases:
@@ -250,15 +271,16 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
 
     out = [f"### Real issue texts: accuracy of `{DEFAULT}` (what `ask` serves) and the references", "",
            "| repository (language) | cut-off | modules | train | cases | Acc@1 | Acc@3 | MRR | mixed n | mixed Acc@1 | "
-           "English Acc@1 | " + " | ".join(f"{m} Acc@1 / Acc@3" for m in refs) + " |",
-           "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(refs)]
+           "English Acc@1 | " + " | ".join(f"{m} Acc@1 / Acc@3" for m in refs) + " | prior Acc@1 / Acc@3 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * (len(refs) + 1)]
     for r in rows:
         h = r["matchers"][DEFAULT]
         ref = " | ".join(f"{f3(r['matchers'][m]['acc@1'])} / {f3(r['matchers'][m]['acc@3'])}"
                          if m in r["matchers"] else "–" for m in refs)
         out.append(f"| {r['name']} ({r['language'].split(' (')[0]}) | {r['cutoff']} | {r['modules']} | "
                    f"{r['training_changes']} | {r['cases']} | **{f3(h['acc@1'])}** | {f3(h['acc@3'])} | {f3(h['mrr'])} | "
-                   f"{r['cjk_cases']} | {f3(mixed(r, 'acc@1'))} | {f3(h['english'].get('acc@1'))} | {ref} |")
+                   f"{r['cjk_cases']} | {f3(mixed(r, 'acc@1'))} | {f3(h['english'].get('acc@1'))} | {ref} | "
+                   f"{f3(r.get('prior', {}).get('acc@1'))} / {f3(r.get('prior', {}).get('acc@3'))} |")
 
     def mcol(get):
         return f3(mean_of([get(r) for r in rows]))
@@ -268,7 +290,8 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
     out.append(f"| **mean** ({len(rows)}) | | | | {sum(r['cases'] for r in rows)} | "
                f"**{mcol(lambda r: r['matchers'][DEFAULT]['acc@1'])}** | {mcol(lambda r: r['matchers'][DEFAULT]['acc@3'])} | "
                f"{mcol(lambda r: r['matchers'][DEFAULT]['mrr'])} | | {mcol(lambda r: mixed(r, 'acc@1'))} | "
-               f"{mcol(lambda r: r['matchers'][DEFAULT]['english'].get('acc@1'))} | {ref_mean} |")
+               f"{mcol(lambda r: r['matchers'][DEFAULT]['english'].get('acc@1'))} | {ref_mean} | "
+               f"{mcol(lambda r: r.get('prior', {}).get('acc@1'))} / {mcol(lambda r: r.get('prior', {}).get('acc@3'))} |")
     pooled = [c for r in rows for c in r["per_case"].values() if DEFAULT in c]
     if pooled:
         p1 = sum(c[DEFAULT]["rank"] == 1 for c in pooled) / len(pooled)
@@ -278,6 +301,9 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             + "; ".join(f"{r['name']} {r.get('gold_has_root', 0)}/{r['cases']}, top-1 root "
                         f"{r['matchers'][DEFAULT].get('top1_root', 0)} ({r['matchers'][DEFAULT].get('top1_root_right', 0)})"
                         for r in rows) + "."]
+    out += ["", "prior: the text-blind reference, always answering the modules the training history touched "
+            "most often (" + "; ".join(f"{r['name']}: " + ", ".join(f"`{m}`" for m in r.get("prior", {}).get("modules", []))
+                                       for r in rows) + "); a matcher must beat it to show it read the text."]
     out += ["", f"Mixed: cases whose text holds CJK characters, where a repository has at least {a.min_cjk}; "
             "English: the other cases. train: training changes before the cut-off.", "",
             f"### Label trust of `{DEFAULT}` on the issue texts", "",
@@ -314,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--matcher", action="append", help="default: " + ", ".join(MATCHERS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "issues"))
     ap.add_argument("--work-dir", default="/tmp/modmatch-issues", help="split databases")
+    ap.add_argument("--prior-only", action="store_true",
+                    help="run: only (re)compute the text-blind prior baseline into the existing JSON files")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
     a = ap.parse_args(argv)
     a.matcher = a.matcher or list(MATCHERS)
@@ -332,7 +360,16 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(r["path"]).exists():
             log(f"{r['name']}: no clone at {r['path']}; skipped")
             continue
-        row = run_repo(r, specs[r["name"]], a)
+        if a.prior_only:
+            f = out / f"{r['name']}.json"
+            if not f.is_file():
+                continue
+            row = json.loads(f.read_text())
+            split, cases, _ = split_cases(r, specs[r["name"]], a)
+            row["prior"] = prior_baseline(split.graph, cases)
+            log(f"{r['name']}: prior {row['prior']}")
+        else:
+            row = run_repo(r, specs[r["name"]], a)
         (out / f"{r['name']}.json").write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
     rows = [json.loads((out / f"{r['name']}.json").read_text()) for r in repos
             if r["name"] in specs and (out / f"{r['name']}.json").is_file()]
