@@ -149,11 +149,31 @@ def toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def pair(repos: list[dict], a: argparse.Namespace) -> int:
+def manifest_blocks(path: Path) -> dict[str, str]:
+    """The `[[repo]]` blocks of an existing manifest by repository name (text as written)."""
+    if not path.is_file():
+        return {}
+    chunks = re.split(r"(?m)^(?=\[\[repo\]\]\s*$)", path.read_text())
+    out = {}
+    for ch in chunks[1:]:
+        m = re.search(r'(?m)^name = "([^"]+)"', ch)
+        if m:
+            out[m.group(1)] = ch.rstrip("\n") + "\n"
+    return out
+
+
+def pair(repos: list[dict], todo: list[dict], a: argparse.Namespace) -> int:
+    """Write the manifest for `todo`; with `--only`, the other repositories keep their blocks as they are."""
     lines = ["# The issue benchmark's cases (bench/issue_benchmark.py; written by its `pair` command).",
              "# Per repository: the cut-off and, per case, the issue URL and the commits that fixed it.",
              "# No issue text is kept here: the texts lie outside the repository (see the script's docstring).", ""]
+    kept = manifest_blocks(Path(a.cases))
+    names = {r["name"] for r in todo}
     for r in repos:
+        if r["name"] not in names:
+            if r["name"] in kept:
+                lines.append(kept[r["name"]])
+            continue
         texts = read_texts(Path(a.texts), r["name"])
         if not texts:
             log(f"{r['name']}: no texts in {a.texts}; skipped")
@@ -166,7 +186,7 @@ def pair(repos: list[dict], a: argparse.Namespace) -> int:
         log(f"{r['name']}: {len(texts)} texts, {len(paired)} paired with a fix, cut-off {cutoff} "
             f"(dev {r['cutoff']}), {len(after)} fixed after it")
         lines += ["[[repo]]", f"name = {toml_str(r['name'])}", f"source = {toml_str(r['source'])}",
-                  f"cutoff = {toml_str(cutoff)}", f"dev_cutoff = {toml_str(r['cutoff'])}",
+                  f"cutoff = {toml_str(cutoff)}", f"dev_cutoff = {toml_str(r['cutoff'])}", f"min_cases = {a.min_cases}",
                   f"texts = {len(texts)}", f"paired = {len(paired)}", f"fixed_before_cutoff = {len(paired) - len(after)}", ""]
         for n in after:
             shas = sorted(paired[n], key=lambda s: (paired[n][s], s))
@@ -335,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=str(CASES), help="the issue manifest (written by `pair`, read by `run`)")
     ap.add_argument("--texts", default=str(TEXTS), help="folder of <name>.jsonl issue texts (outside the repository)")
     ap.add_argument("--only", nargs="*", help="these repositories; the others keep their last results")
-    ap.add_argument("--min-cases", type=int, default=30, help="pair: cases wanted after the cut-off")
+    ap.add_argument("--min-cases", type=int, default=30,
+                    help="pair: paired issues wanted after the cut-off (raise it for a repository whose fixes the "
+                         "history filters drop: `pair --only NAME --min-cases N`)")
     ap.add_argument("--min-cjk", type=int, default=5, help="report mixed-language cases where at least this many")
     ap.add_argument("--matcher", action="append", help="default: " + ", ".join(MATCHERS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "issues"))
@@ -350,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     repos = load_manifest(a.manifest)
     todo = [r for r in repos if not a.only or r["name"] in a.only]
     if a.command == "pair":
-        return pair(todo, a)
+        return pair(repos, todo, a)
     specs = load_cases(a.cases)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
