@@ -136,6 +136,15 @@ def _parse_one(item: tuple[str, bytes, str, int, int]) -> FileRecord:
     return rec
 
 
+def _worker_signals() -> None:
+    """A forked parser takes the default SIGTERM / SIGINT back: inside `modmatch serve` it would inherit the web
+    server's handlers, ignore the pool's terminate() and leave the pool's join() waiting for ever."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _parse_all(source: Source, todo: list, max_bytes: int, workers: int | None = None):
     """Parse in worker processes when there is enough work (tree-sitter parsers are per process)."""
     items = ((e.path, data, e.blob, e.size, max_bytes) for e, data in source.read(todo))
@@ -146,7 +155,7 @@ def _parse_all(source: Source, todo: list, max_bytes: int, workers: int | None =
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=_worker_signals) as pool:
         yield from pool.imap(_parse_one, items, chunksize=32)
 
 

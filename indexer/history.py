@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 from .records import HistoryExample
 from .source import SourceError, git
+from .text import strip_boilerplate
 
 SEP_REC = "\x1e"
 SEP_FLD = "\x1f"
@@ -40,7 +41,8 @@ TRAILER_RE = re.compile(
 
 
 def strip_trailers(body: str) -> str:
-    body = TRAILER_RE.sub("", body)
+    """The body without trailers (Signed-off-by, ...) and without template boilerplate."""
+    body = strip_boilerplate(TRAILER_RE.sub("", body))
     return re.sub(r"\n{3,}", "\n\n", body).strip()
 
 

@@ -174,3 +174,36 @@ def path_words(path: str) -> list[str]:
         comp = comp.rsplit(".", 1)[0] if "." in comp[1:] else comp
         out.extend(words(comp))
     return out
+
+
+# --- template boilerplate ------------------------------------------------------------------------------
+# Issue and pull-request templates wrap every text in the same words ("### Expected behavior", "<!-- Please be
+# sure to check ... -->", "- [ ] a detailed description of the bug", a `pip list`): words that say nothing of
+# the module and, repeated in every text, drown the few that do. Removed from requirements and from the bodies
+# of past changes alike; the content under a template heading stays.
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_CHECKBOX = re.compile(r"^\s*[-*+]\s*\[[ xX]?\]\s.*$", re.M)
+_TEMPLATE_HEADING = re.compile(
+    r"^\s{0,3}(?:#{1,6}\s*|\*\*)\s*(?:description|summary|problem|expected (?:behaviou?r|result)|actual "
+    r"(?:behaviou?r|result)|current behaviou?r|steps to reproduce(?: the (?:bug|problem|issue))?|how to reproduce|"
+    r"reproduction|to reproduce|minimal (?:reproducible )?example|environment|system (?:details|info(?:rmation)?)|"
+    r"versions?|additional (?:context|information|notes)|motivation|modifications?|result|checklist|"
+    r"what (?:does this pr do|changed|is the (?:problem|issue)|kind of change.*)|why|how|changes?|"
+    r"related (?:issues?|prs?)|test plan|testing|screenshots?|context|possible solution|proposed solution|"
+    r"alternatives?(?: considered)?|feature request|bug report|is your feature request related to a problem.*|"
+    r"describe the (?:bug|solution|alternatives).*|"
+    r"问题描述|期望(?:结果|行为)|实际(?:结果|行为)|复现步骤|重现步骤|环境(?:信息)?|版本(?:信息)?|补充(?:说明|信息)|描述)"
+    r"\s*[:：]?\s*(?:\*\*)?\s*$", re.I | re.M)
+# a `pip list` / `pip freeze` row, or a `name: version` line of an environment listing
+_VERSION_ROW = re.compile(r"^\s*[A-Za-z][\w.\-]*(?:\s+|==|\s*:\s*)v?\d+(?:\.\d+)+\S*\s*(?:\S+\s*)?$", re.M)
+
+
+def strip_boilerplate(text: str) -> str:
+    """`text` without template boilerplate: HTML comments, checklist items, generic template headings and
+    package-version rows. Returns the text unchanged when nothing else would be left."""
+    out = _HTML_COMMENT.sub("", text)
+    out = _CHECKBOX.sub("", out)
+    out = _TEMPLATE_HEADING.sub("", out)
+    out = _VERSION_ROW.sub("", out)
+    out = re.sub(r"\n[ \t]*(?:\n[ \t]*)+", "\n\n", out).strip()
+    return out if out else text

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from indexer.graph import ModuleGraph
+from indexer.text import strip_boilerplate
 
 from .errors import BadInputError, UnknownMatcherError
 
@@ -110,6 +111,7 @@ def _load_builtins() -> None:
 def clean_text(text: str | bytes, limit: int = MAX_TEXT_CHARS) -> str:
     """Validate and normalise a requirement. Long text keeps its start and its end.
 
+    Issue and pull-request template boilerplate is removed (`indexer.text.strip_boilerplate`).
     Raises BadInputError for empty / whitespace-only / binary input.
     """
     if isinstance(text, bytes):
@@ -123,6 +125,7 @@ def clean_text(text: str | bytes, limit: int = MAX_TEXT_CHARS) -> str:
     text = text.strip()
     if not text:
         raise BadInputError("the requirement is empty")
+    text = strip_boilerplate(text)
     if len(text) > limit:
         head = limit * 2 // 3
         tail = limit - head

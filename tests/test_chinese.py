@@ -110,10 +110,20 @@ def test_english_text_does_not_load_the_segmenter():
 
 
 def test_segmenter_dictionary_cached_under_modmatch_home(tmp_path):
-    env = {**os.environ, "MODMATCH_HOME": str(tmp_path)}
-    subprocess.run([sys.executable, "-c", "from indexer.text import words; words('后端')"], cwd=ROOT, env=env,
-                   check=True, timeout=120)
-    assert any(p.name.startswith("jieba") for p in (tmp_path / "cache").iterdir())
+    """The CLI, as an operator runs it, keeps jieba's dictionary cache under $MODMATCH_HOME/cache."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "backend").mkdir()
+    (repo / "backend" / "README.md").write_text("# 后端\n\n卷积算子的后端实现。\n", encoding="utf-8")
+    git = ["git", "-C", str(repo), "-c", "user.name=d", "-c", "user.email=d@e"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "后端: 卷积算子"], check=True)
+    home = tmp_path / "home"
+    env = {**os.environ, "MODMATCH_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "bot.cli", "index", str(repo)], cwd=ROOT, env=env, check=True, timeout=300,
+                   capture_output=True)
+    assert any(p.name.startswith("jieba") for p in (home / "cache").iterdir())
 
 
 def test_glossary_terms_are_segmenter_words():

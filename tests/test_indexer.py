@@ -189,6 +189,32 @@ def test_history_follows_moved_files_to_their_module_today(git_repo, tmp_path):
         {h.subject: h.modules for h in index(git_repo.root, store_for(tmp_path, "full"), full=True).graph.history}
 
 
+def test_parser_pool_stops_inside_a_process_that_handles_sigterm(git_repo):
+    """`modmatch serve` handles SIGTERM (uvicorn); the forked parsers must not inherit that, or an index cut short
+    (its pool terminated) waits for ever on workers that ignore the pool's SIGTERM."""
+    import subprocess
+    import sys
+
+    git_repo.commit("many files", {f"pkg/m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(450)})
+    script = f"""
+import signal, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+signal.signal(signal.SIGTERM, lambda *a: None)  # what a web server does
+from indexer.build import _parse_all
+from indexer.source import GitSource, git
+root = {str(git_repo.root)!r}
+src = GitSource(root, git(root, "rev-parse", "HEAD").strip())
+todo = src.entries()
+assert len(todo) >= 400
+gen = _parse_all(src, todo, 1_000_000, workers=2)
+next(gen)
+gen.close()  # the index stops early: the pool is terminated and joined
+print("stopped")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "stopped" in proc.stdout, proc.stderr[-2000:]
+
+
 def test_force_push_falls_back_to_full_history(git_repo, tmp_path):
     a = git_repo.commit("initial import", polyglot_files())
     git_repo.commit("Audio tweak", {"audio/sample.c": "// tweak\nint f(void);\n"})

@@ -93,6 +93,47 @@ def test_an_exact_symbol_or_file_mention_ranks_its_module_first(trained):
     assert not m.mentions.find("the button is slow")
 
 
+TEMPLATE = """{title}
+<!-- Please be sure to check out our contributing guidelines. Please have a search on our GitHub repository to
+see if a similar issue has already been posted (button, theme, menu, tooltip, window resize). -->
+
+### Describe the bug
+{body}
+
+### Expected behavior
+It works.
+
+### Environment
+- [ ] I searched the existing issues (dark theme, font rendering)
+- [x] I am on the latest version
+Package    Version
+---------- -------
+uikit      2.4.1
+themes     1.0.3
+"""
+
+
+def test_an_issue_template_changes_nothing_but_the_noise(trained):
+    """The same requirement, bare and wrapped in a GitHub issue template whose boilerplate names another module's
+    words: the same answer, and none of the template's words as evidence."""
+    from indexer.text import strip_boilerplate
+
+    _, m, later, _ = trained
+    agree = 0
+    for text, gold in later[:20]:
+        wrapped = TEMPLATE.format(title=text, body=f"When I run it: {text.lower()}.")
+        cleaned = strip_boilerplate(wrapped)
+        assert "Please be sure" not in cleaned and "uikit" not in cleaned and "Expected behavior" not in cleaned
+        assert text in cleaned
+        bare, templ = m.match(text, k=1)[0], m.match(wrapped, k=1)[0]
+        agree += bare.module == templ.module
+        noise = [w for w in ("tooltip", "font rendering", "menu", "uikit", "expected") if w not in text.lower()]
+        assert not any(w in " ".join(templ.evidence).lower() for w in noise), (noise, templ.evidence)
+    assert agree >= 18
+    only_template = "<!-- fill me in -->\n### Description\n"
+    assert strip_boilerplate(only_template) == only_template  # nothing else left: the text is kept as it was
+
+
 def test_confidences_are_distinct_and_monotone_across_ranks(trained):
     _, m, later, _ = trained
     for text, _ in later[:20]:
