@@ -22,7 +22,7 @@ from indexer.graph import ModuleGraph
 from indexer.records import Module
 from indexer.text import has_cjk, split_identifier, words
 
-from .base import register
+from .base import query_head, register
 from .bilingual import Bilingual
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
@@ -169,12 +169,12 @@ class DenseMatcher(ScoredMatcher):
     def scores(self, text: str) -> np.ndarray:
         if not self.ids:
             return np.zeros(0)
-        return (self.emb @ self.embed(text)).astype(np.float64)
+        return (self.emb @ self.embed(query_head(text))).astype(np.float64)
 
     def evidence(self, text: str, mid: str) -> list[str]:
         i = self.index[mid]
         desc = self.graph.modules[mid].description.strip()
-        ev = [f"semantic similarity {float(self.emb[i] @ self.embed(text)):.2f}"]
+        ev = [f"semantic similarity {float(self.emb[i] @ self.embed(query_head(text))):.2f}"]
         if desc:
             ev.append("described as: " + (desc[:120] + ("…" if len(desc) > 120 else "")))
         return ev

@@ -24,7 +24,7 @@ from indexer.graph import ModuleGraph
 from indexer.records import Module
 from indexer.text import path_words, words
 
-from .base import register
+from .base import query_head, register
 from .bilingual import Bilingual, is_cjk_word
 from .calibration import Calibrator
 from .scoring import ScoredMatcher, self_calibrate
@@ -98,8 +98,8 @@ class LexicalMatcher(ScoredMatcher):
 
     def weighted_tokens(self, text: str) -> list[tuple[str, float]]:
         """The query's words in the index (weight 1 each occurrence) and the English equivalents of its Chinese
-        words that the index lacks."""
-        ws = words(text)
+        words that the index lacks. A long text is read by its head (`query_head`)."""
+        ws = words(query_head(text))
         out = [(w, 1.0) for w in ws if w in self.vocab]
         unknown = [w for w in ws if w not in self.vocab and is_cjk_word(w)]
         if unknown:

@@ -134,6 +134,22 @@ def test_an_issue_template_changes_nothing_but_the_noise(trained):
     assert strip_boilerplate(only_template) == only_template  # nothing else left: the text is kept as it was
 
 
+def test_a_long_issue_is_read_by_its_head_not_its_logs(trained):
+    """A real issue: a title and a first paragraph about one module, then a code block and a log full of another
+    module's words. The vocabulary matchers read the head; the answer stays with the module the issue is about."""
+    from inference.base import query_head
+
+    g, m, _, _ = trained
+    log = "\n".join(f"DEBUG http client retry backoff socket timeout tls handshake proxy dns lookup #{i}" for i in range(40))
+    issue = ("Disk cache evicts the wrong page\n\nAfter the lru compaction the page eviction drops hot pages.\n\n"
+             f"```\n{log}\n```\n")
+    head = query_head(issue)
+    assert "compaction" in head and "DEBUG" not in head and len(head) <= 400
+    lexical = create("lexical", g)
+    assert lexical.match(issue, k=1)[0].module == "storage"
+    assert m.match(issue, k=1)[0].module == "storage"
+
+
 def test_confidences_are_distinct_and_monotone_across_ranks(trained):
     _, m, later, _ = trained
     for text, _ in later[:20]:
