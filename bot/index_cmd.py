@@ -29,12 +29,34 @@ def _print_index_result(res, as_json: bool) -> None:
         console.print(f"  note: {n}")
 
 
+def _prepare_matcher(path: str, as_json: bool) -> None:
+    """Leave the default matcher built for the new graph: the first `ask` (or the service) loads it at once."""
+    from .state import RepoState
+
+    root = repo_root(path)
+    repo = RepoState(root.name, root)
+    if as_json:
+        repo.prepare()
+        return
+    with console.status(f"building the matcher of {root.name} for graph {repo.graph.version} "
+                        "(so the first answer is quick)…"):
+        built = repo.prepare()
+    if built:
+        console.print("[green]matcher ready[/green]")
+
+
+MATCHER_OPTION = click.option("--matcher/--no-matcher", "prepare", default=True,
+                              help="Build the default matcher for the new graph now (default), so the first "
+                                   "answer does not wait for it.")
+
+
 @click.command("index")
 @click.argument("path", default=".")
 @click.option("--rev", help="Index this commit instead of HEAD (read from git, the checkout is untouched).")
 @click.option("--tree/--no-tree", "show_tree", default=False, help="Print the module tree afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def index_cmd(path: str, rev: str | None, show_tree: bool, as_json: bool) -> None:
+@MATCHER_OPTION
+def index_cmd(path: str, rev: str | None, show_tree: bool, as_json: bool, prepare: bool) -> None:
     """Build the module graph of the repository at PATH (default: here)."""
     from indexer.build import index
 
@@ -43,6 +65,8 @@ def index_cmd(path: str, rev: str | None, show_tree: bool, as_json: bool) -> Non
         with progress_bar(not as_json) as cb:
             res = index(repo_root(path), store, rev=rev, full=True, progress=cb)
         _print_index_result(res, as_json)
+        if prepare and not rev:  # a graph of another commit is not what `ask` answers from
+            _prepare_matcher(path, as_json)
         if show_tree:
             print_tree(res.graph)
 
@@ -50,7 +74,8 @@ def index_cmd(path: str, rev: str | None, show_tree: bool, as_json: bool) -> Non
 @click.command("refresh")
 @click.argument("path", default=".")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def refresh_cmd(path: str, as_json: bool) -> None:
+@MATCHER_OPTION
+def refresh_cmd(path: str, as_json: bool, prepare: bool) -> None:
     """Bring the graph up to HEAD, re-parsing only the files that changed."""
     from indexer.build import refresh
 
@@ -59,3 +84,5 @@ def refresh_cmd(path: str, as_json: bool) -> None:
         with progress_bar(not as_json) as cb:
             res = refresh(repo_root(path), store, progress=cb)
         _print_index_result(res, as_json)
+        if prepare:
+            _prepare_matcher(path, as_json)

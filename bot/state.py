@@ -205,6 +205,15 @@ class RepoState:
         name = "hybrid" if self.matcher_name in ("auto", "lm-hybrid") else self.matcher_name
         return not is_cached(name, self.graph, self._cache_dir)
 
+    def prepare(self) -> bool:
+        """Build the retrieval matcher of the current graph into the cache, so the first answer after an index or
+        a refresh loads it instead of building it. False when it was already there."""
+        name = "hybrid" if self.matcher_name in ("auto", "lm-hybrid") else self.matcher_name
+        if capabilities(name).needs_model or not self.cold():
+            return False
+        self._retrieval(self.graph, name)
+        return True
+
     @property
     def _cache_dir(self) -> Path:
         return self.home / "cache" / "matchers" / self.store.path.stem

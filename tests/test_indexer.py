@@ -378,6 +378,28 @@ def test_cli_index_modules_show(git_repo, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["parsed"] == 0
 
 
+def test_index_and_refresh_leave_the_default_matcher_ready(git_repo):
+    """No silent wait after `index`: the default matcher of the new graph is built into the cache, so the first
+    `ask` loads it; `--no-matcher` leaves that to the first answer; a refresh that changes the graph prepares the new
+    one."""
+    from bot.cli import cli
+    from bot.state import RepoState
+
+    git_repo.commit("Fix audio glitch", polyglot_files())
+    runner = CliRunner()
+    r = runner.invoke(cli, ["index", str(git_repo.root), "--no-matcher", "--json"])
+    assert r.exit_code == 0, r.output
+    assert RepoState("r", git_repo.root).cold()
+    r = runner.invoke(cli, ["index", str(git_repo.root), "--json"])
+    assert r.exit_code == 0, r.output
+    assert not RepoState("r", git_repo.root).cold()
+    git_repo.commit("Resampler for the audio mixer", {"audio/resample.c": "/* Resample PCM. */\nint resample(void) { return 0; }\n"})
+    r = runner.invoke(cli, ["refresh", str(git_repo.root)])
+    assert r.exit_code == 0 and "matcher ready" in r.output, r.output
+    repo = RepoState("r", git_repo.root)
+    assert not repo.cold() and repo.match("audio resampling of PCM streams").matches[0].module == "audio"
+
+
 def test_stored_symbols_migrate_to_rows_and_load_the_same(git_repo, tmp_path):
     """m004: module records written with symbol objects (before) are rewritten as rows; the graph loads
     the same either way."""
