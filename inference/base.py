@@ -78,10 +78,15 @@ def capabilities(name: str) -> Capabilities:
     return _entry(name)[1]
 
 
+_BUILTIN_ORDER = ("lexical", "history", "dense", "hybrid", "lm", "lm-hybrid")
+
+
 def default_eval_names() -> list[str]:
-    """The matchers `modmatch eval` scores by default, in the order they registered."""
+    """The matchers `modmatch eval` scores by default: the built-in ones in their fixed order (whichever module was
+    imported first), then any other by name."""
     _load_builtins()
-    return [n for n, (_, caps) in _REGISTRY.items() if caps.default_eval]
+    names = [n for n, (_, caps) in _REGISTRY.items() if caps.default_eval]
+    return sorted(names, key=lambda n: (_BUILTIN_ORDER.index(n) if n in _BUILTIN_ORDER else len(_BUILTIN_ORDER), n))
 
 
 def create(name: str, graph: ModuleGraph, **opts) -> Matcher:
