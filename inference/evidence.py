@@ -5,6 +5,8 @@ when it is distinctive), symbols (`LlmStatus`, `evict_lru`), and module paths (`
 that names one of them exactly points at its module. Only distinctive names count: defined in at most
 `MAX_OWNERS` modules, at least `MIN_LEN` characters, and shaped like an identifier (CamelCase, snake_case, a
 digit or a file extension) rather than an English word, since "Buffer" or "test" name nothing in particular.
+Neither do the file names every project has (`pyproject.toml`, `package.json`, `CMakeLists.txt`: in an issue they
+are the reporter's own) nor test names (`test_it`: what a reproduction defines).
 
 `Coverage` says how much of a text the repository's own vocabulary knows: each informative word weighs its
 inverse document frequency over the module documents (a word the repository never uses weighs the most), and
@@ -28,8 +30,24 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 _SHAPED = re.compile(r"[a-z][A-Z]|[A-Z]{2,}[a-z]|_|[0-9]|\.")
 
 
+# Names every project of a kind has: in an issue they name the reporter's own file, not this repository's module.
+GENERIC_FILES = frozenset("""
+readme.md readme.rst readme.txt readme changelog.md changes.md license license.md contributing.md setup.py setup.cfg
+pyproject.toml tox.ini conftest.py requirements.txt __init__.py __main__.py main.py manage.py package.json tsconfig.json
+package-lock.json yarn.lock index.js index.ts main.js main.ts vite.config.js vite.config.ts webpack.config.js
+makefile cmakelists.txt configure go.mod go.sum main.go cargo.toml cargo.lock lib.rs main.rs mod.rs build.rs
+pom.xml build.gradle build.gradle.kts settings.gradle settings.gradle.kts gradle.properties dockerfile
+docker-compose.yml .gitignore .editorconfig
+""".split())
+
+
 def _distinctive(name: str) -> bool:
     return len(name) >= MIN_LEN and bool(_SHAPED.search(name.strip("_")))
+
+
+def _test_name(name: str) -> bool:
+    """A test function or class (`test_it`, `TestFoo`): what a reporter names in the reproduction they wrote."""
+    return name.lower().startswith("test")
 
 
 class MentionIndex:
@@ -39,12 +57,14 @@ class MentionIndex:
             m = graph.modules[mid]
             for f in m.files:
                 base = f.rsplit("/", 1)[-1]
+                if base.lower() in GENERIC_FILES:
+                    continue
                 owners[base.lower()].add(mid)
                 stem = base.rsplit(".", 1)[0]
                 if _distinctive(stem):
                     owners[stem.lower()].add(mid)
             for s in m.symbols:
-                if _distinctive(s.name):
+                if _distinctive(s.name) and not _test_name(s.name):
                     owners[s.name.lower()].add(mid)
             if "/" in mid:
                 owners[mid.lower()].add(mid)

@@ -236,3 +236,20 @@ def test_eval_prints_the_precision_coverage_trade():
     row = next(line for line in text.splitlines() if line.startswith("| hybrid"))
     assert "≥ 0.90, 60%" in row  # 95 % precision: only the six right answers at 0.9 are kept
     assert row.count("≥ 0.90, 60%") == 4  # even 80 % cannot take in the 0.4s (60 % precision with them)
+
+
+def test_generic_file_names_and_test_names_are_not_mentions(git_repo, tmp_path):
+    """`pyproject.toml` or `def test_it()` in an issue are the reporter's own; `load_config_file` is this repository's."""
+    from inference.evidence import MentionIndex
+
+    git_repo.commit("layout", {
+        "cfg/pyproject.toml": "[tool.x]\n", "cfg/loader.py": "def load_config_file(p):\n    pass\n\n\ndef test_loader_roundtrip():\n    pass\n",
+        "cfg/schema.py": "class ConfigSchema:\n    pass\n", "ui/widgets.py": "class Button:\n    pass\n",
+        "ui/theme.py": "def dark_theme():\n    pass\n", "ui/menu.py": "class MenuBar:\n    pass\n"})
+    g = index(git_repo.root, Store(tmp_path / "g.db")).graph
+    mentions = MentionIndex(g, g.leaf_ids())
+    assert mentions.find("my pyproject.toml has [tool.x]; def test_loader_roundtrip(): assert x") == {}
+    assert g.module_of("cfg/loader.py") != g.module_of("ui/menu.py")
+    found = mentions.find("load_config_file ignores ConfigSchema defaults")
+    assert set(found) == {g.module_of("cfg/loader.py")} and set(found[g.module_of("cfg/loader.py")]) == {
+        "load_config_file", "ConfigSchema"}
