@@ -84,6 +84,7 @@ def hook(served, gh, monkeypatch):
             return httpx.Response(200, json={"results": json.loads(row["detail"])})
 
         yield post
+    webhook.stop()  # before the test's database goes away
 
 
 def issue_payload(gh, number, title, body="", labels=(), action="opened", sender="alice", sender_type="User", **extra):
@@ -277,6 +278,42 @@ def test_delivery_that_fails_for_good_can_be_redelivered(served, gh, monkeypatch
     assert hook.handle(headers, body)[0] == 202  # GitHub's "redeliver" button: queued afresh
     assert hook.process_next() and hook.db.delivery("d-9")["status"] == "done"
     assert gh.repos[FULL].issues[9]["labels"] == ["module:ui"]
+
+
+def test_the_worker_outlives_a_database_outage(served, gh, monkeypatch):
+    """The database is away for a while (a PostgreSQL restart): the worker logs, waits and carries on; a delivery
+    recorded before the outage is labelled after it."""
+    from bot.github.webhook import Webhook
+
+    monkeypatch.setenv("MODMATCH_GITHUB_WEBHOOK_SECRET", SECRET)
+    clients = GitHubClients(base_url=gh.url, token=TOKEN, retries=0, seconds_between_requests=0,
+                            seconds_between_writes=0)
+    hook = Webhook(served, clients=clients, options=Options(), autostart=False)
+    body = json.dumps(issue_payload(gh, 11, "Button theme colors are wrong in dark mode")).encode()
+    headers = {"x-github-event": "issues", "x-github-delivery": "d-11", "x-hub-signature-256": sign(body, SECRET)}
+    assert hook.handle(headers, body)[0] == 202
+    from sqlalchemy.exc import OperationalError
+
+    real_next, real_due = hook.db.next_due, hook.db.next_due_at
+    down = {"calls": 0}
+
+    def outage(real):
+        def call(*a, **k):
+            if down["calls"] < 4:
+                down["calls"] += 1
+                raise OperationalError("SELECT", {}, Exception("connection refused"))
+            return real(*a, **k)
+        return call
+
+    monkeypatch.setattr(hook.db, "next_due", outage(real_next))
+    monkeypatch.setattr(hook.db, "next_due_at", outage(real_due))
+    hook.start()
+    try:
+        wait_for(lambda: hook.db.delivery("d-11")["status"] == "done", 40, "the delivery after the outage")
+        assert down["calls"] == 4 and hook._worker.is_alive()
+        assert gh.repos[FULL].issues[11]["labels"] == ["module:ui"]
+    finally:
+        hook.stop()
 
 
 def test_github_app_auth_gets_an_installation_token(gh):

@@ -111,7 +111,7 @@ class Webhook:
         while not self._stop.is_set():
             try:
                 busy = self.process_next()
-            except Exception:  # pragma: no cover - never let the worker die
+            except Exception:  # never let the worker die (tests/test_github.py: a database outage)
                 log.exception("github.webhook.worker-error")
                 busy = False
             if not busy:
@@ -119,7 +119,11 @@ class Webhook:
                 self._wake.clear()
 
     def _idle_wait(self) -> float:
-        nxt = self.db.next_due_at()
+        try:
+            nxt = self.db.next_due_at()
+        except Exception as e:  # the database is away for a moment (a restart, a dropped connection): try again soon
+            log.warning("github.webhook.database-unavailable error=%s", type(e).__name__)
+            return 5.0
         return 5.0 if nxt is None else min(5.0, max(0.01, nxt - time.time()))
 
     def process_next(self, now: float | None = None) -> bool:
