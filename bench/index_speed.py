@@ -7,6 +7,7 @@ one-file commit.
 
     python bench/index_speed.py                      # ~5,000 files from transformers + /usr/include
     python bench/index_speed.py --files 2000 --package torch
+    python bench/index_speed.py --profile            # where the one-file refresh spends its time
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=5000)
     ap.add_argument("--package", default="transformers")
     ap.add_argument("--headers", default="/usr/include")
+    ap.add_argument("--profile", action="store_true", help="profile the one-file refresh (cProfile, top 20 by "
+                                                            "cumulative time)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mm-bench-"))
     repo = tmp / "repo"
@@ -86,9 +89,21 @@ def main() -> None:
         target = repo / files[0][1]
         target.write_text(target.read_text(errors="replace") + "\n\ndef bench_added():\n    '''Added.'''\n")
         git(repo, "commit", "-qam", "Touch one file")
+        prof = None
+        if args.profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         t = time.perf_counter()
         r2 = refresh(repo, Store(tmp / "db.sqlite"))
-        print(f"refresh after a one-file commit: {time.perf_counter() - t:.2f} s "
+        took = time.perf_counter() - t
+        if prof is not None:
+            import pstats
+
+            prof.disable()
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(20)
+        print(f"refresh after a one-file commit: {took:.2f} s "
               f"(parsed {r2.parsed}, changed modules {r2.changed_modules})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
