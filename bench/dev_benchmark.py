@@ -346,12 +346,17 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"manifest": str(Path(a.manifest).resolve().relative_to(ROOT)) if Path(a.manifest).resolve()
                .is_relative_to(ROOT) else a.manifest, "max_cases": a.max_cases, "foreign_per_repo": a.foreign,
                "default_matcher": DEFAULT, "repos": {r["name"]: r for r in rows}}
+    write_outputs(out, summary, text, "bench/dev_benchmark.py", "Dev benchmark (issue 11)", argv)
+    return 0
+
+
+def write_outputs(out: Path, summary: dict, text: str, script: str, title: str, argv: list[str] | None) -> None:
+    """`summary.json` and `report.md` (with the command that made them) under `out`; the tables to stdout."""
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False))
     args = [x for x in (sys.argv[1:] if argv is None else argv)]
-    cmd = "nice -n 10 .venv/bin/python bench/dev_benchmark.py" + "".join(" " + x for x in args)
-    (out / "report.md").write_text(f"# Dev benchmark (issue 11)\n\n`{cmd}`\n\n{text}\n")
+    cmd = f"nice -n 10 .venv/bin/python {script}" + "".join(" " + x for x in args)
+    (out / "report.md").write_text(f"# {title}\n\n`{cmd}`\n\n{text}\n")
     print(text)
-    return 0
 
 
 if __name__ == "__main__":

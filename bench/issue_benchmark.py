@@ -83,7 +83,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dev_benchmark import (COV, COVERAGE, DEFAULT, MATCHERS, PCOV, PRECISION, THR, accuracy,  # noqa: E402
-                           code_commit, f3, load_manifest, log, mean_of)
+                           code_commit, f3, load_manifest, log, mean_of, write_outputs)
 from indexer.modules import ROOT_ID  # noqa: E402
 from inference.base import create  # noqa: E402
 from inference.evaluate import Case, has_cjk, history_split, run_matcher, trust_metrics  # noqa: E402
@@ -399,11 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"cases_manifest": str(Path(a.cases).resolve().relative_to(ROOT)) if Path(a.cases).resolve()
                .is_relative_to(ROOT) else a.cases, "default_matcher": DEFAULT,
                "repos": {r["name"]: {k: v for k, v in r.items() if k != "per_case"} for r in rows}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False))
-    args = [x for x in (sys.argv[1:] if argv is None else argv)]
-    cmd = "nice -n 10 .venv/bin/python bench/issue_benchmark.py" + "".join(" " + x for x in args)
-    (out / "report.md").write_text(f"# Issue benchmark (issue 11): real issue texts\n\n`{cmd}`\n\n{text}\n")
-    print(text)
+    write_outputs(out, summary, text, "bench/issue_benchmark.py", "Issue benchmark (issue 11): real issue texts", argv)
     return 0
 
 
