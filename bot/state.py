@@ -202,17 +202,21 @@ class RepoState:
         with self._lock:
             if self._matcher is not None:
                 return False
-        name = "hybrid" if self.matcher_name in ("auto", "lm-hybrid") else self.matcher_name
-        return not is_cached(name, self.graph, self._cache_dir)
+        return not is_cached(self._retrieval_name, self.graph, self._cache_dir)
 
     def prepare(self) -> bool:
         """Build the retrieval matcher of the current graph into the cache, so the first answer after an index or
         a refresh loads it instead of building it. False when it was already there."""
-        name = "hybrid" if self.matcher_name in ("auto", "lm-hybrid") else self.matcher_name
+        name = self._retrieval_name
         if capabilities(name).needs_model or not self.cold():
             return False
         self._retrieval(self.graph, name)
         return True
+
+    @property
+    def _retrieval_name(self) -> str:
+        """The cached matcher behind this repository's answers ("auto" and "lm-hybrid" stand on the hybrid)."""
+        return "hybrid" if self.matcher_name in ("auto", "lm-hybrid") else self.matcher_name
 
     @property
     def _cache_dir(self) -> Path:

@@ -102,20 +102,18 @@ class Moves:
             k = 0
             while k < min(len(a), len(b)) - 1 and a[-1 - k] == b[-1 - k]:
                 k += 1  # common tail, the file name included when equal
-            if len(a) - max(k, 1) <= 0:
+            tail = max(k, 1)  # what the folder move leaves as it was (at least the file name)
+            if len(a) <= tail:
                 continue
-            src = "/".join(a[: len(a) - max(k, 1)]) + "/"
-            dst = "/".join(b[: len(b) - max(k, 1)]) + "/" if len(b) > max(k, 1) else ""
-            votes.setdefault(src, {}).setdefault(dst, 0)
-            votes[src][dst] += 1
+            src = "/".join(a[:-tail]) + "/"
+            dst = "/".join(b[:-tail]) + "/" if len(b) > tail else ""
+            votes.setdefault(src, {})
+            votes[src][dst] = votes[src].get(dst, 0) + 1
         self.folder: dict[str, str] = {}
         for src, tgt in votes.items():
             dst, n = max(tgt.items(), key=lambda kv: (kv[1], kv[0]))
             if n >= 2 and n * 2 > sum(tgt.values()):
                 self.folder[src] = dst
-
-    def __len__(self) -> int:
-        return len(self.file)
 
     def resolve(self, path: str, exists: Callable[[str], bool], _depth: int = 0) -> str | None:
         """The path's present location (or, for a deleted file, where its folder went), or None
