@@ -306,7 +306,7 @@ def _repo_summary(rs: RepoState) -> dict:
         raise rs.damaged(e) from None
     return {"name": rs.name, "indexed": bool(info), "graph_version": info.get("version"), "commit": info.get("commit"),
             "built_at": info.get("built_at"), "model_version": rs.model_version, "matcher": rs.matcher_name,
-            "status": rs.status, "operating_point": rs.operating_point()}
+            "status": rs.status, "loaded": rs.loaded, "operating_point": rs.operating_point()}
 
 
 @_handle
@@ -454,15 +454,17 @@ async def feedback_endpoint(request: Request) -> Response:
 
 
 def health(st: AppState) -> dict:
-    """Live is always true when this answers; ready only when every repository is indexed and its matcher built."""
+    """Live is always true when this answers; ready only when every repository is indexed and its matcher built (an
+    unloaded one is ready: its next question loads it from the matcher cache)."""
     repos = {}
     for n, rs in st.repos.items():
         try:
             repos[n] = rs.health()
         except Exception as e:  # the store is unreadable: say so, still answer
             repos[n] = {"indexed": False, "matcher": "broken", "error": f"{type(e).__name__}: {e}"[:300]}
-    ready = bool(repos) and all(r.get("indexed") and r.get("matcher") == "ready" for r in repos.values())
-    return {"status": "ok", "live": True, "ready": ready, "repos": repos}
+    ready = bool(repos) and all(r.get("indexed") and r.get("matcher") in ("ready", "unloaded") for r in repos.values())
+    return {"status": "ok", "live": True, "ready": ready, "loaded": len(st.loaded()), "max_loaded": st.max_loaded,
+            "repos": repos}
 
 
 async def healthz_endpoint(request: Request) -> Response:

@@ -100,6 +100,9 @@ SETTINGS: list[Setting] = [
             "store). Default: sqlite:///$MODMATCH_HOME/service.db; postgresql+psycopg://... for a shared server."),
     Setting("match_wait", "20", "Seconds POST /api/match waits for a matcher that is still being built before it "
             "answers 503 with Retry-After (the build goes on; /readyz says when it is done).", kind="number"),
+    Setting("max_loaded_repos", "8", "At most this many repositories hold their graph and matcher in memory; past "
+            "it the least recently asked one is unloaded (status `unloaded`) and its next question loads it from the "
+            "on-disk matcher cache (0: no bound).", kind="int"),
     Setting("body_limit", "1048576", "Largest request body the HTTP API accepts, in bytes (larger: 413).", kind="int"),
     Setting("refresh_delay", "5", "Seconds a refresh waits for more triggers; triggers meanwhile join it.",
             kind="number"),

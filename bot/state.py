@@ -3,6 +3,10 @@ graph and matcher. Shared by the HTTP service, the Slack app and the GitHub webh
 
 A refresh or a retraining that fails never replaces what is served: `RepoState.reload()` swaps in
 a new graph (and matcher) only after it loaded completely.
+
+Memory is bounded by `max_loaded_repos`: when more repositories hold their graph and matcher than that, the least
+recently asked one drops them (status ``unloaded``) and loads them again from the on-disk matcher cache on its next
+question. One that is building, loading or reloading is never dropped.
 """
 from __future__ import annotations
 
@@ -56,14 +60,17 @@ class RepoUnavailable(Exception):
 # One matcher build at a time in a process: builds are CPU-bound, and two at once (a restart with several
 # repositories) each took ten times longer than one after the other.
 _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matcher-build")
+# An unloaded repository comes back from the matcher cache (a fraction of a second): not behind a build of minutes.
+_LOADER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="matcher-load")
 
 
 class RepoState:
     """One served repository: its store, its last good graph and the matcher built on it.
 
-    `status` says what it can do now: ``cold`` (nothing built yet), ``building``, ``ready``, ``not-indexed``,
-    ``rebuilding`` (its database was damaged and is rebuilt from git) or ``broken`` (the last build failed:
-    `error` says why). A reload after a refresh builds the new matcher while the old one keeps answering.
+    `status` says what it can do now: ``cold`` (nothing built yet), ``building``, ``ready``, ``unloaded``
+    (dropped from memory to bound it; the next question loads it from the matcher cache), ``loading``,
+    ``not-indexed``, ``rebuilding`` (its database was damaged and is rebuilt from git) or ``broken`` (the last build
+    failed: `error` says why). A reload after a refresh builds the new matcher while the old one keeps answering.
     """
 
     def __init__(self, name: str, root: str | Path, home: Path | None = None, matcher: str | None = None,
@@ -87,7 +94,11 @@ class RepoState:
         self.error = ""
         self.reloading = False
         self._pending: Future | None = None
+        self.last_used = 0.0  # time.monotonic() of the last question (or load): the registry evicts the oldest
+        self._kept_operating: dict | None = None  # the operating point of a matcher dropped from memory
+        self._unloaded_version: str | None = None  # and the version of its graph
         self.on_damage: Callable[[str, str], object] | None = None  # (repo name, reason): queue a rebuild
+        self.on_loaded: Callable[["RepoState"], object] | None = None  # a graph or matcher came into memory
         if self.store.recovered:
             self._note_damage(self.store.recovered)
 
@@ -128,24 +139,80 @@ class RepoState:
     @property
     def graph(self) -> ModuleGraph:
         with self._lock:
-            if self._graph is None:
+            graph, loaded = self._graph, False
+            if graph is None:
                 try:
-                    self._graph = self.store.load_graph()
+                    graph = self._graph = self.store.load_graph()
                 except sqlite3.DatabaseError as e:
                     raise self.damaged(e) from None
-            return self._graph
+                loaded = True
+        if loaded:
+            self._notify_loaded()
+        return graph
+
+    def served_version(self) -> str | None:
+        """The version of the graph it answers with (the one it dropped, when unloaded); None before the first
+        load. Reads no database."""
+        with self._lock:
+            g = self._graph if self._graph is not None else getattr(self._matcher, "graph", None)
+            return g.version if g is not None else self._unloaded_version
+
+    @property
+    def loaded(self) -> bool:
+        """Whether its graph or matcher is in memory."""
+        return self._graph is not None or self._matcher is not None
+
+    def busy(self) -> bool:
+        """Building, loading or reloading: its memory must not be dropped now."""
+        return (self.reloading or self.status in ("building", "loading", "rebuilding")
+                or (self._pending is not None and not self._pending.done()))
+
+    def unload(self) -> bool:
+        """Drop the graph and matcher from memory (the next question loads them from the matcher cache). False when
+        there was nothing to drop or it is busy."""
+        with self._lock:
+            if not self.loaded or self.busy():
+                return False
+            self._kept_operating = self.operating_point()
+            self._unloaded_version = self.served_version()
+            self._graph = self._matcher = self._pending = None
+            self._matcher_label = ""
+            if self.status == "ready":
+                self.status = "unloaded"
+            log.info("state.unloaded repo=%s", self.name)
+            return True
+
+    def _notify_loaded(self) -> None:
+        if self.on_loaded is not None:
+            try:
+                self.on_loaded(self)
+            except Exception as e:  # pragma: no cover - never fail a question for the bound
+                log.warning("state.evict-failed repo=%s error=%s", self.name, e)
 
     def reload(self) -> None:
-        """Load the stored graph (after a refresh) and rebuild the matcher; keep the old on failure."""
-        self.reloading = True
+        """Load the stored graph (after a refresh) and rebuild the matcher; keep the old on failure. An unloaded
+        repository stays unloaded: the new matcher is built into the cache, and its next question loads it."""
+        with self._lock:
+            self.reloading = True
+            was_unloaded = self.status == "unloaded"
         try:
             graph, matcher, label, model_version = _BUILDER.submit(self._load_and_build).result()
+            with self._lock:
+                if was_unloaded and self.status == "unloaded" and not self.loaded:  # nobody asked meanwhile
+                    self.model_version = model_version
+                    self._kept_operating, self._unloaded_version = _operating_point(matcher), graph.version
+                    self._reopen_if_replaced()
+                    return
+                self._graph, self._matcher, self._matcher_label = graph, matcher, label
+                if self._pending is not None and self._pending.done():
+                    self._pending = None  # its result holds the old graph and matcher
+                self.model_version = model_version
+                self.status, self.error = "ready", ""
+                self._reopen_if_replaced()
         finally:
-            self.reloading = False
-        with self._lock:
-            self._graph, self._matcher, self._matcher_label, self.model_version = graph, matcher, label, model_version
-            self.status, self.error = "ready", ""
-            self._reopen_if_replaced()
+            with self._lock:
+                self.reloading = False
+        self._notify_loaded()
 
     def _reopen_if_replaced(self) -> None:
         """A refresh that found the file damaged moved it aside and rebuilt it: read the new file from now on."""
@@ -167,32 +234,55 @@ class RepoState:
         return (graph, *self._build_matcher(graph))
 
     def warm(self) -> Future | None:
-        """Build the matcher in the background (one build at a time in this process); None if nothing to do."""
+        """Build the matcher in the background (one build at a time in this process; an unloaded repository loads
+        from the cache beside the builds); None if nothing to do. The future's result: (matcher, label, graph),
+        or None when it failed (`status` and `error` say why)."""
         with self._lock:
             if self._matcher is not None or (self._pending is not None and not self._pending.done()):
                 return self._pending if self._matcher is None else None
-            self._pending = _BUILDER.submit(self._warm)
-            if self.status in ("cold", "broken", "not-indexed"):
-                self.status = "building"
+            if self.status == "unloaded":
+                self.status = "loading"
+                self._pending = _LOADER.submit(self._warm)
+            else:
+                self._pending = _BUILDER.submit(self._warm)
+                if self.status in ("cold", "broken", "not-indexed"):
+                    self.status = "building"
             return self._pending
 
-    def _warm(self) -> None:
+    def _warm(self):
+        t0 = time.perf_counter()
         try:
-            graph = self.graph
+            graph = self._load_graph()
             matcher, label, model_version = self._build_matcher(graph)
         except RepoUnavailable:
-            return
+            return None
         except NotIndexedError as e:
             self.status, self.error = "not-indexed", str(e)
-            return
+            return None
         except Exception as e:
             log.exception("state.matcher-build-failed repo=%s", self.name)
             self.status, self.error = "broken", f"{type(e).__name__}: {e}"
-            return
+            return None
         with self._lock:
             if self._matcher is None:
-                self._matcher, self._matcher_label, self.model_version = matcher, label, model_version
+                self._graph, self._matcher, self._matcher_label, self.model_version = graph, matcher, label, model_version
+            serving = (self._matcher, self._matcher_label, graph if self._graph is None else self._graph)
+            loading = self.status == "loading"
             self.status, self.error = "ready", ""
+        if loading:
+            log.info("state.loaded repo=%s seconds=%.2f", self.name, time.perf_counter() - t0)
+        self._notify_loaded()
+        return serving
+
+    def _load_graph(self) -> ModuleGraph:
+        """The graph in memory, else read from the store (not kept: the caller keeps it with its matcher)."""
+        with self._lock:
+            if self._graph is not None:
+                return self._graph
+            try:
+                return self.store.load_graph()
+            except sqlite3.DatabaseError as e:
+                raise self.damaged(e) from None
 
     def cold(self) -> bool:
         """True when the retrieval matcher must be built from nothing (the first answer after an index or refresh
@@ -254,19 +344,29 @@ class RepoState:
     def matcher(self, wait: float | None = None):
         """(matcher, label); builds it first if needed. `wait`: give up after that many seconds with
         RepoUnavailable (the build goes on); None waits for it."""
+        matcher, label, _ = self._serving(wait)
+        return matcher, label
+
+    def _serving(self, wait: float | None = None):
+        """(matcher, label, graph) as one: the memory bound may drop them from this state at any moment, the
+        caller keeps answering with what it holds."""
         with self._lock:
+            self.last_used = time.monotonic()
             if self._matcher is not None:
-                return self._matcher, self._matcher_label
+                return self._matcher, self._matcher_label, self._graph if self._graph is not None else self._matcher.graph
         fut = self.warm()
         if fut is not None:
             try:
-                fut.result(timeout=wait)
+                serving = fut.result(timeout=wait)
             except FutureTimeout:
-                raise RepoUnavailable("building", f"the matcher of {self.name!r} is still being built; "
-                                                  "retry in a few seconds") from None
+                what = "loaded" if self.status == "loading" else "built"
+                raise RepoUnavailable(self.status, f"the matcher of {self.name!r} is still being {what}; "
+                                                   "retry in a few seconds") from None
+            if serving is not None:
+                return serving
         with self._lock:
             if self._matcher is not None:
-                return self._matcher, self._matcher_label
+                return self._matcher, self._matcher_label, self._graph if self._graph is not None else self._matcher.graph
         if self.status == "not-indexed":
             raise NotIndexedError(self.error)
         raise RepoUnavailable(self.status, self.error or f"the matcher of {self.name!r} could not be built")
@@ -274,8 +374,7 @@ class RepoState:
     def match(self, text: str, k: int = 5, wait: float | None = None) -> Answer:
         t0 = time.perf_counter()
         text = clean_text(text)
-        matcher, label = self.matcher(wait)
-        graph = self.graph
+        matcher, label, graph = self._serving(wait)
         matches = matcher.match(text, k=k)
         return Answer(matches, label, graph.version, self.model_version, time.perf_counter() - t0,
                       no_module=no_module_reason(matcher, text))
@@ -285,11 +384,9 @@ class RepoState:
         or None when it has none (no history to measure on, or not built yet)."""
         with self._lock:
             m = self._matcher
-        for part in (m, getattr(m, "retrieval", None)):
-            op = getattr(part, "operating", None)
-            if op:
-                return dict(op)
-        return None
+            if m is None:
+                return dict(self._kept_operating) if self._kept_operating else None
+        return _operating_point(m)
 
     def label_threshold(self, configured: float | None) -> float:
         """The configured threshold, else the operating point's, else 0.5."""
@@ -300,7 +397,7 @@ class RepoState:
 
     def health(self) -> dict:
         """What /healthz reports for this repository."""
-        d: dict = {"matcher": self.status, "model_version": self.model_version}
+        d: dict = {"matcher": self.status, "model_version": self.model_version, "loaded": self.loaded}
         try:
             info = self.store.graph_info()
             d["indexed"] = bool(info)
@@ -319,7 +416,8 @@ class RepoState:
 
     @property
     def ready(self) -> bool:
-        return self.status == "ready"
+        """It answers now (an unloaded repository too: its next question loads it from the cache)."""
+        return self.status in ("ready", "unloaded")
 
     def add_feedback(self, text: str, modules: list[str], source: str, key: str | None = None) -> bool:
         """A person's answer becomes a training example, kept in the service database (it survives a damaged or
@@ -357,6 +455,14 @@ def no_module_reason(matcher, text: str) -> str | None:
     return None
 
 
+def _operating_point(matcher) -> dict | None:
+    for part in (matcher, getattr(matcher, "retrieval", None)):
+        op = getattr(part, "operating", None)
+        if op:
+            return dict(op)
+    return None
+
+
 def _inode(path: Path) -> int | None:
     try:
         return os.stat(path).st_ino
@@ -379,18 +485,30 @@ def _legacy_count(store: Store) -> int:
         return 0
 
 
+def _max_loaded_setting() -> int:
+    return settings.get_int("max_loaded_repos", 0)
+
+
 @dataclass
 class AppState:
-    """All repositories this process serves, plus hooks the service wires in (job queue, ...)."""
+    """All repositories this process serves, plus hooks the service wires in (job queue, ...).
+
+    `max_loaded`: at most this many repositories hold their graph and matcher in memory (0: no bound); past it
+    the least recently asked one is unloaded (`evict`), never one that is building, loading or reloading.
+    """
 
     repos: dict[str, RepoState] = field(default_factory=dict)
     default: str | None = None
     queue_refresh: Callable[[str, str], object] | None = None  # (repo name, reason) -> job id
+    max_loaded: int = field(default_factory=_max_loaded_setting)
+    _evict_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, repo: RepoState) -> RepoState:
         self.repos[repo.name] = repo
         if repo.on_damage is None:  # a damaged database is rebuilt by the job queue, once one is wired in
             repo.on_damage = lambda name, reason: self.queue_refresh(name, reason) if self.queue_refresh else None
+        if repo.on_loaded is None:
+            repo.on_loaded = lambda rs: self.evict(keep=rs)
         if self.default is None:
             self.default = repo.name
         return repo
@@ -400,3 +518,25 @@ class AppState:
         if key not in self.repos:
             raise KeyError(f"unknown repository {name!r}; served: {', '.join(self.repos) or 'none'}")
         return self.repos[key]
+
+    def loaded(self) -> list[str]:
+        return [n for n, rs in self.repos.items() if rs.loaded]
+
+    def evict(self, keep: RepoState | None = None) -> list[str]:
+        """Unload the least recently asked repositories until at most `max_loaded` are in memory (busy ones and
+        `keep` stay, even over the bound); the names unloaded."""
+        if self.max_loaded <= 0:
+            return []
+        out: list[str] = []
+        with self._evict_lock:  # two loads finishing at once evict once; each RepoState guards itself too
+            loaded = [rs for rs in self.repos.values() if rs.loaded]
+            excess = len(loaded) - self.max_loaded
+            for rs in sorted(loaded, key=lambda r: r.last_used):
+                if excess <= 0:
+                    break
+                if rs is not keep and rs.unload():
+                    out.append(rs.name)
+                    excess -= 1
+        if out:
+            log.info("state.evicted repos=%s loaded=%d max=%d", ",".join(out), len(loaded) - len(out), self.max_loaded)
+        return out
