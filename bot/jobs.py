@@ -11,6 +11,12 @@
   default, PostgreSQL for a shared server).
 - Coalescing: one pending job per repository and kind (``refresh:<repo>``, ``train:<repo>``); a
   trigger while one is pending joins it (its row counts the triggers) instead of adding another.
+- Fairness across repositories: a job never waits in a worker thread. A refresh due while its repository's last
+  one still runs goes back to the queue (same row, `refresh_delay` later) and later triggers join it; it used to
+  block one of the four workers, so two busy repositories held all four and every other repository's refresh
+  waited behind them (and a third firing of one job was dropped by the scheduler's instance limit, its row left
+  `queued` for ever). Training handed off to a worker: one `waiting` row per repository, later ones join it, the
+  oldest is claimed first.
 - A refresh that fails keeps the served graph (``RepoState.reload`` only runs after success).
 - Retraining policy: a refresh that changed ``retrain_modules`` modules, ``retrain_feedback`` new
   feedback examples, or the nightly schedule queue a training run. One training at a time per machine
@@ -42,6 +48,19 @@ KINDS = ("refresh", "train")
 ACTIVE = ("queued", "running")
 jobs_table = servicedb.jobs
 database_url = servicedb.database_url
+
+
+class _held:
+    """`with _held(lock):` for a lock acquired already."""
+
+    def __init__(self, lock: threading.Lock):
+        self.lock = lock
+
+    def __enter__(self):
+        return self.lock
+
+    def __exit__(self, *exc):
+        self.lock.release()
 
 
 def _int_setting(name: str) -> int:
@@ -82,10 +101,29 @@ class JobLog:
             c.execute(jobs_table.update().where(jobs_table.c.id == row)
                       .values(state=state, finished_at=time.time(), outcome=json.dumps(outcome, default=str)))
 
-    def hand_off(self, row: int) -> None:
+    def hand_off(self, row: int) -> int:
+        """Leave a queued job to a worker (state `waiting`); when its repository already has one of that kind
+        waiting, this one joins it (one run for both). The row that waits."""
         with self.engine.begin() as c:
-            c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state == "queued")
-                      .values(state="waiting", outcome=json.dumps({"note": "waiting for a training worker"})))
+            r = c.execute(sa.select(jobs_table.c.kind, jobs_table.c.repo).where(jobs_table.c.id == row)).first()
+            other = None if r is None else c.execute(
+                sa.select(jobs_table.c.id).where(jobs_table.c.kind == r.kind, jobs_table.c.repo == r.repo,
+                                                 jobs_table.c.state == "waiting", jobs_table.c.id != row)
+                .order_by(jobs_table.c.id).limit(1)).scalar()
+            if other is None:
+                c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state == "queued")
+                          .values(state="waiting", outcome=json.dumps({"note": "waiting for a training worker"})))
+                return row
+        self.merge(row, other)
+        return other
+
+    def merge(self, row: int, into: int) -> None:
+        """One run for two jobs of a repository: `row`'s triggers count on `into`; `row` ends `skipped`."""
+        with self.engine.begin() as c:
+            n = c.execute(sa.select(jobs_table.c.triggers).where(jobs_table.c.id == row)).scalar() or 1
+            c.execute(jobs_table.update().where(jobs_table.c.id == into).values(triggers=jobs_table.c.triggers + n))
+            c.execute(jobs_table.update().where(jobs_table.c.id == row, jobs_table.c.state.in_(("queued", "waiting")))
+                      .values(state="skipped", finished_at=time.time(), outcome=json.dumps({"joined": into})))
 
     def claim(self, kind: str, repos: list[str]) -> dict | None:
         """Take the oldest `waiting` job of `kind` for one of `repos`; atomic, so two workers never share one
@@ -382,7 +420,11 @@ class JobRunner:
         from indexer.build import refresh
         from indexer.store import Store
 
-        with self._repo_lock(repo):  # two refreshes of one repository never overlap
+        lock = self._repo_lock(repo)
+        if not lock.acquire(blocking=False):  # its last refresh still runs: wait in the queue, not in a worker
+            self._defer_refresh(repo, row)
+            return
+        with _held(lock):  # two refreshes of one repository never overlap
             if not self.log.start(row):
                 log.info("jobs.taken job=refresh repo=%s row=%s", repo, row)  # another process runs it
                 return
@@ -419,6 +461,21 @@ class JobRunner:
         else:
             self._check_feedback(repo)
 
+    def _defer_refresh(self, repo: str, row: int) -> None:
+        """Queue `row` again, `refresh_delay` (at least a second) from now, unless a trigger queued another refresh
+        of `repo` meanwhile: then that one runs for both."""
+        job_id = f"refresh:{repo}"
+        with self._queue_lock:
+            job = self.scheduler.get_job(job_id, jobstore="default")
+            if job is not None and job.kwargs.get("row") != row:
+                self.log.merge(row, job.kwargs["row"])
+                log.info("jobs.coalesced job=%s row=%s into=%s", job_id, row, job.kwargs["row"])
+                return
+            when = datetime.now().astimezone() + timedelta(seconds=max(1.0, self.refresh_delay))
+            self.scheduler.add_job(run_refresh_job, "date", run_date=when, id=job_id, kwargs={"repo": repo, "row": row},
+                                   jobstore="default", replace_existing=True, name=f"refresh {repo}")
+        log.info("jobs.deferred job=%s row=%s reason=running", job_id, row)
+
     def _pull(self, root: Path) -> list[str]:
         """For pushes to a central repository: fast-forward the served clone first (best effort)."""
         from .hooks import clean_git_env
@@ -453,7 +510,9 @@ class JobRunner:
 
     def run_train(self, repo: str, row: int) -> None:
         if not self.train_worker:  # a worker (`modmatch serve --worker`) claims it from the jobs table
-            self.log.hand_off(row)
+            waiting = self.log.hand_off(row)
+            if waiting != row:
+                log.info("jobs.coalesced job=train:%s row=%s into=%s", repo, row, waiting)
             return
         if not self.lock.acquire():
             self.log.finish(row, "skipped", {"note": "another training runs on this machine; queued again"})
@@ -537,7 +596,7 @@ class JobRunner:
                 seen = rs.models.pointer_mtime()  # a worker elsewhere may have published a model
                 if name in self._model_seen and self._model_seen[name] != seen:
                     rs.reload()
-                elif info.get("version") and rs.graph.version != info["version"]:
+                elif info.get("version") and rs.served_version() not in (None, info["version"]):
                     rs.reload()  # another process sharing this home refreshed the repository database
                 self._model_seen[name] = seen
             except Exception as e:
@@ -548,7 +607,8 @@ class JobRunner:
         for name, rs in list(self.state.repos.items()):
             try:
                 fb, version = self._trained_state(name)
-                if version is None or version != rs.graph.version or self.feedback_count(name) != fb:
+                current = rs.served_version() or rs.store.graph_info().get("version")  # an unloaded one stays so
+                if version is None or version != current or self.feedback_count(name) != fb:
                     self.queue_train(name, "nightly")
             except Exception as e:
                 log.warning("jobs.nightly-failed repo=%s error=%s", name, e)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 
@@ -223,3 +224,62 @@ def test_poll_serves_a_refresh_another_process_made(state, git_repo):
         assert runner.scheduler.get_job("refresh:core") is None  # nothing left to refresh
     finally:
         runner.shutdown()
+
+
+def _served(tmp_path, names) -> AppState:
+    from conftest import GitRepo
+
+    st = AppState()
+    for i, name in enumerate(names):
+        g = GitRepo(tmp_path / "many" / name)
+        g.commit("initial", {f"pkg{i}/mod.py": f'"""Module {i}."""\n\ndef f{i}():\n    pass\n'})
+        rs = st.add(RepoState(name, g.root, matcher="lexical"))
+        index(g.root, rs.store, full=True)
+    return st
+
+
+def test_a_busy_repository_does_not_hold_the_workers(tmp_path, monkeypatch):
+    """Two repositories whose refreshes run long, pushed to again and again: their next refreshes wait in the queue
+    (one each, the triggers joined), not in the four workers, so a third repository's refresh runs at once."""
+    monkeypatch.setenv("MODMATCH_RETRAIN_MODULES", "0")
+    st = _served(tmp_path, ["busy1", "busy2", "other"])
+    runner = JobRunner(st, refresh_delay=0.2, poll_interval=0, retrain_at="").start()
+    held = [runner._repo_lock(n) for n in ("busy1", "busy2")]
+    for lock in held:
+        lock.acquire()  # a refresh of each runs (for as long as the test holds it)
+    try:
+        for round_ in range(3):  # a push to each every half second; each job is due before the next push
+            for n in ("busy1", "busy2"):
+                runner.queue_refresh(n, f"push {round_}")
+            time.sleep(0.6)
+        runner.queue_refresh("other", "push")
+        other = wait_for(lambda: [j for j in runner.recent(repo="other") if j["state"] == "ok"], 15)
+        assert other[0]["triggers"] == 1
+        for n in ("busy1", "busy2"):
+            rows = runner.recent(repo=n)
+            waiting = [j for j in rows if j["state"] == "queued"]
+            assert len(waiting) == 1 and sum(j["triggers"] for j in rows) == 3, rows
+            assert [p["id"] for p in runner.pending()].count(f"refresh:{n}") == 1
+    finally:
+        for lock in held:
+            lock.release()
+    for n in ("busy1", "busy2"):  # once the long refresh ends, the waiting one runs: once, for all three pushes
+        rows = wait_for(lambda: [j for j in runner.recent(repo=n) if j["state"] == "ok"], 30)
+        assert len(rows) == 1
+        assert all(j["state"] in ("ok", "skipped") for j in runner.recent(repo=n))
+    runner.shutdown()
+
+
+def test_handed_off_trainings_of_one_repository_wait_as_one(state, fake_train):
+    api = JobRunner(state, refresh_delay=3600, poll_interval=0, retrain_at="", train_worker=False)
+    rows = [api.log.add("train:core", "train", "core", why) for why in ("nightly", "feedback", "refresh")]
+    for row in rows:
+        api.run_train("core", row)
+    states = [api.log.get(r)["state"] for r in rows]
+    assert states == ["waiting", "skipped", "skipped"] and api.log.get(rows[0])["triggers"] == 3
+    assert api.log.get(rows[1])["outcome"] == {"joined": rows[0]}
+    worker = JobRunner(state, poll_interval=0, retrain_at="", train_worker=True)
+    assert worker.work_once() is True and worker.work_once() is False
+    assert len(fake_train.read_text().splitlines()) == 1  # one training for the three requests
+    api.shutdown()
+    worker.shutdown()
