@@ -23,14 +23,14 @@ from typing import Callable
 from .describe import file_terms
 from .config import CONFIG_NAME, RepoConfig, load_config
 from .deps import Resolver, edges_from_targets, file_targets
-from .graph import ModuleGraph, assemble, build_module, module_fingerprint
+from .graph import BUILD_VERSION, ModuleGraph, assemble, build_module, graph_version, keywords_given_df, module_fingerprint
 from .history import Moves, mine_history, mine_moves
 from .languages import language_for
-from .modules import ROOT_ID, Assigner, plan_modules, skipped
+from .modules import ROOT_ID, Assigner, ModuleSpec, plan_modules, skipped
 from .parse import parse_file
 from .records import FileRecord, HistoryExample, Module
 from .source import Entry, GitSource, Source, git, open_source
-from .store import Store
+from .store import GraphChanges, Store
 from .errors import IndexerError
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,247 @@ def _is_ancestor(root: Path, old: str, new: str) -> bool:
     return p.returncode == 0
 
 
+RULE_SOURCES = ("build.py", "config.py", "deps.py", "describe.py", "graph.py", "languages.py", "modules.py", "records.py",
+                "text.py")
+
+
+def rules_version(config: RepoConfig, pv: str) -> str:
+    """Everything besides the files that decides the module layout, the edges and the keywords: the parser, the
+    repository's configuration and the indexer's own code. A refresh patches the stored graph in place only when
+    it is unchanged (after an upgrade, the first refresh rebuilds)."""
+    h = hashlib.sha1(json.dumps([BUILD_VERSION, pv, config.fingerprint()]).encode())
+    for name in RULE_SOURCES:
+        h.update((resources.files("indexer") / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class _Built:
+    """The new snapshot's graph and what storing it takes."""
+
+    graph: ModuleGraph
+    specs: list[ModuleSpec]
+    paths: list[str]
+    fps: dict[str, str]
+    files: dict[str, tuple[str, list[str], list[str]]]  # rows to write
+    terms: dict[str, dict]  # term weights of the modules to write
+    parsed: int
+    cached: int
+    leaves: set[str]  # modules that own files
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+    changed_files: list[str]
+    changes: GraphChanges | None = None  # None: everything is written
+
+
+def _tree_diff(root: Path, old: str, new: str) -> list[list[str]] | None:
+    """[old mode, new mode, old blob, new blob, status, path] for each file that differs; None when git cannot
+    compare the two commits (one is gone)."""
+    import subprocess
+
+    from .source import GIT_ENV
+
+    p = subprocess.run(["git", "-C", str(root), "diff-tree", "-r", "-z", "--no-renames", old, new],
+                       capture_output=True, env=GIT_ENV)
+    if p.returncode != 0:
+        return None
+    fields = p.stdout.decode("utf-8", "replace").split("\0")
+    out = []
+    for meta, path in zip(fields[0::2], fields[1::2]):
+        parts = meta.lstrip(":").split()
+        if len(parts) != 5:
+            return None
+        out.append([*parts, path])
+    return out
+
+
+def _blob_sizes(root: Path, blobs: list[str]) -> dict[str, int]:
+    import subprocess
+
+    from .source import GIT_ENV
+
+    if not blobs:
+        return {}
+    p = subprocess.run(["git", "-C", str(root), "cat-file", "--batch-check"], input="\n".join(blobs).encode() + b"\n",
+                       capture_output=True, env=GIT_ENV)
+    out = {}
+    for line in p.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "blob" and parts[2].isdigit():
+            out[parts[0]] = int(parts[2])
+    return out
+
+
+def _patch(root: Path, source: GitSource, store: Store, config: RepoConfig, pv: str,
+           progress: Progress | None) -> _Built | None:
+    """The refresh of a push that only modified files: the paths, hence the modules and the import resolution,
+    are those of the stored graph, so only the modules of the modified files are rebuilt; the others stay as
+    stored rows (decoded when read), keywords are rescored only where a word changed document frequency, and
+    edges change by the modified files' imports. None when that does not apply (files added, removed or
+    renamed, another configuration, parser or indexer): the caller rebuilds. Equal to a full index: tested."""
+    last = store.get_meta("commit")
+    layout = store.get_meta("specs")
+    if not last or not layout or store.get_meta("rules") != rules_version(config, pv):
+        return None
+    diff = _tree_diff(root, last, source.commit)
+    if diff is None:
+        return None
+    stored = store.file_index()  # path -> (blob, module), as of `last`
+    changed: dict[str, str] = {}
+    for old_mode, new_mode, _, blob, _, path in diff:
+        was, now = old_mode.startswith("100"), new_mode.startswith("100")  # files; not links (120000), submodules
+        if skipped(path, config) or not (was or now):
+            continue
+        if not (was and now and path in stored):
+            return None  # a file added or removed
+        if stored[path][0] != blob:
+            changed[path] = blob
+    specs = [ModuleSpec(mid, tuple(prefixes), explicit) for mid, prefixes, explicit in json.loads(layout)]
+    rows = store.module_rows()
+    ids = {s.id for s in specs}
+    if set(rows) != ids:
+        return None
+    paths = list(stored)
+    blobs = {p: changed.get(p, b) for p, (b, _) in stored.items()}
+    touched = sorted({stored[p][1] for p in changed})
+    members: dict[str, list[str]] = {mid: [] for mid in touched}
+    for p, (_, mid) in stored.items():
+        if mid in members:
+            members[mid].append(p)
+    sizes = _blob_sizes(root, [blobs[p] for mid in touched for p in members[mid]])
+    entries = [Entry(p, blobs[p], sizes.get(blobs[p], 0)) for mid in touched for p in members[mid]]
+    records, parsed, cached = read_records(source, store, config, entries, pv, progress)
+    rec_by_path = {r.path: r for r in records}
+    if progress:
+        progress("graph", 0, 1)
+    explicit = {em.id: em for em in config.modules}
+    spec_of = {s.id: s for s in specs}
+    fps = {mid: row[0] for mid, row in rows.items()}
+    mods: dict[str, Module] = {}
+    terms: dict[str, Counter] = {}
+    for mid in touched:
+        em = explicit.get(mid)
+        mods[mid], terms[mid] = build_module(spec_of[mid], em, [rec_by_path[p] for p in members[mid]])
+        fps[mid] = module_fingerprint(spec_of[mid], em, [(p, blobs[p]) for p in members[mid]], pv)
+
+    # keywords: rescore the modules that changed and those having a word whose document frequency moved
+    old_terms = store.module_terms(touched)
+    delta: Counter = Counter()
+    for mid in touched:
+        delta.subtract(old_terms[mid].keys())
+        delta.update(terms[mid].keys())
+    moved = {w for w, d in delta.items() if d}
+    rescore = {**store.module_terms(store.modules_with_words(moved) - set(touched) if moved else ()), **terms}
+    df = store.document_frequencies({w for c in rescore.values() for w in c})
+    for w in moved:
+        df[w] += delta[w]
+    kws = keywords_given_df(rescore, df, len(specs))
+    for mid in ids:
+        _, parent, old_kws, record = rows[mid]
+        if mid in mods:
+            mods[mid].parent, mods[mid].keywords = parent, kws[mid]
+        else:
+            mods[mid] = Module.stored(mid, parent, kws.get(mid, old_kws), record)
+
+    # dependency edges: the modified files' old targets out, their new ones in (same paths: same resolution)
+    depends = store.depends()
+    old_rows = store.file_rows(changed)
+    files: dict[str, tuple[str, list[str], list[str]]] = {}
+    moved_edges: set[tuple[str, str]] = set()
+    resolver = None
+    for p in sorted(changed):
+        _, old_imports, old_targets = old_rows[p]
+        imports = list(rec_by_path[p].imports)
+        targets = old_targets
+        if imports != old_imports:
+            resolver = resolver or Resolver(paths)
+            targets = file_targets(resolver, p, language_for(p), imports)
+        files[p] = (blobs[p], imports, targets)
+        src = stored[p][1]
+        for t, step in [(t, -1) for t in old_targets] + [(t, 1) for t in targets]:
+            if t not in stored:
+                return None
+            dst = stored[t][1]
+            if dst != src:
+                depends[(src, dst)] = depends.get((src, dst), 0) + step
+                moved_edges.add((src, dst))
+    depends = {e: w for e, w in depends.items() if w}
+    graph = ModuleGraph(mods, depends, commit=source.commit, specs=specs, version=graph_version(mods, fps, depends))
+    if progress:
+        progress("graph", 1, 1)
+    rekeyed = {mid for mid, k in kws.items() if k != rows[mid][2]}
+    return _Built(graph, specs, paths, fps, files, {mid: dict(terms[mid]) for mid in touched}, parsed, cached,
+                  {mid for _, mid in stored.values()}, [], [], sorted(set(touched) | rekeyed), sorted(changed),
+                  GraphChanges(files=set(changed), modules=set(touched), keywords=rekeyed | set(touched),
+                               edges=moved_edges))
+
+
+def _rebuild(source: Source, store: Store, config: RepoConfig, pv: str, memo_ok: bool, had_graph: bool,
+             progress: Progress | None) -> _Built:
+    """The graph from the complete list of files; modules whose fingerprint is unchanged are reused as stored,
+    imports are re-resolved only when the set of paths changed."""
+    old_files = store.file_rows() if memo_ok else {}
+    old_mods = store.module_rows() if had_graph else {}
+    entries = sorted((e for e in source.entries() if not skipped(e.path, config)), key=lambda e: e.path)
+    paths = [e.path for e in entries]
+    specs = plan_modules(paths, config)
+    assigner = Assigner(specs)
+    explicit = {em.id: em for em in config.modules}
+    by_mod: dict[str, list[Entry]] = {s.id: [] for s in specs}
+    for e in entries:
+        by_mod[assigner.module_of(e.path)].append(e)
+    fps = {s.id: module_fingerprint(s, explicit.get(s.id), [(e.path, e.blob) for e in by_mod[s.id]], pv)
+           for s in specs}
+    memo = {mid: old_mods[mid] for mid in fps if memo_ok and mid in old_mods and old_mods[mid][0] == fps[mid]}
+    changed_blob = {e.path for e in entries if old_files.get(e.path, ("",))[0] != e.blob}
+    need = [e for e in entries if e.path in changed_blob or assigner.module_of(e.path) not in memo]
+    records, parsed, cached = read_records(source, store, config, need, pv, progress)
+    rec_by_path = {r.path: r for r in records}
+    if progress:
+        progress("graph", 0, 1)
+    old_terms = store.module_terms() if memo else {}
+    for mid in old_mods if memo else ():
+        old_terms.setdefault(mid, Counter())
+    local, terms = {}, {}
+    for s in specs:
+        if s.id in memo:
+            local[s.id] = Module.stored(s.id, None, [], memo[s.id][3])
+            terms[s.id] = old_terms[s.id]
+        else:
+            local[s.id], terms[s.id] = build_module(s, explicit.get(s.id), [rec_by_path[e.path] for e in by_mod[s.id]])
+    # dependency edges: re-resolve only what may have changed
+    pathset = hashlib.sha1("\n".join(paths).encode()).hexdigest()
+    same_paths = memo_ok and store.get_meta("pathset") == pathset
+    resolver = None
+    files: dict[str, tuple[str, list[str], list[str]]] = {}
+    for e in entries:
+        if e.path not in changed_blob and e.path in old_files:
+            imports = old_files[e.path][1]
+            if same_paths:
+                files[e.path] = (e.blob, imports, old_files[e.path][2])
+                continue
+        else:
+            imports = list(rec_by_path[e.path].imports)
+        resolver = resolver or Resolver(paths)
+        files[e.path] = (e.blob, imports, file_targets(resolver, e.path, language_for(e.path), imports))
+    depends = edges_from_targets({p: t for p, (_, _, t) in files.items()}, assigner.module_of)
+    previous = None
+    if memo:  # keywords of unchanged modules whose words kept their document frequency are reused
+        previous = (old_terms, {mid: row[2] for mid, row in old_mods.items()}, set(memo))
+    graph = assemble(specs, local, terms, fps, depends, source.commit, previous_keywords=previous)
+    if progress:
+        progress("graph", 1, 1)
+    old_ids = set(old_mods)
+    changed = sorted(mid for mid in set(graph.modules) & old_ids
+                     if old_mods[mid][0] != fps[mid] or old_mods[mid][1:3] != (graph.modules[mid].parent,
+                                                                               graph.modules[mid].keywords))
+    return _Built(graph, specs, paths, fps, files, {k: dict(v) for k, v in terms.items()}, parsed, cached,
+                  {mid for mid, es in by_mod.items() if es}, sorted(set(graph.modules) - old_ids),
+                  sorted(old_ids - set(graph.modules)), changed,
+                  sorted(changed_blob | (set(old_files) - set(paths))) if memo_ok else paths)
+
+
 def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool = False,
           progress: Progress | None = None) -> IndexResult:
     """Bring the stored graph to `rev` (default HEAD, or the folder as it is).
@@ -206,58 +447,12 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         pv = parser_version()
         had_graph = store.has_graph()
         memo_ok = had_graph and not full and store.get_meta("parser") == pv
-        old_files = store.file_rows() if memo_ok else {}
-        old_mods = store.module_memo() if had_graph else {}
-        entries = sorted((e for e in source.entries() if not skipped(e.path, config)), key=lambda e: e.path)
-        paths = [e.path for e in entries]
-        specs = plan_modules(paths, config)
-        assigner = Assigner(specs)
-        explicit = {em.id: em for em in config.modules}
-        by_mod: dict[str, list[Entry]] = {s.id: [] for s in specs}
-        for e in entries:
-            by_mod[assigner.module_of(e.path)].append(e)
-        fps = {s.id: module_fingerprint(s, explicit.get(s.id), [(e.path, e.blob) for e in by_mod[s.id]], pv)
-               for s in specs}
-        memo = {mid: old_mods[mid] for mid in fps if memo_ok and mid in old_mods and old_mods[mid][0] == fps[mid]}
-        changed_blob = {e.path for e in entries if old_files.get(e.path, ("",))[0] != e.blob}
-        need = [e for e in entries if e.path in changed_blob or assigner.module_of(e.path) not in memo]
-        records, parsed, cached = read_records(source, store, config, need, pv, progress)
-        rec_by_path = {r.path: r for r in records}
-        if progress:
-            progress("graph", 0, 1)
-        local, terms = {}, {}
-        for s in specs:
-            if s.id in memo:
-                local[s.id] = Module.from_dict(json.loads(memo[s.id][1]))
-                terms[s.id] = Counter(json.loads(memo[s.id][2]))
-            else:
-                local[s.id], terms[s.id] = build_module(s, explicit.get(s.id), [rec_by_path[e.path] for e in by_mod[s.id]])
-        # dependency edges: re-resolve only what may have changed
-        pathset = hashlib.sha1("\n".join(paths).encode()).hexdigest()
-        same_paths = memo_ok and store.get_meta("pathset") == pathset
-        resolver = None
-        files: dict[str, tuple[str, list[str], list[str]]] = {}
-        for e in entries:
-            if e.path not in changed_blob and e.path in old_files:
-                imports = old_files[e.path][1]
-                if same_paths:
-                    files[e.path] = (e.blob, imports, old_files[e.path][2])
-                    continue
-            else:
-                imports = list(rec_by_path[e.path].imports)
-            resolver = resolver or Resolver(paths)
-            files[e.path] = (e.blob, imports, file_targets(resolver, e.path, language_for(e.path), imports))
-        depends = edges_from_targets({p: t for p, (_, _, t) in files.items()}, assigner.module_of)
-        old_kw = store.module_keywords() if had_graph else {}
-        previous = None
-        if memo:  # keywords of unchanged modules whose words kept their document frequency are reused
-            old_terms = {mid: terms[mid] for mid in memo}
-            old_terms.update({mid: Counter(json.loads(v[2])) for mid, v in old_mods.items() if mid not in memo})
-            previous = (old_terms, {mid: kw for mid, (_, kw) in old_kw.items()}, set(memo))
-        graph = assemble(specs, local, terms, fps, depends, source.commit, previous_keywords=previous)
-        if progress:
-            progress("graph", 1, 1)
-        changed_files = sorted(changed_blob | (set(old_files) - set(paths))) if memo_ok else paths
+        built = None
+        if memo_ok and isinstance(source, GitSource):
+            built = _patch(root, source, store, config, pv, progress)
+        if built is None:
+            built = _rebuild(source, store, config, pv, memo_ok, had_graph, progress)
+        graph, specs, paths = built.graph, built.specs, built.paths
 
         # history
         history: list[HistoryExample] = []
@@ -267,10 +462,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         if isinstance(source, GitSource):
             last = store.get_meta("commit")
             same_layout = store.get_meta("layout") == layout_hash
-            known = set(graph.leaf_ids())
-            if (not full and had_graph and last and same_layout
-                    and git(root, "cat-file", "-t", last, check=False).strip() == "commit"
-                    and _is_ancestor(root, last, source.commit)):
+            if not full and had_graph and last and same_layout and _is_ancestor(root, last, source.commit):
                 rng = f"{last}..{source.commit}"
                 replace = False
             else:
@@ -281,24 +473,23 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
                 progress("history", 0, 1)
             module_of = history_module_of(graph, config, paths, mine_moves(root, rng))
             history = mine_history(root, module_of, rev_range=rng, max_modules=config.history_max_modules,
-                                   known_modules=known)
+                                   known_modules=built.leaves)
             if progress:
                 progress("history", 1, 1)
         else:
             notes.append("not a git repository (or no commits): indexed without history")
 
-        old_ids = set(old_mods)
-        added = sorted(set(graph.modules) - old_ids)
-        removed = sorted(old_ids - set(graph.modules))
-        changed = sorted(mid for mid in set(graph.modules) & old_ids
-                         if old_mods[mid][0] != fps[mid] or old_kw.get(mid) != (graph.modules[mid].parent,
-                                                                               graph.modules[mid].keywords))
-        store.save_graph(graph, files, fps, {k: dict(v) for k, v in terms.items()}, history, replace_history=replace,
-                         meta={"commit": source.commit or "", "layout": layout_hash, "root": str(root.resolve()),
-                               "parser": pv, "pathset": pathset})
+        meta = {"commit": source.commit or "", "layout": layout_hash, "root": str(root.resolve()), "parser": pv,
+                "rules": rules_version(config, pv)}
+        if built.changes is None:
+            meta["pathset"] = hashlib.sha1("\n".join(paths).encode()).hexdigest()
+            meta["specs"] = json.dumps([[s.id, list(s.prefixes), s.explicit] for s in specs], separators=(",", ":"))
+        store.save_graph(graph, built.files, built.fps, built.terms, history, replace_history=replace, meta=meta,
+                         changes=built.changes)
         graph.history = store.history()
-        result = IndexResult(graph, full or not had_graph, len(files), parsed, cached, len(history), replace,
-                             added, removed, changed, changed_files, time.perf_counter() - t0, notes)
+        result = IndexResult(graph, full or not had_graph, len(paths), built.parsed, built.cached, len(history), replace,
+                             built.added, built.removed, built.changed, built.changed_files, time.perf_counter() - t0,
+                             notes)
         store.finish_run(run_id, "ok", result.summary())
         return result
     except BaseException as e:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter, defaultdict
+from functools import cached_property
 from typing import Any, Iterable
 
 from .config import RepoConfig
-from .describe import describe, keyword_index, keywords, module_terms
+from .describe import N_KEYWORDS, describe, keyword_index, keywords, module_terms
 from .deps import module_edges
 from .errors import UnknownModuleError
 from .modules import Assigner, ModuleSpec, parent_of, plan_modules, skipped
@@ -31,13 +33,21 @@ class ModuleGraph:
         self.modules = dict(sorted(modules.items()))
         self.commit = commit
         self.depends = dict(sorted(depends.items()))
-        self.keyword_index = keyword_index(self.modules)
-        self._specs = specs if specs is not None else [
-            ModuleSpec(m.id, tuple(m.paths), m.explicit) for m in self.modules.values()]
-        self._assigner = Assigner(self._specs)
+        self._given_specs = specs
         self.history: list[HistoryExample] = []
         self._version: str | None = version
         self._json: str | None = None
+
+    @cached_property
+    def keyword_index(self) -> dict[str, list[str]]:
+        """keyword or alias -> the modules that have it."""
+        return keyword_index(self.modules)
+
+    @cached_property
+    def _assigner(self) -> Assigner:  # built on first use: a stored module's paths are decoded only when asked
+        specs = self._given_specs if self._given_specs is not None else [
+            ModuleSpec(m.id, tuple(m.paths), m.explicit) for m in self.modules.values()]
+        return Assigner(specs)
 
     # --- queries -------------------------------------------------------------------------------
     def __contains__(self, mid: str) -> bool:
@@ -160,10 +170,25 @@ def assemble(specs: list[ModuleSpec], local: dict[str, Module], terms: dict[str,
         local[mid].keywords = kws
     for mid, m in local.items():
         m.parent = parent_of(mid, ids)
-    version = hashlib.sha256(json.dumps(
-        [[mid, fingerprints[mid], local[mid].parent, local[mid].keywords] for mid in sorted(local)]
+    return ModuleGraph(local, depends, commit=commit, specs=specs, version=graph_version(local, fingerprints, depends))
+
+
+def graph_version(modules: dict[str, Module], fingerprints: dict[str, str], depends: dict[tuple[str, str], int]) -> str:
+    """The graph's content hash: module fingerprints, parents and keywords, and the dependency edges."""
+    return hashlib.sha256(json.dumps(
+        [[mid, fingerprints[mid], modules[mid].parent, modules[mid].keywords] for mid in sorted(modules)]
         + [[a, b, w] for (a, b), w in sorted(depends.items())]).encode()).hexdigest()[:16]
-    return ModuleGraph(local, depends, commit=commit, specs=specs, version=version)
+
+
+def keywords_given_df(terms: dict[str, Counter], df: dict[str, int], total: int, n: int = N_KEYWORDS) -> dict[str, list[str]]:
+    """describe.keywords for some of the modules, given every word's document frequency over all `total` modules
+    (a refresh counts them in the store instead of holding every module's terms). Equal to it: tested."""
+    out = {}
+    for mid, c in terms.items():
+        scored = [(-(1 + math.log(tf)) * math.log(1 + max(total, 1) / df[w]), w)
+                  for w, tf in c.items() if tf > 0 and len(w) >= 3 and not w.isdigit()]
+        out[mid] = [w for _, w in sorted(scored)[:n]]
+    return out
 
 
 def build_graph(records: Iterable[FileRecord], config: RepoConfig, commit: str | None = None,

@@ -85,7 +85,23 @@ def m004_compact_symbols(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE modules SET record=? WHERE id=?", out)
 
 
-MIGRATIONS = [m001_initial, m002_feedback, m003_incremental, m004_compact_symbols]
+def m005_term_rows(conn: sqlite3.Connection) -> None:
+    """Module terms move from a JSON column to rows (module, word, weight) indexed by word: a refresh reads and
+    writes only the terms of the modules that changed, and the document frequency of a word is a count over its
+    rows. Existing terms are moved as they are."""
+    import json
+
+    if not conn.in_transaction:
+        conn.execute("BEGIN")  # with its record in _migrations, all or nothing
+    conn.execute("CREATE TABLE terms (module TEXT NOT NULL, word TEXT NOT NULL, weight REAL NOT NULL, "
+                 "PRIMARY KEY (module, word)) WITHOUT ROWID")
+    conn.execute("CREATE INDEX terms_word ON terms(word)")
+    for mid, terms in conn.execute("SELECT id, terms FROM modules").fetchall():
+        conn.executemany("INSERT INTO terms VALUES (?, ?, ?)", [(mid, w, v) for w, v in json.loads(terms).items()])
+    conn.execute("ALTER TABLE modules DROP COLUMN terms")
+
+
+MIGRATIONS = [m001_initial, m002_feedback, m003_incremental, m004_compact_symbols, m005_term_rows]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

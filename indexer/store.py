@@ -12,7 +12,9 @@ import logging
 import os
 import re
 import sqlite3
+from collections import Counter
 from contextlib import closing
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -39,6 +41,22 @@ def integrity_problem(conn: sqlite3.Connection) -> str | None:
     except sqlite3.DatabaseError as e:
         return str(e)
     return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows)[:500]
+
+
+def _chunks(items: list, size: int = 500):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class GraphChanges:
+    """What a refresh changed (same modules, same paths), so that save_graph writes only that."""
+
+    files: set[str] = field(default_factory=set)  # paths whose rows are rewritten
+    gone_files: set[str] = field(default_factory=set)
+    modules: set[str] = field(default_factory=set)  # modules whose record, fingerprint and terms are rewritten
+    keywords: set[str] = field(default_factory=set)  # modules whose keywords (or parent) are rewritten
+    edges: set[tuple[str, str]] = field(default_factory=set)  # dependency edges whose weight changed (or are gone)
 
 
 def _now() -> str:
@@ -157,38 +175,55 @@ class Store:
         with self.conn:
             self.conn.executemany("INSERT OR REPLACE INTO parse_cache VALUES (?, ?, ?, ?)", rows)
 
-    # --- graph --------------------------------------------------------------------------------
+    # --- graph ---------------------------------------------------------------------------------
     def save_graph(self, graph: ModuleGraph, files: dict[str, tuple[str, list[str], list[str]]],
                    fingerprints: dict[str, str], terms: dict[str, dict], history: list[HistoryExample],
-                   *, replace_history: bool, meta: dict[str, str] | None = None) -> None:
+                   *, replace_history: bool, meta: dict[str, str] | None = None,
+                   changes: GraphChanges | None = None) -> None:
         """Write graph, file table, history and meta in one transaction.
 
-        `files`: path -> (blob, imports, resolved targets). Module rows whose fingerprint is
-        unchanged keep their stored record; only parent and keywords are updated.
+        `files`: path -> (blob, imports, resolved targets). Module rows whose fingerprint is unchanged keep their
+        stored record and terms; only parent and keywords are updated. With `changes` (a refresh that knows what it
+        changed) only those rows are written: `files` and `terms` then need only the changed paths and modules.
         """
-        old = dict(self.conn.execute("SELECT id, fingerprint FROM modules"))
         with self.conn:
             c = self.conn
-            c.execute("DELETE FROM files")
-            c.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)",
-                          [(p, b, graph.module_of(p), json.dumps(i), json.dumps(t)) for p, (b, i, t) in sorted(files.items())])
-            gone = [(mid,) for mid in old if mid not in graph.modules]
-            c.executemany("DELETE FROM modules WHERE id=?", gone)
-            fresh, kept = [], []
-            for mid, m in graph.modules.items():
-                if old.get(mid) == fingerprints[mid]:
-                    kept.append((m.parent, json.dumps(m.keywords), mid))
-                else:
-                    d = m.to_record()
-                    d.pop("keywords"), d.pop("parent")
-                    fresh.append((mid, m.parent, fingerprints[mid], json.dumps(d, separators=(",", ":")), json.dumps(terms[mid]),
-                                  json.dumps(m.keywords)))
-            c.executemany("INSERT OR REPLACE INTO modules VALUES (?, ?, ?, ?, ?, ?)", fresh)
-            c.executemany("UPDATE modules SET parent=?, keywords=? WHERE id=?", kept)
-            c.execute("DELETE FROM edges")
-            c.executemany("INSERT INTO edges VALUES (?, ?, ?, ?)",
-                          [(a, b, "depends", w) for (a, b), w in graph.depends.items()]
-                          + [(m.parent, m.id, "contains", 1) for m in graph.modules.values() if m.parent])
+            if changes is None:
+                old = dict(c.execute("SELECT id, fingerprint FROM modules"))
+                c.execute("DELETE FROM files")
+                upsert = sorted(files)
+                gone = [mid for mid in old if mid not in graph.modules]
+                fresh = [mid for mid in graph.modules if old.get(mid) != fingerprints[mid]]
+                kept = [mid for mid in graph.modules if old.get(mid) == fingerprints[mid]]
+            else:
+                c.executemany("DELETE FROM files WHERE path=?", [(p,) for p in sorted(changes.gone_files)])
+                upsert = sorted(changes.files)
+                gone, fresh, kept = [], sorted(changes.modules), sorted(changes.keywords - changes.modules)
+            c.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+                          [(p, files[p][0], graph.module_of(p), json.dumps(files[p][1]), json.dumps(files[p][2]))
+                           for p in upsert])
+            c.executemany("DELETE FROM modules WHERE id=?", [(mid,) for mid in gone])
+            c.executemany("DELETE FROM terms WHERE module=?", [(mid,) for mid in gone + fresh])
+            rows = []
+            for mid in fresh:
+                m = graph.modules[mid]
+                d = m.to_record()
+                d.pop("keywords"), d.pop("parent")
+                rows.append((mid, m.parent, fingerprints[mid], json.dumps(d, separators=(",", ":")), json.dumps(m.keywords)))
+            c.executemany("INSERT OR REPLACE INTO modules VALUES (?, ?, ?, ?, ?)", rows)
+            c.executemany("INSERT INTO terms VALUES (?, ?, ?)", [(mid, w, v) for mid in fresh for w, v in terms[mid].items()])
+            c.executemany("UPDATE modules SET parent=?, keywords=? WHERE id=?",
+                          [(graph.modules[mid].parent, json.dumps(graph.modules[mid].keywords), mid) for mid in kept])
+            if changes is None:
+                c.execute("DELETE FROM edges")
+                c.executemany("INSERT INTO edges VALUES (?, ?, ?, ?)",
+                              [(a, b, "depends", w) for (a, b), w in graph.depends.items()]
+                              + [(m.parent, m.id, "contains", 1) for m in graph.modules.values() if m.parent])
+            else:  # the module layout is the same: containment stays, dependency edges change by their delta
+                c.executemany("DELETE FROM edges WHERE src=? AND dst=? AND kind='depends'",
+                              [e for e in sorted(changes.edges) if e not in graph.depends])
+                c.executemany("INSERT OR REPLACE INTO edges VALUES (?, ?, 'depends', ?)",
+                              [(a, b, graph.depends[(a, b)]) for a, b in sorted(changes.edges) if (a, b) in graph.depends])
             c.execute("INSERT OR REPLACE INTO graph VALUES (1, ?, ?, ?, ?)", (graph.version, graph.commit, _now(), "{}"))
             if replace_history:
                 c.execute("DELETE FROM history")
@@ -200,28 +235,59 @@ class Store:
             for k, v in (meta or {}).items():
                 c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
 
-    def module_memo(self) -> dict[str, tuple[str, str, str]]:
-        """id -> (fingerprint, record JSON, terms JSON) of the stored graph."""
-        return {r[0]: (r[1], r[2], r[3]) for r in self.conn.execute("SELECT id, fingerprint, record, terms FROM modules")}
+    def module_rows(self) -> dict[str, tuple[str, str | None, list[str], str]]:
+        """id -> (fingerprint, parent, keywords, record JSON) of the stored graph."""
+        return {mid: (fp, parent, json.loads(k), rec)
+                for mid, fp, parent, k, rec in self.conn.execute("SELECT id, fingerprint, parent, keywords, record FROM modules")}
 
-    def module_keywords(self) -> dict[str, tuple[str | None, list[str]]]:
-        return {mid: (parent, json.loads(k)) for mid, parent, k in self.conn.execute("SELECT id, parent, keywords FROM modules")}
+    def module_terms(self, ids: Iterable[str] | None = None) -> dict[str, Counter]:
+        """id -> term weights, of the modules `ids` (all when None)."""
+        out: dict[str, Counter] = {}
+        if ids is None:
+            rows = self.conn.execute("SELECT module, word, weight FROM terms")
+        else:
+            rows = (r for chunk in _chunks(sorted(ids)) for r in self.conn.execute(
+                f"SELECT module, word, weight FROM terms WHERE module IN ({','.join('?' * len(chunk))})", chunk))
+        for mid, w, v in rows:
+            out.setdefault(mid, Counter())[w] = v
+        if ids is not None:
+            for mid in ids:
+                out.setdefault(mid, Counter())
+        return out
 
-    def file_rows(self) -> dict[str, tuple[str, list[str], list[str]]]:
-        return {p: (b, json.loads(i), json.loads(t))
-                for p, b, i, t in self.conn.execute("SELECT path, blob, imports, targets FROM files")}
+    def modules_with_words(self, words: Iterable[str]) -> set[str]:
+        return {mid for chunk in _chunks(sorted(words)) for (mid,) in self.conn.execute(
+            f"SELECT DISTINCT module FROM terms WHERE word IN ({','.join('?' * len(chunk))})", chunk)}
+
+    def document_frequencies(self, words: Iterable[str]) -> Counter:
+        """word -> how many stored modules have it among their terms."""
+        return Counter({w: n for chunk in _chunks(sorted(words)) for w, n in self.conn.execute(
+            f"SELECT word, COUNT(*) FROM terms WHERE word IN ({','.join('?' * len(chunk))}) GROUP BY word", chunk)})
+
+    def file_index(self) -> dict[str, tuple[str, str]]:
+        """path -> (blob, module) of the stored file table, in path order."""
+        return {p: (b, m) for p, b, m in self.conn.execute("SELECT path, blob, module FROM files ORDER BY path")}
+
+    def file_rows(self, paths: Iterable[str] | None = None) -> dict[str, tuple[str, list[str], list[str]]]:
+        """path -> (blob, imports, resolved targets), of `paths` (all when None)."""
+        if paths is None:
+            rows = self.conn.execute("SELECT path, blob, imports, targets FROM files")
+        else:
+            rows = (r for chunk in _chunks(sorted(paths)) for r in self.conn.execute(
+                f"SELECT path, blob, imports, targets FROM files WHERE path IN ({','.join('?' * len(chunk))})", chunk))
+        return {p: (b, json.loads(i), json.loads(t)) for p, b, i, t in rows}
+
+    def depends(self) -> dict[tuple[str, str], int]:
+        return {(a, b): w for a, b, w in self.conn.execute("SELECT src, dst, weight FROM edges WHERE kind='depends'")}
 
     def load_graph(self, with_history: bool = True) -> ModuleGraph:
+        """The stored graph; each module's record is decoded when it is first read (Module.stored)."""
         row = self.conn.execute("SELECT version, [commit] FROM graph WHERE id=1").fetchone()
         if not row:
             raise NotIndexedError("this repository has not been indexed yet: run `modmatch index` first")
-        mods = {}
-        for mid, parent, rec, kws in self.conn.execute("SELECT id, parent, record, keywords FROM modules"):
-            d = json.loads(rec)
-            d["parent"], d["keywords"] = parent, json.loads(kws)
-            mods[mid] = Module.from_dict(d)
-        depends = {(a, b): w for a, b, w in self.conn.execute("SELECT src, dst, weight FROM edges WHERE kind='depends'")}
-        g = ModuleGraph(mods, depends, commit=row[1], version=row[0])
+        mods = {mid: Module.stored(mid, parent, json.loads(kws), rec)
+                for mid, parent, rec, kws in self.conn.execute("SELECT id, parent, record, keywords FROM modules")}
+        g = ModuleGraph(mods, self.depends(), commit=row[1], version=row[0])
         if with_history:
             g.history = self.history()
         return g
@@ -273,4 +339,4 @@ class Store:
         return [dict(zip(("id", "kind", "started_at", "finished_at", "status", "detail"), r)) for r in rows]
 
 
-__all__ = ["Store", "db_path_for", "Symbol"]
+__all__ = ["GraphChanges", "Store", "db_path_for", "Symbol"]
