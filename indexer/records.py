@@ -105,17 +105,21 @@ class Module:
         return m
 
     def __getattr__(self, name: str) -> Any:  # only for fields not yet decoded (see `stored`)
-        record = self.__dict__.get("_record")
+        d = self.__dict__
+        record = d.get("_record")
         if record is None or name.startswith("__"):
+            if name in d:  # decoded meanwhile by another thread
+                return d[name]
             raise AttributeError(name)
-        d = json.loads(record)
-        d["symbols"] = [Symbol(*s) if isinstance(s, list) else Symbol.from_dict(s) for s in d.get("symbols", [])]
-        for f in fields(self):
-            if f.name not in self.__dict__:
-                self.__dict__[f.name] = d[f.name] if f.name in d else (
-                    f.default if f.default_factory is MISSING else f.default_factory())
-        del self.__dict__["_record"]
-        return getattr(self, name)
+        rec = json.loads(record)
+        rec["symbols"] = [Symbol(*s) if isinstance(s, list) else Symbol.from_dict(s) for s in rec.get("symbols", [])]
+        for f in fields(self):  # never over a field set since (parent, keywords) or by another thread
+            d.setdefault(f.name, rec[f.name] if f.name in rec else (
+                f.default if f.default_factory is MISSING else f.default_factory()))
+        d.pop("_record", None)
+        if name in d:
+            return d[name]
+        raise AttributeError(name)
 
     def __getstate__(self) -> dict[str, Any]:
         return self.to_dict() | {"symbols": list(self.symbols)}

@@ -199,6 +199,39 @@ def test_stored_modules_decode_when_read(git_repo, tmp_path):
         g.modules["a"].no_such_field  # noqa: B018
 
 
+def test_stored_modules_decode_once_under_threads(git_repo, tmp_path):
+    """The service reads one graph from many threads: a module decoded by two at once is never half there."""
+    import sys
+    import threading
+
+    git_repo.commit("initial", {f"m{i}/x.py": "".join(f"def f{i}_{j}():\n    pass\n" for j in range(150)) for i in range(20)})
+    store = Store(tmp_path / "s.db")
+    want = {mid: m.to_dict() for mid, m in index(git_repo.root, store, full=True).graph.modules.items()}
+    errors = []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(20):
+            g = store.load_graph(with_history=False)
+
+            def read(g=g):
+                try:
+                    for mid, m in g.modules.items():
+                        assert m.files == want[mid]["files"] and m.stats == want[mid]["stats"]
+                        assert [s.name for s in m.symbols] == [s["name"] for s in want[mid]["symbols"]]
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+
+            threads = [threading.Thread(target=read) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, errors[:3]
+
+
 def test_keywords_given_df_equal_keywords():
     from indexer.describe import keywords
     from indexer.graph import keywords_given_df
