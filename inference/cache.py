@@ -43,21 +43,52 @@ def is_cached(name: str, graph: ModuleGraph, cache_dir: str | Path) -> bool:
     return not capabilities(name).cacheable or (Path(cache_dir) / f"{name}-{graph.version}-{code_version()}.pkl").is_file()
 
 
-def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, **opts):
-    """`create(name, graph, **opts)`, through a pickle under `cache_dir` for the retrieval matchers."""
+def _load(path: Path, graph: ModuleGraph):
+    with open(path, "rb") as fh:
+        m = pickle.load(fh)
+    _attach(m, graph)
+    return m
+
+
+def _previous(folder: Path, name: str, graph: ModuleGraph):
+    """The matcher cached for another graph version by this code (the one a refresh replaced), or None."""
+    code = code_version()
+    olds = sorted((p for p in folder.glob(f"{name}-*-{code}.pkl") if p.stem != f"{name}-{graph.version}-{code}"),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in olds[:1]:
+        try:
+            return _load(p, graph)
+        except Exception as e:
+            log.warning("matcher-cache.unreadable path=%s error=%s", p, e)
+    return None
+
+
+def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, *, incremental: bool = True, **opts):
+    """`create(name, graph, **opts)`, through a pickle under `cache_dir` for the retrieval matchers.
+
+    When the cache holds this matcher for an earlier graph (a refresh made a new version), and it can be brought up
+    to this graph (`updated(graph)`: the hybrid can, until a full build is due), it is updated instead of built."""
     if not capabilities(name).cacheable:
         return create(name, graph, **opts)
     folder = Path(cache_dir)
     path = folder / f"{name}-{graph.version}-{code_version()}.pkl"
     if path.is_file():
         try:
-            with open(path, "rb") as fh:
-                m = pickle.load(fh)
-            _attach(m, graph)
-            return m
+            return _load(path, graph)
         except Exception as e:  # stale or corrupt: rebuild
             log.warning("matcher-cache.unreadable path=%s error=%s", path, e)
-    m = create(name, graph, **opts)
+    m = None
+    prev = _previous(folder, name, graph) if incremental and folder.is_dir() else None
+    if prev is not None and hasattr(prev, "updated"):
+        try:
+            m = prev.updated(graph)
+        except Exception as e:  # an update that fails falls back to the full build
+            log.warning("matcher-cache.update-failed matcher=%s error=%s", name, e)
+        if m is not None:
+            log.info("matcher-cache.updated matcher=%s version=%s updates=%s", name, graph.version,
+                     getattr(m, "lineage", {}).get("updates"))
+    if m is None:
+        m = create(name, graph, **opts)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

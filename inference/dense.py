@@ -26,7 +26,7 @@ from .base import query_head, register
 from .bilingual import Bilingual
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
-from .scoring import ScoredMatcher
+from .scoring import ScoredMatcher, answer_ids
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,23 @@ class DenseMatcher(ScoredMatcher):
             except OSError as e:
                 log.warning("dense.cache-write-failed path=%s error=%s", file, e)
         return arr
+
+    def updated(self, graph: ModuleGraph) -> "DenseMatcher | None":
+        """This matcher on `graph`: only the modules whose text changed are embedded again (None when the
+        answerable modules changed)."""
+        if answer_ids(graph) != self.ids:
+            return None
+        texts = [module_text(graph.modules[mid]) for mid in self.ids]
+        changed = [i for i, (a, b) in enumerate(zip(self.texts, texts)) if a != b]
+        new = self._clone()
+        new.graph, new.texts, new._last = graph, texts, None
+        if changed:
+            emb = self.emb.copy()
+            emb[changed] = np.asarray(self.model.encode([texts[i] for i in changed], batch_size=64,
+                                                        normalize_embeddings=True, show_progress_bar=False),
+                                      dtype=np.float32)
+            new.emb = emb
+        return new
 
     def embed(self, text: str) -> np.ndarray:
         last = getattr(self, "_last", None)

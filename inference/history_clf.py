@@ -13,6 +13,7 @@ root of "balanced", so rare modules are helped without drowning frequent ones.
 """
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import numpy as np
@@ -24,10 +25,11 @@ from indexer.text import path_words, words
 from .base import register
 from .bilingual import Bilingual
 from .calibration import Calibrator, softmax
-from .scoring import ScoredMatcher, self_calibrate
+from .scoring import ScoredMatcher, answer_ids, self_calibrate
 
 BODY_CHARS = 1500
-LR_MAX_CELLS = 100_000  # rows × classes above which SGD replaces LBFGS logistic regression (LBFGS: minutes at 12k × 33)
+LR_MAX_CELLS = 100_000
+UPDATE_EPOCHS = 1  # partial_fit passes over the new changes in an online update  # rows × classes above which SGD replaces LBFGS logistic regression (LBFGS: minutes at 12k × 33)
 
 
 # Recency: a past change weighs 0.5 ** (age in days / HALF_LIFE_DAYS), its age counted back from the newest change.
@@ -73,6 +75,47 @@ def module_text(m: Module) -> str:
     ])
 
 
+def _extend_vocabulary(vec, texts: list[str], n_docs: int):
+    """A copy of the fitted TF-IDF vectorizer `vec` that also knows the terms of `texts` it lacks, appended as new
+    columns with the smoothed idf a fit over `n_docs` documents gives them; and how many were added."""
+    analyze = vec.build_analyzer()
+    df: Counter = Counter()
+    for t in texts:
+        df.update(set(analyze(t)))
+    terms = [t for t in df if t not in vec.vocabulary_]
+    if not terms:
+        return vec, 0
+    out = copy.copy(vec)
+    out.vocabulary_ = dict(vec.vocabulary_)
+    start = len(out.vocabulary_)
+    for j, t in enumerate(terms):
+        out.vocabulary_[t] = start + j
+    out._tfidf = copy.copy(vec._tfidf)
+    idf = np.log((1 + n_docs) / (1 + np.array([df[t] for t in terms], dtype=np.float64))) + 1
+    out._tfidf.idf_ = np.concatenate([vec._tfidf.idf_, idf.astype(vec._tfidf.idf_.dtype)])
+    out._tfidf.n_features_in_ = len(out.vocabulary_)
+    return out, len(terms)
+
+
+def history_rows(history, leaves: set[str], half_life_days: float | None):
+    """(text, module, weight, subject) of every past change, one row per leaf module it touched: weight
+    1/len(modules), halved for every `half_life_days` of the change's age."""
+    for h, age in zip(history, history_ages(history)):
+        mods = [m for m in h.modules if m in leaves]
+        decay = 0.5 ** (age / half_life_days) if half_life_days and age is not None else 1.0
+        for mid in mods:
+            yield example_text(h.subject, h.body), mid, decay / len(mods), h.subject
+
+
+def change_key(h, leaves: set[str]) -> str:
+    """What identifies a past change for the classifier: its commit, text and the leaf modules it touched (a
+    change whose modules were re-mapped, e.g. after a move, is a different change)."""
+    import hashlib
+
+    mods = ",".join(sorted(m for m in h.modules if m in leaves))
+    return hashlib.blake2b(f"{h.kind}\0{h.commit}\0{h.subject}\0{mods}".encode(), digest_size=10).hexdigest()
+
+
 class HistoryMatcher(ScoredMatcher):
     name = "history"
     temperature = 1.0
@@ -83,23 +126,21 @@ class HistoryMatcher(ScoredMatcher):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         super().__init__(graph, calibrator)
+        self.params = {"C": C, "synthetic_weight": synthetic_weight, "half_life_days": half_life_days}
         texts, labels, weights, subjects = [], [], [], []
         leaves = set(self.ids)
-        ages = history_ages(graph.history)
-        for h, age in zip(graph.history, ages):
-            mods = [m for m in h.modules if m in leaves]
-            decay = 0.5 ** (age / half_life_days) if half_life_days and age is not None else 1.0
-            for mid in mods:
-                texts.append(example_text(h.subject, h.body))
-                labels.append(mid)
-                weights.append(decay / len(mods))
-                subjects.append(h.subject)
-        self.n_history_rows = len(texts)
-        for mid in self.ids:
-            texts.append(module_text(graph.modules[mid]))
+        for text, mid, weight, subject in history_rows(graph.history, leaves, half_life_days):
+            texts.append(text)
             labels.append(mid)
-            weights.append(synthetic_weight)
-            subjects.append("")
+            weights.append(weight)
+            subjects.append(subject)
+        self.n_history_rows = len(texts)
+        self.seen = {change_key(h, leaves) for h in graph.history}
+        self.synthetic = [module_text(graph.modules[mid]) for mid in self.ids]
+        texts += self.synthetic
+        labels += self.ids
+        weights += [synthetic_weight] * len(self.ids)
+        subjects += [""] * len(self.ids)
         self.labels = np.array(labels)
         self.subjects = subjects
         self.bilingual = Bilingual.from_history(graph.history)
@@ -107,15 +148,15 @@ class HistoryMatcher(ScoredMatcher):
                                         max_features=200_000)
         self.char_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1,
                                         max_features=300_000, lowercase=True)
+        self.n_docs = len(texts)
         Xw = self.word_vec.fit_transform(texts)
         Xc = self.char_vec.fit_transform(texts)
         self.Xw = Xw
         X = hstack([Xw, Xc * 0.5]).tocsr()
-        w = np.asarray(weights)
         counts = Counter(labels)
         mean = np.mean(list(counts.values()))
-        cw = {c: (mean / n) ** 0.5 for c, n in counts.items()}
-        w = w * np.array([cw[l] for l in labels])
+        self.class_weight = {c: float((mean / n) ** 0.5) for c, n in counts.items()}
+        w = np.asarray(weights) * np.array([self.class_weight[l] for l in labels])
         self.classes = sorted(counts)
         self.model = None
         self.kind = "constant"
@@ -133,8 +174,66 @@ class HistoryMatcher(ScoredMatcher):
                 self.kind = "sgd"
             self.model.fit(X, self.labels, sample_weight=w)
             self.classes = list(self.model.classes_)
+            if self.kind == "sgd":  # half the memory and the pickle (92 modules × 500k features: 370 MB in float64)
+                self.model.coef_ = self.model.coef_.astype(np.float32)
         self._col = np.array([self.index[c] for c in self.classes])
         self._word_names = None
+
+    def updated(self, graph: ModuleGraph) -> "HistoryMatcher | None":
+        """This classifier with what `graph` adds to its history learned online, or None when only a full fit will
+        do (the answerable modules changed, or a change it learned from is gone or was re-mapped, e.g. by a move).
+
+        An SGD model (long histories) keeps the vocabulary and class weights of its full fit, and takes one
+        `partial_fit` pass over the new changes' rows and the synthetic rows of modules whose text changed. A
+        logistic-regression model (short histories: at most LR_MAX_CELLS rows × classes) is refitted in full, which
+        is cheap by construction."""
+        from scipy.sparse import hstack, vstack
+
+        ids = answer_ids(graph)
+        if ids != self.ids:
+            return None
+        if self.kind != "sgd":
+            return HistoryMatcher(graph, calibrator=self.calibrator, **self.params)
+        leaves = set(ids)
+        keys = [change_key(h, leaves) for h in graph.history]
+        if not self.seen <= set(keys):
+            return None
+        fresh = [h for h, k in zip(graph.history, keys) if k not in self.seen]
+        rows = list(history_rows(fresh, leaves, self.params["half_life_days"]))
+        synthetic = [module_text(graph.modules[mid]) for mid in ids]
+        changed = [i for i, (a, b) in enumerate(zip(self.synthetic, synthetic)) if a != b]
+        texts = [r[0] for r in rows] + [synthetic[i] for i in changed]
+        labels = [r[1] for r in rows] + [ids[i] for i in changed]
+        new = self._clone()
+        new.graph, new.seen, new.synthetic = graph, set(keys), synthetic
+        n_words = len(self.word_vec.vocabulary_)
+        if texts:
+            # words the full fit never saw get columns of their own (idf as a fit over all rows would give them)
+            new.n_docs = self.n_docs + len(texts)
+            new.word_vec, add_w = _extend_vocabulary(self.word_vec, texts, new.n_docs)
+            new.char_vec, add_c = _extend_vocabulary(self.char_vec, texts, new.n_docs)
+            X = hstack([new.word_vec.transform(texts), new.char_vec.transform(texts) * 0.5]).tocsr()
+            w = np.array([r[2] for r in rows] + [self.params["synthetic_weight"]] * len(changed))
+            w = w * np.array([self.class_weight.get(c, 1.0) for c in labels])
+            model = copy.deepcopy(self.model)
+            k = model.coef_.shape[0]
+            model.coef_ = np.hstack([model.coef_[:, :n_words], np.zeros((k, add_w)), model.coef_[:, n_words:],
+                                     np.zeros((k, add_c))]).astype(np.float64)
+            model.n_features_in_ = model.coef_.shape[1]
+            for _ in range(UPDATE_EPOCHS):
+                model.partial_fit(X, np.array(labels), sample_weight=w)
+            model.coef_ = model.coef_.astype(np.float32)
+            new.model, new._word_names = model, None
+        n = self.n_history_rows
+        old = self.Xw[:n].tocsr(copy=True)
+        old.resize((n, len(new.word_vec.vocabulary_)))
+        parts = [old] + ([new.word_vec.transform([r[0] for r in rows])] if rows else [])
+        new.Xw = vstack(parts + [new.word_vec.transform(synthetic)]).tocsr()
+        new.labels = np.concatenate([self.labels[:n], np.array([r[1] for r in rows], dtype=self.labels.dtype),
+                                     np.array(ids, dtype=self.labels.dtype)])
+        new.subjects = self.subjects[:n] + [r[3] for r in rows] + [""] * len(ids)
+        new.n_history_rows = n + len(rows)
+        return new
 
     def _features(self, text: str):
         from scipy.sparse import hstack

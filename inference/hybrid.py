@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 
 import numpy as np
 
@@ -45,6 +46,17 @@ MENTION_CHOICES = (0.0, 0.1, 0.2, 0.3)
 MIN_MENTIONS = 10
 MIN_TUNE = 30  # validation examples needed before tuning the weights
 SHRINK = 1200  # pseudo-examples pulling tuned weights toward the defaults
+# Incremental updates (`HybridMatcher.updated`) keep the weights, calibrators and operating point of the last full
+# build. A full build is due again when the changes learned online since then exceed REFIT_SHARE of the history it
+# was fitted on (and at least REFIT_MIN_CHANGES), when it is REFIT_DAYS old, or when drift is measured: on at least
+# DRIFT_MIN new changes, the answers given before learning them were right less often than on the held-out slice of
+# the full build by more than DRIFT_DROP.
+REFIT_SHARE = 0.05
+REFIT_MIN_CHANGES = 200
+REFIT_DAYS = 14.0
+DRIFT_MIN = 30
+DRIFT_DROP = 0.15
+DRIFT_SAMPLE = 20  # new changes scored per update, at most (the latest)
 
 
 def _build_part(name: str, graph: ModuleGraph, opts: dict):
@@ -142,7 +154,7 @@ class HybridMatcher(ScoredMatcher):
                  calibrator: Calibrator | None = None, notes: list[str] | None = None,
                  mentions: MentionIndex | None = None, coverage: Coverage | None = None,
                  rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT,
-                 operating: dict | None = None):
+                 operating: dict | None = None, val_acc: float | None = None, lineage: dict | None = None):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
@@ -154,6 +166,11 @@ class HybridMatcher(ScoredMatcher):
         self.mention_weight = mention_weight
         # the threshold that gave LABEL_PRECISION top-1 precision on the held-out history, and its coverage
         self.operating = operating
+        self.val_acc = val_acc  # top-1 accuracy on the held-out slice of the full build
+        # how far this matcher is from its full build: {"built_at", "history", "updates", "changes", "drift_n",
+        # "drift_hits"} (see `updated`)
+        self.lineage = lineage or {"built_at": time.time(), "history": len(graph.history), "updates": 0,
+                                   "changes": 0, "drift_n": 0, "drift_hits": 0}
         self._last: tuple[str, dict[str, np.ndarray]] | None = None
         self._last_cov: tuple[str, float] | None = None
 
@@ -197,6 +214,69 @@ class HybridMatcher(ScoredMatcher):
             last = (text, self.coverage(text))
             self._last_cov = last
         return last[1]
+
+    def refit_reason(self, new_changes: int = 0, now: float | None = None) -> str | None:
+        """Why the next graph needs a full build rather than an update of this matcher (None: an update will do)."""
+        lin = self.lineage
+        changes = lin["changes"] + new_changes
+        limit = max(REFIT_MIN_CHANGES, REFIT_SHARE * lin["history"])
+        if changes > limit:
+            return f"{changes} changes learned online since the full build (limit {limit:.0f})"
+        age = ((now or time.time()) - lin["built_at"]) / 86400
+        if age > REFIT_DAYS:
+            return f"the full build is {age:.1f} days old (limit {REFIT_DAYS:.0f})"
+        if self.val_acc is not None and lin["drift_n"] >= DRIFT_MIN:
+            acc = lin["drift_hits"] / lin["drift_n"]
+            if acc < self.val_acc - DRIFT_DROP:
+                return (f"drift: {acc:.2f} right on {lin['drift_n']} new changes against {self.val_acc:.2f} "
+                        "held out at the full build")
+        return None
+
+    def updated(self, graph: ModuleGraph) -> "HybridMatcher | None":
+        """This matcher brought up to `graph` without a full build, or None when a full build is due (`refit_reason`)
+        or the answerable modules changed.
+
+        What changed is redone: the lexical index (cheap), the embeddings of modules whose text changed, the
+        history classifier's online pass over the new changes, the file/symbol mentions and the coverage. The fusion
+        weights, calibrators, mention share and operating point stay those of the full build. Before learning the
+        new changes, the current answers to them are scored (the latest DRIFT_SAMPLE): a drift measurement that
+        costs nothing extra to collect."""
+        if answer_ids(graph) != self.ids:
+            log.info("hybrid.full-build reason=the answerable modules changed")
+            return None
+        hist = self.parts.get("history")
+        old = hist.seen if hist is not None else None
+        fresh = []
+        if old is not None:
+            from .history_clf import change_key
+
+            leaves = set(self.ids)
+            fresh = [h for h in graph.history if change_key(h, leaves) not in old]
+        reason = self.refit_reason(len(fresh))
+        if reason:
+            log.info("hybrid.full-build reason=%s", reason)
+            return None
+        hits = 0
+        sample = [h for h in sorted(fresh, key=lambda h: (h.date, h.commit))[-DRIFT_SAMPLE:]
+                  if any(m in self.index for m in h.modules)]
+        for h in sample:
+            s = self.scores(clean_text(h.text))
+            hits += self.ids[int(np.argmax(s))] in h.modules
+        parts = {}
+        for n, p in self.parts.items():
+            q = p.updated(graph)
+            if q is None:
+                log.info("hybrid.full-build reason=part %s cannot be updated", n)
+                return None
+            parts[n] = q
+        lin = dict(self.lineage)
+        lin.update(updates=lin["updates"] + 1, changes=lin["changes"] + len(fresh),
+                   drift_n=lin["drift_n"] + len(sample), drift_hits=lin["drift_hits"] + hits)
+        return HybridMatcher(graph, parts, self.weights, fusion=self.fusion, calibrator=self.calibrator,
+                             notes=self.notes, mentions=MentionIndex(graph, self.ids),
+                             coverage=Coverage(parts["lexical"].docs) if "lexical" in parts else None,
+                             rank_calibrator=self.rank_calibrator, mention_weight=self.mention_weight,
+                             operating=self.operating, val_acc=self.val_acc, lineage=lin)
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -255,6 +335,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     mentions = MentionIndex(graph, ids)
     rank_cal = None
     operating: dict | None = None
+    val_acc: float | None = None
     if val:
         g_train = with_history(graph, train)
         vparts = {n: (full_parts[n] if n == "dense" else _build_part(n, g_train, opts)) for n in defaults}
@@ -295,6 +376,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             top = mixed.argmax(axis=1)
             rows = np.arange(len(val))
             cal = Calibrator.fit(base[rows, top], gold[rows, top])
+            val_acc = float(gold[rows, top].mean())
             if "lexical" in vparts:
                 val_cov = Coverage(vparts["lexical"].docs)
                 covs = [val_cov(h.text) for h in val]
@@ -314,7 +396,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     coverage = Coverage(full_parts["lexical"].docs) if "lexical" in full_parts else None
     return HybridMatcher(graph, {n: full_parts[n] for n in defaults}, final_w, fusion=fusion, calibrator=cal,
                          notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
-                         mention_weight=mention_weight, operating=operating)
+                         mention_weight=mention_weight, operating=operating, val_acc=val_acc)
 
 
 @register("hybrid", default_eval=True)

@@ -76,6 +76,7 @@ class LexicalMatcher(ScoredMatcher):
         import bm25s
 
         super().__init__(graph, calibrator)
+        self.params = {"k1": k1, "b": b, "use_history": use_history}
         hist: dict[str, list[tuple[str, str, int]]] = {mid: [] for mid in self.ids}
         if use_history:
             for h in sorted(graph.history, key=lambda h: (h.date, h.commit)):
@@ -95,6 +96,11 @@ class LexicalMatcher(ScoredMatcher):
         else:
             self.vocab = {}
         self._counts: list[Counter] | None = None
+
+    def updated(self, graph: ModuleGraph) -> "LexicalMatcher":
+        """The index of `graph`, with this one's calibrator (indexing is cheap: about 1.5 s at 93 modules and 18,000
+        past changes; the calibrator is what took a held-out fit)."""
+        return LexicalMatcher(graph, calibrator=self.calibrator, **self.params)
 
     def weighted_tokens(self, text: str) -> list[tuple[str, float]]:
         """The query's words in the index (weight 1 each occurrence) and the English equivalents of its Chinese

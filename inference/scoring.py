@@ -36,6 +36,12 @@ class ScoredMatcher:
         state["graph"] = None
         return state
 
+    def _clone(self):
+        """A shallow copy that shares every fitted part (for `updated` matchers that replace a few of them)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     # --- to implement ------------------------------------------------------------------------
     def scores(self, text: str) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

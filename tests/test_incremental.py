@@ -1,0 +1,121 @@
+"""Incremental matcher updates after a refresh (issue 14): what a push adds is learned without a full build, the
+answers stay within tolerance of a full build's, and a full build comes back when it is due."""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gitrepo import commit, make_repo
+from indexer.build import index, refresh
+from indexer.records import HistoryExample
+from indexer.store import Store
+from inference import cache, history_clf, hybrid
+from inference.base import create
+from inference.calibration import with_history
+
+TOPICS = {
+    "storage": ["LRU eviction", "disk cache pages", "write-ahead log fsync", "segment compaction", "record append"],
+    "network": ["TLS handshake", "HTTP retry backoff", "connection pool sockets", "certificate chain", "proxy timeout"],
+    "ui": ["dark theme colors", "button focus ring", "modal dialog title", "widget layout", "render glitch"],
+    "payment": ["refund amount", "invoice header", "order payment", "wechat pay callback", "alipay receipt"],
+}
+START = datetime(2023, 1, 1, 12, tzinfo=timezone.utc)
+VERBS = ["fix", "speed up", "clean up", "handle errors in", "document", "test", "refactor"]
+
+
+def synthetic_history(n: int, seed: int = 0) -> list[HistoryExample]:
+    """`n` past changes in the four modules of `make_repo`, dated one a day, with varied wording."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        mid = rnd.choice(sorted(TOPICS))
+        words = rnd.sample(TOPICS[mid], 2)
+        subject = f"{mid}: {rnd.choice(VERBS)} {words[0]} and {words[1]}"
+        day = (START + timedelta(days=i)).isoformat()
+        out.append(HistoryExample(f"{i:040x}", day, subject, "", (f"{mid}/x.py",), (mid,)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    root = make_repo(tmp_path_factory.mktemp("repo") / "proj")
+    return index(root, Store(tmp_path_factory.mktemp("store") / "g.db")).graph
+
+
+def test_update_learns_the_new_changes_within_tolerance_of_a_full_build(graph, monkeypatch):
+    """The online path of a long history (SGD), forced on a small graph: the update learns a word only the new
+    changes use, and its first answers agree with a full build on the new graph."""
+    monkeypatch.setattr(history_clf, "LR_MAX_CELLS", 0)
+    hist = synthetic_history(400)
+    base, new = hist[:360], hist[360:]
+    new += [HistoryExample(f"{900 + i:040x}", (START + timedelta(days=400)).isoformat(), f"storage: the zorblax flag of page {i}",
+                           "", ("storage/x.py",), ("storage",)) for i in range(10)]
+    before = create("hybrid", with_history(graph, base))
+    assert before.parts["history"].kind == "sgd" and before.val_acc is not None
+    g_new = with_history(graph, base + new)
+    updated = before.updated(g_new)
+    assert updated is not None
+    assert updated.lineage["updates"] == 1 and updated.lineage["changes"] == len(new)
+    assert updated.lineage["drift_n"] > 0  # the new changes were asked before they were learned
+    assert updated.parts["history"].n_history_rows == before.parts["history"].n_history_rows + len(new)
+    assert updated.weights == before.weights and updated.rank_calibrator is before.rank_calibrator
+    q = "zorblax flag is wrong"
+    p_before = before.parts["history"].scores(q)[before.index["storage"]]
+    p_after = updated.parts["history"].scores(q)[updated.index["storage"]]
+    assert p_after > p_before + 0.05, (p_before, p_after)
+    full = create("hybrid", g_new)
+    texts = [h.text for h in hist[::7]] + ["the LRU eviction of the disk cache is too slow",
+                                           "TLS handshake fails: certificate rejected", "微信支付退款失败"]
+    same = sum(updated.match(t, 1)[0].module == full.match(t, 1)[0].module for t in texts)
+    assert same / len(texts) >= 0.9, same / len(texts)
+    assert before.match(q, 1)[0].module == "storage" or updated.match(q, 1)[0].module == "storage"
+
+
+def test_update_declines_when_a_full_build_is_due(graph, monkeypatch):
+    monkeypatch.setattr(history_clf, "LR_MAX_CELLS", 0)
+    hist = synthetic_history(300)
+    before = create("hybrid", with_history(graph, hist[:250]))
+    assert before.refit_reason() is None
+    # too many changes learned online since the full build
+    monkeypatch.setattr(hybrid, "REFIT_MIN_CHANGES", 20)
+    assert "changes learned online" in before.refit_reason(new_changes=40)
+    assert before.updated(with_history(graph, hist)) is None
+    monkeypatch.setattr(hybrid, "REFIT_MIN_CHANGES", 200)
+    # a change it learned from is gone (history rewritten, or a move re-mapped it): only a full build is right
+    assert before.updated(with_history(graph, hist[1:])) is None
+    # too old
+    assert "days old" in before.refit_reason(now=before.lineage["built_at"] + 15 * 86400)
+    # drift: the answers to the new changes were right far less often than on the held-out slice
+    before.lineage.update(drift_n=40, drift_hits=4)
+    before.val_acc = 0.9
+    assert "drift" in before.refit_reason()
+
+
+def test_refresh_then_cache_updates_instead_of_building(tmp_path):
+    """Through the cache, as `refresh` and the service run it: a push that adds a symbol is answered from an
+    updated matcher (no full build) that already knows the symbol; a push that adds a module gets a full build."""
+    root = make_repo(tmp_path / "proj")
+    store = Store(tmp_path / "g.db")
+    g1 = index(root, store).graph
+    folder = tmp_path / "matchers"
+    m1 = cache.cached_matcher("hybrid", g1, folder)
+    assert m1.lineage["updates"] == 0
+    commit(root, {"storage/quux.py": '"""Quux index."""\n\nclass QuuxIndexBuilder:\n    """Builds quux."""\n'},
+           "storage: add the quux index builder", "2024-08-01T12:00:00+00:00")
+    g2 = refresh(root, store).graph
+    assert g2.version != g1.version and g2.leaf_ids() == g1.leaf_ids()
+    m2 = cache.cached_matcher("hybrid", g2, folder)
+    assert m2.lineage["updates"] == 1 and m2.lineage["changes"] == 1
+    assert m2.match("QuuxIndexBuilder throws on empty input", 1)[0].module == "storage"
+    assert [p.name for p in folder.glob("hybrid-*.pkl")] == [f"hybrid-{g2.version}-{cache.code_version()}.pkl"]
+    assert cache.cached_matcher("hybrid", g2, folder).lineage["updates"] == 1  # read back, not updated twice
+    commit(root, {"billing/README.md": "# Billing\n\nMonthly billing runs.\n",
+                  "billing/run.py": "def run_billing():\n    pass\n"}, "billing: monthly runs",
+           "2024-08-02T12:00:00+00:00")
+    g3 = refresh(root, store).graph
+    assert "billing" in g3.leaf_ids()
+    m3 = cache.cached_matcher("hybrid", g3, folder)
+    assert m3.lineage["updates"] == 0  # the answerable modules changed: a full build
+    assert "billing" in m3.ids
