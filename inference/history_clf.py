@@ -248,8 +248,10 @@ class HistoryMatcher(ScoredMatcher):
         X = self._features(text)
         if self.kind == "logreg":
             p = self.model.predict_proba(X)[0]
-        else:
-            p = softmax(self.model.decision_function(X)[0], 1.0)
+        else:  # the text's few non-zero features only: a full (modules × features) product copies the whole matrix
+            coef = self.model.coef_
+            z = np.asarray(coef[:, X.indices], dtype=np.float64) @ X.data + self.model.intercept_
+            p = softmax(np.array([0.0, z[0]]) if coef.shape[0] == 1 else z, 1.0)
         out[self._col] = p
         return out
 
