@@ -3,11 +3,13 @@ loads it again from its matcher cache; per-repository caches never evict each ot
 bound of one says `unloaded` on /healthz, /api/repos and stays ready."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -214,3 +216,35 @@ def test_serve_with_a_bound_of_one(tmp_path, _modmatch_home):
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# --- webhooks of many repositories -----------------------------------------------------------------------------
+@pytest.mark.usefixtures("service_db")
+def test_a_flood_of_one_repositorys_deliveries_does_not_hold_the_others_back():
+    """Eight deliveries of one repository arrive first, then one each of two others: the worker takes the least
+    recently served repository's oldest delivery, so the two others go second and third, not ninth and tenth."""
+    from bot.github.client import GitHubClients
+    from bot.github.db import GitHubDB
+    from bot.github.router import Options, Router
+    from bot.github.webhook import Webhook
+
+    router, order = Router(), []
+
+    @router.register("issues", "opened")
+    def record(event, ctx):
+        order.append(event.data["repository"]["full_name"])
+
+    db = GitHubDB()
+    hook = Webhook(AppState(), clients=GitHubClients(base_url="http://127.0.0.1:9", token="unused"), db=db,
+                   options=Options(), router=router, autostart=False)
+    arrivals = [("acme/big", i) for i in range(8)] + [("acme/small", 0), ("acme/tiny", 0)]
+    for n, (repo, i) in enumerate(arrivals):
+        if n >= 8:
+            time.sleep(1.05)  # arrival times are kept to the second: these two arrive later than the flood
+        payload = {"action": "opened", "repository": {"full_name": repo}, "issue": {"number": i}}
+        assert db.enqueue_delivery(f"d-{n}", "issues", "opened", repo, json.dumps(payload).encode())
+    while hook.process_next():
+        pass
+    assert order[:4] == ["acme/big", "acme/small", "acme/tiny", "acme/big"]
+    assert order.count("acme/big") == 8 and len(order) == 10
+    assert db.delivery_counts() == {"done": 10}

@@ -253,9 +253,10 @@ def test_each_delivery_and_each_job_is_claimed_once_by_racing_threads(service_db
     ids = [f"d{i}" for i in range(30)]
     for d in ids:
         assert gh.enqueue_delivery(d, "issues", "opened", "a/b", b"{}")
-    rows = [log.add(f"train:r{i}", "train", "core", "t") for i in range(30)]
+    repos = [f"r{i}" for i in range(30)]  # one each: a repository's handed-off trainings wait as one
+    rows = [log.add(f"train:{r}", "train", r, "t") for r in repos]
     for r in rows:
-        log.hand_off(r)
+        assert log.hand_off(r) == r
     got: list[str] = []
     jobs_got: list[int] = []
     lock = threading.Lock()
@@ -265,7 +266,7 @@ def test_each_delivery_and_each_job_is_claimed_once_by_racing_threads(service_db
         start.wait()
         while True:
             row, _ = gh.next_due(time.time())
-            job = log.claim("train", ["core"])
+            job = log.claim("train", repos)
             if row is None and job is None:
                 return
             with lock:

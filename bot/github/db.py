@@ -55,17 +55,29 @@ class GitHubDB:
                                    .values(status="queued", claimed_by=None)).rowcount
         return n
 
-    def next_due(self, now: float | None = None) -> tuple[dict | None, float | None]:
+    def next_due(self, now: float | None = None, served: dict | None = None) -> tuple[dict | None, float | None]:
         """(the oldest queued delivery due now, claimed as `processing` by this process; else None, and when the
-        next is due). Two processes never claim one delivery: PostgreSQL locks the row (SKIP LOCKED: the other
+        next is due). `served`: when this worker last served each repository; then the oldest delivery of the due
+        repository served least recently goes first (a flood of one repository's deliveries cannot hold the
+        others back). Two processes never claim one delivery: PostgreSQL locks the row (SKIP LOCKED: the other
         takes the next), and the update only takes a row still `queued`."""
         now = time.time() if now is None else now
+        due = sa.and_(deliveries.c.status == "queued", deliveries.c.next_at <= now)
         q = (sa.select(deliveries.c.id, deliveries.c.event, deliveries.c.action, deliveries.c.repo,
-                       deliveries.c.payload, deliveries.c.attempts)
-             .where(deliveries.c.status == "queued", deliveries.c.next_at <= now)
+                       deliveries.c.payload, deliveries.c.attempts).where(due)
              .order_by(deliveries.c.next_at, deliveries.c.received_at).limit(1).with_for_update(skip_locked=True))
         with self.engine.begin() as c:
-            row = c.execute(q).mappings().first()
+            row = None
+            if served is not None:
+                repos = c.execute(sa.select(deliveries.c.repo, sa.func.min(deliveries.c.next_at),
+                                            sa.func.min(deliveries.c.received_at)).where(due)
+                                  .group_by(deliveries.c.repo)).all()
+                if len(repos) > 1:
+                    pick = min(repos, key=lambda r: (served.get(r[0], float("-inf")), r[1], r[2]))[0]
+                    same = deliveries.c.repo.is_(None) if pick is None else deliveries.c.repo == pick
+                    row = c.execute(q.where(same)).mappings().first()
+            if row is None:
+                row = c.execute(q).mappings().first()
             if row is not None:
                 res = c.execute(deliveries.update().where(deliveries.c.id == row["id"], deliveries.c.status == "queued")
                                 .values(status="processing", claimed_by=servicedb.worker_id()))

@@ -47,6 +47,7 @@ class Webhook:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._served: dict[str | None, float] = {}  # repository -> when its last delivery was taken (fairness)
 
     def secret(self) -> str | None:
         return self._secret if self._secret is not None else settings.get("github_webhook_secret")
@@ -127,10 +128,12 @@ class Webhook:
         return 5.0 if nxt is None else min(5.0, max(0.01, nxt - time.time()))
 
     def process_next(self, now: float | None = None) -> bool:
-        """Process the oldest due delivery; False when none is due."""
-        row, _ = self.db.next_due(time.time() if now is None else now)
+        """Process the oldest due delivery of the repository served least recently (fair across repositories);
+        False when none is due."""
+        row, _ = self.db.next_due(time.time() if now is None else now, served=self._served)
         if row is None:
             return False
+        self._served[row["repo"]] = time.monotonic()
         event = Event(row["event"], row["id"], json.loads(row["payload"] or "{}"))
         try:
             results = self.router.dispatch(event, self.context())
