@@ -143,8 +143,8 @@ class Phases:
 
 
 def cold_index_in_child(repo: Path, db: Path) -> None:
-    """The first full index, in a forked child: its peak RSS (and its parser workers') is the index's own, not the
-    tree builder's."""
+    """The first full index, in a forked child: its peak RSS is the index's own, not the tree builder's. (Not its
+    children's: a git process's maximum counts the forked copy of its parent from before its exec.)"""
     pid = os.fork()
     if pid == 0:
         code = 0
@@ -154,11 +154,10 @@ def cold_index_in_child(repo: Path, db: Path) -> None:
             res = index(repo, Store(db), full=True, progress=phases)
             cold = time.perf_counter() - t
             own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             print(f"full index (cold cache): {cold:.2f} s, {res.files / cold:.0f} files/s, {len(res.graph)} modules, "
                   f"{sum(m.stats.get('symbols', 0) for m in res.graph.modules.values())} symbols, "
-                  f"{len(res.graph.depends)} dependency edges; peak RSS {own:.0f} MB (largest worker or git "
-                  f"process {workers:.0f} MB)\n  phases: {phases.report()}", flush=True)
+                  f"{len(res.graph.depends)} dependency edges; peak RSS {own:.0f} MB\n  phases: {phases.report()}",
+                  flush=True)
         except BaseException as e:  # noqa: BLE001 - reported, then the parent stops
             print(f"full index failed: {e}", flush=True)
             code = 1

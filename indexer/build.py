@@ -2,9 +2,11 @@
 
 ``index`` and ``refresh`` run the same pipeline; a refresh differs only in what it can reuse:
 files whose content (blob id) is already in the parse cache are not read or parsed again, and
-history is mined only for the new commits when the module layout did not change. The graph
-itself is always rebuilt from the complete set of file records, so a refresh from A to B gives
-exactly the graph of a full index of B.
+history is mined only for the new commits when the module layout did not change. When the new
+commit only modifies files (same paths, configuration, parser and indexer), the stored graph is
+patched: only the modified files' modules are rebuilt (`_patch`); otherwise the graph is rebuilt
+from the complete set of file records, reusing unchanged modules (`_rebuild`). Either way a
+refresh from A to B stores exactly what a full index of B stores (tests/test_refresh.py).
 """
 from __future__ import annotations
 

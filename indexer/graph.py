@@ -2,9 +2,11 @@
 
 A module's local attributes (files, symbols, description, terms, stats) are a pure function of its
 *fingerprint* (its spec, its files' paths and content ids, the parser); whole-graph attributes
-(parents, keywords, edges) are recomputed from all modules on every build. So a refresh may reuse
-every module whose fingerprint is unchanged, and refreshing from commit A to B still gives exactly
-the graph of indexing B from scratch.
+(parents, keywords, edges) derive from all modules: a rebuild recomputes them, a refresh that only
+modifies files moves them by what changed (keywords of the modules having a word whose document
+frequency moved, edges by the modified files' imports). So a refresh may reuse every module whose
+fingerprint is unchanged, and refreshing from commit A to B still gives exactly the graph of
+indexing B from scratch.
 """
 from __future__ import annotations
 
