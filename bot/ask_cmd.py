@@ -28,8 +28,8 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
         if repo.cold() and not as_json:  # no silent wait: say what is being built, once per graph version
             from .clibase import console
 
-            with console.status(f"building the matcher of {root.name} for graph {repo.graph.version} "
-                                "(once per graph version; cached afterwards)…"):
+            with console.status(f"building the matcher of {root.name} for graph {repo.graph.version} (once per "
+                                "graph version, an update of the previous graph's when there is one)…"):
                 repo.matcher()
         answer = repo.match(requirement, k=k)
         graph, name, matches = repo.graph, answer.matcher, answer.matches

@@ -119,3 +119,17 @@ def test_refresh_then_cache_updates_instead_of_building(tmp_path):
     m3 = cache.cached_matcher("hybrid", g3, folder)
     assert m3.lineage["updates"] == 0  # the answerable modules changed: a full build
     assert "billing" in m3.ids
+
+
+def test_lexical_update_equals_a_fresh_index_and_reuses_unchanged_documents(graph):
+    from inference.lexical import LexicalMatcher
+
+    hist = synthetic_history(120)
+    old = LexicalMatcher(with_history(graph, hist[:100]))
+    new_graph = with_history(graph, hist[:100] + [h for h in hist[100:] if h.modules == ("ui",)])
+    upd, fresh = old.updated(new_graph), LexicalMatcher(new_graph)
+    assert upd.docs == fresh.docs and upd.keys == fresh.keys
+    reused = {mid for mid, a, b in zip(upd.ids, upd.docs, old.docs) if a is b}
+    assert "ui" not in reused and {"storage", "network", "payment"} <= reused
+    q = "dark theme button focus ring"
+    assert upd.scores(q).tolist() == pytest.approx(fresh.scores(q).tolist())
