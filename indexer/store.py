@@ -52,8 +52,7 @@ def _chunks(items: list, size: int = 500):
 class GraphChanges:
     """What a refresh changed (same modules, same paths), so that save_graph writes only that."""
 
-    files: set[str] = field(default_factory=set)  # paths whose rows are rewritten
-    gone_files: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)  # paths whose rows are rewritten (no path comes or goes)
     modules: set[str] = field(default_factory=set)  # modules whose record, fingerprint and terms are rewritten
     keywords: set[str] = field(default_factory=set)  # modules whose keywords (or parent) are rewritten
     edges: set[tuple[str, str]] = field(default_factory=set)  # dependency edges whose weight changed (or are gone)
@@ -196,7 +195,6 @@ class Store:
                 fresh = [mid for mid in graph.modules if old.get(mid) != fingerprints[mid]]
                 kept = [mid for mid in graph.modules if old.get(mid) == fingerprints[mid]]
             else:
-                c.executemany("DELETE FROM files WHERE path=?", [(p,) for p in sorted(changes.gone_files)])
                 upsert = sorted(changes.files)
                 gone, fresh, kept = [], sorted(changes.modules), sorted(changes.keywords - changes.modules)
             c.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
