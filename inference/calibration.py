@@ -99,24 +99,37 @@ class RankCalibrator:
     coverage c). Fitted on the top `RANKS` answers of held-out changes, so a rank-4 answer with a tenth of the
     probability gets what such answers earned (mostly wrong), not the floor of a top-1 map.
 
-    The map averages an isotonic fit on p (shape-free) and a logistic fit on (logit p, c) (smooth and strictly
-    increasing in both), so confidences are monotone in the evidence and distinct across ranks. A text whose
+    The map averages an isotonic fit on p (shape-free) and a logistic fit on (logit p, c, first) (smooth and
+    strictly increasing in p and c), so confidences are monotone in the evidence and distinct across ranks. The
+    answer ranked first is told apart (its own isotonic map and a logistic term): being the best of the candidates
+    is evidence of its own, and a map pooled over the five ranks gave first answers of a given p the lower rate of
+    ranks 2-5 with that p (confidences too low where they matter: the label threshold). A text whose
     coverage falls below `min_coverage` (the `ABSTAIN_QUANTILE` of the repository's own held-out change texts, and
     at least a quarter of their median) is not about this repository: its confidences shrink in proportion, so nothing gets labelled.
     """
 
-    iso: Calibrator = field(default_factory=Calibrator.identity)
-    coef: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0])  # intercept, logit p, coverage
+    iso: Calibrator = field(default_factory=Calibrator.identity)  # ranks 2-5
+    coef: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0, 0.0])  # intercept, logit p, coverage, first
     min_coverage: float = 0.0
     n: int = 0
+    iso_first: Calibrator | None = None  # the first answer
 
     RANKS = 5
     ABSTAIN_QUANTILE = 0.02
 
-    def predict(self, p, coverage: float = 1.0) -> np.ndarray:
+    def predict(self, p, coverage: float = 1.0, first: int | None = None) -> np.ndarray:
+        """Confidences of the modules with fused probabilities `p` (an array); `first`: the index of the answer
+        ranked first."""
         arr = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
         z = self.coef[0] + self.coef[1] * np.log(arr / (1 - arr)) + self.coef[2] * coverage
-        conf = 0.5 * self.iso.predict(arr) + 0.5 / (1 + np.exp(-z))
+        iso = np.asarray(self.iso.predict(arr), dtype=np.float64)
+        if first is not None:
+            if len(self.coef) > 3:
+                z = z + self.coef[3] * (np.arange(arr.size) == first).reshape(arr.shape)
+            if self.iso_first is not None:
+                iso = iso.copy()
+                iso.flat[first] = float(self.iso_first.predict(arr.flat[first]))
+        conf = 0.5 * iso + 0.5 / (1 + np.exp(-z))
         if self.min_coverage > 0 and coverage < self.min_coverage:
             conf = conf * (coverage / self.min_coverage)
         return np.clip(conf, 0.0, 1.0)
@@ -126,32 +139,41 @@ class RankCalibrator:
 
     def to_dict(self) -> dict:
         return {"iso": self.iso.to_dict(), "coef": [float(c) for c in self.coef],
-                "min_coverage": float(self.min_coverage), "n": self.n}
+                "min_coverage": float(self.min_coverage), "n": self.n,
+                "iso_first": self.iso_first.to_dict() if self.iso_first is not None else None}
 
     @classmethod
-    def fit(cls, probs: np.ndarray, gold: np.ndarray, coverage: Sequence[float]) -> "RankCalibrator | None":
+    def fit(cls, probs: np.ndarray, gold: np.ndarray, coverage: Sequence[float],
+            first: Sequence[int] | None = None) -> "RankCalibrator | None":
         """`probs`, `gold`: (n, modules) fused probabilities and right answers of held-out changes; `coverage`: each
-        text's coverage. None when there is too little to fit on."""
+        text's coverage; `first`: the index each was answered first (default: its highest probability). None when
+        there is too little to fit on."""
         n = probs.shape[0]
         if n < MIN_PLATT:
             return None
         cov = np.asarray(coverage, dtype=np.float64)
+        first = np.asarray(first if first is not None else probs.argmax(axis=1))
         k = min(cls.RANKS, probs.shape[1])
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         rows = np.repeat(np.arange(n), k)
         x = np.clip(probs[rows, top.ravel()], 1e-6, 1 - 1e-6)
         y = gold[rows, top.ravel()].astype(int)
         c = cov[rows]
+        is_first = (top == first[:, None]).ravel()
         if y.min() == y.max():
             return None
         from sklearn.linear_model import LogisticRegression
 
-        feats = np.column_stack([np.log(x / (1 - x)), c])
+        feats = np.column_stack([np.log(x / (1 - x)), c, is_first.astype(float)])
         lr = LogisticRegression(C=1.0).fit(feats, y)
-        coef = [float(lr.intercept_[0]), max(float(lr.coef_[0][0]), 1e-3), max(float(lr.coef_[0][1]), 0.0)]
+        coef = [float(lr.intercept_[0]), max(float(lr.coef_[0][0]), 1e-3), max(float(lr.coef_[0][1]), 0.0),
+                float(lr.coef_[0][2])]
         # the repository's own texts set the bar; a few odd ones ("initial layout") may not drag it to zero
         min_cov = max(float(np.quantile(cov, cls.ABSTAIN_QUANTILE)), 0.25 * float(np.median(cov)))
-        return cls(Calibrator.fit(x, y), coef, min_cov, n)
+        iso_first = Calibrator.fit(x[is_first], y[is_first]) if is_first.any() else None
+        rest = ~is_first
+        return cls(Calibrator.fit(x[rest], y[rest]) if rest.any() else Calibrator.fit(x, y), coef, min_cov, n,
+                   iso_first)
 
 
 def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool | int], bins: int = 10) -> float:

@@ -110,7 +110,7 @@ def ranked_confidences(rc: RankCalibrator, p0: np.ndarray, coverage: float, orde
     mentions (a named file or symbol may move a module up, it does not make the answer surer: a fixed mention share
     of 0.3 cut the coverage at 95 % precision from 0.805 to 0.655 on pytest, 0.615 to 0.415 on ncnn when it did).
     Each is kept below the one ranked above it, so they fall strictly with the rank."""
-    conf = rc.predict(p0, coverage)
+    conf = rc.predict(p0, coverage, first=order[0] if order else None)
     out: list[float] = []
     for i in order:
         c = float(conf[i])
@@ -380,9 +380,9 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             if "lexical" in vparts:
                 val_cov = Coverage(vparts["lexical"].docs)
                 covs = [val_cov(h.text) for h in val]
-                rank_cal = RankCalibrator.fit(base, gold, covs)
+                rank_cal = RankCalibrator.fit(base, gold, covs, first=top)
                 if rank_cal is not None:  # the operating point as served: top by the mixed ranking, its confidence
-                    conf = [float(rank_cal.predict(base[r], covs[r])[top[r]]) for r in rows]
+                    conf = [float(rank_cal.predict(base[r], covs[r], first=top[r])[top[r]]) for r in rows]
                     thr, cov_, prec = operating_point(conf, gold[rows, top], LABEL_PRECISION)
                     operating = {"precision_target": LABEL_PRECISION, "threshold": round(thr, 4),
                                  "coverage": round(cov_, 4), "precision": round(prec, 4), "held_out": len(val)}
