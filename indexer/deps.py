@@ -49,8 +49,8 @@ class Resolver:
         suffix = suffix.strip("/")
         if not suffix:
             return None
-        key = "/".join(suffix.split("/")[-5:])
-        return self._closest([c for c in self.by_suffix.get(key, []) if c.endswith(suffix)], src)
+        key = "/".join(suffix.split("/")[-4:])  # the table holds suffixes of up to four components
+        return self._closest([c for c in self.by_suffix.get(key, []) if c == suffix or c.endswith("/" + suffix)], src)
 
     def resolve(self, imp: str, src: str, lang: str) -> str | None:
         """The repository file an import / include in `src` (written in `lang`) refers to."""

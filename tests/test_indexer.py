@@ -456,3 +456,18 @@ def test_reused_keywords_equal_recomputed_ones():
         unchanged = {mid for mid in new if mid not in edited and mid in old}
         reused = keywords(new, previous=(old, keywords(old), unchanged))
         assert reused == keywords(new), trial
+
+
+def test_deep_imports_resolve():
+    """Imports of five or more path components (Java packages, deep C includes) resolve, on a component boundary."""
+    from indexer.deps import Resolver
+
+    paths = ["src/main/java/org/apache/commons/lang3/StringUtils.java",
+             "src/main/java/xorg/apache/commons/lang3/Other.java",
+             "src/main/java/org/apache/commons/lang3/text/WordUtils.java",
+             "include/vendor/sdk/v2/core/api.h"]
+    r = Resolver(paths)
+    src = "src/main/java/org/apache/commons/lang3/text/WordUtils.java"
+    assert r.resolve("org.apache.commons.lang3.StringUtils", src, "java") == paths[0]
+    assert r.resolve("org.apache.commons.lang3.Other", src, "java") is None  # only under xorg/: not this package
+    assert r.resolve("vendor/sdk/v2/core/api.h", "src/x.c", "c") == paths[3]
