@@ -521,6 +521,9 @@ def render_metrics(app: Starlette) -> str:
     head("modmatch_repo_ready", "gauge", "1 when the repository's matcher is built and answering, else 0.")
     for n, rs in st.repos.items():
         out.append(f"modmatch_repo_ready{_labels(repo=n, status=rs.status)} {1 if rs.ready else 0}")
+    head("modmatch_repos_loaded", "gauge", "Repositories whose graph and matcher are in memory (max_loaded_repos bounds "
+         "them; 0: no bound).")
+    out.append(f"modmatch_repos_loaded{_labels(max=st.max_loaded)} {len(st.loaded())}")
     head("modmatch_database_recoveries_total", "counter",
          "Damaged repository databases moved aside and rebuilt from git (kept as *.corrupt-* files).")
     for n, rs in st.repos.items():

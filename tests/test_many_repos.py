@@ -210,6 +210,9 @@ def test_serve_with_a_bound_of_one(tmp_path, _modmatch_home):
         listed = {r["name"]: r for r in httpx.get(url + "/api/repos").json()["repos"]}
         assert listed["beta"]["status"] == "unloaded" and listed["alpha"]["status"] == "ready"
         assert httpx.get(url + "/readyz").status_code == 200
+        metrics = httpx.get(url + "/metrics").text
+        assert 'modmatch_repos_loaded{max="1"} 1' in metrics
+        assert 'modmatch_repo_ready{repo="beta",status="unloaded"} 1' in metrics  # unloaded still answers
     finally:
         proc.terminate()
         try:
