@@ -28,8 +28,14 @@ from .calibration import Calibrator, softmax
 from .scoring import ScoredMatcher, answer_ids, self_calibrate
 
 BODY_CHARS = 1500
-LR_MAX_CELLS = 100_000
-UPDATE_EPOCHS = 1  # partial_fit passes over the new changes in an online update  # rows × classes above which SGD replaces LBFGS logistic regression (LBFGS: minutes at 12k × 33)
+LR_MAX_CELLS = 100_000  # rows × classes above which SGD replaces LBFGS logistic regression (LBFGS: minutes at 12k × 33)
+# rows × classes above which class centroids replace SGD: one-vs-rest SGD costs rows × classes × epochs updates (27 s
+# at etcd's 27k × 92) and a dense float64 (classes × 500k features) matrix while fitting (2.4 GB at 600 modules): a
+# monorepo's 80k changes over 600 modules would take most of an hour and more memory than the service has
+SGD_MAX_CELLS = 10_000_000
+SGD_MAX_CLASSES = 200  # and above which (200 × 500k features: 0.8 GB while fitting)
+CENTROID_TEMPERATURE = 0.05  # cosine similarities are within [0, 1]
+UPDATE_EPOCHS = 1  # partial_fit passes over the new changes in an online update
 
 
 # Recency: a past change weighs 0.5 ** (age in days / HALF_LIFE_DAYS), its age counted back from the newest change.
@@ -95,6 +101,55 @@ def _extend_vocabulary(vec, texts: list[str], n_docs: int):
     out._tfidf.idf_ = np.concatenate([vec._tfidf.idf_, idf.astype(vec._tfidf.idf_.dtype)])
     out._tfidf.n_features_in_ = len(out.vocabulary_)
     return out, len(terms)
+
+
+class CentroidModel:
+    """A class-centroid (Rocchio) classifier over the TF-IDF rows: each module's weighted sum of its rows,
+    normalised; a text scores its cosine with each. Fitting is one pass over the rows (O(non-zeros)), the model is
+    as sparse as the rows, and learning new rows online is exact (sums add)."""
+
+    def __init__(self):
+        self.classes_ = np.array([])
+        self.sums = None
+
+    def fit(self, X, y, sample_weight=None):
+        self.classes_ = np.array(sorted(set(y)))
+        self.sums = None
+        return self.partial_fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        from scipy.sparse import csr_matrix
+
+        index = {c: i for i, c in enumerate(self.classes_)}
+        keep = np.array([c in index for c in y])
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        rows = np.array([index[c] for c in np.asarray(y)[keep]], dtype=np.int64)
+        onehot = csr_matrix((w[keep], (rows, np.nonzero(keep)[0])), shape=(len(self.classes_), X.shape[0]))
+        add = (onehot @ X).tocsr()
+        self.sums = add if self.sums is None else (self.sums + add).tocsr()
+        self._normalise()
+        return self
+
+    def _normalise(self) -> None:
+        from scipy.sparse import diags
+
+        norms = np.sqrt(np.asarray(self.sums.multiply(self.sums).sum(axis=1)).ravel())
+        self.coef_ = (diags(1.0 / np.maximum(norms, 1e-12)) @ self.sums).tocsc()  # column slices for scoring
+        self.intercept_ = np.zeros(len(self.classes_))
+        self.n_features_in_ = self.sums.shape[1]
+
+    def widen(self, n_words: int, add_words: int, add_chars: int) -> "CentroidModel":
+        """A copy with zero columns for `add_words` new word features (after the first `n_words`) and `add_chars`
+        new character features (at the end)."""
+        from scipy.sparse import csr_matrix, hstack
+
+        k = self.sums.shape[0]
+        out = CentroidModel()
+        out.classes_ = self.classes_
+        out.sums = hstack([self.sums[:, :n_words], csr_matrix((k, add_words)), self.sums[:, n_words:],
+                           csr_matrix((k, add_chars))]).tocsr()
+        out._normalise()
+        return out
 
 
 def history_rows(history, leaves: set[str], half_life_days: float | None):
@@ -166,12 +221,15 @@ class HistoryMatcher(ScoredMatcher):
 
                 self.model = LogisticRegression(C=C, max_iter=300)
                 self.kind = "logreg"
-            else:
+            elif len(labels) * len(self.classes) <= SGD_MAX_CELLS and len(self.classes) <= SGD_MAX_CLASSES:
                 from sklearn.linear_model import SGDClassifier
 
                 self.model = SGDClassifier(loss="log_loss", alpha=2e-6, max_iter=15, tol=None, random_state=0,
                                            n_jobs=-1)
                 self.kind = "sgd"
+            else:
+                self.model = CentroidModel()
+                self.kind = "centroid"
             self.model.fit(X, self.labels, sample_weight=w)
             self.classes = list(self.model.classes_)
             if self.kind == "sgd":  # half the memory and the pickle (92 modules × 500k features: 370 MB in float64)
@@ -192,7 +250,7 @@ class HistoryMatcher(ScoredMatcher):
         ids = answer_ids(graph)
         if ids != self.ids:
             return None
-        if self.kind != "sgd":
+        if self.kind not in ("sgd", "centroid"):
             return HistoryMatcher(graph, calibrator=self.calibrator, **self.params)
         leaves = set(ids)
         keys = [change_key(h, leaves) for h in graph.history]
@@ -215,14 +273,18 @@ class HistoryMatcher(ScoredMatcher):
             X = hstack([new.word_vec.transform(texts), new.char_vec.transform(texts) * 0.5]).tocsr()
             w = np.array([r[2] for r in rows] + [self.params["synthetic_weight"]] * len(changed))
             w = w * np.array([self.class_weight.get(c, 1.0) for c in labels])
-            model = copy.deepcopy(self.model)
-            k = model.coef_.shape[0]
-            model.coef_ = np.hstack([model.coef_[:, :n_words], np.zeros((k, add_w)), model.coef_[:, n_words:],
-                                     np.zeros((k, add_c))]).astype(np.float64)
-            model.n_features_in_ = model.coef_.shape[1]
-            for _ in range(UPDATE_EPOCHS):
+            if self.kind == "centroid":  # exact: the new rows add to their modules' sums
+                model = self.model.widen(n_words, add_w, add_c)
                 model.partial_fit(X, np.array(labels), sample_weight=w)
-            model.coef_ = model.coef_.astype(np.float32)
+            else:
+                model = copy.deepcopy(self.model)
+                k = model.coef_.shape[0]
+                model.coef_ = np.hstack([model.coef_[:, :n_words], np.zeros((k, add_w)), model.coef_[:, n_words:],
+                                         np.zeros((k, add_c))]).astype(np.float64)
+                model.n_features_in_ = model.coef_.shape[1]
+                for _ in range(UPDATE_EPOCHS):
+                    model.partial_fit(X, np.array(labels), sample_weight=w)
+                model.coef_ = model.coef_.astype(np.float32)
             new.model, new._word_names = model, None
         n = self.n_history_rows
         old = self.Xw[:n].tocsr(copy=True)
@@ -250,7 +312,10 @@ class HistoryMatcher(ScoredMatcher):
             p = self.model.predict_proba(X)[0]
         else:  # the text's few non-zero features only: a full (modules × features) product copies the whole matrix
             coef = self.model.coef_
-            z = np.asarray(coef[:, X.indices], dtype=np.float64) @ X.data + self.model.intercept_
+            if self.kind == "centroid":
+                z = np.asarray(coef[:, X.indices] @ X.data, dtype=np.float64).ravel() / CENTROID_TEMPERATURE
+            else:
+                z = np.asarray(coef[:, X.indices], dtype=np.float64) @ X.data + self.model.intercept_
             p = softmax(np.array([0.0, z[0]]) if coef.shape[0] == 1 else z, 1.0)
         out[self._col] = p
         return out
@@ -265,7 +330,8 @@ class HistoryMatcher(ScoredMatcher):
         if self.model is not None:
             ci = self.classes.index(mid)
             xw = self.word_vec.transform([text])
-            coef = self.model.coef_[ci if self.model.coef_.shape[0] > 1 else 0][: xw.shape[1]]
+            coef = self.model.coef_[ci if self.model.coef_.shape[0] > 1 else 0]
+            coef = (coef.toarray().ravel() if hasattr(coef, "toarray") else coef)[: xw.shape[1]]
             if self.model.coef_.shape[0] == 1 and ci == 0:
                 coef = -coef
             if self._word_names is None:

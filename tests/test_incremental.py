@@ -133,3 +133,23 @@ def test_lexical_update_equals_a_fresh_index_and_reuses_unchanged_documents(grap
     assert "ui" not in reused and {"storage", "network", "payment"} <= reused
     q = "dark theme button focus ring"
     assert upd.scores(q).tolist() == pytest.approx(fresh.scores(q).tolist())
+
+
+def test_centroid_regime_answers_and_learns_online(graph, monkeypatch):
+    """Past SGD's size limits (a monorepo), the history classifier is class centroids: it answers the obvious, and an
+    online update of it (sums add) gives what a full fit gives."""
+    monkeypatch.setattr(history_clf, "LR_MAX_CELLS", 0)
+    monkeypatch.setattr(history_clf, "SGD_MAX_CELLS", 0)
+    hist = synthetic_history(300)
+    new = [HistoryExample(f"{900 + i:040x}", (START + timedelta(days=400)).isoformat(),
+                          f"ui: the glimmerwisp toggle {i}", "", ("ui/x.py",), ("ui",)) for i in range(5)]
+    old = history_clf.HistoryMatcher(with_history(graph, hist))
+    assert old.kind == "centroid"
+    assert old.match("TLS certificate chain rejected", 1)[0].module == "network"
+    assert old.match("refund amount wrong", 1)[0].module == "payment"
+    assert old.evidence("TLS certificate chain rejected", "network")  # learned words from the centroid row
+    upd = old.updated(with_history(graph, hist + new))
+    full = history_clf.HistoryMatcher(with_history(graph, hist + new))
+    assert upd.match("glimmerwisp toggle broken", 1)[0].module == "ui" == full.match("glimmerwisp toggle broken", 1)[0].module
+    texts = [h.subject for h in hist[::10]]
+    assert sum(upd.match(t, 1)[0].module == full.match(t, 1)[0].module for t in texts) >= 0.9 * len(texts)
