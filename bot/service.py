@@ -306,7 +306,8 @@ def _repo_summary(rs: RepoState) -> dict:
         raise rs.damaged(e) from None
     return {"name": rs.name, "indexed": bool(info), "graph_version": info.get("version"), "commit": info.get("commit"),
             "built_at": info.get("built_at"), "model_version": rs.model_version, "matcher": rs.matcher_name,
-            "status": rs.status, "loaded": rs.loaded, "operating_point": rs.operating_point()}
+            "status": rs.status, "loaded": rs.loaded, "reloading": rs.reloading, "matcher_build": rs.matcher_build(),
+            "operating_point": rs.operating_point()}
 
 
 @_handle

@@ -395,9 +395,21 @@ class RepoState:
         op = self.operating_point()
         return float(op["threshold"]) if op and op.get("coverage", 0) > 0 else 0.5
 
+    def matcher_build(self) -> dict | None:
+        """How far the served retrieval matcher is from its last full build (a refresh updates it in place)."""
+        m = self._matcher
+        lin = getattr(getattr(m, "retrieval", None) or m, "lineage", None)
+        if not lin:
+            return None
+        return {"updates": lin["updates"], "changes_learned_online": lin["changes"],
+                "full_build_age_days": round((time.time() - lin["built_at"]) / 86400, 2)}
+
     def health(self) -> dict:
         """What /healthz reports for this repository."""
         d: dict = {"matcher": self.status, "model_version": self.model_version, "loaded": self.loaded}
+        build = self.matcher_build()
+        if build:
+            d["matcher_build"] = build
         try:
             info = self.store.graph_info()
             d["indexed"] = bool(info)

@@ -153,3 +153,22 @@ def test_centroid_regime_answers_and_learns_online(graph, monkeypatch):
     assert upd.match("glimmerwisp toggle broken", 1)[0].module == "ui" == full.match("glimmerwisp toggle broken", 1)[0].module
     texts = [h.subject for h in hist[::10]]
     assert sum(upd.match(t, 1)[0].module == full.match(t, 1)[0].module for t in texts) >= 0.9 * len(texts)
+
+
+def test_served_repository_reports_its_matcher_updates(tmp_path, monkeypatch):
+    """The service's view: after a refresh, `reload` swaps in the updated matcher and /healthz (RepoState.health)
+    says how far it is from its full build."""
+    from bot.state import RepoState
+
+    monkeypatch.setenv("MODMATCH_HOME", str(tmp_path / "home"))
+    root = make_repo(tmp_path / "proj")
+    rs = RepoState("proj", root, home=tmp_path / "home", matcher="hybrid")
+    index(root, rs.store)
+    rs.matcher(wait=600)
+    assert rs.matcher_build()["updates"] == 0
+    commit(root, {"network/dns.py": "def resolve_hostname_zq():\n    pass\n"}, "network: resolve_hostname_zq",
+           "2024-08-01T12:00:00+00:00")
+    refresh(root, rs.store)
+    rs.reload()
+    assert rs.health()["matcher_build"]["updates"] == 1
+    assert rs.match("resolve_hostname_zq fails", k=1).matches[0].module == "network"

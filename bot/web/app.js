@@ -45,6 +45,11 @@ function showVersions(r) {
   $("#versions").textContent = r.indexed
     ? `graph ${r.graph_version} · commit ${(r.commit || "").slice(0, 10)} · model ${r.model_version || "none"}` +
       (r.status && r.status !== "ready" ? ` · matcher ${r.status}` : "") +
+      (r.reloading ? " · updating the matcher for a new graph (answers come from the previous one)" : "") +
+      (r.matcher_build && r.matcher_build.updates
+        ? ` · matcher updated ${r.matcher_build.updates}× (${r.matcher_build.changes_learned_online} new changes) ` +
+          `since its full build ${r.matcher_build.full_build_age_days} days ago`
+        : "") +
       (r.operating_point
         ? ` · labels at ≥ ${Math.round(r.operating_point.threshold * 100)}% confidence ` +
           `(precision ${Math.round(r.operating_point.precision * 100)}%, coverage ` +
