@@ -8,6 +8,12 @@ seconds of each step, whether the answer names the module of the changed file, a
 full build's.
 
     python bench/push_to_answer.py /work/bench-repos/etcd --pushes 3
+    python bench/push_to_answer.py /work/bench-repos/ncnn --pushes 3 --serve   # through a running `modmatch serve`
+
+With `--serve`, the pushes go to a running service instead, as production runs it: each commit is followed by
+`POST /api/refresh` (what the post-receive hook and the push webhook send), and `POST /api/match` is asked about the
+new function every 0.5 s until an answer comes from the new graph. Printed: push → first answer from the new graph
+(the refresh job, the matcher update in the background while the previous matcher answers, the swap).
 """
 from __future__ import annotations
 
@@ -66,10 +72,70 @@ def lineage(home: Path) -> dict:
         return dict(pickle.load(fh).lineage)
 
 
+def http(port: int, method: str, path: str, body: dict | None = None, token: str = "bench-token") -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def serve_pushes(clone: Path, env: dict, files: list[str], graph, out: dict) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**env, "MODMATCH_API_TOKEN": "bench-token"}
+    proc = subprocess.Popen([MODMATCH, "serve", "--repo", f"{clone.name}={clone}", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t = time.time()
+        while True:
+            try:
+                if http(port, "GET", "/readyz").get("ready"):
+                    break
+            except Exception:
+                pass
+            if time.time() - t > 600:
+                sys.exit("the service did not get ready in 10 minutes")
+            time.sleep(0.5)
+        print(f"serve ready after {time.time() - t:.1f} s (matcher loaded from the cache `index` left)")
+        for i, rel in enumerate(files):
+            name = f"Zs{i}QuiblerLedger"
+            path = clone / rel
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write("\n" + SUFFIXES[path.suffix].format(name=name))
+            git(clone, "commit", "-q", "-am", f"add {name}")
+            old = http(port, "POST", "/api/match", {"text": "x y z", "k": 1})["graph_version"]
+            t0 = time.time()
+            http(port, "POST", "/api/refresh", {"repo": clone.name, "reason": "bench push"})
+            while True:
+                ans = http(port, "POST", "/api/match", {"text": f"{name} returns the wrong value", "k": 1})
+                if ans["graph_version"] != old:
+                    break
+                if time.time() - t0 > 600:
+                    sys.exit("no answer from the new graph in 10 minutes")
+                time.sleep(0.5)
+            took = time.time() - t0
+            health = http(port, "GET", "/healthz")["repos"][clone.name]
+            top, owner = ans["matches"][0]["module"], graph.module_of(rel)
+            out["serve_pushes"].append({"file": rel, "push_to_answer_s": round(took, 2), "top": top, "owner": owner,
+                                        "matcher_build": health.get("matcher_build")})
+            print(f"serve push {i + 1} ({rel}): first answer from the new graph {took:.1f} s after the push; "
+                  f"answer {top} (file in {owner}); matcher {health.get('matcher_build')}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("repo")
     ap.add_argument("--pushes", type=int, default=3)
+    ap.add_argument("--serve", action="store_true", help="push to a running `modmatch serve` (see above)")
     ap.add_argument("--out", help="write the numbers as JSON here")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mm-push-"))
@@ -90,7 +156,10 @@ def main() -> None:
         from indexer.store import Store, db_path_for
 
         graph = Store(db_path_for(settings.home(), clone.resolve())).load_graph()
-        for i, rel in enumerate(pick_files(clone, a.pushes)):
+        if a.serve:
+            out["serve_pushes"] = []
+            serve_pushes(clone, env, pick_files(clone, a.pushes), graph, out)
+        for i, rel in enumerate([] if a.serve else pick_files(clone, a.pushes)):
             name = f"Zq{i}FrobnicateLedger"
             path = clone / rel
             with open(path, "a", encoding="utf-8") as fh:
