@@ -292,7 +292,8 @@ class RepoState:
         with self._lock:
             if self._matcher is not None:
                 return False
-        return not is_cached(self._retrieval_name, self.graph, self._cache_dir)
+        graph, variant = self._with_feedback(self.graph)
+        return not is_cached(self._retrieval_name, graph, self._cache_dir, variant)
 
     def prepare(self) -> bool:
         """Build the retrieval matcher of the current graph into the cache, so the first answer after an index or
@@ -313,7 +314,46 @@ class RepoState:
         return self.home / "cache" / "matchers" / self.store.path.stem
 
     def _retrieval(self, graph: ModuleGraph, name: str = "hybrid"):
-        return cached_matcher(name, graph, self._cache_dir, **self.retrieval_opts)
+        graph, variant = self._with_feedback(graph)
+        return cached_matcher(name, graph, self._cache_dir, variant=variant, **self.retrieval_opts)
+
+    def _with_feedback(self, graph: ModuleGraph) -> tuple[ModuleGraph, str]:
+        """The graph the retrieval learns from: its history plus people's corrections (feedback examples naming
+        modules of this graph), and the cache variant that names them ("" when there are none)."""
+        try:
+            fb = [h for h in self.feedback() if h.modules and all(m in graph.modules for m in h.modules)]
+        except Exception as e:  # the service database is unreachable: answer from the history alone
+            log.warning("state.feedback-unreadable repo=%s error=%s", self.name, e)
+            fb = []
+        if not fb:
+            return graph, ""
+        import hashlib
+
+        from inference.calibration import with_history
+
+        digest = hashlib.sha1("\n".join(f"{h.commit}\0{h.text}\0{','.join(h.modules)}" for h in fb).encode())
+        return with_history(graph, list(graph.history) + fb), "-fb" + digest.hexdigest()[:10]
+
+    def learn_feedback(self) -> Future | None:
+        """Bring the served matcher up to people's latest corrections, in the background: the cached matcher is
+        updated with them (seconds), then swapped in if the graph did not change meanwhile. None when nothing is
+        served yet (the next build learns them anyway)."""
+        with self._lock:
+            if self._matcher is None or self._graph is None or self.reloading:
+                return None
+            graph = self._graph
+
+        def relearn() -> None:
+            try:
+                matcher, label, model_version = self._build_matcher(graph)
+            except Exception:
+                log.exception("state.feedback-learning-failed repo=%s", self.name)
+                return
+            with self._lock:
+                if self._graph is graph and self._matcher is not None:
+                    self._matcher, self._matcher_label, self.model_version = matcher, label, model_version
+
+        return _BUILDER.submit(relearn)
 
     def _build_matcher(self, graph: ModuleGraph):
         name = self.matcher_name
@@ -433,13 +473,17 @@ class RepoState:
 
     def add_feedback(self, text: str, modules: list[str], source: str, key: str | None = None) -> bool:
         """A person's answer becomes a training example, kept in the service database (it survives a damaged or
-        rebuilt repository database). Unknown module IDs are refused."""
+        rebuilt repository database), and the served matcher learns it in the background (`learn_feedback`).
+        Unknown module IDs are refused."""
         from .feedback import FeedbackLog
 
         unknown = [m for m in modules if m not in self.graph.modules]
         if unknown:
             raise ValueError(f"unknown module(s): {', '.join(unknown)}")
-        return FeedbackLog.shared(self.home).add(self.store.path.stem, text, modules, source, key)
+        added = FeedbackLog.shared(self.home).add(self.store.path.stem, text, modules, source, key)
+        if added:
+            self.learn_feedback()
+        return added
 
     def feedback(self) -> list:
         """Every feedback example of this repository (the service database's, and any an older version kept in

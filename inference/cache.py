@@ -38,9 +38,13 @@ def _attach(matcher, graph: ModuleGraph) -> None:
         _attach(part, graph)
 
 
-def is_cached(name: str, graph: ModuleGraph, cache_dir: str | Path) -> bool:
+def _file(folder: Path, name: str, graph: ModuleGraph, variant: str) -> Path:
+    return folder / f"{name}-{graph.version}{variant}-{code_version()}.pkl"
+
+
+def is_cached(name: str, graph: ModuleGraph, cache_dir: str | Path, variant: str = "") -> bool:
     """Whether `cached_matcher` would load `name` for this graph version instead of building it."""
-    return not capabilities(name).cacheable or (Path(cache_dir) / f"{name}-{graph.version}-{code_version()}.pkl").is_file()
+    return not capabilities(name).cacheable or _file(Path(cache_dir), name, graph, variant).is_file()
 
 
 def _load(path: Path, graph: ModuleGraph):
@@ -50,10 +54,10 @@ def _load(path: Path, graph: ModuleGraph):
     return m
 
 
-def _previous(folder: Path, name: str, graph: ModuleGraph):
+def _previous(folder: Path, name: str, graph: ModuleGraph, path: Path):
     """The matcher cached for another graph version by this code (the one a refresh replaced), or None."""
     code = code_version()
-    olds = sorted((p for p in folder.glob(f"{name}-*-{code}.pkl") if p.stem != f"{name}-{graph.version}-{code}"),
+    olds = sorted((p for p in folder.glob(f"{name}-*-{code}.pkl") if p != path),
                   key=lambda p: p.stat().st_mtime, reverse=True)
     for p in olds[:1]:
         try:
@@ -63,22 +67,24 @@ def _previous(folder: Path, name: str, graph: ModuleGraph):
     return None
 
 
-def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, *, incremental: bool = True, **opts):
+def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, *, incremental: bool = True,
+                   variant: str = "", **opts):
     """`create(name, graph, **opts)`, through a pickle under `cache_dir` for the retrieval matchers.
 
     When the cache holds this matcher for an earlier graph (a refresh made a new version), and it can be brought up
-    to this graph (`updated(graph)`: the hybrid can, until a full build is due), it is updated instead of built."""
+    to this graph (`updated(graph)`: the hybrid can, until a full build is due), it is updated instead of built.
+    `variant` names what the graph's version does not cover (people's corrections added to its history)."""
     if not capabilities(name).cacheable:
         return create(name, graph, **opts)
     folder = Path(cache_dir)
-    path = folder / f"{name}-{graph.version}-{code_version()}.pkl"
+    path = _file(folder, name, graph, variant)
     if path.is_file():
         try:
             return _load(path, graph)
         except Exception as e:  # stale or corrupt: rebuild
             log.warning("matcher-cache.unreadable path=%s error=%s", path, e)
     m = None
-    prev = _previous(folder, name, graph) if incremental and folder.is_dir() else None
+    prev = _previous(folder, name, graph, path) if incremental and folder.is_dir() else None
     if prev is not None and hasattr(prev, "updated"):
         try:
             m = prev.updated(graph)

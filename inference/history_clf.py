@@ -36,6 +36,9 @@ SGD_MAX_CELLS = 10_000_000
 SGD_MAX_CLASSES = 200  # and above which (200 × 500k features: 0.8 GB while fitting)
 CENTROID_TEMPERATURE = 0.05  # cosine similarities are within [0, 1]
 UPDATE_EPOCHS = 1  # partial_fit passes over the new changes in an online update
+# A person's correction (Slack button, label change, POST /api/feedback) says which module a text is about, where a
+# commit only says which modules a change touched: it counts as this many past changes. A prior, not measured.
+FEEDBACK_WEIGHT = 3.0
 
 
 # Recency: a past change weighs 0.5 ** (age in days / HALF_LIFE_DAYS), its age counted back from the newest change.
@@ -154,10 +157,13 @@ class CentroidModel:
 
 def history_rows(history, leaves: set[str], half_life_days: float | None):
     """(text, module, weight, subject) of every past change, one row per leaf module it touched: weight
-    1/len(modules), halved for every `half_life_days` of the change's age."""
+    1/len(modules), halved for every `half_life_days` of the change's age; a person's correction (feedback)
+    counts FEEDBACK_WEIGHT times."""
     for h, age in zip(history, history_ages(history)):
         mods = [m for m in h.modules if m in leaves]
         decay = 0.5 ** (age / half_life_days) if half_life_days and age is not None else 1.0
+        if h.kind == "feedback":
+            decay *= FEEDBACK_WEIGHT
         for mid in mods:
             yield example_text(h.subject, h.body), mid, decay / len(mods), h.subject
 

@@ -172,3 +172,24 @@ def test_served_repository_reports_its_matcher_updates(tmp_path, monkeypatch):
     rs.reload()
     assert rs.health()["matcher_build"]["updates"] == 1
     assert rs.match("resolve_hostname_zq fails", k=1).matches[0].module == "network"
+
+
+def test_a_correction_changes_later_answers_for_similar_texts(tmp_path, monkeypatch):
+    """Learning from people: one correction (as the Slack button, a label change or POST /api/feedback records
+    it) is learned by the served matcher in the background, and a similar text asked afterwards gets the corrected
+    module; unrelated texts keep their answers."""
+    from bot.state import RepoState
+
+    monkeypatch.setenv("MODMATCH_HOME", str(tmp_path / "home"))
+    root = make_repo(tmp_path / "proj")
+    rs = RepoState("proj", root, home=tmp_path / "home", matcher="hybrid")
+    index(root, rs.store)
+    rs.matcher(wait=600)
+    similar = "the quarterly ledger export hangs again"
+    assert rs.match(similar, k=1).matches[0].module != "payment"
+    assert rs.add_feedback("quarterly ledger export hangs", ["payment"], "slack", key="q1")
+    rs.learn_feedback().result(timeout=600)  # after the one add_feedback started (one builder, in order)
+    assert rs.match(similar, k=1).matches[0].module == "payment"
+    assert rs.matcher_build()["changes_learned_online"] == 1  # an update, not a full build
+    assert rs.match("TLS handshake fails: certificate rejected", k=1).matches[0].module == "network"
+    assert not rs.add_feedback("quarterly ledger export hangs", ["payment"], "slack", key="q1")  # idempotent

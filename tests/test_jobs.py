@@ -258,7 +258,10 @@ def test_a_busy_repository_does_not_hold_the_workers(tmp_path, monkeypatch):
         for n in ("busy1", "busy2"):
             rows = runner.recent(repo=n)
             waiting = [j for j in rows if j["state"] == "queued"]
-            assert len(waiting) == 1 and sum(j["triggers"] for j in rows) == 3, rows
+            # a row merged into a later one (a push landed while its refresh was being re-queued) ends `skipped`
+            # and its triggers count on the one that runs: every push counted once
+            counted = sum(j["triggers"] for j in rows if j["state"] != "skipped")
+            assert len(waiting) == 1 and counted == 3, rows
             assert [p["id"] for p in runner.pending()].count(f"refresh:{n}") == 1
     finally:
         for lock in held:
