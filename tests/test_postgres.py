@@ -107,7 +107,10 @@ def test_two_workers_never_run_one_job_twice(git_repo, postgres_url, services, t
                        capture_output=True, timeout=300)
     monkeypatch.setenv("MODMATCH_DATABASE_URL", postgres_url)
     log = JobLog()
-    rows = [log.add("train:core", "train", "core", f"handed off {i}") for i in range(8)]
+    # one waiting training per repository (a repository's waiting trainings merge into one row): eight names over
+    # the one indexed checkout, each served by both workers
+    names = [f"core{i}" for i in range(8)]
+    rows = [log.add(f"train:{n}", "train", n, "handed off") for n in names]
     for row in rows:
         log.hand_off(row)  # what an API process (train_worker=false) does
     assert {log.get(r)["state"] for r in rows} == {"waiting"}
@@ -118,8 +121,9 @@ def test_two_workers_never_run_one_job_twice(git_repo, postgres_url, services, t
         logs.append(out)
         env = {**os.environ, "MODMATCH_HOME": str(home), "MODMATCH_DATABASE_URL": postgres_url,
                "MODMATCH_TRAIN_COMMAND": f"{sys.executable} {trainer} {{path}}", "MODMATCH_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--worker", "--repo",
-                                       f"core={git_repo.root}"], env=env, stdout=out, stderr=subprocess.STDOUT))
+        repos = [arg for n in names for arg in ("--repo", f"{n}={git_repo.root}")]
+        procs.append(subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--worker", *repos], env=env,
+                                      stdout=out, stderr=subprocess.STDOUT))
     try:
         t0 = time.perf_counter()
         wait_for(lambda: all(log.get(r)["state"] not in ("waiting", "queued", "running") for r in rows), 180,
