@@ -36,6 +36,7 @@ SGD_MAX_CELLS = 10_000_000
 SGD_MAX_CLASSES = 200  # and above which (200 × 500k features: 0.8 GB while fitting)
 CENTROID_TEMPERATURE = 0.05  # cosine similarities are within [0, 1]
 UPDATE_EPOCHS = 1  # partial_fit passes over the new changes in an online update
+NEIGHBOURS = 5  # past changes that vote in `neighbours`
 # A person's correction (Slack button, label change, POST /api/feedback) says which module a text is about, where a
 # commit only says which modules a change touched: it counts as this many past changes. A prior, not measured.
 FEEDBACK_WEIGHT = 3.0
@@ -325,6 +326,21 @@ class HistoryMatcher(ScoredMatcher):
             p = softmax(np.array([0.0, z[0]]) if coef.shape[0] == 1 else z, 1.0)
         out[self._col] = p
         return out
+
+    def neighbours(self, text: str, k: int = NEIGHBOURS) -> np.ndarray | None:
+        """A distribution over the modules from the `k` past changes nearest to `text` (cosine of their word TF-IDF),
+        each voting for its module by its similarity; None when there is no history or nothing is near."""
+        n = self.n_history_rows
+        if not n:
+            return None
+        sims = (self.Xw[:n] @ self.word_vec.transform([text]).T).toarray().ravel()
+        top = np.argpartition(-sims, k)[:k] if n > k else np.arange(n)
+        top = top[sims[top] > 0]
+        if not top.size:
+            return None
+        out = np.zeros(len(self.ids))
+        np.add.at(out, [self.index[m] for m in self.labels[top]], sims[top])
+        return out / out.sum()
 
     def probs(self, scores: np.ndarray) -> np.ndarray:
         s = np.clip(scores, 0, None)

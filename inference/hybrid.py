@@ -44,6 +44,10 @@ LABEL_PRECISION = 0.95  # the top-1 precision the default auto-label threshold i
 MENTION_WEIGHT = 0.15
 MENTION_CHOICES = (0.0, 0.1, 0.2, 0.3)
 MIN_MENTIONS = 10
+# The nearest past changes (`HistoryMatcher.neighbours`) vote beside the fused parts: a change like one made before
+# touches what that one touched. Tried on the dev benchmark's pickled hybrids (bench/README.md) a fixed share of 0.1
+# moved nginx 0.615 -> 0.655 and etcd 0.770 -> 0.765: the share is chosen per repository on its held-out history.
+NEIGHBOUR_CHOICES = (0.0, 0.1, 0.2, 0.3)
 MIN_TUNE = 30  # validation examples needed before tuning the weights
 SHRINK = 1200  # pseudo-examples pulling tuned weights toward the defaults
 # Incremental updates (`HybridMatcher.updated`) keep the weights, calibrators and operating point of the last full
@@ -105,6 +109,14 @@ def with_mentions(fused: np.ndarray, mentions: MentionIndex | None, text: str, i
     return (1.0 - weight) * base + weight * m
 
 
+def with_neighbours(scores: np.ndarray, neighbours: np.ndarray | None, weight: float) -> np.ndarray:
+    """Mix the nearest past changes' vote into a (mention-mixed) distribution (a no-op without one)."""
+    if neighbours is None or weight <= 0:
+        return scores
+    tot = scores.sum()
+    return (1.0 - weight) * (scores / tot if tot > 0 else scores) + weight * neighbours
+
+
 def ranked_confidences(rc: RankCalibrator, p0: np.ndarray, coverage: float, order: list[int]) -> list[float]:
     """Confidences of the answers in ranked `order`, from the calibrated map of the fused distribution before
     mentions (a named file or symbol may move a module up, it does not make the answer surer: a fixed mention share
@@ -154,7 +166,8 @@ class HybridMatcher(ScoredMatcher):
                  calibrator: Calibrator | None = None, notes: list[str] | None = None,
                  mentions: MentionIndex | None = None, coverage: Coverage | None = None,
                  rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT,
-                 operating: dict | None = None, val_acc: float | None = None, lineage: dict | None = None):
+                 operating: dict | None = None, val_acc: float | None = None, lineage: dict | None = None,
+                 neighbour_weight: float = 0.0):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
@@ -167,6 +180,7 @@ class HybridMatcher(ScoredMatcher):
         # the threshold that gave LABEL_PRECISION top-1 precision on the held-out history, and its coverage
         self.operating = operating
         self.val_acc = val_acc  # top-1 accuracy on the held-out slice of the full build
+        self.neighbour_weight = neighbour_weight  # the nearest past changes' share, chosen on the held-out slice
         # how far this matcher is from its full build: {"built_at", "history", "updates", "changes", "drift_n",
         # "drift_hits"} (see `updated`)
         self.lineage = lineage or {"built_at": time.time(), "history": len(graph.history), "updates": 0,
@@ -187,7 +201,11 @@ class HybridMatcher(ScoredMatcher):
         return fuse_distributions({n: self.parts[n].probs(s) for n, s in raw.items()}, self.weights, self.fusion)
 
     def scores(self, text: str) -> np.ndarray:
-        return with_mentions(self.fused(text), self.mentions, text, self.index, self.mention_weight)
+        s = with_mentions(self.fused(text), self.mentions, text, self.index, self.mention_weight)
+        hist = self.parts.get("history")
+        if self.neighbour_weight > 0 and hist is not None:
+            s = with_neighbours(s, hist.neighbours(text), self.neighbour_weight)
+        return s
 
     def match(self, text: str, k: int = 5) -> list[Match]:
         """Ranked answers; every rank's confidence from the rank calibrator (probability and the text's coverage)."""
@@ -276,7 +294,8 @@ class HybridMatcher(ScoredMatcher):
                              notes=self.notes, mentions=MentionIndex(graph, self.ids),
                              coverage=Coverage(parts["lexical"].docs) if "lexical" in parts else None,
                              rank_calibrator=self.rank_calibrator, mention_weight=self.mention_weight,
-                             operating=self.operating, val_acc=self.val_acc, lineage=lin)
+                             operating=self.operating, val_acc=self.val_acc, lineage=lin,
+                             neighbour_weight=self.neighbour_weight)
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -336,6 +355,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     rank_cal = None
     operating: dict | None = None
     val_acc: float | None = None
+    neighbour_weight = 0.0
     if val:
         g_train = with_history(graph, train)
         vparts = {n: (full_parts[n] if n == "dense" else _build_part(n, g_train, opts)) for n in defaults}
@@ -369,9 +389,17 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                          "or symbol)")
         if mention_weight is None:
             mention_weight = MENTION_WEIGHT
+        mixed_m = np.vstack([with_mentions(fused0[r], mentions, h.text, index, mention_weight)
+                             for r, h in enumerate(val)])
+        near = [vparts["history"].neighbours(h.text) if "history" in vparts else None for h in val]
+        if tune and len(val) >= MIN_TUNE and any(x is not None for x in near):
+            def voted(w):
+                return np.vstack([with_neighbours(mixed_m[r], near[r], w) for r in range(len(val))])
+
+            neighbour_weight = max((_objective(voted(w), gold) - 1e-4 * w, w) for w in NEIGHBOUR_CHOICES)[1]
+            notes.append(f"nearest past changes' share {neighbour_weight:.1f}")
         if calibrate:
-            mixed = np.vstack([with_mentions(fused0[r], mentions, h.text, index, mention_weight)
-                               for r, h in enumerate(val)])
+            mixed = np.vstack([with_neighbours(mixed_m[r], near[r], neighbour_weight) for r in range(len(val))])
             base = fused0 / fused0.sum(axis=1, keepdims=True)
             top = mixed.argmax(axis=1)
             rows = np.arange(len(val))
@@ -396,7 +424,8 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     coverage = Coverage(full_parts["lexical"].docs) if "lexical" in full_parts else None
     return HybridMatcher(graph, {n: full_parts[n] for n in defaults}, final_w, fusion=fusion, calibrator=cal,
                          notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
-                         mention_weight=mention_weight, operating=operating, val_acc=val_acc)
+                         mention_weight=mention_weight, operating=operating, val_acc=val_acc,
+                         neighbour_weight=neighbour_weight)
 
 
 @register("hybrid", default_eval=True)
