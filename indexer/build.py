@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from .describe import file_terms
 from .config import CONFIG_NAME, RepoConfig, load_config
 from .deps import Resolver, edges_from_targets, file_targets
-from .graph import BUILD_VERSION, ModuleGraph, assemble, build_module, graph_version, keywords_given_df, module_fingerprint
+from .describe import file_terms, keywords_given_df
+from .graph import BUILD_VERSION, ModuleGraph, assemble, build_module, graph_version, module_fingerprint
 from .history import Moves, mine_history, mine_moves
 from .languages import language_for
 from .modules import ROOT_ID, Assigner, ModuleSpec, plan_modules, skipped

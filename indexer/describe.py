@@ -164,14 +164,18 @@ def keywords(terms: dict[str, Counter], n: int = N_KEYWORDS, previous=None) -> d
             moved = {w for w, d in old_df.items() if d != df.get(w, 0)}
             reuse = {mid: old_keywords[mid] for mid in unchanged
                      if mid in old_keywords and mid in terms and terms[mid].keys().isdisjoint(moved)}
-    idf = {w: math.log(1 + total / d) for w, d in df.items()}
+    out = keywords_given_df({mid: c for mid, c in terms.items() if mid not in reuse}, df, total, n)
+    return {mid: list(reuse[mid]) if mid in reuse else out[mid] for mid in terms}
+
+
+def keywords_given_df(terms: dict[str, Counter], df: dict[str, int], total: int, n: int = N_KEYWORDS) -> dict[str, list[str]]:
+    """The keywords of the modules in `terms`, given every word's document frequency over all `total` modules (a
+    refresh counts them in the store instead of holding every module's terms)."""
     log = math.log
     out = {}
     for mid, c in terms.items():
-        if mid in reuse:
-            out[mid] = list(reuse[mid])
-            continue
-        scored = [(-(1 + log(tf)) * idf[w], w) for w, tf in c.items() if tf > 0 and len(w) >= 3 and not w.isdigit()]
+        scored = [(-(1 + log(tf)) * log(1 + max(total, 1) / df[w]), w)
+                  for w, tf in c.items() if tf > 0 and len(w) >= 3 and not w.isdigit()]
         out[mid] = [w for _, w in sorted(scored)[:n]]
     return out
 

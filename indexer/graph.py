@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter, defaultdict
 from functools import cached_property
 from typing import Any, Iterable
 
 from .config import RepoConfig
-from .describe import N_KEYWORDS, describe, keyword_index, keywords, module_terms
+from .describe import describe, keyword_index, keywords, module_terms
 from .deps import module_edges
 from .errors import UnknownModuleError
 from .modules import Assigner, ModuleSpec, parent_of, plan_modules, skipped
@@ -180,17 +179,6 @@ def graph_version(modules: dict[str, Module], fingerprints: dict[str, str], depe
     return hashlib.sha256(json.dumps(
         [[mid, fingerprints[mid], modules[mid].parent, modules[mid].keywords] for mid in sorted(modules)]
         + [[a, b, w] for (a, b), w in sorted(depends.items())]).encode()).hexdigest()[:16]
-
-
-def keywords_given_df(terms: dict[str, Counter], df: dict[str, int], total: int, n: int = N_KEYWORDS) -> dict[str, list[str]]:
-    """describe.keywords for some of the modules, given every word's document frequency over all `total` modules
-    (a refresh counts them in the store instead of holding every module's terms). Equal to it: tested."""
-    out = {}
-    for mid, c in terms.items():
-        scored = [(-(1 + math.log(tf)) * math.log(1 + max(total, 1) / df[w]), w)
-                  for w, tf in c.items() if tf > 0 and len(w) >= 3 and not w.isdigit()]
-        out[mid] = [w for _, w in sorted(scored)[:n]]
-    return out
 
 
 def build_graph(records: Iterable[FileRecord], config: RepoConfig, commit: str | None = None,

@@ -233,8 +233,7 @@ def test_stored_modules_decode_once_under_threads(git_repo, tmp_path):
 
 
 def test_keywords_given_df_equal_keywords():
-    from indexer.describe import keywords
-    from indexer.graph import keywords_given_df
+    from indexer.describe import keywords, keywords_given_df
 
     rng = random.Random(11)
     for _ in range(30):
