@@ -244,9 +244,20 @@ class HistoryMatcher(ScoredMatcher):
         self._col = np.array([self.index[c] for c in self.classes])
         self._word_names = None
 
-    def updated(self, graph: ModuleGraph) -> "HistoryMatcher | None":
+    def new_changes(self, graph: ModuleGraph) -> tuple[set[str], list] | None:
+        """(the keys of `graph`'s past changes, those of them this classifier has not learned), or None when one it
+        learned is gone or was re-mapped (e.g. by a move): then only a full fit will do."""
+        leaves = set(answer_ids(graph))
+        keys = [change_key(h, leaves) for h in graph.history]
+        known = set(keys)
+        if not self.seen <= known:
+            return None
+        return known, [h for h, k in zip(graph.history, keys) if k not in self.seen]
+
+    def updated(self, graph: ModuleGraph, changes: tuple[set[str], list] | None = None) -> "HistoryMatcher | None":
         """This classifier with what `graph` adds to its history learned online, or None when only a full fit will
         do (the answerable modules changed, or a change it learned from is gone or was re-mapped, e.g. by a move).
+        `changes`: what `new_changes(graph)` returned, when the caller already has it.
 
         An SGD model (long histories) keeps the vocabulary and class weights of its full fit, and takes one
         `partial_fit` pass over the new changes' rows and the synthetic rows of modules whose text changed. A
@@ -259,18 +270,17 @@ class HistoryMatcher(ScoredMatcher):
             return None
         if self.kind not in ("sgd", "centroid"):
             return HistoryMatcher(graph, calibrator=self.calibrator, **self.params)
-        leaves = set(ids)
-        keys = [change_key(h, leaves) for h in graph.history]
-        if not self.seen <= set(keys):
+        changes = changes if changes is not None else self.new_changes(graph)
+        if changes is None:
             return None
-        fresh = [h for h, k in zip(graph.history, keys) if k not in self.seen]
-        rows = list(history_rows(fresh, leaves, self.params["half_life_days"]))
+        keys, fresh = changes
+        rows = list(history_rows(fresh, set(ids), self.params["half_life_days"]))
         synthetic = [module_text(graph.modules[mid]) for mid in ids]
         changed = [i for i, (a, b) in enumerate(zip(self.synthetic, synthetic)) if a != b]
         texts = [r[0] for r in rows] + [synthetic[i] for i in changed]
         labels = [r[1] for r in rows] + [ids[i] for i in changed]
         new = self._clone()
-        new.graph, new.seen, new.synthetic = graph, set(keys), synthetic
+        new.graph, new.seen, new.synthetic = graph, keys, synthetic
         n_words = len(self.word_vec.vocabulary_)
         if texts:
             # words the full fit never saw get columns of their own (idf as a fit over all rows would give them)
@@ -304,10 +314,20 @@ class HistoryMatcher(ScoredMatcher):
         new.n_history_rows = n + len(rows)
         return new
 
+    def _words(self, text: str):
+        """The text's word TF-IDF row, remembered for the last text and vectorizer: one question's scores, nearest
+        past changes and evidence all read it."""
+        last = self.__dict__.get("_last_words")
+        if last is not None and last[0] == text and last[1] is self.word_vec:
+            return last[2]
+        xw = self.word_vec.transform([text])
+        self._last_words = (text, self.word_vec, xw)
+        return xw
+
     def _features(self, text: str):
         from scipy.sparse import hstack
 
-        return hstack([self.word_vec.transform([text]), self.char_vec.transform([text]) * 0.5]).tocsr()
+        return hstack([self._words(text), self.char_vec.transform([text]) * 0.5]).tocsr()
 
     def scores(self, text: str) -> np.ndarray:
         out = np.zeros(len(self.ids))
@@ -333,7 +353,7 @@ class HistoryMatcher(ScoredMatcher):
         n = self.n_history_rows
         if not n:
             return None
-        sims = (self.Xw[:n] @ self.word_vec.transform([text]).T).toarray().ravel()
+        sims = (self.Xw[:n] @ self._words(text).T).toarray().ravel()
         top = np.argpartition(-sims, k)[:k] if n > k else np.arange(n)
         top = top[sims[top] > 0]
         if not top.size:
@@ -351,7 +371,7 @@ class HistoryMatcher(ScoredMatcher):
         ev = []
         if self.model is not None:
             ci = self.classes.index(mid)
-            xw = self.word_vec.transform([text])
+            xw = self._words(text)
             coef = self.model.coef_[ci if self.model.coef_.shape[0] > 1 else 0]
             coef = (coef.toarray().ravel() if hasattr(coef, "toarray") else coef)[: xw.shape[1]]
             if self.model.coef_.shape[0] == 1 and ci == 0:
@@ -364,7 +384,7 @@ class HistoryMatcher(ScoredMatcher):
                 ev.append("learned words: " + ", ".join(top))
         rows = np.where(self.labels[: self.n_history_rows] == mid)[0]
         if rows.size:
-            q = self.word_vec.transform([text])
+            q = self._words(text)
             sims = (self.Xw[rows] @ q.T).toarray().ravel()
             best = [rows[i] for i in np.argsort(-sims)[:2] if sims[i] > 0]
             if best:

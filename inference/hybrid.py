@@ -263,13 +263,11 @@ class HybridMatcher(ScoredMatcher):
             log.info("hybrid.full-build reason=the answerable modules changed")
             return None
         hist = self.parts.get("history")
-        old = hist.seen if hist is not None else None
-        fresh = []
-        if old is not None:
-            from .history_clf import change_key
-
-            leaves = set(self.ids)
-            fresh = [h for h in graph.history if change_key(h, leaves) not in old]
+        changes = hist.new_changes(graph) if hist is not None else (set(), [])
+        if changes is None:
+            log.info("hybrid.full-build reason=a learned change is gone or was re-mapped")
+            return None
+        fresh = changes[1]
         reason = self.refit_reason(len(fresh))
         if reason:
             log.info("hybrid.full-build reason=%s", reason)
@@ -282,7 +280,7 @@ class HybridMatcher(ScoredMatcher):
             hits += self.ids[int(np.argmax(s))] in h.modules
         parts = {}
         for n, p in self.parts.items():
-            q = p.updated(graph)
+            q = p.updated(graph, changes) if n == "history" else p.updated(graph)
             if q is None:
                 log.info("hybrid.full-build reason=part %s cannot be updated", n)
                 return None
