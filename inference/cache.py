@@ -56,15 +56,15 @@ def _load(path: Path, graph: ModuleGraph):
 
 def _previous(folder: Path, name: str, graph: ModuleGraph, path: Path):
     """The matcher cached for another graph version by this code (the one a refresh replaced), or None."""
-    code = code_version()
-    olds = sorted((p for p in folder.glob(f"{name}-*-{code}.pkl") if p != path),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
-    for p in olds[:1]:
-        try:
-            return _load(p, graph)
-        except Exception as e:
-            log.warning("matcher-cache.unreadable path=%s error=%s", p, e)
-    return None
+    olds = [p for p in folder.glob(f"{name}-*-{code_version()}.pkl") if p != path]
+    if not olds:
+        return None
+    newest = max(olds, key=lambda p: p.stat().st_mtime)
+    try:
+        return _load(newest, graph)
+    except Exception as e:
+        log.warning("matcher-cache.unreadable path=%s error=%s", newest, e)
+        return None
 
 
 def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, *, incremental: bool = True,

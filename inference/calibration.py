@@ -124,8 +124,7 @@ class RankCalibrator:
         z = self.coef[0] + self.coef[1] * np.log(arr / (1 - arr)) + self.coef[2] * coverage
         iso = np.asarray(self.iso.predict(arr), dtype=np.float64)
         if first is not None:
-            if len(self.coef) > 3:
-                z = z + self.coef[3] * (np.arange(arr.size) == first).reshape(arr.shape)
+            z = z + self.coef[3] * (np.arange(arr.size) == first).reshape(arr.shape)
             if self.iso_first is not None:
                 iso = iso.copy()
                 iso.flat[first] = float(self.iso_first.predict(arr.flat[first]))
