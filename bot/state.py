@@ -387,13 +387,17 @@ class RepoState:
         matcher, label, _ = self._serving(wait)
         return matcher, label
 
+    def _held(self):
+        """(matcher, label, graph) in memory; call with the lock held and a matcher there."""
+        return self._matcher, self._matcher_label, self._graph if self._graph is not None else self._matcher.graph
+
     def _serving(self, wait: float | None = None):
         """(matcher, label, graph) as one: the memory bound may drop them from this state at any moment, the
         caller keeps answering with what it holds."""
         with self._lock:
             self.last_used = time.monotonic()
             if self._matcher is not None:
-                return self._matcher, self._matcher_label, self._graph if self._graph is not None else self._matcher.graph
+                return self._held()
         fut = self.warm()
         if fut is not None:
             try:
@@ -406,7 +410,7 @@ class RepoState:
                 return serving
         with self._lock:
             if self._matcher is not None:
-                return self._matcher, self._matcher_label, self._graph if self._graph is not None else self._matcher.graph
+                return self._held()
         if self.status == "not-indexed":
             raise NotIndexedError(self.error)
         raise RepoUnavailable(self.status, self.error or f"the matcher of {self.name!r} could not be built")
