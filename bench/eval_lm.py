@@ -3,6 +3,9 @@ then score it on the changes after it, next to the retrieval matchers.
 
     python bench/eval_lm.py REPO_PATH --cutoff 2025-08-20 --max-minutes 20 --max-cases 150 \\
         [--history-limit 1500] [--out DIR] [--matcher lexical --matcher history --matcher hybrid]
+        [--base smollm2-135m|gemma3-270m] [--lora-layers N] [--epochs E]
+
+Prints Acc@1 / Acc@3 of every matcher on all cases and on the cases whose text holds CJK characters ("mixed").
 
 The repository's checkout is never touched. Training uses the most recent `--history-limit`
 changes before the cut-off (CPU time is the limit here), and the graph as of the cut-off.
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--matcher", action="append")
+    ap.add_argument("--base", default=None, help="the base model (default: the trainer's)")
+    ap.add_argument("--lora-layers", type=int, default=None, help="LoRA on the top N layers only")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the model already trained in --out; only refit its calibration and fusion weight")
     a = ap.parse_args(argv)
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     hist = g.history[-a.history_limit:]
     print(f"cut-off {split.cutoff[:10]} ({split.cutoff_date}): {len(g.leaf_ids())} modules, {len(g.history)} "
           f"changes before it (training on the last {len(hist)}), {len(cases)} cases", file=sys.stderr)
-    cfg = TrainConfig(max_minutes=a.max_minutes, epochs=a.epochs, variants=a.variants)
+    cfg = TrainConfig(max_minutes=a.max_minutes, epochs=a.epochs, variants=a.variants).replace(
+        base_model=a.base, lora_layers=a.lora_layers)
     t1 = time.perf_counter()
     if a.reuse:
         recalibrate(g, out / "models" / "bench")
@@ -88,6 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         rep.runs.append(MatcherRun(name, compute_metrics(results), results, 0.0, per))
     write_report(rep, out / "report")
     print(format_table(rep))
+    from inference.evaluate import has_cjk
+
+    mixed = [i for i, c in enumerate(cases) if has_cjk(c.text)]
+    for run in rep.runs:
+        for label, idx in (("all", range(len(cases))), ("mixed", mixed)):
+            rs = [run.results[i] for i in idx]
+            if rs:
+                a1 = sum(bool(r.predicted) and r.predicted[0] in r.gold for r in rs) / len(rs)
+                a3 = sum(bool(set(r.predicted[:3]) & set(r.gold)) for r in rs) / len(rs)
+                print(f"{run.name:10s} {label:5s} n={len(rs):3d} Acc@1 {a1:.3f} Acc@3 {a3:.3f}")
     print(f"total {time.perf_counter() - t0:.0f}s; report in {out / 'report'}", file=sys.stderr)
     return 0
 

@@ -41,7 +41,8 @@ def _cutoff_history(graph, root, cutoff: str | None):
 
 @click.command("train")
 @click.argument("path", default=".")
-@click.option("--base-model", help="smollm2-135m (offline default), a Hugging Face id, or a model folder.")
+@click.option("--base-model", help="smollm2-135m (offline default), gemma3-270m (offline, multilingual), "
+              "a Hugging Face id, or a model folder.")
 @click.option("--max-minutes", type=float, help="Stop training after N minutes (it still evaluates and saves).")
 @click.option("--cutoff", help="Train on history before this date (YYYY-MM-DD) or up to this commit only.")
 @click.option("--epochs", type=float, help="Passes over the training rows.")

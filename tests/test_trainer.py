@@ -66,6 +66,17 @@ HELD_OUT = [
 ]
 
 
+# Chinese phrasings of the held-out questions (the synthetic repository's code and docs are English only).
+HELD_OUT_ZH = [
+    ("播放歌曲时扬声器没有声音", "audio"),
+    ("麦克风录音失真", "audio"),
+    ("网络请求超时后一直卡住", "network"),
+    ("数据库表里的记录重启后丢失", "storage"),
+    ("深色主题下菜单看不清", "ui"),
+    ("密码保存时没有加盐", "crypto"),
+]
+
+
 def _git(root: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args], cwd=root, check=True,
                    capture_output=True)
@@ -311,14 +322,14 @@ def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
 
 # --- the real smollm2-135m learns ---------------------------------------------------------------------
 
-def _accuracy(model, tok, leaves) -> tuple[float, list[str]]:
+def _accuracy(model, tok, leaves, held_out=HELD_OUT) -> tuple[float, list[str]]:
     hits, misses = 0, []
-    for text, gold in HELD_OUT:
+    for text, gold in held_out:
         ranked = score_modules(model, tok, build_prompt(text, "synth"), leaves, max_len=96)
         hits += ranked[0][0] == gold
         if ranked[0][0] != gold:
             misses.append(f"{text!r}: {ranked[0][0]} (gold {gold})")
-    return hits / len(HELD_OUT), misses
+    return hits / len(held_out), misses
 
 
 def test_smollm2_learns_the_synthetic_repository(graph, tmp_path):
@@ -336,11 +347,46 @@ def test_smollm2_learns_the_synthetic_repository(graph, tmp_path):
     res = train(graph, tmp_path, cfg, repo="synth", dataset=ds, model_and_tokenizer=(model, tok),
                 candidate_source=no_cands, publish_run=False)
     after, misses = _accuracy(model, tok, leaves)  # the merged model (train() merges LoRA in place)
-    print(f"\nsmollm2-135m held-out top-1: before {before:.2f}, after {after:.2f}; "
+    after_zh, _ = _accuracy(model, tok, leaves, HELD_OUT_ZH)  # English-only: for comparison with gemma3-270m
+    print(f"\nsmollm2-135m held-out top-1: before {before:.2f}, after {after:.2f}, Chinese {after_zh:.2f}; "
           f"validation {res.metrics['accuracy']:.2f}; loss {res.metrics['train_loss_first']:.3f} -> "
           f"{res.metrics['train_loss_last']:.3f}; {res.metrics['tokens_per_s']} tokens/s; {time.time() - t0:.0f}s; misses: {misses}")
     assert res.metrics["train_loss_last"] < res.metrics["train_loss_first"]
     assert after >= before + 0.3 and after >= 0.8
+
+
+
+def test_gemma3_multilingual_base_learns_the_synthetic_repository(graph, tmp_path):
+    """The offline multilingual base (Gemma 3 270M from its PyPI chunk packages) loads through the registry, cuts
+    Chinese into words, trains with LoRA on the top layers (frozen layers cached) and learns the repository."""
+    from inference.models import MULTILINGUAL_MODEL, cached_path
+
+    t0 = time.time()
+    torch.manual_seed(0)
+    model, tok = load_base(MULTILINGUAL_MODEL, CACHE)
+    assert type(model).__name__.startswith("Gemma3") and getattr(model, "hf_quantizer", None) is None
+    assert (cached_path(resolve(MULTILINGUAL_MODEL), CACHE) / "config.json").is_file()
+    smol = load_tokenizer(DEFAULT_MODEL, CACHE)
+    for zh in ("播放歌曲时扬声器没有声音", "数据库表里的记录重启后丢失"):  # words, not bytes: 8 and 7 tokens vs 28 and 20
+        assert len(tok(zh, add_special_tokens=False).input_ids) * 2 < len(smol(zh, add_special_tokens=False).input_ids)
+    leaves = graph.leaf_ids()
+    no_cands = CandidateSource(graph, matcher=FixedMatcher([]))
+    cfg = TrainConfig(base_model=MULTILINGUAL_MODEL, epochs=2, batch_size=8, max_steps=24, lr=3e-3, lora_r=8,
+                      lora_alpha=16, lora_layers=6, variants=3, reasoning_ratio=0.0, candidates_ratio=0.0,
+                      max_seq_len=64, eval_rows=5, checkpoint_every=0, threads=0, warmup_steps=3)
+    ds = build_dataset(graph, repo="synth", variants_per_source=3, reasoning_ratio=0.0, candidates_ratio=0.0,
+                       candidate_source=no_cands)
+    before, _ = _accuracy(model, tok, leaves)
+    res = train(graph, tmp_path, cfg, repo="synth", dataset=ds, model_and_tokenizer=(model, tok),
+                candidate_source=no_cands, publish_run=False)
+    after, misses = _accuracy(model, tok, leaves)
+    after_zh, misses_zh = _accuracy(model, tok, leaves, HELD_OUT_ZH)
+    print(f"\ngemma3-270m held-out top-1: before {before:.2f}, after {after:.2f}, Chinese {after_zh:.2f}; "
+          f"loss {res.metrics['train_loss_first']:.3f} -> {res.metrics['train_loss_last']:.3f}; "
+          f"{res.metrics['tokens_per_s']} tokens/s; {time.time() - t0:.0f}s; misses: {misses + misses_zh}")
+    assert res.metrics["train_loss_last"] < res.metrics["train_loss_first"]
+    assert after >= before + 0.3 and after >= 0.8
+    assert after_zh >= 0.8  # Chinese questions reach modules whose code and docs are English
 
 
 def test_cached_scorer_matches_full_forward(tok):
@@ -401,3 +447,50 @@ def test_lm_calibration_is_fitted_on_the_path_lm_serves(graph, cands, tok):
     assert cal["ece_before"] == pytest.approx(expected_calibration_error([t.prob for t in tops], ok), abs=1e-6)
     assert str(len(graph.leaf_ids())) in cal["fitted_on"]
     assert cal["fusion_rows"] == len(rows) and 0.0 <= cal["lm_weight"] <= 1.0
+
+
+def test_scoring_after_training_stops_at_the_budget(graph, cands, tok):
+    """--max-minutes bounds the whole run: validation and the served calibration stop at their deadline after
+    MIN_EVAL_ROWS rows each, and without a deadline score every row."""
+    from trainer.train import MIN_EVAL_ROWS, calibrate_serving, evaluate
+
+    model, tok = tiny_random_model(tok, seed=5)
+    ds = build_dataset(graph, repo="synth", variants_per_source=3, candidate_source=cands)
+    rows = [r for r in ds.train + ds.val if r.candidates]
+    assert len(rows) > MIN_EVAL_ROWS + 5
+    past = time.time() - 1
+    late = evaluate(model, tok, rows, graph.leaf_ids(), max_rows=len(rows), cands=cands, deadline=past)
+    full = evaluate(model, tok, rows, graph.leaf_ids(), max_rows=len(rows), cands=cands)
+    assert late["rows"] == MIN_EVAL_ROWS and full["rows"] == len(rows)
+    cal = calibrate_serving(model, tok, rows, graph.leaf_ids(), max_rows=len(rows), retrieval=cands.matcher,
+                            deadline=past)
+    assert cal["pairs"] == MIN_EVAL_ROWS and cal["fusion_rows"] == MIN_EVAL_ROWS
+
+
+def test_frozen_prefix_cache_gives_the_same_loss_and_gradients(tok):
+    """With LoRA on the top layer only, the cached lower layers give the loss and LoRA gradients of a full pass."""
+    from trainer.train import FrozenPrefix, add_lora, collate, completion_loss, encode_row
+
+    model, tok = tiny_random_model(tok, layers=3)
+    cfg = TrainConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_layers=1)
+    model = add_lora(model, cfg)
+    model.train()
+    prefix = FrozenPrefix.maybe(model, cfg, "cpu")
+    assert prefix is not None and prefix.first == 2
+    assert FrozenPrefix.maybe(model, cfg.replace(cache_frozen=False), "cpu") is None
+    rows = [encode_row(tok, p, c, 64) for p, c in [("Where is the wav decoder?", "audio"),
+                                                   ("TLS handshake fails on reconnect", "network/tls"),
+                                                   ("the db migration is slow", "storage/db")]]
+    params = [p for p in model.parameters() if p.requires_grad]
+    for attempt in range(2):  # the second pass reads the cache
+        batch = collate(rows, tok.pad_token_id, "cpu")
+        full = completion_loss(model, batch)
+        g_full = torch.autograd.grad(full, params)
+        cached = prefix.loss([0, 1, 2], batch)
+        g_cached = torch.autograd.grad(cached, params)
+        assert abs(float(full) - float(cached)) < 2e-3
+        assert max(float((a - b).abs().max()) for a, b in zip(g_full, g_cached)) < 5e-3
+        assert sum(float(g.abs().sum()) for g in g_cached) > 0
+    assert len(prefix.rows) == 3 and prefix.used > 0
+    # the model's own layers are back in place after a cached step
+    assert not any(type(layer).__name__ == "_PassThrough" for layer in prefix.layers)

@@ -25,6 +25,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
     lora_layers: int = 0  # >0: LoRA only on the top N layers (backward stops there: faster on CPU)
+    cache_frozen: bool = True  # with lora_layers on the CPU: run the frozen layers below once per row, not per epoch
     lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10

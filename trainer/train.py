@@ -48,6 +48,11 @@ from .dataset import CandidateSource, Dataset, Row, build_dataset
 log = logging.getLogger(__name__)
 
 IGNORE = -100
+# --max-minutes bounds the whole run: training stops early enough to leave this share of the budget for scoring
+# the validation rows and fitting the served calibration, which stop at the end of the budget (after at least
+# MIN_EVAL_ROWS rows each).
+AFTER_TRAINING_SHARE = 0.25
+MIN_EVAL_ROWS = 20
 Progress = Callable[[str, int, int, dict], None]  # (stage, done, total, info)
 
 
@@ -97,6 +102,106 @@ def completion_logits(model, input_ids, attention_mask, labels):
 def completion_loss(model, batch) -> torch.Tensor:
     logits, targets, _ = completion_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     return F.cross_entropy(logits, targets)
+
+
+# --- frozen lower layers, run once per row ----------------------------------------------------------
+# With LoRA on the top N layers only (`lora_layers`), the layers below never change during training: their output
+# for a row is the same in every epoch. `FrozenPrefix` runs them once per row (no gradients), keeps the hidden
+# state entering the first adapted layer (bfloat16, within a memory budget), and later steps run only the adapted
+# layers, norm and head on it. The first epoch costs what it did; every later one skips the frozen layers.
+
+class _Stop(Exception):
+    pass
+
+
+class _PassThrough(torch.nn.Module):
+    """Stands in for a frozen decoder layer while the cached hidden state enters the model."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+class FrozenPrefix:
+    def __init__(self, model, first_adapted: int, budget_bytes: int = 768 << 20):
+        self.lm = _causal_lm(model)
+        self.layers = self.lm.model.layers
+        self.first = first_adapted
+        self.budget = budget_bytes
+        self.used = 0
+        self.rows: dict[int, torch.Tensor] = {}
+        self.full = False
+
+    @classmethod
+    def maybe(cls, model, cfg: TrainConfig, device: str) -> "FrozenPrefix | None":
+        """The cache for a model with LoRA on its top `cfg.lora_layers` layers only (else None)."""
+        lm = _causal_lm(model)
+        layers = getattr(getattr(lm, "model", None), "layers", None)
+        n = len(layers) if layers is not None else 0
+        if not cfg.lora_layers or not cfg.cache_frozen or n <= cfg.lora_layers or device != "cpu":
+            return None
+        first = n - cfg.lora_layers
+        if any(p.requires_grad for i in range(first) for p in layers[i].parameters()) or \
+                any(p.requires_grad for p in lm.model.embed_tokens.parameters()):
+            return None
+        return cls(model, first)
+
+    @torch.no_grad()
+    def _hidden(self, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        """The hidden state entering layer `first` for a padded batch (the lower layers only)."""
+        got = {}
+
+        def grab(_module, args, kwargs):
+            got["h"] = args[0] if args else kwargs["hidden_states"]
+            raise _Stop
+
+        hook = self.layers[self.first].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            self.lm.model(input_ids=ids, attention_mask=att, use_cache=False)
+        except _Stop:
+            pass
+        finally:
+            hook.remove()
+        return got["h"]
+
+    def batch_hidden(self, rows: Sequence[int], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T, hidden) float32 entering layer `first` for these rows (cached ones are not recomputed)."""
+        ids, att = batch["input_ids"], batch["attention_mask"]
+        lens = att.sum(1).tolist()
+        missing = [b for b, r in enumerate(rows) if r not in self.rows]
+        if missing:
+            h = self._hidden(ids[missing], att[missing])
+            for j, b in enumerate(missing):
+                kept = h[j, :lens[b]].to(torch.bfloat16).clone()
+                if not self.full and self.used + kept.numel() * 2 <= self.budget:
+                    self.rows[rows[b]] = kept
+                    self.used += kept.numel() * 2
+                else:
+                    self.full = True
+        out = torch.zeros(ids.shape[0], ids.shape[1], self.lm.config.hidden_size, dtype=self.lm.dtype)
+        fresh = {b: j for j, b in enumerate(missing)}
+        for b, r in enumerate(rows):
+            if b in fresh:
+                out[b, :lens[b]] = h[fresh[b], :lens[b]]
+            else:
+                out[b, :lens[b]] = self.rows[r].float()
+        return out
+
+    def loss(self, rows: Sequence[int], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """completion_loss(model, batch), running the adapted layers only."""
+        hidden_in = self.batch_hidden(rows, batch)
+        saved = [self.layers[i] for i in range(self.first)]
+        for i in range(self.first):
+            self.layers[i] = _PassThrough()
+        try:
+            hidden = self.lm.model(inputs_embeds=hidden_in, attention_mask=batch["attention_mask"],
+                                   use_cache=False).last_hidden_state
+        finally:
+            for i, layer in enumerate(saved):
+                self.layers[i] = layer
+        tgt = batch["labels"][:, 1:]
+        mask = tgt != IGNORE
+        logits = self.lm.lm_head(hidden[:, :-1][mask]).float()
+        return F.cross_entropy(logits, tgt[mask])
 
 
 def full_logits_loss(model, batch) -> torch.Tensor:
@@ -193,8 +298,10 @@ def score_modules_uncached(model, tok, prompt: str, module_ids: Sequence[str], b
 
 def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120, max_ids: int = 64,
              cands: CandidateSource | None = None, seed: int = 0, max_len: int = 256,
-             progress: Progress | None = None) -> dict:
+             progress: Progress | None = None, deadline: float | None = None) -> dict:
     """Top-1 / top-3 accuracy and MRR of the log-likelihood ranking on validation rows.
+
+    `deadline` (a time.time()): stop scoring there, after at least MIN_EVAL_ROWS rows (`rows` says how many).
 
     Ranks all leaf IDs when there are at most `max_ids`, else the row's retrieval candidates
     (plus more retrieval hits up to `max_ids`; the gold ID is NOT inserted, so a retrieval miss counts
@@ -208,7 +315,11 @@ def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_ro
     rr = 0.0
     ret_hit1 = 0  # the retrieval matcher's own top-1 on the same rows: the bar the model has to clear
     has_retrieval = cands is not None and getattr(cands, "matcher", None) is not None
+    done = 0
     for n, r in enumerate(rows):
+        if deadline is not None and n >= MIN_EVAL_ROWS and time.time() > deadline:
+            break
+        done = n + 1
         if has_retrieval:
             top = cands(r.text, 1)
             ret_hit1 += bool(top) and top[0] in set(r.modules)
@@ -227,8 +338,8 @@ def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_ro
             rr += 1.0 / (pos + 1)
         if progress:
             progress("evaluate", n + 1, len(rows), {})
-    k = max(1, len(rows))
-    out = {"accuracy": hit1 / k, "top3": hit3 / k, "mrr": rr / k, "rows": len(rows),
+    k = max(1, done)
+    out = {"accuracy": hit1 / k, "top3": hit3 / k, "mrr": rr / k, "rows": done,
             "ranked_over": "all leaf ids" if len(leaves) <= max_ids else f"retrieval candidates (<= {max_ids})"}
     if has_retrieval:
         out["retrieval_accuracy"] = ret_hit1 / k
@@ -258,7 +369,8 @@ def held_out_retrieval(graph: ModuleGraph, val_rows: Sequence[Row], cands: Candi
 
 @torch.inference_mode()
 def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120,
-                      seed: int = 0, retrieval=None, repo: str | None = None, k: int = 5) -> dict:
+                      seed: int = 0, retrieval=None, repo: str | None = None, k: int = 5,
+                      deadline: float | None = None) -> dict:
     """Fit what the served model reports, on validation rows, through the same constrained decoder and
     the same prompts `lm` and `lm-hybrid` use:
 
@@ -269,7 +381,8 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
       confidences: `lm_weight` (the model's share, 0 … 1, the best top-1 on these rows; ties go to the
       smaller weight) and `fusion_calibration` for the fused top-1. Without retrieval, lm_weight is None.
 
-    `repo` is the name in the prompts' head (default: read from the rows' prompts).
+    `repo` is the name in the prompts' head (default: read from the rows' prompts). `deadline` (a time.time()):
+    the plain-prompt pass gets half the time left, the candidate pass the rest, each at least MIN_EVAL_ROWS rows.
     Returns a dict for metadata.json."""
     from inference.calibration import Calibrator, expected_calibration_error
     from inference.decode import ConstrainedDecoder
@@ -287,7 +400,10 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     # lm: the plain prompt over every leaf module
     all_trie = IdTrie(list(leaf_ids), tok) if len(leaf_ids) >= 2 else None
     raw, ok = [], []
+    half = time.time() + (deadline - time.time()) / 2 if deadline is not None else None
     for r in rows:
+        if half is not None and len(raw) >= MIN_EVAL_ROWS and time.time() > half:
+            break
         if all_trie is None or not r.text:
             continue
         res = dec.rank(build_prompt(r.text, repo), all_trie, k=k)
@@ -304,6 +420,8 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     tries: dict[tuple, IdTrie] = {}
     seen = []  # (ranked [(module, prob)], gold set, retrieval {module: confidence})
     for r in (rows if retrieval is not None else []):
+        if deadline is not None and len(seen) >= MIN_EVAL_ROWS and time.time() > deadline:
+            break
         ids = list(r.candidates)
         if len(ids) < 2:
             continue
@@ -544,6 +662,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     model.to(device)
     model.train()
     bf16 = use_bf16(cfg, device)
+    prefix = FrozenPrefix.maybe(model, cfg, device) if not bf16 else None
 
     encoded = [encode_row(tok, r.prompt, r.completion, cfg.max_seq_len) for r in dataset.train]
     lengths = [len(i) for i, _ in encoded]
@@ -562,7 +681,8 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         step, tokens, elapsed_before, losses = st["step"], st["tokens"], st["elapsed"], st.get("losses", [])
         log.info("resuming %s at step %d", run_dir, step)
 
-    deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
+    budget_end = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
+    deadline = t0 + cfg.max_minutes * 60 * (1 - AFTER_TRAINING_SHARE) if cfg.max_minutes else None
     stopped = ""
     t_train = time.time()
     micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
@@ -581,7 +701,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
             batch = collate([encoded[i] for i in bidx], tok.pad_token_id, device)
             tokens += int(batch["attention_mask"].sum())
             with torch.autocast(device_type=device if device != "mps" else "cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = completion_loss(model, batch) / cfg.grad_accum
+                loss = (prefix.loss(bidx, batch) if prefix else completion_loss(model, batch)) / cfg.grad_accum
             loss.backward()
             loss_sum += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -598,8 +718,10 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     train_seconds = elapsed_before + time.time() - t_train
 
     model.eval()
+    # validation gets half of what is left of the budget, the served calibration the rest
+    eval_end = time.time() + (budget_end - time.time()) / 2 if budget_end else None
     metrics = evaluate(model, tok, dataset.val, leaf, max_rows=cfg.eval_rows, max_ids=cfg.eval_max_ids,
-                       cands=cands, seed=cfg.seed, max_len=cfg.max_seq_len, progress=progress)
+                       cands=cands, seed=cfg.seed, max_len=cfg.max_seq_len, progress=progress, deadline=eval_end)
     metrics.update({"train_loss_first": losses[0] if losses else None,
                     "train_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
                     "steps": step, "planned_steps": total, "tokens": tokens,
@@ -612,7 +734,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     try:
         calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed,
                                         retrieval=held_out_retrieval(graph, dataset.val, cands),
-                                        repo=dataset.repo or repo)
+                                        repo=dataset.repo or repo, deadline=budget_end)
     except Exception as e:  # calibration is an improvement, never a reason to lose a trained model
         log.warning("train.calibration-failed error=%s", e)
         calibration = None
