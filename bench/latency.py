@@ -1,7 +1,8 @@
 """Per-query latency (warm p50/p95, wall and CPU), peak memory, model load and trie build time of
-constrained decoding with the real smollm2-135m.
+constrained decoding with a real base model (default smollm2-135m).
 
     python bench/latency.py [--queries 6] [--sizes 100,500,2000] [--ks 1,5] [--methods beam,score,hybrid]
+        [--base smollm2-135m|gemma3-270m]
 
 Synthetic, path-like module IDs (``src/layer/vulkan/conv``); the untrained base model (latency does not
 depend on training). Methods:
@@ -103,15 +104,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads; 0: device.configure_cpu_threads()")
     ap.add_argument("--no-fast", action="store_true", help="the transformers forward instead of the lean one")
     ap.add_argument("--score-max-ids", type=int, default=100, help="skip 'score' above this many IDs (too slow)")
+    ap.add_argument("--base", default="smollm2-135m", help="a base model name of inference.models, or a folder")
     a = ap.parse_args()
     choice = select_device()
     if choice.device == "cpu":
         configure_cpu_threads(a.threads or None)
     print(f"device: {choice.device} {choice.dtype} ({choice.reason}); threads {torch.get_num_threads()}; "
           f"load avg {load_avg()}")
-    load_base("smollm2-135m")  # converts the GGUF once (not timed)
+    load_base(a.base)  # converts a GGUF once (not timed)
     t = time.perf_counter()
-    model, tok = load_base("smollm2-135m", dtype=choice.dtype)
+    model, tok = load_base(a.base, dtype=choice.dtype)
     model.to(choice.device).eval()
     load_s = time.perf_counter() - t
     print(f"model load (cached safetensors): {load_s:.2f} s; rss after load {peak_rss_mb():.0f} MB")

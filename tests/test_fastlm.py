@@ -1,7 +1,7 @@
 """The lean forward (inference/fastlm.py) computes what the transformers forward computes.
 
 Tiny random models of each supported family (Llama, Qwen2 with q/k/v biases, Qwen3 with q/k norms and an
-explicit head dim), compared hidden state by hidden state: a prompt in one go and in pieces, tree tokens
+explicit head dim, Gemma 3 with its extra norms and a sliding window shorter than the prompts), compared hidden state by hidden state: a prompt in one go and in pieces, tree tokens
 with their own positions and mask, a cache grown past its capacity; then whole rankings through the
 decoder, and the real SmolLM2-135M with fp16-packed weights.
 """
@@ -21,7 +21,7 @@ from inference.prompt import build_prompt
 from inference.trie import IdTrie
 
 
-def _tiny(family: str, seed: int = 0):
+def _tiny(family: str, seed: int = 0, window: int = 16):
     from transformers import (
         LlamaConfig,
         LlamaForCausalLM,
@@ -41,6 +41,18 @@ def _tiny(family: str, seed: int = 0):
         for layer in m.model.layers:  # make the q/k/v biases matter
             for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                 torch.nn.init.normal_(p.bias, std=0.5)
+    elif family == "gemma3":
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+        m = Gemma3ForCausalLM(Gemma3TextConfig(**common, head_dim=32, query_pre_attn_scalar=24, sliding_window=window,
+                                               layer_types=["sliding_attention", "full_attention"],
+                                               rope_parameters={"full_attention": {"rope_theta": 1e6,
+                                                                                   "rope_type": "default"},
+                                                                "sliding_attention": {"rope_theta": 1e4,
+                                                                                      "rope_type": "default"}}))
+        for name, prm in m.named_parameters():  # Gemma's norms start at zero (scale 1 + w): make them matter
+            if "norm" in name:
+                torch.nn.init.normal_(prm, mean=0.0, std=0.3)
     else:
         m = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=24, use_sliding_window=False))
         for layer in m.model.layers:  # non-trivial q/k norm weights
@@ -60,7 +72,7 @@ def _hf_hidden(model, ids, mask=None, pos=None, past=None):
     return out.last_hidden_state[0], out.past_key_values
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma3"])
 def test_prompt_and_pieces_equal_transformers(family):
     model = _tiny(family)
     assert unsupported_reason(model) is None
@@ -75,10 +87,10 @@ def test_prompt_and_pieces_equal_transformers(family):
     torch.testing.assert_close(torch.cat(parts), ref, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen3"])
+@pytest.mark.parametrize("family", ["llama", "qwen3", "gemma3"])
 def test_tree_tokens_equal_transformers(family):
     """Tree tokens (own positions, ancestor-only mask) after a prompt, as the decoder feeds them."""
-    model = _tiny(family, seed=3)
+    model = _tiny(family, seed=3, window=64)  # transformers' own sliding cache keeps no more than the window
     fast = FastLM(model, fp16_weights=False)
     prompt = list(range(5, 25))
     _, past = _hf_hidden(model, prompt)

@@ -387,6 +387,18 @@ def test_gemma3_multilingual_base_learns_the_synthetic_repository(graph, tmp_pat
     assert res.metrics["train_loss_last"] < res.metrics["train_loss_first"]
     assert after >= before + 0.3 and after >= 0.8
     assert after_zh >= 0.8  # Chinese questions reach modules whose code and docs are English
+    # served through the lean forward (fp16-packed weights) it ranks as the transformers forward does
+    from inference.decode import ConstrainedDecoder
+    from inference.trie import IdTrie
+
+    fast, slow = ConstrainedDecoder(model, tok), ConstrainedDecoder(model, tok, fast=False)
+    assert fast.fast is not None
+    trie = IdTrie(leaves, tok)
+    for text, _ in HELD_OUT[:3] + HELD_OUT_ZH[:3]:
+        a = slow.rank(build_prompt(text, "synth"), trie, 3, method="beam")
+        b = fast.rank(build_prompt(text, "synth"), trie, 3, method="beam")
+        assert [x.module for x in a.ranked] == [x.module for x in b.ranked]
+        assert all(abs(x.prob - y.prob) < 1e-2 for x, y in zip(a.ranked, b.ranked))
 
 
 def test_cached_scorer_matches_full_forward(tok):
