@@ -122,7 +122,7 @@ class _PassThrough(torch.nn.Module):
 
 
 class FrozenPrefix:
-    def __init__(self, model, first_adapted: int, budget_bytes: int = 768 << 20):
+    def __init__(self, model, first_adapted: int, budget_bytes: int = 512 << 20):
         self.lm = _causal_lm(model)
         self.layers = self.lm.model.layers
         self.first = first_adapted
@@ -564,6 +564,17 @@ def _schedule(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) ->
     return batches
 
 
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return round(rss / (2**20 if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):  # no resource module (Windows)
+        return None
+
+
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     warm = min(cfg.warmup_steps, max(1, total // 10))
     if step < warm:
@@ -726,7 +737,10 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
                     "train_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
                     "steps": step, "planned_steps": total, "tokens": tokens,
                     "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else 0.0,
-                    "train_seconds": round(train_seconds, 1), "stopped_early": stopped or None})
+                    "train_seconds": round(train_seconds, 1), "stopped_early": stopped or None,
+                    "frozen_cache_rows": len(prefix.rows) if prefix else None,
+                    "frozen_cache_mb": round(prefix.used / 2**20, 1) if prefix else None,
+                    "peak_rss_mb": _peak_rss_mb()})
 
     # write the folders
     model.save_pretrained(run_dir / "adapter")
