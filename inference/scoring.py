@@ -61,6 +61,15 @@ class ScoredMatcher:
     def rank(self, scores: np.ndarray) -> list[int]:
         return sorted(range(len(self.ids)), key=lambda i: (-float(scores[i]), self.ids[i]))
 
+    def ranked(self, text: str, k: int = 5) -> list[tuple[str, float]]:
+        """The top k (module, score) in `match`'s order, without confidences or evidence (cheap: for building
+        training rows and tuning, where only the ranking is read)."""
+        text = clean_text(text)
+        if not self.ids:
+            return []
+        s = np.asarray(self.scores(text), dtype=np.float64)
+        return [(self.ids[i], float(s[i])) for i in self.rank(s)[: max(1, k)]]
+
     def match(self, text: str, k: int = 5) -> list[Match]:
         text = clean_text(text)
         if not self.ids:

@@ -160,6 +160,13 @@ def test_confidences_are_distinct_and_monotone_across_ranks(trained):
     assert strong.module == "storage" and strong.confidence > weak.confidence
 
 
+def test_ranked_is_match_without_confidences_or_evidence(trained):
+    """What training rows and fusion tuning read (`ranked`) is exactly `match`'s ranking and scores."""
+    _, m, later, _ = trained
+    for text in [t for t, _ in later[:5]] + ["x", "the refund amount is wrong on invoices"]:
+        assert m.ranked(text, 5) == [(r.module, r.score) for r in m.match(text, 5)]
+
+
 def test_foreign_text_and_noise_get_no_confident_answer(trained):
     _, m, later, _ = trained
     own = [m.match(t, k=1)[0].confidence for t, _ in later]

@@ -409,10 +409,13 @@ class CandidateSource:
         if self.matcher is None:
             return []
         try:
-            res = self.matcher.match(text, k=k)
+            if hasattr(self.matcher, "ranked"):  # the ranking alone: no evidence or confidences (half the time)
+                ids = [m for m, _ in self.matcher.ranked(text, k)]
+            else:
+                ids = [r.module for r in self.matcher.match(text, k=k)]
         except Exception:  # a matcher must never break dataset building
             return []
-        return [r.module for r in res if r.module in self.leaves][:k]
+        return [m for m in ids if m in self.leaves][:k]
 
 
 # --- rows ------------------------------------------------------------------------------------------

@@ -426,7 +426,9 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
         if len(ids) < 2:
             continue
         try:  # retrieval's scores (order-preserving), as lm-hybrid fuses them
-            ret = {m.module: max(m.score, 0.0) for m in retrieval.match(r.text, k=max(10, len(ids)))}
+            top = (retrieval.ranked(r.text, max(10, len(ids))) if hasattr(retrieval, "ranked") else
+                   [(m.module, m.score) for m in retrieval.match(r.text, k=max(10, len(ids)))])
+            ret = {mid: max(score, 0.0) for mid, score in top}
         except Exception:
             continue
         trie = tries.get(tuple(ids)) or tries.setdefault(tuple(ids), IdTrie(ids, tok))
