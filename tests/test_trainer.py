@@ -199,6 +199,23 @@ def test_dataset_history_feedback_and_ratio(graph, cands, tmp_path):
     assert abs(n_r - 0.25 * len(rows)) <= 2
 
 
+def test_training_rows_come_from_the_most_recent_changes(graph, cands, tok, tmp_path):
+    from indexer.records import HistoryExample
+
+    mods = ["audio", "network", "storage", "ui", "crypto"]
+    hist = [HistoryExample(f"c{i:02d}", f"2025-01-{i + 1:02d}T00:00:00Z", f"Change number {i} of the code", "",
+                           (f"{mods[i % 5]}/__init__.py",), (mods[i % 5],)) for i in range(12)]
+    model, tok = tiny_random_model(tok)
+    res = train(graph, tmp_path, _small_cfg(history_limit=3, max_steps=1, checkpoint_every=0), repo="synth",
+                history=list(reversed(hist)), model_and_tokenizer=(model, tok), candidate_source=cands,
+                publish_run=False)
+    rows = read_jsonl(res.run_dir / "data" / "train.jsonl") + read_jsonl(res.run_dir / "data" / "val.jsonl")
+    used = {r.group.split("|", 1)[1] for r in rows if r.group.startswith("history|")}
+    assert used == {"c09", "c10", "c11"}  # the three newest, whatever order the caller gave
+    with pytest.raises(ValueError, match="history_limit"):
+        TrainConfig(history_limit=-1).validate()
+
+
 def test_chinese_templates_when_repo_has_cjk(graph, cands):
     import copy
 

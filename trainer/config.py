@@ -40,6 +40,9 @@ class TrainConfig:
     candidates_ratio: float = 0.7  # share of rows whose prompt lists retrieval candidates
     candidates_k: int = 5
     variants: int = 4  # phrasings per source sentence
+    # the most recent past changes made into rows (0: all): on a CPU budget several epochs over recent history
+    # teach more than a fraction of one over all of it, and every row costs a retrieval call to build
+    history_limit: int = 1500
     val_fraction: float = 0.15
     bf16: str = "auto"  # "auto" | "yes" | "no": autocast to bfloat16 (auto: only where measured faster)
     threads: int = 0  # 0 = the setting threads, else inference.config.cpu_threads()' policy
@@ -74,6 +77,8 @@ class TrainConfig:
             raise ValueError("candidates_ratio must be within [0, 1]")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError("val_fraction must be within (0, 1)")
+        if self.history_limit < 0:
+            raise ValueError("history_limit must be 0 (all) or positive")
         for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_seq_len", "variants"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -651,6 +651,9 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     if dataset is None:
         if progress:
             progress("dataset", 0, 1, {})
+        history = list(history)
+        if cfg.history_limit and len(history) > cfg.history_limit:  # the most recent ones (history is by date)
+            history = sorted(history, key=lambda h: h.date)[-cfg.history_limit:]
         dataset = build_dataset(graph, repo=repo, history=history, feedback=feedback,
                                 variants_per_source=cfg.variants, reasoning_ratio=cfg.reasoning_ratio,
                                 candidates_ratio=cfg.candidates_ratio, candidates_k=cfg.candidates_k,
@@ -740,6 +743,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
                     "steps": step, "planned_steps": total, "tokens": tokens,
                     "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else 0.0,
                     "train_seconds": round(train_seconds, 1), "stopped_early": stopped or None,
+                    "seconds_before_training": round(t_train - t0, 1),  # dataset, model load, tokenizing
                     "frozen_cache_rows": len(prefix.rows) if prefix else None,
                     "frozen_cache_mb": round(prefix.used / 2**20, 1) if prefix else None,
                     "peak_rss_mb": _peak_rss_mb()})
