@@ -699,6 +699,13 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
 
     budget_end = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
     deadline = t0 + cfg.max_minutes * 60 * (1 - AFTER_TRAINING_SHARE) if cfg.max_minutes else None
+    # the retrieval matcher the fusion is tuned against (rebuilt without the validation changes) is built before
+    # training, so its minutes count before the training deadline and not after the budget
+    try:
+        held_retrieval = held_out_retrieval(graph, dataset.val, cands)
+    except Exception as e:  # a tuning aid, never a reason to lose a training run
+        log.warning("train.held-out-retrieval-failed error=%s", e)
+        held_retrieval = None
     stopped = ""
     t_train = time.time()
     micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
@@ -753,7 +760,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     try:
         calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed,
-                                        retrieval=held_out_retrieval(graph, dataset.val, cands),
+                                        retrieval=held_retrieval,
                                         repo=dataset.repo or repo, deadline=budget_end)
     except Exception as e:  # calibration is an improvement, never a reason to lose a trained model
         log.warning("train.calibration-failed error=%s", e)
