@@ -95,15 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     write_report(rep, out / "report")
     print(format_table(rep))
     from inference.evaluate import has_cjk
+    from inference.metrics import accuracy_at
 
     mixed = [i for i, c in enumerate(cases) if has_cjk(c.text)]
     for run in rep.runs:
         for label, idx in (("all", range(len(cases))), ("mixed", mixed)):
             rs = [run.results[i] for i in idx]
             if rs:
-                a1 = sum(bool(r.predicted) and r.predicted[0] in r.gold for r in rs) / len(rs)
-                a3 = sum(bool(set(r.predicted[:3]) & set(r.gold)) for r in rs) / len(rs)
-                print(f"{run.name:10s} {label:5s} n={len(rs):3d} Acc@1 {a1:.3f} Acc@3 {a3:.3f}")
+                print(f"{run.name:10s} {label:5s} n={len(rs):3d} Acc@1 {accuracy_at(rs, 1):.3f} "
+                      f"Acc@3 {accuracy_at(rs, 3):.3f}")
     print(f"total {time.perf_counter() - t0:.0f}s; report in {out / 'report'}", file=sys.stderr)
     return 0
 

@@ -45,6 +45,14 @@ class Matcher(Protocol):
 Factory = Callable[..., Matcher]
 
 
+def ranking(matcher, text: str, k: int) -> list[tuple[str, float]]:
+    """The top k (module, score) of `matcher`: its `ranked` (no confidences or evidence: half the cost of a hybrid
+    `match`) where it has one, else from `match`. For training rows and fusion tuning, which read only these."""
+    if hasattr(matcher, "ranked"):
+        return matcher.ranked(text, k)
+    return [(m.module, m.score) for m in matcher.match(text, k=k)]
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a matcher declares when it registers, so callers never guess from its name."""

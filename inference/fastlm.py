@@ -289,7 +289,7 @@ class FastLM:
             local_mask = base.masked_fill(far, float("-inf"))
         x = self.embed[ids]  # (T, H)
         if self.gemma:
-            x = x * torch.tensor(self.embed_scale, dtype=self.dtype)
+            x = x * self.embed_scale
         nh, kvh, hd = self.heads, self.kv_heads, self.head_dim
         half = hd // 2
         for li, p in enumerate(self.layers):

