@@ -304,6 +304,13 @@ class RepoState:
         self._retrieval(self.graph, name)
         return True
 
+    def retrieval(self):
+        """The retrieval matcher behind this repository's answers (the hybrid where they stand on a model), from
+        the matcher cache: `modmatch train` takes its rows' candidates from it, so a repository that answered
+        once does not build it again (on hutool the build took minutes of a training budget)."""
+        name = self._retrieval_name
+        return self._retrieval(self.graph, "hybrid" if capabilities(name).needs_model else name)
+
     @property
     def _retrieval_name(self) -> str:
         """The cached matcher behind this repository's answers ("auto" and "lm-hybrid" stand on the hybrid)."""

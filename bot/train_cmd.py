@@ -39,6 +39,25 @@ def _cutoff_history(graph, root, cutoff: str | None):
     return [h for h in hist if h.date <= date], date
 
 
+def _candidate_source(root, graph, quiet: bool):
+    """The rows' candidates from the retrieval matcher `ask` and the service answer with (the matcher cache: built
+    into it when cold), or None (the trainer then builds its own) when that cannot be had."""
+    from contextlib import nullcontext
+
+    from trainer.dataset import CandidateSource
+
+    from .state import RepoState
+
+    try:
+        rs = RepoState(root.name, root)
+        with nullcontext() if quiet else console.status("loading the retrieval matcher (built once per graph version)"):
+            matcher = rs.retrieval()
+    except Exception as e:  # the trainer can still build one
+        console.print(f"[yellow]retrieval matcher unavailable ({e}); the trainer builds its own[/yellow]")
+        return None
+    return CandidateSource(graph, matcher=matcher)
+
+
 @click.command("train")
 @click.argument("path", default=".")
 @click.option("--base-model", help="smollm2-135m (offline default), gemma3-270m (offline, multilingual), "
@@ -56,6 +75,7 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
     from trainer.config import TrainConfig
     from trainer.train import train
 
+    started = time.time()  # --max-minutes bounds the whole command
     with errors():
         root = repo_root(path)
         store = open_store(path)
@@ -71,6 +91,7 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
         from .state import feedback_examples
 
         feedback = feedback_examples(store, FeedbackLog.shared())
+        cands = _candidate_source(root, graph, as_json)
         t0 = time.time()
         info: dict = {}
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -86,7 +107,7 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
 
             res = train(graph, settings.model_store(root), cfg, repo=root.name, history=history,
                         feedback=feedback, resume=resume, progress=cb, compute=settings.compute(),
-                        cache_dir=settings.home())
+                        cache_dir=settings.home(), candidate_source=cands, started_at=started)
             info = res.metadata
         m = res.metrics
         summary = {"run": str(res.run_dir), "published": res.published, "reason": res.reason,

@@ -216,6 +216,32 @@ def test_training_rows_come_from_the_most_recent_changes(graph, cands, tok, tmp_
         TrainConfig(history_limit=-1).validate()
 
 
+
+def test_dataset_deadline_keeps_validation_and_cuts_training_rows(graph, cands):
+    """Rows with candidates cost a retrieval call each: past a deadline the validation rows are all made and the
+    training rows stop (at least one), in a random order so that every kind of source still comes; the count
+    left out is recorded."""
+    import time as _time
+
+    full = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
+    assert full.not_built == 0 and full.stats()["not_built"] == 0
+    calls = []
+
+    class Slow(CandidateSource):
+        def __call__(self, text, k):
+            calls.append(text)
+            _time.sleep(0.02)
+            return super().__call__(text, k)
+
+    slow = Slow(graph, matcher=FixedMatcher(["ui", "crypto", "storage"]))
+    cut = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=slow,
+                        deadline=_time.time() + 0.3)
+    assert [r.prompt for r in cut.val] == [r.prompt for r in build_dataset(
+        graph, repo="synth", variants_per_source=2, candidate_source=cands).val]
+    assert 1 <= len(cut.train) < len(full.train)
+    assert cut.not_built == len(full.train) - len(cut.train) and cut.stats()["not_built"] == cut.not_built
+    assert len(calls) < len(full.train) + len(full.val)
+
 def test_chinese_templates_when_repo_has_cjk(graph, cands):
     import copy
 
@@ -335,6 +361,17 @@ def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
                  model_and_tokenizer=(model, tok), candidate_source=cands)
     assert res2.metrics["stopped_early"] == "max_minutes" and res2.metrics["steps"] == 0
     assert (res2.run_dir / "metadata.json").is_file() and (res2.run_dir / "merged" / "config.json").is_file()
+
+    # the budget counts from when the command began (`started_at`): minutes spent before train() was called
+    # (loading the graph and the retrieval matcher) leave less of it, and no held-out retrieval is rebuilt
+    import time as _time
+
+    model, tok = tiny_random_model(tok)
+    res3 = train(graph, tmp_path, _small_cfg(max_minutes=1.0), repo="synth", dataset=ds,
+                 model_and_tokenizer=(model, tok), candidate_source=cands, started_at=_time.time() - 50)
+    assert res3.metrics["stopped_early"] == "max_minutes" and res3.metrics["steps"] == 0
+    assert res3.metrics["fusion_retrieval"].startswith("skipped")
+    assert res3.metadata["calibration"]["lm_weight"] is None  # no retrieval to tune the fusion against
 
 
 # --- the real smollm2-135m learns ---------------------------------------------------------------------

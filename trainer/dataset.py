@@ -22,6 +22,7 @@ import hashlib
 import json
 import random
 import re
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,6 +126,7 @@ class Dataset:
     train: list[Row]
     val: list[Row]
     repo: str = ""
+    not_built: int = 0  # training rows left out because the time for building rows ran out (`build_dataset`)
 
     def hash(self) -> str:
         h = hashlib.sha256()
@@ -156,6 +158,7 @@ class Dataset:
             "reasoning": sum(r.mode == "reasoning" for r in allr), "plain": sum(r.mode == "plain" for r in allr),
             "with_candidates": sum(bool(r.candidates) for r in allr),
             "sources": dict(Counter(r.source for r in allr)),
+            "not_built": self.not_built,
             "rows_per_module": dict(per_mod.most_common()),
             "chars": {"min": ls[0] if ls else 0, "p50": pct(0.5), "p90": pct(0.9), "max": ls[-1] if ls else 0},
         }
@@ -435,8 +438,13 @@ def build_dataset(graph: ModuleGraph, *, repo: str = "", history: Sequence[Histo
                   feedback=None, variants_per_source: int = 4, reasoning_ratio: float = 0.5,
                   candidates_ratio: float = 0.7, candidates_k: int = 5, val_fraction: float = 0.15,
                   seed: int = 0, candidate_source: CandidateSource | None = None,
-                  extra_sources: Sequence[Source] = ()) -> Dataset:
-    """Rows from the graph, the given history (already cut off by the caller) and feedback."""
+                  extra_sources: Sequence[Source] = (), deadline: float | None = None) -> Dataset:
+    """Rows from the graph, the given history (already cut off by the caller) and feedback.
+
+    A row with candidates costs a retrieval call (tens of milliseconds: thousands of rows take minutes on a CPU).
+    With a `deadline` (a `time.time()`), the validation rows are made first and the training rows in a random
+    order until it passes; the ones not made by then are left out (`Dataset.not_built`): a run with a few minutes
+    to train could not use them anyway."""
     rng = random.Random(seed)
     cjk = any(has_cjk(m.description) or any(has_cjk(a) for a in m.aliases) for m in graph.modules.values())
     sources = graph_sources(graph) + history_sources(history, graph)
@@ -454,17 +462,22 @@ def build_dataset(graph: ModuleGraph, *, repo: str = "", history: Sequence[Histo
     # exact reasoning ratio: a shuffled mask with round(ratio * n) reasoning rows (per split)
     rows_train: list[Row] = []
     rows_val: list[Row] = []
-    for is_val in (False, True):
+    not_built = 0
+    for is_val in (True, False):  # validation first: a deadline cuts training rows short, never those
         items = [(t, s) for t, s in texts if (s.group in val_groups) == is_val]
+        rng.shuffle(items)
         n_reason = int(round(reasoning_ratio * len(items)))
         mask = [True] * n_reason + [False] * (len(items) - n_reason)
         rng.shuffle(mask)
-        for (t, s), reasoning in zip(items, mask):
+        for j, ((t, s), reasoning) in enumerate(zip(items, mask)):
+            if not is_val and deadline is not None and rows_train and time.time() > deadline:
+                not_built = len(items) - j
+                break
             row = _render(t, s, graph, repo, reasoning, cands, candidates_ratio, candidates_k, rng,
                           insert_gold=not is_val)
             (rows_val if is_val else rows_train).append(row)
     rng.shuffle(rows_train)
-    return Dataset(rows_train, rows_val, repo)
+    return Dataset(rows_train, rows_val, repo, not_built)
 
 
 def _render(text: str, src: Source, graph: ModuleGraph, repo: str, reasoning: bool, cands: CandidateSource,

@@ -53,6 +53,14 @@ IGNORE = -100
 # MIN_EVAL_ROWS rows each).
 AFTER_TRAINING_SHARE = 0.25
 MIN_EVAL_ROWS = 20
+# Within a budget, the training rows are made for this share of the time left before the training deadline
+# (`build_dataset`'s deadline): a row with candidates costs a retrieval call, and on hutool (2,740 rows) making them
+# all took 6 minutes of an 8-minute budget, so that no training step ran.
+DATASET_SHARE = 0.25
+# The retrieval matcher the served fusion is tuned against is rebuilt without the validation changes (a hybrid
+# build: a minute or more on a CPU) only when at least this share of the budget is left before the training
+# deadline; otherwise the fusion keeps lm-hybrid's default weight.
+HELD_OUT_MIN_SHARE = 0.4
 Progress = Callable[[str, int, int, dict], None]  # (stage, done, total, info)
 
 
@@ -296,51 +304,67 @@ def score_modules_uncached(model, tok, prompt: str, module_ids: Sequence[str], b
     return sorted(zip(module_ids, scores), key=lambda x: -x[1])
 
 
+@torch.inference_mode()
 def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120, max_ids: int = 64,
              cands: CandidateSource | None = None, seed: int = 0, max_len: int = 256,
              progress: Progress | None = None, deadline: float | None = None) -> dict:
-    """Top-1 / top-3 accuracy and MRR of the log-likelihood ranking on validation rows.
+    """Top-1 / top-3 accuracy and MRR of the log-likelihood ranking on validation rows, through the constrained
+    decoder `lm` serves with (`ConstrainedDecoder.rank`, method "score": every ID's completion scored on a token
+    tree after one prompt pass). Scoring each ID's completion apart through the training framework took 12 s a
+    row on hutool (41 modules), so 20 rows ran 2 minutes past an 8-minute budget.
 
     `deadline` (a time.time()): stop scoring there, after at least MIN_EVAL_ROWS rows (`rows` says how many).
 
     Ranks all leaf IDs when there are at most `max_ids`, else the row's retrieval candidates
     (plus more retrieval hits up to `max_ids`; the gold ID is NOT inserted, so a retrieval miss counts
-    as an error)."""
+    as an error). `max_len` is kept for callers: prompts are the rows' own."""
+    from inference.decode import ConstrainedDecoder
+    from inference.trie import IdTrie
+
     rng = random.Random(seed)
     rows = list(rows)
     if len(rows) > max_rows:
         rows = rng.sample(rows, max_rows)
     leaves = list(leaf_ids)
+    was_training = model.training
+    model.eval()
+    dec = ConstrainedDecoder(model, tok)
+    tries: dict[tuple[str, ...], IdTrie] = {}
     hit1 = hit3 = 0
     rr = 0.0
     ret_hit1 = 0  # the retrieval matcher's own top-1 on the same rows: the bar the model has to clear
     has_retrieval = cands is not None and getattr(cands, "matcher", None) is not None
     done = 0
-    for n, r in enumerate(rows):
-        if deadline is not None and n >= MIN_EVAL_ROWS and time.time() > deadline:
-            break
-        done = n + 1
-        if has_retrieval:
-            top = cands(r.text, 1)
-            ret_hit1 += bool(top) and top[0] in set(r.modules)
-        if len(leaves) <= max_ids:
-            ids = leaves
-        else:
-            ids = list(dict.fromkeys(list(r.candidates) + (cands(r.text, max_ids) if cands else [])))[:max_ids]
-            if not ids:
-                ids = rng.sample(leaves, max_ids)
-        ranked = [m for m, _ in score_modules(model, tok, r.prompt, ids, max_len=max_len)]
-        gold = set(r.modules)
-        pos = next((i for i, m in enumerate(ranked) if m in gold), None)
-        if pos is not None:
-            hit1 += pos == 0
-            hit3 += pos < 3
-            rr += 1.0 / (pos + 1)
-        if progress:
-            progress("evaluate", n + 1, len(rows), {})
+    try:
+        for n, r in enumerate(rows):
+            if deadline is not None and n >= MIN_EVAL_ROWS and time.time() > deadline:
+                break
+            done = n + 1
+            if has_retrieval:
+                top = cands(r.text, 1)
+                ret_hit1 += bool(top) and top[0] in set(r.modules)
+            if len(leaves) <= max_ids:
+                ids = leaves
+            else:
+                ids = list(dict.fromkeys(list(r.candidates) + (cands(r.text, max_ids) if cands else [])))[:max_ids]
+                if not ids:
+                    ids = rng.sample(leaves, max_ids)
+            key = tuple(ids)
+            trie = tries.get(key) or tries.setdefault(key, IdTrie(list(ids), tok))
+            ranked = [x.module for x in dec.rank(r.prompt, trie, k=len(ids), method="score").ranked]
+            gold = set(r.modules)
+            pos = next((i for i, m in enumerate(ranked) if m in gold), None)
+            if pos is not None:
+                hit1 += pos == 0
+                hit3 += pos < 3
+                rr += 1.0 / (pos + 1)
+            if progress:
+                progress("evaluate", n + 1, len(rows), {})
+    finally:
+        model.train(was_training)
     k = max(1, done)
     out = {"accuracy": hit1 / k, "top3": hit3 / k, "mrr": rr / k, "rows": done,
-            "ranked_over": "all leaf ids" if len(leaves) <= max_ids else f"retrieval candidates (<= {max_ids})"}
+           "ranked_over": "all leaf ids" if len(leaves) <= max_ids else f"retrieval candidates (<= {max_ids})"}
     if has_retrieval:
         out["retrieval_accuracy"] = ret_hit1 / k
     return out
@@ -617,16 +641,17 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
           model_and_tokenizer=None, cache_dir=None, progress: Progress | None = None,
           publish_run: bool = True, stop: Callable[[], bool] | None = None,
           candidate_source: CandidateSource | None = None, key: str | None = None,
-          compute: ComputeConfig | None = None) -> TrainResult:
+          compute: ComputeConfig | None = None, started_at: float | None = None) -> TrainResult:
     """Fine-tune, evaluate, write the run folder and publish it. See the module docstring.
 
     `model_and_tokenizer` lets tests pass a tiny model (otherwise `cfg.base_model` is loaded);
     `history` must already be cut off by the caller when the result is evaluated on later history.
     `stop()` returning True ends training cleanly at the next step (like --max-minutes). `compute`: the device
     (and, when `cfg.threads` is 0, the CPU threads) bot/'s settings ask for; `cache_dir`: where base models are
-    converted and cached."""
+    converted and cached. `started_at` (a time.time()): when the command began, if before this call (the
+    `--max-minutes` budget counts from there: `modmatch train` loads the graph and the retrieval matcher first)."""
     cfg = cfg or TrainConfig()
-    t0 = time.time()
+    t0 = started_at or time.time()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     compute = compute or ComputeConfig()
@@ -643,6 +668,8 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         from .dataset import read_jsonl
 
         dataset = Dataset(read_jsonl(run_dir / "data" / "train.jsonl"), read_jsonl(run_dir / "data" / "val.jsonl"), repo)
+    budget_end = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
+    deadline = t0 + (budget_end - t0) * (1 - AFTER_TRAINING_SHARE) if budget_end else None
     leaf = graph.leaf_ids()
     cands = candidate_source
     if dataset is None or (cands is None and len(leaf) > cfg.eval_max_ids):
@@ -656,7 +683,9 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         dataset = build_dataset(graph, repo=repo, history=history, feedback=feedback,
                                 variants_per_source=cfg.variants, reasoning_ratio=cfg.reasoning_ratio,
                                 candidates_ratio=cfg.candidates_ratio, candidates_k=cfg.candidates_k,
-                                val_fraction=cfg.val_fraction, seed=cfg.seed, candidate_source=cands)
+                                val_fraction=cfg.val_fraction, seed=cfg.seed, candidate_source=cands,
+                                deadline=time.time() + DATASET_SHARE * max(0.0, deadline - time.time())
+                                if deadline else None)
     if not dataset.train:
         raise ValueError("no training rows: the graph has no leaf modules with text to learn from")
     if run_dir is None:
@@ -696,18 +725,21 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         step, tokens, elapsed_before, losses = st["step"], st["tokens"], st["elapsed"], st.get("losses", [])
         log.info("resuming %s at step %d", run_dir, step)
 
-    budget_end = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
-    deadline = t0 + (budget_end - t0) * (1 - AFTER_TRAINING_SHARE) if budget_end else None
     # the retrieval matcher the fusion is tuned against (rebuilt without the validation changes) is built before
     # training, so its minutes count before the training deadline and not after the budget
-    held_retrieval = held_out_retrieval(graph, dataset.val, cands)
+    held_retrieval, held_note = None, "skipped: too little of the budget left"
+    if deadline is None or deadline - time.time() >= HELD_OUT_MIN_SHARE * (budget_end - t0):
+        held_retrieval = held_out_retrieval(graph, dataset.val, cands)
+        held_note = "rebuilt without the validation changes" if held_retrieval is not None else "unavailable"
     stopped = ""
     t_train = time.time()
+    step_seconds = 0.0  # the last step's duration: a step that would end past the deadline is not begun
     micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
     while step < total:
-        if deadline and time.time() > deadline:
+        if deadline and time.time() + step_seconds > deadline:
             stopped = "max_minutes"
             break
+        t_step = time.time()
         if stop and stop():
             stopped = "stopped"
             break
@@ -726,6 +758,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        step_seconds = time.time() - t_step
         losses.append(round(loss_sum, 5))
         if progress:
             progress("train", step, total, {"loss": loss_sum})
@@ -736,9 +769,12 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     train_seconds = elapsed_before + time.time() - t_train
 
     model.eval()
-    # validation gets half of what is left of the budget, the served calibration the rest
+    model.save_pretrained(run_dir / "adapter")
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    # validation (on the merged model, as `lm` serves it) gets half of what is left of the budget, the served
+    # calibration the rest
     eval_end = time.time() + (budget_end - time.time()) / 2 if budget_end else None
-    metrics = evaluate(model, tok, dataset.val, leaf, max_rows=cfg.eval_rows, max_ids=cfg.eval_max_ids,
+    metrics = evaluate(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, max_ids=cfg.eval_max_ids,
                        cands=cands, seed=cfg.seed, max_len=cfg.max_seq_len, progress=progress, deadline=eval_end)
     metrics.update({"train_loss_first": losses[0] if losses else None,
                     "train_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
@@ -746,13 +782,12 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
                     "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else 0.0,
                     "train_seconds": round(train_seconds, 1), "stopped_early": stopped or None,
                     "seconds_before_training": round(t_train - t0, 1),  # dataset, model load, tokenizing
+                    "rows_not_built": dataset.not_built, "fusion_retrieval": held_note,
                     "frozen_cache_rows": len(prefix.rows) if prefix else None,
                     "frozen_cache_mb": round(prefix.used / 2**20, 1) if prefix else None,
                     "peak_rss_mb": _peak_rss_mb()})
 
     # write the folders
-    model.save_pretrained(run_dir / "adapter")
-    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     try:
         calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed,
                                         retrieval=held_retrieval,
