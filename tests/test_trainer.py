@@ -136,6 +136,9 @@ def test_config_from_toml_and_overrides():
         TrainConfig.from_toml({"lora_r": "big"})
     with pytest.raises(ValueError, match="reasoning_ratio"):
         TrainConfig.from_toml({"reasoning_ratio": 2})
+    with pytest.raises(ValueError, match="micro_tokens"):
+        TrainConfig.from_toml({"micro_tokens": -1})
+    assert TrainConfig.from_toml({"micro-tokens": 0}).micro_tokens == 0
     from inference.config import cpu_threads
 
     assert cpu_threads(cfg.threads) >= 1 and cpu_threads(3) == 3  # 0: the one thread policy; >0: as configured
@@ -560,3 +563,38 @@ def test_frozen_prefix_cache_gives_the_same_loss_and_gradients(tok):
     assert len(prefix.rows) == 3 and prefix.used > 0
     # the model's own layers are back in place after a cached step
     assert not any(type(layer).__name__ == "_PassThrough" for layer in prefix.layers)
+
+
+def test_batch_in_pieces_gives_the_batch_gradients(tok):
+    """A batch run in pieces of a few tokens (`micro_tokens`) adds up to the loss and LoRA gradients of the whole
+    batch at once, with and without the frozen-layer cache, although its rows' completions differ in length."""
+    from trainer.train import FrozenPrefix, _pieces, batch_backward
+
+    model, tok = tiny_random_model(tok, layers=3)
+    cfg = TrainConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_layers=1)
+    model = add_lora(model, cfg)
+    model.train()
+    rows = [encode_row(tok, p, c, 64) for p, c in [("Where is the wav decoder?", "audio"),
+                                                   ("TLS handshake fails on reconnect", "network/tls, storage/db"),
+                                                   ("the db migration is slow", "storage/db"),
+                                                   ("keys rotate too rarely", "crypto")]]
+    params = [p for p in model.parameters() if p.requires_grad]
+    longest = max(len(i) for i, _ in rows)
+    assert len(_pieces([0, 1, 2, 3], {i: len(r[0]) for i, r in enumerate(rows)}, longest)) == 4
+    assert _pieces([0, 1, 2, 3], {i: 9 for i in range(4)}, 0) == [[0, 1, 2, 3]]
+
+    def grads(micro_tokens, prefix=None):
+        for p in params:
+            p.grad = None
+        loss, n = batch_backward(model, rows, [0, 1, 2, 3], tok.pad_token_id, "cpu", prefix=prefix,
+                                 micro_tokens=micro_tokens, scale=0.5)
+        return loss, n, [p.grad.clone() for p in params]
+
+    whole, n_whole, g_whole = grads(0)
+    at_once = completion_loss(model, collate(rows, tok.pad_token_id, "cpu")).detach()
+    assert whole == pytest.approx(0.5 * float(at_once), rel=1e-4)
+    for prefix in (None, FrozenPrefix.maybe(model, cfg, "cpu")):
+        piece, n_piece, g_piece = grads(longest, prefix)
+        assert piece == pytest.approx(whole, rel=2e-3) and n_piece <= n_whole
+        assert max(float((a - b).abs().max()) for a, b in zip(g_whole, g_piece)) < 5e-3
+        assert sum(float(g.abs().sum()) for g in g_piece) > 0
