@@ -304,12 +304,13 @@ class RepoState:
         self._retrieval(self.graph, name)
         return True
 
-    def retrieval(self):
+    def retrieval(self, graph: ModuleGraph | None = None):
         """The retrieval matcher behind this repository's answers (the hybrid where they stand on a model), from
         the matcher cache: `modmatch train` takes its rows' candidates from it, so a repository that answered
-        once does not build it again (on hutool the build took minutes of a training budget)."""
+        once does not build it again (on hutool the build took minutes of a training budget). `graph`: this
+        repository's graph where the caller has already loaded it (default: the one it serves)."""
         name = self._retrieval_name
-        return self._retrieval(self.graph, "hybrid" if capabilities(name).needs_model else name)
+        return self._retrieval(graph or self.graph, "hybrid" if capabilities(name).needs_model else name)
 
     @property
     def _retrieval_name(self) -> str:

@@ -51,7 +51,7 @@ def _candidate_source(root, graph, quiet: bool):
     try:
         rs = RepoState(root.name, root)
         with nullcontext() if quiet else console.status("loading the retrieval matcher (built once per graph version)"):
-            matcher = rs.retrieval()
+            matcher = rs.retrieval(graph)  # the graph loaded above: not read from the database twice
     except Exception as e:  # the trainer can still build one
         console.print(f"[yellow]retrieval matcher unavailable ({e}); the trainer builds its own[/yellow]")
         return None

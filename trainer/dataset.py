@@ -459,7 +459,8 @@ def build_dataset(graph: ModuleGraph, *, repo: str = "", history: Sequence[Histo
         n = variants_per_source if src.kind != "raw" else max(1, variants_per_source // 2)
         for t in variants(src, n, rng, cjk=cjk):
             texts.append((t, src))
-    # exact reasoning ratio: a shuffled mask with round(ratio * n) reasoning rows (per split)
+    # per split, the items in a random order (the order training rows are made and kept in), and an exact
+    # reasoning ratio: a shuffled mask with round(ratio * n) reasoning rows, so rows cut by a deadline keep it too
     rows_train: list[Row] = []
     rows_val: list[Row] = []
     not_built = 0
@@ -476,7 +477,6 @@ def build_dataset(graph: ModuleGraph, *, repo: str = "", history: Sequence[Histo
             row = _render(t, s, graph, repo, reasoning, cands, candidates_ratio, candidates_k, rng,
                           insert_gold=not is_val)
             (rows_val if is_val else rows_train).append(row)
-    rng.shuffle(rows_train)
     return Dataset(rows_train, rows_val, repo, not_built)
 
 

@@ -307,8 +307,8 @@ def score_modules_uncached(model, tok, prompt: str, module_ids: Sequence[str], b
 
 @torch.inference_mode()
 def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120, max_ids: int = 64,
-             cands: CandidateSource | None = None, seed: int = 0, max_len: int = 256,
-             progress: Progress | None = None, deadline: float | None = None) -> dict:
+             cands: CandidateSource | None = None, seed: int = 0, progress: Progress | None = None,
+             deadline: float | None = None) -> dict:
     """Top-1 / top-3 accuracy and MRR of the log-likelihood ranking on validation rows, through the constrained
     decoder `lm` serves with (`ConstrainedDecoder.rank`, method "score": every ID's completion scored on a token
     tree after one prompt pass). Scoring each ID's completion apart through the training framework took 12 s a
@@ -318,7 +318,7 @@ def evaluate(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_ro
 
     Ranks all leaf IDs when there are at most `max_ids`, else the row's retrieval candidates
     (plus more retrieval hits up to `max_ids`; the gold ID is NOT inserted, so a retrieval miss counts
-    as an error). `max_len` is kept for callers: prompts are the rows' own."""
+    as an error)."""
     from inference.decode import ConstrainedDecoder
     from inference.trie import IdTrie
 
@@ -590,6 +590,14 @@ def _schedule(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) ->
     return batches
 
 
+def rows_deadline(deadline: float | None) -> float | None:
+    """When making rows stops: DATASET_SHARE of the time left now before the training `deadline` (None: none)."""
+    if deadline is None:
+        return None
+    now = time.time()
+    return now + DATASET_SHARE * max(0.0, deadline - now)
+
+
 def _pieces(rows: Sequence[int], lengths: dict[int, int], micro_tokens: int) -> list[list[int]]:
     """`rows` (one batch) in consecutive pieces of at most `micro_tokens` padded tokens each (at least one row)."""
     if micro_tokens <= 0:
@@ -723,8 +731,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
                                 variants_per_source=cfg.variants, reasoning_ratio=cfg.reasoning_ratio,
                                 candidates_ratio=cfg.candidates_ratio, candidates_k=cfg.candidates_k,
                                 val_fraction=cfg.val_fraction, seed=cfg.seed, candidate_source=cands,
-                                deadline=time.time() + DATASET_SHARE * max(0.0, deadline - time.time())
-                                if deadline else None)
+                                deadline=rows_deadline(deadline))
     if not dataset.train:
         raise ValueError("no training rows: the graph has no leaf modules with text to learn from")
     if run_dir is None:
@@ -812,7 +819,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     # calibration the rest
     eval_end = time.time() + (budget_end - time.time()) / 2 if budget_end else None
     metrics = evaluate(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, max_ids=cfg.eval_max_ids,
-                       cands=cands, seed=cfg.seed, max_len=cfg.max_seq_len, progress=progress, deadline=eval_end)
+                       cands=cands, seed=cfg.seed, progress=progress, deadline=eval_end)
     metrics.update({"train_loss_first": losses[0] if losses else None,
                     "train_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
                     "steps": step, "planned_steps": total, "tokens": tokens,
