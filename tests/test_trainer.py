@@ -19,7 +19,7 @@ from inference.prompt import build_prompt, parse_completion
 from trainer.config import TrainConfig
 from trainer.dataset import CandidateSource, build_dataset, read_jsonl
 from inference.modelstore import CURRENT, ModelStore
-from trainer.train import add_lora, collate, completion_loss, encode_row, score_modules, train
+from trainer.train import add_lora, collate, completion_loss, encode_row, train
 
 CACHE = Path(os.environ.get("MODMATCH_TEST_CACHE", Path.home() / ".cache" / "modmatch-tests"))
 
@@ -380,12 +380,17 @@ def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
 # --- the real smollm2-135m learns ---------------------------------------------------------------------
 
 def _accuracy(model, tok, leaves, held_out=HELD_OUT) -> tuple[float, list[str]]:
+    """Top-1 of the held-out texts as `lm` serves them: the constrained decoder scoring every ID of the trie."""
+    from inference.decode import ConstrainedDecoder
+    from inference.trie import IdTrie
+
+    decoder, trie = ConstrainedDecoder(model, tok), IdTrie(leaves, tok)
     hits, misses = 0, []
     for text, gold in held_out:
-        ranked = score_modules(model, tok, build_prompt(text, "synth"), leaves, max_len=96)
-        hits += ranked[0][0] == gold
-        if ranked[0][0] != gold:
-            misses.append(f"{text!r}: {ranked[0][0]} (gold {gold})")
+        top = decoder.rank(build_prompt(text, "synth"), trie, 1, method="score").ranked[0].module
+        hits += top == gold
+        if top != gold:
+            misses.append(f"{text!r}: {top} (gold {gold})")
     return hits / len(held_out), misses
 
 
@@ -456,19 +461,6 @@ def test_gemma3_multilingual_base_learns_the_synthetic_repository(graph, tmp_pat
         b = fast.rank(build_prompt(text, "synth"), trie, 3, method="beam")
         assert [x.module for x in a.ranked] == [x.module for x in b.ranked]
         assert all(abs(x.prob - y.prob) < 1e-2 for x, y in zip(a.ranked, b.ranked))
-
-
-def test_cached_scorer_matches_full_forward(tok):
-    from inference.prompt import Candidate
-    from trainer.train import score_modules_uncached
-
-    model, tok = tiny_random_model(tok)
-    prompt = build_prompt("crash when decoding wav files", "synth", [Candidate("audio", "sound playback")])
-    ids = ["audio", "network", "storage/db", "ui", "crypto/keys/rsa"]
-    a = score_modules(model, tok, prompt, ids, batch_size=2)
-    b = score_modules_uncached(model, tok, prompt, ids)
-    assert [m for m, _ in a] == [m for m, _ in b]
-    assert all(abs(x - y) < 1e-3 for (_, x), (_, y) in zip(a, b))
 
 
 def test_fusion_is_tuned_against_retrieval_that_never_saw_the_validation_changes(graph):

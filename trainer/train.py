@@ -40,7 +40,6 @@ from indexer.graph import ModuleGraph
 from inference.config import ComputeConfig, cpu_threads
 from inference.device import configure_cpu_threads, select
 from inference.modelstore import ModelStore, write_json_atomic
-from inference.prompt import build_completion
 
 from .config import TrainConfig
 from .dataset import CandidateSource, Dataset, Row, build_dataset
@@ -219,90 +218,6 @@ def full_logits_loss(model, batch) -> torch.Tensor:
     logits = out.logits[:, :-1].float()
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1),
                            ignore_index=IGNORE)
-
-
-def _cache_kw() -> str:
-    """transformers >= 5.x names the cache argument `cache` (`past_key_values` is deprecated)."""
-    import inspect
-
-    from transformers import LlamaModel
-
-    return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
-
-
-_CACHE_KW = _cache_kw()
-
-
-@torch.no_grad()
-def score_modules(model, tok, prompt: str, module_ids: Sequence[str], batch_size: int = 32,
-                  max_len: int = 256) -> list[tuple[str, float]]:
-    """Module IDs ranked by the log-likelihood of the plain completion `` modules: <id>\\n`` after
-    the prompt (the sum over its tokens, EOS excluded), best first.
-
-    The prompt runs once; its key/value cache is shared by every candidate completion, so ranking
-    N modules costs one prompt pass plus N short completions."""
-    if not module_ids:
-        return []
-    device = next(model.parameters()).device
-    lm = _causal_lm(model)
-    comps = [tok(build_completion([m]), add_special_tokens=False)["input_ids"] for m in module_ids]
-    longest = max(len(c) for c in comps)
-    p = tok(prompt, add_special_tokens=False)["input_ids"]
-    p = p[max(0, len(p) - max(8, max_len - longest)):]
-    was_training = model.training
-    model.eval()
-    scores: list[float] = []
-    try:
-        out = lm.model(input_ids=torch.tensor([p], device=device), use_cache=True)
-        cache = getattr(out, "cache", None) or out.past_key_values
-        h_last = out.last_hidden_state[:, -1:]
-        for i in range(0, len(comps), batch_size):
-            chunk = comps[i:i + batch_size]
-            b, lc = len(chunk), max(len(c) for c in chunk)
-            ids = torch.full((b, lc), tok.pad_token_id, dtype=torch.long, device=device)
-            cmask = torch.zeros((b, lc), dtype=torch.long, device=device)
-            for j, c in enumerate(chunk):
-                ids[j, :len(c)] = torch.tensor(c)
-                cmask[j, :len(c)] = 1
-            kv = copy.deepcopy(cache)
-            kv.batch_repeat_interleave(b)
-            att = torch.cat([torch.ones((b, len(p)), dtype=torch.long, device=device), cmask], 1)
-            pos = torch.arange(len(p), len(p) + lc, device=device)[None].expand(b, lc)
-            h = lm.model(input_ids=ids, attention_mask=att, position_ids=pos, **{_CACHE_KW: kv},
-                         use_cache=True).last_hidden_state
-            pred = torch.cat([h_last.expand(b, 1, -1), h[:, :-1]], 1)
-            mask = cmask.bool()
-            lp = torch.log_softmax(lm.lm_head(pred[mask]).float(), -1).gather(1, ids[mask][:, None])[:, 0]
-            rows = torch.nonzero(mask, as_tuple=False)[:, 0]
-            scores.extend(torch.zeros(b, device=device).index_add_(0, rows, lp).tolist())
-    finally:
-        model.train(was_training)
-    return sorted(zip(module_ids, scores), key=lambda x: -x[1])
-
-
-@torch.no_grad()
-def score_modules_uncached(model, tok, prompt: str, module_ids: Sequence[str], batch_size: int = 16,
-                           max_len: int = 256) -> list[tuple[str, float]]:
-    """The same ranking without the shared prompt cache (a reference for tests)."""
-    device = next(model.parameters()).device
-    items = []
-    for mid in module_ids:
-        ids, lab = encode_row(tok, prompt, build_completion([mid]), max_len)
-        items.append((ids[:-1], lab[:-1]))  # drop EOS
-    scores: list[float] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(items), batch_size):
-            b = collate(items[i:i + batch_size], tok.pad_token_id, device)
-            logits, targets, mask = completion_logits(model, b["input_ids"], b["attention_mask"], b["labels"])
-            lp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
-            row_of = torch.nonzero(mask, as_tuple=False)[:, 0]
-            sums = torch.zeros(mask.size(0)).index_add_(0, row_of.cpu(), lp.cpu())
-            scores.extend(sums.tolist())
-    finally:
-        model.train(was_training)
-    return sorted(zip(module_ids, scores), key=lambda x: -x[1])
 
 
 @torch.inference_mode()
