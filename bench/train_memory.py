@@ -28,7 +28,7 @@ def _status(key: str) -> int:
     return 0
 
 
-def one(base: str, micro: int, lora_layers: int, rows: int, tokens: int) -> dict:
+def one(base: str, micro: int, lora_layers: int, rows: int, tokens: int, checkpoint: bool = False) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
@@ -38,7 +38,7 @@ def one(base: str, micro: int, lora_layers: int, rows: int, tokens: int) -> dict
 
     torch.set_num_threads(1)
     model, tok = load_base(base)
-    model = add_lora(model, TrainConfig(lora_layers=lora_layers))
+    model = add_lora(model, TrainConfig(lora_layers=lora_layers, grad_checkpoint=checkpoint))
     model.train()
     batch = [encode_row(tok, "word " * tokens, "modules: src/foo", tokens + 32) for _ in range(rows)]
     before = _status("VmRSS")
@@ -48,7 +48,7 @@ def one(base: str, micro: int, lora_layers: int, rows: int, tokens: int) -> dict
         n += batch_backward(model, batch, list(range(rows)), tok.pad_token_id, "cpu", micro_tokens=micro)[1]
     dt = time.time() - t0
     return {"base": base, "micro_tokens": micro, "lora_layers": lora_layers, "rows": rows,
-            "tokens_per_row": len(batch[0][0]), "rss_before_mb": before, "peak_mb": _status("VmHWM"),
+            "tokens_per_row": len(batch[0][0]), "checkpoint": checkpoint, "rss_before_mb": before, "peak_mb": _status("VmHWM"),
             "tokens_per_s": round(n / dt, 1), "seconds_per_batch": round(dt / 2, 1)}
 
 
@@ -59,22 +59,24 @@ def main() -> int:
     ap.add_argument("--lora-layers", type=int, default=0)
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=200)
+    ap.add_argument("--checkpoint", action="store_true", help="gradient checkpointing (grad_checkpoint in [trainer])")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one is not None:
-        print(json.dumps(one(a.base, a.one, a.lora_layers, a.rows, a.tokens)))
+        print(json.dumps(one(a.base, a.one, a.lora_layers, a.rows, a.tokens, a.checkpoint)))
         return 0
-    print("| base | lora_layers | micro_tokens | RSS before (MB) | peak (MB) | tokens/s |")
-    print("|---|---|---|---|---|---|")
+    print("| base | lora_layers | checkpointing | micro_tokens | RSS before (MB) | peak (MB) | tokens/s |")
+    print("|---|---|---|---|---|---|---|")
     for m in a.micro:
         out = subprocess.run([sys.executable, __file__, "--one", str(m), "--base", a.base, "--lora-layers",
-                              str(a.lora_layers), "--rows", str(a.rows), "--tokens", str(a.tokens)],
+                              str(a.lora_layers), "--rows", str(a.rows), "--tokens", str(a.tokens)]
+                             + (["--checkpoint"] if a.checkpoint else []),
                              capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-2000:], file=sys.stderr)
             return out.returncode
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {r['base']} | {r['lora_layers'] or 'all'} | {r['micro_tokens'] or 'whole batch'} "
+        print(f"| {r['base']} | {r['lora_layers'] or 'all'} | {'yes' if r['checkpoint'] else 'no'} | {r['micro_tokens'] or 'whole batch'} "
               f"({r['rows']} × {r['tokens_per_row']}) | {r['rss_before_mb']} | {r['peak_mb']} | {r['tokens_per_s']} |",
               flush=True)
     return 0

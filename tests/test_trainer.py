@@ -590,3 +590,35 @@ def test_batch_in_pieces_gives_the_batch_gradients(tok):
         assert piece == pytest.approx(whole, rel=2e-3) and n_piece <= n_whole
         assert max(float((a - b).abs().max()) for a, b in zip(g_whole, g_piece)) < 5e-3
         assert sum(float(g.abs().sum()) for g in g_piece) > 0
+
+
+def test_gradient_checkpointing_keeps_the_loss_and_gradients(tok):
+    """`grad_checkpoint` recomputes each layer's activations in the backward pass instead of keeping them: the
+    loss and LoRA gradients are those of the plain backward, with and without the frozen-layer cache."""
+    from trainer.train import FrozenPrefix, batch_backward
+
+    rows = [encode_row(tok, p, c, 64) for p, c in [("Where is the wav decoder?", "audio"),
+                                                   ("TLS handshake fails on reconnect", "network/tls, storage/db")]]
+    results = []
+    for checkpoint in (False, True):
+        torch.manual_seed(0)
+        model, tok = tiny_random_model(tok, layers=3)
+        cfg = TrainConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_layers=2, grad_checkpoint=checkpoint)
+        model = add_lora(model, cfg)
+        model.train()
+        assert model.is_gradient_checkpointing is checkpoint
+        for p in model.parameters():
+            if p.requires_grad:  # LoRA's B starts at zero: give it values so every LoRA weight gets a gradient
+                torch.nn.init.normal_(p, std=0.02)
+        params = [p for p in model.parameters() if p.requires_grad]
+        out = []
+        for prefix in (None, FrozenPrefix.maybe(model, cfg, "cpu")):
+            for p in params:
+                p.grad = None
+            loss, _ = batch_backward(model, rows, [0, 1], tok.pad_token_id, "cpu", prefix=prefix, micro_tokens=0)
+            out.append((loss, [p.grad.clone() for p in params]))
+        results.append(out)
+    for (plain_loss, plain_g), (ckpt_loss, ckpt_g) in zip(*results):
+        assert ckpt_loss == pytest.approx(plain_loss, rel=1e-5)
+        assert all(float(g.abs().sum()) > 0 for g in plain_g)
+        assert max(float((a - b).abs().max()) for a, b in zip(plain_g, ckpt_g)) < 1e-5

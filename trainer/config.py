@@ -38,6 +38,9 @@ class TrainConfig:
     # layers, 8 rows of 210 tokens, one thread (bench/README.md): the whole batch peaked at 6.7 GB (44 tokens/s),
     # 512 at 2.4 GB (42), 256 (a row at a time) at 1.7 GB (40)
     micro_tokens: int = 256
+    # gradient checkpointing: each decoder layer keeps only its input for the backward pass and recomputes the
+    # rest there (HF `gradient_checkpointing_enable`, non-reentrant); less memory for more compute
+    grad_checkpoint: bool = False
     max_seq_len: int = 256  # tokens; prompts are short on purpose (CPU training)
     max_steps: int = 0  # 0 = no limit beyond epochs
     max_minutes: float = 0.0  # 0 = no limit; when reached, training stops cleanly and still evaluates
