@@ -139,6 +139,15 @@ def test_config_from_toml_and_overrides():
     with pytest.raises(ValueError, match="micro_tokens"):
         TrainConfig.from_toml({"micro_tokens": -1})
     assert TrainConfig.from_toml({"micro-tokens": 0}).micro_tokens == 0
+    # lora_layers: -1 (the default) is the top CPU_LORA_LAYERS on the CPU and every layer elsewhere; set, it stays
+    from trainer.config import CPU_LORA_LAYERS
+
+    assert TrainConfig().lora_layers == -1 and TrainConfig().for_device("cpu").lora_layers == CPU_LORA_LAYERS
+    assert TrainConfig().for_device("cuda").lora_layers == 0 and TrainConfig().for_device("mps").lora_layers == 0
+    assert TrainConfig.from_toml({"lora_layers": 0}).for_device("cpu").lora_layers == 0
+    assert TrainConfig.from_toml({"lora_layers": 4}).for_device("cuda").lora_layers == 4
+    with pytest.raises(ValueError, match="lora_layers"):
+        TrainConfig.from_toml({"lora_layers": -2})
     from inference.config import cpu_threads
 
     assert cpu_threads(cfg.threads) >= 1 and cpu_threads(3) == 3  # 0: the one thread policy; >0: as configured
@@ -375,6 +384,9 @@ def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
     assert res3.metrics["stopped_early"] == "max_minutes" and res3.metrics["steps"] == 0
     assert res3.metrics["fusion_retrieval"].startswith("skipped")
     assert res3.metadata["calibration"]["lm_weight"] is None  # no retrieval to tune the fusion against
+    from trainer.config import CPU_LORA_LAYERS
+
+    assert res3.metadata["config"]["lora_layers"] == CPU_LORA_LAYERS  # the default, made concrete for the CPU
 
 
 # --- the real smollm2-135m learns ---------------------------------------------------------------------

@@ -145,7 +145,7 @@ class FrozenPrefix:
         lm = _causal_lm(model)
         layers = getattr(getattr(lm, "model", None), "layers", None)
         n = len(layers) if layers is not None else 0
-        if not cfg.lora_layers or not cfg.cache_frozen or n <= cfg.lora_layers or device != "cpu":
+        if cfg.lora_layers <= 0 or not cfg.cache_frozen or n <= cfg.lora_layers or device != "cpu":
             return None
         first = n - cfg.lora_layers
         if any(p.requires_grad for i in range(first) for p in layers[i].parameters()) or \
@@ -434,7 +434,7 @@ def add_lora(model, cfg: TrainConfig, backend: str = "peft"):
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     targets = [t for t in cfg.target_modules if t in present] or ["q_proj", "v_proj"]
     n_layers = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
-    layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers)) if cfg.lora_layers and n_layers else None
+    layers = list(range(max(0, n_layers - cfg.lora_layers), n_layers)) if cfg.lora_layers > 0 and n_layers else None
     if backend == "unsloth":
         from unsloth import FastLanguageModel  # type: ignore
 
@@ -620,6 +620,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     random.seed(cfg.seed)
     compute = compute or ComputeConfig()
     device = select(compute).device  # CUDA, Apple MPS or CPU (the setting device overrides)
+    cfg = cfg.for_device(device)  # lora_layers = -1: the top layers on the CPU, all on a GPU
     threads = cpu_threads(cfg.threads or compute.threads)
     if device == "cpu":
         configure_cpu_threads(threads)
