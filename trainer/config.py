@@ -45,7 +45,8 @@ class TrainConfig:
     # 512 at 2.4 GB (42), 256 (a row at a time) at 1.7 GB (40)
     micro_tokens: int = 256
     # gradient checkpointing: each decoder layer keeps only its input for the backward pass and recomputes the
-    # rest there (HF `gradient_checkpointing_enable`, non-reentrant); less memory for more compute
+    # rest there (transformers' activation checkpointing, non-reentrant; the peft backend only: unsloth
+    # checkpoints its own way); less memory for more compute
     grad_checkpoint: bool = False
     max_seq_len: int = 256  # tokens; prompts are short on purpose (CPU training)
     max_steps: int = 0  # 0 = no limit beyond epochs

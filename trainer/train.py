@@ -524,12 +524,13 @@ def _pieces(rows: Sequence[int], lengths: dict[int, int], micro_tokens: int) -> 
         return [list(rows)]
     out: list[list[int]] = []
     cur: list[int] = []
+    longest = 0  # the longest row of `cur`
     for i in rows:
-        longest = max([lengths[j] for j in cur] + [lengths[i]])
-        if cur and longest * (len(cur) + 1) > micro_tokens:
+        if cur and max(longest, lengths[i]) * (len(cur) + 1) > micro_tokens:
             out.append(cur)
-            cur = []
+            cur, longest = [], 0
         cur.append(i)
+        longest = max(longest, lengths[i])
     if cur:
         out.append(cur)
     return out
