@@ -30,7 +30,9 @@ built once on the cut-off graph and scored on:
   text was only tags is kept with an empty text and counts as a miss);
 - the mixed-language cases alone (text with CJK characters; reported where a repository has at
   least `--min-cjk` of them) and the other cases ("english") for comparison;
-- label trust of the top-1 confidence: ECE (10 bins), top-1 precision at coverage 0.60 (the most
+- label trust of the top-1 confidence: ECE (10 bins; with its floor, the median ECE of a perfectly
+  calibrated answerer with the same confidences on as many cases, and the mean confidence minus the
+  Acc@1), top-1 precision at coverage 0.60 (the most
   confident 60 %; cases tied at the edge count at their average precision), the lowest threshold
   whose answered cases reach precision 0.95 and the coverage there (none: no threshold reaches it),
   and the share of answers whose five confidences are strictly decreasing;
@@ -219,6 +221,10 @@ def f3(x) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def sgn(x) -> str:
+    return "–" if x is None else f"{x:+.3f}"
+
+
 def mean_of(vals) -> float | None:
     vals = [v for v in vals if v is not None]
     return mean(vals) if vals else None
@@ -263,14 +269,16 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
     out += ["", f"Mixed: cases whose text holds CJK characters, where a repository has at least {a.min_cjk}; "
             "English: the other cases of the same repository.", "",
             f"### Label trust and abstention of `{DEFAULT}`", "",
-            "| repository | ECE | precision @ coverage 0.60 | threshold for precision 0.95 | coverage there | "
+            "| repository | ECE (floor; mean confidence − Acc@1) | precision @ coverage 0.60 | "
+            "threshold for precision 0.95 | coverage there | "
             "ranks 1–5 distinct | abstention (other repos' texts below the threshold) | below the cov-0.60 "
             "threshold | stripped: ECE / P@cov0.60 |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         h = r["matchers"][DEFAULT]
         ab = r.get("abstention") or {}
-        out.append(f"| {r['name']} | {f3(h['ece'])} | {f3(h[PCOV])} | {f3(h[THR])} | {f3(h[COV])} | "
+        out.append(f"| {r['name']} | {f3(h['ece'])} ({f3(h.get('ece_floor'))}; {sgn(h.get('confidence_gap'))}) | "
+                   f"{f3(h[PCOV])} | {f3(h[THR])} | {f3(h[COV])} | "
                    f"{f3(h['distinct_ranks'])} | {f3(ab.get('abstain@p0.95'))} "
                    f"({ab.get('texts', 0)} texts) | {f3(ab.get('abstain@cov0.60'))} | "
                    f"{f3(h['stripped_trust']['ece'])} / {f3(h['stripped_trust'][PCOV])} |")

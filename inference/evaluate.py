@@ -181,7 +181,8 @@ class EvalReport:
             if r.error:
                 row["error"] = r.error
             else:
-                row.update({k: r.metrics[k] for k in ("acc@1", "acc@3", "acc@5", "mrr", "ece") if k in r.metrics})
+                row.update({k: r.metrics[k] for k in ("acc@1", "acc@3", "acc@5", "mrr", "ece", "ece_floor")
+                            if k in r.metrics})
                 row["build_s"] = round(r.build_seconds, 2)
                 row["ms_per_case"] = round(r.seconds_per_case * 1000, 1)
             rows.append(row)
@@ -237,7 +238,8 @@ def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] 
 
 # --- reports --------------------------------------------------------------------------------------
 def format_table(report: EvalReport) -> str:
-    head = "| matcher | Acc@1 | Acc@3 | Acc@5 | MRR | ECE | build s | ms/case |\n|---|---|---|---|---|---|---|---|"
+    head = ("| matcher | Acc@1 | Acc@3 | Acc@5 | MRR | ECE (floor) | build s | ms/case |\n"
+            "|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in report.runs:
         if r.error:
@@ -245,7 +247,8 @@ def format_table(report: EvalReport) -> str:
             continue
         m = r.metrics
         lines.append(f"| {r.name} | {m['acc@1']:.3f} | {m['acc@3']:.3f} | {m['acc@5']:.3f} | {m['mrr']:.3f} | "
-                     f"{m['ece']:.3f} | {r.build_seconds:.1f} | {r.seconds_per_case * 1000:.0f} |")
+                     f"{m['ece']:.3f} ({m.get('ece_floor', 0.0):.3f}) | {r.build_seconds:.1f} | "
+                     f"{r.seconds_per_case * 1000:.0f} |")
     return "\n".join(lines)
 
 
@@ -443,11 +446,17 @@ def distinct_rank_share(results: Sequence[CaseResult], k: int = 5) -> float:
 
 
 def trust_metrics(results: Sequence[CaseResult], coverage: float = 0.60, precision: float = 0.95) -> dict:
-    """ECE of the top-1 confidence, precision at `coverage`, the threshold for `precision`, distinct ranks."""
-    from .calibration import expected_calibration_error
+    """ECE of the top-1 confidence (with the floor a perfectly calibrated answerer would show on as many cases, and
+    the mean confidence minus the accuracy: above 0 overconfident), precision at `coverage`, the threshold for
+    `precision`, distinct ranks."""
+    from .calibration import ece_noise_floor, expected_calibration_error
 
     thr = threshold_for_precision(results, precision)
-    return {"ece": expected_calibration_error([r.top_confidence for r in results], [r.rank() == 1 for r in results]),
+    conf = [r.top_confidence for r in results]
+    right = [r.rank() == 1 for r in results]
+    gap = (sum(conf) - sum(right)) / len(results) if results else 0.0
+    return {"ece": expected_calibration_error(conf, right), "ece_floor": ece_noise_floor(conf),
+            "confidence_gap": gap,
             f"precision@cov{coverage:.2f}": precision_at_coverage(results, coverage),
             f"threshold@p{precision:.2f}": thr["threshold"], f"coverage@p{precision:.2f}": thr["coverage"],
             "distinct_ranks": distinct_rank_share(results)}

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .calibration import expected_calibration_error
+from .calibration import ece_noise_floor, expected_calibration_error
 
 THRESHOLDS = [round(i / 20, 2) for i in range(20)]  # 0.0, 0.05, ... 0.95
 
@@ -78,6 +78,7 @@ def compute_metrics(results: Sequence[CaseResult], ks: Sequence[int] = (1, 3, 5)
         out[f"acc@{k}"] = accuracy_at(results, k)
     out["mrr"] = mrr(results)
     out["ece"] = expected_calibration_error([r.top_confidence for r in results], [r.rank() == 1 for r in results])
+    out["ece_floor"] = ece_noise_floor([r.top_confidence for r in results])  # what a calibrated answerer would show
     out["mean_confidence"] = (sum(r.top_confidence for r in results) / len(results)) if results else 0.0
     out["coverage_curve"] = coverage_curve(results)
     out["per_module_recall"] = per_module_recall(results)

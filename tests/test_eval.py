@@ -81,6 +81,9 @@ def test_distinct_ranks_and_trust_metrics():
     assert t["distinct_ranks"] == 0.5 and t["precision@cov0.60"] == 0.0  # the more confident one is wrong
     assert t["threshold@p0.95"] is None and t["coverage@p0.95"] == 0.0
     assert t["ece"] == pytest.approx(0.7)  # 0.3 and right, 0.7 and wrong: both 0.7 off
+    assert t["confidence_gap"] == pytest.approx(0.0)  # mean confidence 0.5, one of two right
+    over = trust_metrics([CaseResult(("a",), list("bacde"), [0.9, 0.1, 0.1, 0.1, 0.1])] * 4)
+    assert over["confidence_gap"] == pytest.approx(0.9) and over["ece_floor"] > 0
     assert has_cjk("OpenCL 后端") and not has_cjk("OpenCL backend: naïve café")
 
 
@@ -270,3 +273,22 @@ def test_cli_ask_without_a_model_never_imports_torch(cli_env, repo, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"matcher": "hybrid"' in out.stdout and "storage" in out.stdout
     assert "HEAVY []" in out.stdout, out.stdout[-500:]
+
+
+def test_ece_floor_is_what_a_calibrated_answerer_shows_on_so_many_cases():
+    import numpy as np
+
+    from inference.calibration import ece_noise_floor, expected_calibration_error
+
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.6, 1.0, 200)
+    floor = ece_noise_floor(conf)
+    assert 0.02 < floor < 0.08  # 200 cases: a perfectly calibrated answerer is not at 0
+    assert ece_noise_floor(np.repeat(conf, 50)) < floor / 4  # it falls with the number of cases (about 1/sqrt(n))
+    assert ece_noise_floor([1.0, 1.0, 0.0]) == 0.0 and ece_noise_floor([]) == 0.0
+    # outcomes drawn at the stated confidences land around the floor; confidences 0.15 too high land far above it
+    drawn = [expected_calibration_error(conf, rng.random(conf.size) < conf) for _ in range(200)]
+    assert abs(float(np.median(drawn)) - floor) < 0.01
+    over = [expected_calibration_error(conf, rng.random(conf.size) < conf - 0.15) for _ in range(50)]
+    assert float(np.median(over)) > floor + 0.08
+
