@@ -368,13 +368,12 @@ class RepoState:
         if name in ("auto", "lm-hybrid"):
             try:
                 from inference.lm_matcher import get_runtime
+                from inference.modelstore import serving_verdict
 
                 rt = get_runtime(self.models_dir, self.compute)  # raises ModelNotFoundError when no model was trained yet
-                metrics = (rt.current.metadata or {}).get("metrics", {})
-                if name == "auto" and metrics.get("accuracy", 1.0) < metrics.get("retrieval_accuracy", 0.0):
-                    raise ModelNotFoundError(  # "auto" serves the model only where it validated at least as well
-                        f"the model validated below retrieval ({metrics['accuracy']:.2f} < "
-                        f"{metrics['retrieval_accuracy']:.2f})")
+                serves, why = serving_verdict(rt.current.metadata or {})
+                if name == "auto" and not serves:  # "auto" serves the model only where it validated as well
+                    raise ModelNotFoundError(why)
                 m = create("lm-hybrid", graph, runtime=rt, retrieval=self._retrieval(graph))
                 return m, "lm-hybrid", getattr(m, "model_version", None)
             except ModelNotFoundError as e:  # no (good enough) fine-tuned model: retrieval answers

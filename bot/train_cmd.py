@@ -110,7 +110,11 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
                         cache_dir=settings.home(), candidate_source=cands, started_at=started)
             info = res.metadata
         m = res.metrics
+        from inference.modelstore import serving_verdict
+
+        serves, why = serving_verdict(info)
         summary = {"run": str(res.run_dir), "published": res.published, "reason": res.reason,
+                   "auto_serves": res.published and serves, "serving": why,
                    "base_model": cfg.base_model, "cutoff": cut, "history_examples": len(history),
                    "feedback_examples": len(feedback), "metrics": m, "dataset": info.get("dataset"),
                    "seconds": round(time.time() - t0, 1)}
@@ -127,3 +131,7 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
                   f"on {m['rows']} rows (ranked over {m['ranked_over']})")
         colour = "green" if res.published else "yellow"
         out.print(f"[{colour}]{res.reason}[/{colour}]: {res.run_dir}")
+        if res.published:
+            verdict = ("[green]`ask` and the service answer with it" if serves
+                       else "[yellow]`ask` and the service keep hybrid")
+            out.print(f"{verdict}: {why}[/]")
