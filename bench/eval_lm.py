@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         res = train(g, out / "models", cfg, repo=Path(a.repo).name, history=hist, key="bench")
         print(f"trained in {time.perf_counter() - t1:.0f}s: {json.dumps(res.metrics)}; published={res.published} "
               f"({res.reason})", file=sys.stderr)
+    from inference.modelstore import ModelStore, read_metadata, serving_verdict
+
+    current = ModelStore(out / "models" / "bench").current_run()
+    if current is not None:  # what `auto` would serve: the model (lm-hybrid) or retrieval (hybrid)
+        serves, why = serving_verdict(read_metadata(current))
+        print(f"auto serves {'lm-hybrid' if serves else 'hybrid'}: {why}", file=sys.stderr)
     names = a.matcher or ["lexical", "history", "hybrid"]
     rep = evaluate(g, cases, names, info={"repo": a.repo, "cutoff": split.cutoff, "modules": len(g.leaf_ids())})
     model_dir = out / "models" / "bench"
