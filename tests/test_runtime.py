@@ -176,9 +176,13 @@ FUSED = {"lm_weight": 0.3, "fusion_rows": 60, "retrieval_only_top1": 0.70}
     ({"accuracy": 0.9, "retrieval_accuracy": 0.7}, None, "lm-hybrid"),  # a run written before the fusion was judged
     ({"accuracy": 0.5, "retrieval_accuracy": 0.7}, None, "hybrid"),
     # what is served is judged: lm-hybrid at or above retrieval on held-out rows serves, though the model alone is worse
-    ({"accuracy": 0.5, "retrieval_accuracy": 0.7}, {**FUSED, "fusion_cv_top1": 0.72}, "lm-hybrid"),
-    ({"accuracy": 0.9, "retrieval_accuracy": 0.7}, {**FUSED, "fusion_cv_top1": 0.65}, "hybrid"),
-    ({"accuracy": 0.9, "retrieval_accuracy": 0.7}, {**FUSED, "fusion_cv_top1": 0.70, "lm_weight": 0.0}, "hybrid"),
+    ({"accuracy": 0.5, "retrieval_accuracy": 0.7},
+     {**FUSED, "fusion_cv_top1": 0.85, "fusion_cv_gains": 10, "fusion_cv_losses": 1}, "lm-hybrid"),
+    # a gain within chance (the hutool run of bench/README.md: 0.71 against 0.70) keeps hybrid
+    ({"accuracy": 0.9, "retrieval_accuracy": 0.7},
+     {**FUSED, "fusion_cv_top1": 0.71, "fusion_cv_gains": 5, "fusion_cv_losses": 4}, "hybrid"),
+    ({"accuracy": 0.9, "retrieval_accuracy": 0.7},
+     {**FUSED, "fusion_cv_top1": 0.70, "fusion_cv_gains": 0, "fusion_cv_losses": 0, "lm_weight": 0.0}, "hybrid"),
 ])
 def test_auto_serves_the_model_only_where_it_validated_better(git_repo, metrics, calibration, expected):
     from bot.state import RepoState
@@ -198,7 +202,7 @@ def test_auto_serves_the_model_only_where_it_validated_better(git_repo, metrics,
     assert answer.matcher == expected
     assert all(m.module in rs.graph.modules for m in answer.matches)
     if expected == "hybrid":
-        assert ("below retrieval" in rs.no_model_reason or "added nothing" in rs.no_model_reason)
+        assert any(x in rs.no_model_reason for x in ("below retrieval", "beyond chance", "added nothing"))
 
 
 def test_lm_confidence_uses_the_runs_calibration(models_dir):

@@ -521,12 +521,13 @@ def test_lm_calibration_is_fitted_on_the_path_lm_serves(graph, cands, tok):
     assert str(len(graph.leaf_ids())) in cal["fitted_on"]
     assert cal["fusion_rows"] == len(rows) and 0.0 <= cal["lm_weight"] <= 1.0
     assert cal["fusion_cv_top1"] <= cal["fusion_top1"]  # the weight picked on the rows it scores is the optimist
+    assert cal["fusion_cv_gains"] + cal["fusion_cv_losses"] <= len(rows)
 
 
-def test_fusion_cv_top1_picks_the_share_on_other_rows():
+def test_fusion_cv_picks_the_share_on_other_rows():
     """The in-sample fused top-1 can never fall below retrieval's (weight 0 is on the grid); with the model's
     share chosen on the other fold, a model that only fits noise scores below retrieval, one that helps does not."""
-    from trainer.train import fusion_cv_top1
+    from trainer.train import fusion_cv
 
     grid = [0.0, 0.5, 1.0]
 
@@ -538,23 +539,31 @@ def test_fusion_cv_top1_picks_the_share_on_other_rows():
                     0.5: [True, False, True, True, True, True, True, False],
                     1.0: [True, False, True, True, True, True, True, False]})
     in_sample = max(v[0] for v in noise.values())
-    assert in_sample == 0.75 and fusion_cv_top1(noise, grid) < in_sample
+    cv = fusion_cv(noise, grid)
+    assert in_sample == 0.75 and cv["fusion_cv_top1"] == 0.625
+    assert (cv["fusion_cv_gains"], cv["fusion_cv_losses"]) == (0, 1)  # row 1 turned wrong; row 6 kept at weight 0
     # a model that fixes retrieval's misses in both folds keeps its gain
-    helps = scores({0.0: [True] * 4 + [False] * 4, 0.5: [True] * 8, 1.0: [True] * 6 + [False] * 2})
-    assert fusion_cv_top1(helps, grid) == 1.0
+    helps = fusion_cv(scores({0.0: [True] * 4 + [False] * 4, 0.5: [True] * 8, 1.0: [True] * 6 + [False] * 2}), grid)
+    assert helps == {"fusion_cv_top1": 1.0, "fusion_cv_gains": 4, "fusion_cv_losses": 0}
     # ties go to the smaller share: no gain anywhere means retrieval's own top-1
-    flat = scores({w: [True, False] * 4 for w in grid})
-    assert fusion_cv_top1(flat, grid) == 0.5
+    flat = fusion_cv(scores({w: [True, False] * 4 for w in grid}), grid)
+    assert flat == {"fusion_cv_top1": 0.5, "fusion_cv_gains": 0, "fusion_cv_losses": 0}
 
 
 def test_serving_verdict_judges_what_is_served():
     from inference.modelstore import serving_verdict
 
-    cal = {"lm_weight": 0.2, "fusion_rows": 50, "retrieval_only_top1": 0.70}
-    assert serving_verdict({"calibration": {**cal, "fusion_cv_top1": 0.74}})[0]
-    ok, why = serving_verdict({"calibration": {**cal, "fusion_cv_top1": 0.66}})
-    assert not ok and "0.66 < 0.70" in why
-    assert not serving_verdict({"calibration": {**cal, "lm_weight": 0.0, "fusion_cv_top1": 0.70}})[0]
+    cal = {"lm_weight": 0.2, "fusion_rows": 80, "retrieval_only_top1": 0.70}
+    ok, why = serving_verdict({"calibration": {**cal, "fusion_cv_top1": 0.80, "fusion_cv_gains": 10,
+                                               "fusion_cv_losses": 2}})
+    assert ok and "10 turned right, 2 turned wrong" in why  # 8 >= 2 * sqrt(12) = 6.9
+    ok, why = serving_verdict({"calibration": {**cal, "fusion_cv_top1": 0.75, "fusion_cv_gains": 9,
+                                               "fusion_cv_losses": 3}})
+    assert not ok and "beyond chance" in why  # 6 < 2 * sqrt(12)
+    assert not serving_verdict({"calibration": {**cal, "fusion_cv_top1": 0.725, "fusion_cv_gains": 2,
+                                                "fusion_cv_losses": 0}})[0]  # 2 < 2 * sqrt(2) = 2.8
+    assert not serving_verdict({"calibration": {**cal, "lm_weight": 0.0, "fusion_cv_top1": 0.70,
+                                                "fusion_cv_gains": 0, "fusion_cv_losses": 0}})[0]
     # runs without the fusion's measurement keep their rule (the model alone against retrieval)
     assert serving_verdict({"metrics": {"accuracy": 0.8, "retrieval_accuracy": 0.7}, "calibration": None})[0]
     assert not serving_verdict({"metrics": {"accuracy": 0.6, "retrieval_accuracy": 0.7},

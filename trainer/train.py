@@ -387,25 +387,31 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
         scores = {w: top1(w) for w in grid}
         best_w = min(grid, key=lambda w: (-scores[w][0], w))
         out.update({"lm_weight": best_w, "fusion_rows": len(seen), "fusion_top1": scores[best_w][0],
-                    "retrieval_only_top1": scores[0.0][0], "fusion_cv_top1": fusion_cv_top1(scores, grid),
+                    "retrieval_only_top1": scores[0.0][0], **fusion_cv(scores, grid),
                     "fusion_calibration": Calibrator.fit(scores[best_w][1], scores[best_w][2]).to_dict()})
     return out
 
 
-def fusion_cv_top1(scores: dict[float, tuple[float, list[float], list[bool]]], grid: Sequence[float]) -> float:
+def fusion_cv(scores: dict[float, tuple[float, list[float], list[bool]]], grid: Sequence[float]) -> dict:
     """The fused top-1 with the model's share chosen on other rows than it is scored on (two folds: even and odd
-    rows, each scored at the weight that did best on the other, ties to the smaller weight). `fusion_top1` picks the
-    weight on the rows it scores, so it is never below retrieval's own top-1 (weight 0 is on the grid): it cannot
-    say whether the model helps; this can."""
+    rows, each scored at the weight that did best on the other, ties to the smaller weight), and the rows where
+    that answer is right and retrieval's is wrong (`fusion_cv_gains`) or the reverse (`fusion_cv_losses`).
+    `fusion_top1` picks the weight on the rows it scores, so it is never below retrieval's own top-1 (weight 0 is
+    on the grid): it cannot say whether the model helps; these can."""
     n = len(next(iter(scores.values()))[2])
-    hits = 0
+    base = scores[0.0][2] if 0.0 in scores else [False] * n
+    hits, gains, losses = 0, 0, 0
     for fold in (0, 1):
         def on(w: float, rows_of: int) -> int:
             return sum(h for i, h in enumerate(scores[w][2]) if i % 2 == rows_of)
 
         w = min(grid, key=lambda x: (-on(x, 1 - fold), x))
-        hits += on(w, fold)
-    return hits / max(1, n)
+        for i, h in enumerate(scores[w][2]):
+            if i % 2 == fold:
+                hits += h
+                gains += h and not base[i]
+                losses += base[i] and not h
+    return {"fusion_cv_top1": hits / max(1, n), "fusion_cv_gains": gains, "fusion_cv_losses": losses}
 
 
 # --- backends --------------------------------------------------------------------------------------
