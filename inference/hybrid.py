@@ -167,7 +167,7 @@ class HybridMatcher(ScoredMatcher):
                  mentions: MentionIndex | None = None, coverage: Coverage | None = None,
                  rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT,
                  operating: dict | None = None, val_acc: float | None = None, lineage: dict | None = None,
-                 neighbour_weight: float = 0.0):
+                 neighbour_weight: float = 0.0, dense_neighbour_weight: float = 0.0):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
@@ -181,6 +181,7 @@ class HybridMatcher(ScoredMatcher):
         self.operating = operating
         self.val_acc = val_acc  # top-1 accuracy on the held-out slice of the full build
         self.neighbour_weight = neighbour_weight  # the nearest past changes' share, chosen on the held-out slice
+        self.dense_neighbour_weight = dense_neighbour_weight  # the same by sentence embeddings (`DenseMatcher`)
         # how far this matcher is from its full build: {"built_at", "history", "updates", "changes", "drift_n",
         # "drift_hits"} (see `updated`)
         self.lineage = lineage or {"built_at": time.time(), "history": len(graph.history), "updates": 0,
@@ -205,6 +206,9 @@ class HybridMatcher(ScoredMatcher):
         hist = self.parts.get("history")
         if self.neighbour_weight > 0 and hist is not None:
             s = with_neighbours(s, hist.neighbours(text), self.neighbour_weight)
+        dense, w = self.parts.get("dense"), getattr(self, "dense_neighbour_weight", 0.0)
+        if w > 0 and dense is not None:
+            s = with_neighbours(s, dense.neighbours(text), w)
         return s
 
     def match(self, text: str, k: int = 5) -> list[Match]:
@@ -293,7 +297,8 @@ class HybridMatcher(ScoredMatcher):
                              coverage=Coverage(parts["lexical"].docs) if "lexical" in parts else None,
                              rank_calibrator=self.rank_calibrator, mention_weight=self.mention_weight,
                              operating=self.operating, val_acc=self.val_acc, lineage=lin,
-                             neighbour_weight=self.neighbour_weight)
+                             neighbour_weight=self.neighbour_weight,
+                             dense_neighbour_weight=getattr(self, "dense_neighbour_weight", 0.0))
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -353,7 +358,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     rank_cal = None
     operating: dict | None = None
     val_acc: float | None = None
-    neighbour_weight = 0.0
+    neighbour_weight = dense_weight = 0.0
     if val:
         g_train = with_history(graph, train)
         vparts = {n: (full_parts[n] if n == "dense" else _build_part(n, g_train, opts)) for n in defaults}
@@ -396,8 +401,19 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
 
             neighbour_weight = max((_objective(voted(w), gold) - 1e-4 * w, w) for w in NEIGHBOUR_CHOICES)[1]
             notes.append(f"nearest past changes' share {neighbour_weight:.1f}")
+        mixed = np.vstack([with_neighbours(mixed_m[r], near[r], neighbour_weight) for r in range(len(val))])
+        dense_part = full_parts.get("dense")
+        if tune and len(val) >= MIN_TUNE and dense_part is not None and hasattr(dense_part, "neighbours"):
+            held = {h.commit for h in val}  # the held-out changes are not their own neighbours
+            dnear = [dense_part.neighbours(h.text, exclude=held) for h in val]
+            if any(x is not None for x in dnear):
+                def dvoted(w):
+                    return np.vstack([with_neighbours(mixed[r], dnear[r], w) for r in range(len(val))])
+
+                dense_weight = max((_objective(dvoted(w), gold) - 1e-4 * w, w) for w in NEIGHBOUR_CHOICES)[1]
+                notes.append(f"nearest past changes by meaning: share {dense_weight:.1f}")
+                mixed = dvoted(dense_weight)
         if calibrate:
-            mixed = np.vstack([with_neighbours(mixed_m[r], near[r], neighbour_weight) for r in range(len(val))])
             base = fused0 / fused0.sum(axis=1, keepdims=True)
             top = mixed.argmax(axis=1)
             rows = np.arange(len(val))
@@ -423,7 +439,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     return HybridMatcher(graph, {n: full_parts[n] for n in defaults}, final_w, fusion=fusion, calibrator=cal,
                          notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
                          mention_weight=mention_weight, operating=operating, val_acc=val_acc,
-                         neighbour_weight=neighbour_weight)
+                         neighbour_weight=neighbour_weight, dense_neighbour_weight=dense_weight)
 
 
 @register("hybrid", default_eval=True)

@@ -174,3 +174,35 @@ def test_history_weighs_recent_changes_more(graph):
     g = with_history(graph, hist)
     assert HistoryMatcher(g, half_life_days=None).match("frobnicator overflow", k=1)[0].module == a
     assert HistoryMatcher(g).match("frobnicator overflow", k=1)[0].module == b
+
+
+def test_dense_neighbours_find_past_changes_by_meaning(graph, tmp_path):
+    """The nearest past changes by sentence embedding: a paraphrase sharing no word with a past change still reaches
+    its module; held-out commits can be left out; vectors are reused from the disk cache and by `updated`."""
+    from indexer.records import HistoryExample
+    from inference.calibration import with_history
+    from inference.dense import DenseMatcher
+
+    a, b = graph.leaf_ids()[:2]
+
+    def change(i, subject, mid):
+        return HistoryExample(f"{i:040x}", f"2024-03-{1 + i % 28:02d}T00:00:00+00:00", subject, "", (f"{mid}/x.c",),
+                              (mid,))
+    hist = [change(1, "Throttle image uploads per user", a), change(2, "Limit how many pictures one account may send",
+                                                                       a),
+            change(3, "Translate the settings page into German", b), change(4, "Add French strings to the UI", b)]
+    g = with_history(graph, hist)
+    m = DenseMatcher(g, cache_dir=tmp_path)
+    vote = m.neighbours("Rate-limit photo posting\n\nusers flood the server", k=2)
+    assert vote is not None and m.ids[int(np.argmax(vote))] == a and vote.sum() == pytest.approx(1.0)
+    assert m.ids[int(np.argmax(m.neighbours("localisation of the interface for Spanish", k=2)))] == b
+    left = m.neighbours("Rate-limit photo posting", k=2, exclude={hist[0].commit, hist[1].commit})
+    assert left is not None and m.ids[int(np.argmax(left))] == b  # only b's changes are left to vote
+    assert m.neighbours("") is None
+    # a second build reads the vectors from the cache; an update embeds only the new change
+    again = DenseMatcher(g, cache_dir=tmp_path)
+    assert np.array_equal(again.hist_emb, m.hist_emb)
+    g2 = with_history(graph, hist + [change(5, "Cap the upload bandwidth of one client", a)])
+    up = m.updated(g2)
+    assert up is not None and len(up.hist_keys) == 5 and np.array_equal(up.hist_emb[:4], m.hist_emb)
+    assert m.ids[int(np.argmax(up.neighbours("bandwidth cap for a client's uploads", k=1)))] == a
