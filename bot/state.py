@@ -372,7 +372,7 @@ class RepoState:
 
                 rt = get_runtime(self.models_dir, self.compute)  # raises ModelNotFoundError when no model was trained yet
                 serves, why = serving_verdict(rt.current.metadata or {})
-                if name == "auto" and not serves:  # "auto" serves the model only where it validated as well
+                if name == "auto" and not serves:  # "auto" serves the model only where it validated better
                     raise ModelNotFoundError(why)
                 m = create("lm-hybrid", graph, runtime=rt, retrieval=self._retrieval(graph))
                 return m, "lm-hybrid", getattr(m, "model_version", None)

@@ -123,6 +123,7 @@ class DenseMatcher(ScoredMatcher):
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state["model"] = None  # the embedding model is shared per process; reloaded on unpickling
+        state["_skip"] = None  # the held-out rows of the build, not needed after it
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -172,7 +173,7 @@ class DenseMatcher(ScoredMatcher):
         changed = [i for i, (a, b) in enumerate(zip(self.texts, texts)) if a != b]
         new = self._clone()
         new.graph, new.texts, new._last = graph, texts, None
-        if getattr(self, "hist_keys", None):  # a matcher built with history_neighbours
+        if self.hist_keys:  # a matcher built with history_neighbours
             new._index_history(graph.history, reuse=self)
         if changed:
             emb = self.emb.copy()
@@ -191,7 +192,7 @@ class DenseMatcher(ScoredMatcher):
         texts = [h.subject.strip()[:300] for h in hist]
         keys = [f"{h.commit}:{hashlib.sha1(t.encode()).hexdigest()[:8]}" for h, t in zip(hist, texts)]
         known: dict[str, np.ndarray] = {}
-        if reuse is not None and getattr(reuse, "hist_keys", None):
+        if reuse is not None:
             known = dict(zip(reuse.hist_keys, reuse.hist_emb))
         file = self._history_cache_file()
         if file is not None and len(known) < len(keys) and file.exists():
@@ -204,13 +205,15 @@ class DenseMatcher(ScoredMatcher):
         if missing:
             vecs = self.model.encode([texts[i] for i in missing], batch_size=64, normalize_embeddings=True,
                                      show_progress_bar=False)
-            known.update(zip((keys[i] for i in missing), np.asarray(vecs, dtype=np.float16)))
+            known.update(zip((keys[i] for i in missing), np.asarray(vecs, dtype=np.float32)))
         dim = self.emb.shape[1] if self.emb.ndim == 2 and self.emb.shape[0] else 1
         self.hist_keys = keys
         self.hist_commits = [h.commit for h in hist]
         self.hist_modules = [tuple(index[m] for m in h.modules if m in index) for h in hist]
-        self.hist_emb = (np.vstack([known[k] for k in keys]).astype(np.float16) if keys
-                         else np.zeros((0, dim), dtype=np.float16))
+        # float32: every query multiplies the whole matrix (a float16 copy cost 5 ms a query to convert)
+        self.hist_emb = (np.vstack([known[k] for k in keys]).astype(np.float32) if keys
+                         else np.zeros((0, dim), dtype=np.float32))
+        self._skip: tuple[set[str], np.ndarray] | None = None
         if missing and file is not None:
             try:
                 file.parent.mkdir(parents=True, exist_ok=True)
@@ -233,15 +236,14 @@ class DenseMatcher(ScoredMatcher):
         `text` (cosine of the sentence embeddings), each voting for its modules by its similarity; `exclude`:
         commits left out (the held-out slice, when the hybrid chooses the vote's share). None when nothing is
         near."""
-        emb = getattr(self, "hist_emb", None)
-        if emb is None or not len(emb) or not self.ids:
+        if not len(self.hist_emb) or not self.ids:
             return None
-        head = next((ln for ln in text.strip().splitlines() if ln.strip()), "")[:300]
+        head = text.strip().split("\n", 1)[0][:300]
         if not head:
             return None
-        sims = emb.astype(np.float32) @ self.embed(head)
+        sims = self.hist_emb @ self.embed(head)
         if exclude:
-            sims[[i for i, c in enumerate(self.hist_commits) if c in exclude]] = -np.inf
+            sims[self._rows_of(exclude)] = -np.inf
         top = np.argsort(-sims, kind="stable")[:k]
         out = np.zeros(len(self.ids))
         for j in top:
@@ -249,6 +251,13 @@ class DenseMatcher(ScoredMatcher):
                 out[list(self.hist_modules[j])] += sims[j] / len(self.hist_modules[j])
         tot = out.sum()
         return out / tot if tot > 0 else None
+
+    def _rows_of(self, commits: set[str]) -> np.ndarray:
+        """The rows of `commits` in the index, remembered for the last set asked (the hybrid asks with one set for
+        every held-out change)."""
+        if self._skip is None or self._skip[0] is not commits:
+            self._skip = (commits, np.array([i for i, c in enumerate(self.hist_commits) if c in commits], dtype=int))
+        return self._skip[1]
 
     def embed(self, text: str) -> np.ndarray:
         last = getattr(self, "_last", None)

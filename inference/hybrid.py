@@ -206,9 +206,9 @@ class HybridMatcher(ScoredMatcher):
         hist = self.parts.get("history")
         if self.neighbour_weight > 0 and hist is not None:
             s = with_neighbours(s, hist.neighbours(text), self.neighbour_weight)
-        dense, w = self.parts.get("dense"), getattr(self, "dense_neighbour_weight", 0.0)
-        if w > 0 and dense is not None:
-            s = with_neighbours(s, dense.neighbours(text), w)
+        dense = self.parts.get("dense")
+        if self.dense_neighbour_weight > 0 and dense is not None:
+            s = with_neighbours(s, dense.neighbours(text), self.dense_neighbour_weight)
         return s
 
     def match(self, text: str, k: int = 5) -> list[Match]:
@@ -298,7 +298,7 @@ class HybridMatcher(ScoredMatcher):
                              rank_calibrator=self.rank_calibrator, mention_weight=self.mention_weight,
                              operating=self.operating, val_acc=self.val_acc, lineage=lin,
                              neighbour_weight=self.neighbour_weight,
-                             dense_neighbour_weight=getattr(self, "dense_neighbour_weight", 0.0))
+                             dense_neighbour_weight=self.dense_neighbour_weight)
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -403,7 +403,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             notes.append(f"nearest past changes' share {neighbour_weight:.1f}")
         mixed = np.vstack([with_neighbours(mixed_m[r], near[r], neighbour_weight) for r in range(len(val))])
         dense_part = full_parts.get("dense")
-        if tune and len(val) >= MIN_TUNE and dense_part is not None and hasattr(dense_part, "neighbours"):
+        if tune and len(val) >= MIN_TUNE and dense_part is not None:
             held = {h.commit for h in val}  # the held-out changes are not their own neighbours
             dnear = [dense_part.neighbours(h.text, exclude=held) for h in val]
             if any(x is not None for x in dnear):
