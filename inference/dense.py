@@ -209,6 +209,7 @@ class DenseMatcher(ScoredMatcher):
         dim = self.emb.shape[1] if self.emb.ndim == 2 and self.emb.shape[0] else 1
         self.hist_keys = keys
         self.hist_commits = [h.commit for h in hist]
+        self.hist_subjects = texts
         self.hist_modules = [tuple(index[m] for m in h.modules if m in index) for h in hist]
         # float32: every query multiplies the whole matrix (a float16 copy cost 5 ms a query to convert)
         self.hist_emb = (np.vstack([known[k] for k in keys]).astype(np.float32) if keys
@@ -251,6 +252,19 @@ class DenseMatcher(ScoredMatcher):
                 out[list(self.hist_modules[j])] += sims[j] / len(self.hist_modules[j])
         tot = out.sum()
         return out / tot if tot > 0 else None
+
+    def neighbour_evidence(self, text: str, mid: str, k: int = NEIGHBOURS) -> list[str]:
+        """The past changes among the `k` nearest by meaning (as `neighbours` finds them) that touched `mid`."""
+        j = self.index.get(mid)
+        head = text.strip().split("\n", 1)[0][:300]
+        if j is None or not head or not len(self.hist_emb):
+            return []
+        sims = self.hist_emb @ self.embed(head)
+        near = [r for r in np.argsort(-sims, kind="stable")[:k] if sims[r] > 0 and j in self.hist_modules[r]]
+        if not near:
+            return []
+        return ["past changes alike in meaning: " + " | ".join(f"{self.hist_subjects[r][:80]} ({sims[r]:.2f})"
+                                                              for r in near[:2])]
 
     def _rows_of(self, commits: set[str]) -> np.ndarray:
         """The rows of `commits` in the index, remembered for the last set asked (the hybrid asks with one set for

@@ -326,6 +326,8 @@ class HybridMatcher(ScoredMatcher):
         for n in ("lexical", "history"):
             if n in self.parts:
                 ev += self.parts[n].evidence(text, mid)[:1]
+        if self.dense_neighbour_weight > 0 and "dense" in self.parts:
+            ev += self.parts["dense"].neighbour_evidence(text, mid)
         return ev
 
 

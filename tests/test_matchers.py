@@ -199,6 +199,10 @@ def test_dense_neighbours_find_past_changes_by_meaning(graph, tmp_path):
     left = m.neighbours("Rate-limit photo posting", k=2, exclude={hist[0].commit, hist[1].commit})
     assert left is not None and m.ids[int(np.argmax(left))] == b  # only b's changes are left to vote
     assert m.neighbours("") is None
+    # `ask` says which past changes voted: only those that touched the module asked about
+    ev = m.neighbour_evidence("Rate-limit photo posting", a, k=2)
+    assert len(ev) == 1 and "Throttle image uploads" in ev[0] and "German" not in ev[0]
+    assert m.neighbour_evidence("Rate-limit photo posting", b, k=2) == []
     # a second build reads the vectors from the cache; an update embeds only the new change
     again = DenseMatcher(g, cache_dir=tmp_path)
     assert np.array_equal(again.hist_emb, m.hist_emb)
