@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -664,7 +665,10 @@ def test_gradient_checkpointing_keeps_the_loss_and_gradients(tok):
         torch.manual_seed(0)
         model, tok = tiny_random_model(tok, layers=3)
         cfg = TrainConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_layers=2, grad_checkpoint=checkpoint)
-        model = add_lora(model, cfg)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            model = add_lora(model, cfg)
+        assert not [w for w in seen if issubclass(w.category, FutureWarning)]  # nothing deprecated reaches users
         model.train()
         base = model.get_base_model()
         on = base.is_activation_checkpointing if hasattr(base, "is_activation_checkpointing") \

@@ -28,6 +28,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -472,7 +473,9 @@ def add_lora(model, cfg: TrainConfig, backend: str = "peft"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return get_peft_model(model, lc)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated alias itself; nothing for our users to do
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lc)
 
 
 def load_for_training(cfg: TrainConfig, cache_dir=None, backend: str = "peft"):
