@@ -1,8 +1,9 @@
 """Evidence the graph gives beyond bags of words: exact mentions, and how much of a text this repository knows.
 
 `MentionIndex` maps what a module defines to the module: file names (`ConvSimdGroupShader.hpp`, and the stem
-when it is distinctive), symbols (`LlmStatus`, `evict_lru`), and module paths (`src/layer/vulkan`). A requirement
-that names one of them exactly points at its module. Only distinctive names count: defined in at most
+when it is distinctive), symbols (`LlmStatus`, `evict_lru`), module paths (`src/layer/vulkan`), and any path into
+a module's folder (a file added since the index, a GitHub link, a diff header: its longest folder prefix). A
+requirement that names one of them exactly points at its module. Only distinctive names count: defined in at most
 `MAX_OWNERS` modules, at least `MIN_LEN` characters, and shaped like an identifier (CamelCase, snake_case, a
 digit or a file extension) rather than an English word, since "Buffer" or "test" name nothing in particular.
 Neither do the file names every project has (`pyproject.toml`, `package.json`, `CMakeLists.txt`: in an issue they
@@ -28,6 +29,7 @@ MAX_OWNERS = 2
 MIN_LEN = 4
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 _SHAPED = re.compile(r"[a-z][A-Z]|[A-Z]{2,}[a-z]|_|[0-9]|\.")
+_URL_PATH = re.compile(r"/(?:blob|tree)/[^/]+/")
 
 
 # Names every project of a kind has: in an issue they name the reporter's own file, not this repository's module.
@@ -72,6 +74,8 @@ class MentionIndex:
                 if p and "/" in p:
                     owners[p.lower().rstrip("/")].add(mid)
         self.owners = {k: tuple(sorted(v)) for k, v in owners.items() if len(v) <= MAX_OWNERS and len(k) >= MIN_LEN}
+        # folder -> module, for paths the index does not know by name (a file added since, a folder inside a module)
+        self.dirs = {p.lower(): mid for mid in ids for p in graph.modules[mid].paths if p.endswith("/")}
 
     def find(self, text: str) -> dict[str, list[str]]:
         """module -> the names of it the text mentions."""
@@ -85,12 +89,31 @@ class MentionIndex:
             seen.add(key)
             mods = self.owners.get(key)
             if mods is None:
+                mid = self._folder_module(key) if "/" in key else None
+                if mid is not None:
+                    hits[mid].append(raw)
                 continue
             if "/" not in key and "." not in key and not _distinctive(raw):
                 continue  # a plain word in the text ("buffer") is not a mention of `Buffer`
             for mid in mods:
                 hits[mid].append(raw)
         return dict(hits)
+
+    def _folder_module(self, path: str) -> str | None:
+        """The module whose folder holds `path` (its longest folder prefix among the modules'), for a path of this
+        repository as texts write it: from the repository root, or after a diff's `a/` / `b/` or a GitHub
+        `blob/<ref>/` / `tree/<ref>/` URL. None for a path that starts elsewhere (a reporter's own `/home/...`)."""
+        m = _URL_PATH.search(path)
+        if m:
+            path = path[m.end():]
+        parts = path.split("/")
+        if len(parts) > 2 and parts[0] in ("a", "b") and parts[1] + "/" in self.dirs:
+            parts = parts[1:]
+        for end in range(len(parts) - 1, 0, -1):
+            mid = self.dirs.get("/".join(parts[:end]) + "/")
+            if mid is not None:
+                return mid
+        return None
 
     def distribution(self, text: str, index: dict[str, int], size: int) -> np.ndarray | None:
         """A distribution over the answerable modules from the text's mentions (None when it mentions nothing)."""

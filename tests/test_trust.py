@@ -260,3 +260,23 @@ def test_generic_file_names_and_test_names_are_not_mentions(git_repo, tmp_path):
     found = mentions.find("load_config_file ignores ConfigSchema defaults")
     assert set(found) == {g.module_of("cfg/loader.py")} and set(found[g.module_of("cfg/loader.py")]) == {
         "load_config_file", "ConfigSchema"}
+
+
+def test_a_path_into_a_modules_folder_names_that_module(git_repo, tmp_path):
+    """A file the index never saw (added since, or linked from GitHub) still names the module whose folder holds it;
+    a path that starts outside the repository (a reporter's own) names nothing."""
+    from inference.evidence import MentionIndex
+
+    git_repo.commit("layout", {
+        "net/client.py": "class HttpClient:\n    pass\n", "net/pool.py": "def acquire():\n    pass\n",
+        "net/resolver.py": "class Resolver:\n    pass\n", "ui/menu.py": "class MenuBar:\n    pass\n",
+        "ui/theme.py": "def dark():\n    pass\n", "ui/icons.py": "def icon():\n    pass\n"})
+    g = index(git_repo.root, Store(tmp_path / "g.db")).graph
+    net = g.module_of("net/client.py")
+    assert net != g.module_of("ui/menu.py") and net != "(root)"
+    mentions = MentionIndex(g, g.leaf_ids())
+    for text in ("* Update net/DnsOverTls.py", "* Update net/dns/DnsOverTls.py", "see https://github.com/acme/app/blob/main/net/tls/x.py#L10",
+                 "diff --git a/net/quic/new.py b/net/quic/new.py"):
+        assert set(mentions.find(text)) == {net}, text
+    assert mentions.find("/home/me/project/net2/dns/main.py crashed") == {}
+    assert mentions.find('Traceback: File "/usr/lib/python3/site-packages/acme/app.py"') == {}
