@@ -510,15 +510,19 @@ class RepoState:
 
 
 def no_module_reason(matcher, text: str) -> str | None:
-    """Why `text` should get no module at all (it is not about this repository), from the retrieval's coverage."""
+    """Why `text` should get no module at all (it is not about this repository), from the retrieval's coverage of
+    its words and how near it comes to a past change."""
     for m in (matcher, getattr(matcher, "retrieval", None)):
         assess = getattr(m, "assess", None)
         if assess is not None:
             a = assess(text)
-            if a.get("abstain"):
+            if not a.get("abstain"):
+                return None
+            if a["coverage"] < a["min_coverage"]:
                 return (f"this text is not about this repository (its words are {a['coverage']:.0%} known here, "
                         f"below {a['min_coverage']:.0%})")
-            return None
+            return (f"this text is not about this repository (no past change comes near it: similarity "
+                    f"{a['familiarity']:.2f}, below {a['min_familiarity']:.2f})")
     return None
 
 

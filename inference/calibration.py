@@ -106,6 +106,9 @@ class RankCalibrator:
     ranks 2-5 with that p (confidences too low where they matter: the label threshold). A text whose
     coverage falls below `min_coverage` (the `ABSTAIN_QUANTILE` of the repository's own held-out change texts, and
     at least a quarter of their median) is not about this repository: its confidences shrink in proportion, so nothing gets labelled.
+    So is a text whose familiarity (how near its first line comes to a past change, by meaning; see
+    `DenseMatcher.familiarity`) falls below `min_familiarity`, the same quantile of the held-out texts' familiarity
+    with their own changes left out: its confidences are at least halved, below any label threshold in use.
     """
 
     iso: Calibrator = field(default_factory=Calibrator.identity)  # ranks 2-5
@@ -113,13 +116,15 @@ class RankCalibrator:
     min_coverage: float = 0.0
     n: int = 0
     iso_first: Calibrator | None = None  # the first answer
+    min_familiarity: float = 0.0
 
     RANKS = 5
     ABSTAIN_QUANTILE = 0.02
 
-    def predict(self, p, coverage: float = 1.0, first: int | None = None) -> np.ndarray:
+    def predict(self, p, coverage: float = 1.0, first: int | None = None, familiarity: float | None = None
+                ) -> np.ndarray:
         """Confidences of the modules with fused probabilities `p` (an array); `first`: the index of the answer
-        ranked first."""
+        ranked first; `familiarity`: the text's (None: unknown, not held against it)."""
         arr = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
         z = self.coef[0] + self.coef[1] * np.log(arr / (1 - arr)) + self.coef[2] * coverage
         iso = np.asarray(self.iso.predict(arr), dtype=np.float64)
@@ -131,22 +136,29 @@ class RankCalibrator:
         conf = 0.5 * iso + 0.5 / (1 + np.exp(-z))
         if self.min_coverage > 0 and coverage < self.min_coverage:
             conf = conf * (coverage / self.min_coverage)
+        if self.unfamiliar(familiarity):
+            conf = conf * (0.5 * max(0.0, familiarity) / self.min_familiarity)
         return np.clip(conf, 0.0, 1.0)
 
-    def abstains(self, coverage: float) -> bool:
-        return coverage < self.min_coverage
+    def unfamiliar(self, familiarity: float | None) -> bool:
+        return familiarity is not None and self.min_familiarity > 0 and familiarity < self.min_familiarity
+
+    def abstains(self, coverage: float, familiarity: float | None = None) -> bool:
+        return coverage < self.min_coverage or self.unfamiliar(familiarity)
 
     def to_dict(self) -> dict:
         return {"iso": self.iso.to_dict(), "coef": [float(c) for c in self.coef],
                 "min_coverage": float(self.min_coverage), "n": self.n,
-                "iso_first": self.iso_first.to_dict() if self.iso_first is not None else None}
+                "iso_first": self.iso_first.to_dict() if self.iso_first is not None else None,
+                "min_familiarity": float(self.min_familiarity)}
 
     @classmethod
     def fit(cls, probs: np.ndarray, gold: np.ndarray, coverage: Sequence[float],
-            first: Sequence[int] | None = None) -> "RankCalibrator | None":
+            first: Sequence[int] | None = None, familiarity: Sequence[float | None] | None = None
+            ) -> "RankCalibrator | None":
         """`probs`, `gold`: (n, modules) fused probabilities and right answers of held-out changes; `coverage`: each
-        text's coverage; `first`: the index each was answered first (default: its highest probability). None when
-        there is too little to fit on."""
+        text's coverage; `first`: the index each was answered first (default: its highest probability);
+        `familiarity`: each text's, where known. None when there is too little to fit on."""
         n = probs.shape[0]
         if n < MIN_PLATT:
             return None
@@ -169,10 +181,12 @@ class RankCalibrator:
                 float(lr.coef_[0][2])]
         # the repository's own texts set the bar; a few odd ones ("initial layout") may not drag it to zero
         min_cov = max(float(np.quantile(cov, cls.ABSTAIN_QUANTILE)), 0.25 * float(np.median(cov)))
+        fam = np.asarray([f for f in (familiarity or []) if f is not None], dtype=np.float64)
+        min_fam = float(np.quantile(fam, cls.ABSTAIN_QUANTILE)) if fam.size >= MIN_PLATT else 0.0
         iso_first = Calibrator.fit(x[is_first], y[is_first]) if is_first.any() else None
         rest = ~is_first
         return cls(Calibrator.fit(x[rest], y[rest]) if rest.any() else Calibrator.fit(x, y), coef, min_cov, n,
-                   iso_first)
+                   iso_first, max(0.0, min_fam))
 
 
 def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool | int], bins: int = 10) -> float:

@@ -253,6 +253,20 @@ class DenseMatcher(ScoredMatcher):
         tot = out.sum()
         return out / tot if tot > 0 else None
 
+    def familiarity(self, text: str, exclude: set[str] | None = None) -> float | None:
+        """How near `text` comes to this repository's past changes: the highest cosine between its first line and the
+        indexed change subjects (`exclude`: commits left out, the held-out slice when the hybrid fits on it). Texts
+        of other projects come far less near than the repository's own (median 0.44 against 0.66 on pytest). None
+        without a change index or a first line."""
+        head = text.strip().split("\n", 1)[0][:300]
+        if not head or not len(self.hist_emb):
+            return None
+        sims = self.hist_emb @ self.embed(head)
+        if exclude:
+            sims[self._rows_of(exclude)] = -np.inf
+        best = float(np.max(sims))
+        return best if np.isfinite(best) else None
+
     def neighbour_evidence(self, text: str, mid: str, k: int = NEIGHBOURS) -> list[str]:
         """The past changes among the `k` nearest by meaning (as `neighbours` finds them) that touched `mid`."""
         j = self.index.get(mid)

@@ -177,6 +177,37 @@ def test_foreign_text_and_noise_get_no_confident_answer(trained):
         assert top.confidence < np.median(own), (t, top.confidence)
         assert m.assess(t)["abstain"] is True, (t, m.assess(t))
     assert sum(m.assess(t)["abstain"] for t, _ in later) <= 0.1 * len(later)
+    # how near a text comes to a past change is measured and reported; foreign texts come less near than own ones
+    assert m.rank_calibrator.min_familiarity > 0
+    own_fam = np.median([m.assess(t)["familiarity"] for t, _ in later])
+    assert all(m.assess(t)["familiarity"] < own_fam for t in foreign[2:])
+
+
+def test_a_text_unlike_every_past_change_gets_no_label():
+    """The familiarity gate: the 2 % quantile of the held-out texts' nearness to past changes is the bar; below it
+    every confidence is at least halved (under any label threshold in use) and the matcher abstains, whatever the
+    coverage; above it nothing changes, and confidences never fall as familiarity rises."""
+    from inference.calibration import RankCalibrator
+
+    rng = np.random.default_rng(0)
+    n, k = 200, 6
+    probs = rng.dirichlet(np.ones(k) * 0.3, size=n)
+    gold = np.zeros((n, k), dtype=bool)
+    right = rng.random(n) < probs.max(axis=1)  # the top answer is right about as often as its probability
+    gold[np.arange(n), np.where(right, probs.argmax(axis=1), (probs.argmax(axis=1) + 1) % k)] = True
+    fam = rng.uniform(0.45, 0.9, size=n)
+    rc = RankCalibrator.fit(probs, gold, [0.9] * n, familiarity=list(fam))
+    assert rc.min_familiarity == pytest.approx(np.quantile(fam, 0.02))
+    p = np.array([0.9, 0.04, 0.03, 0.02, 0.005, 0.005])
+    known = rc.predict(p, 0.9, first=0, familiarity=0.8)[0]
+    assert rc.predict(p, 0.9, first=0, familiarity=None)[0] == known  # unknown familiarity is not held against it
+    assert not rc.abstains(0.9, 0.8) and rc.abstains(0.9, rc.min_familiarity - 0.05)
+    low = rc.predict(p, 0.9, first=0, familiarity=rc.min_familiarity - 0.05)[0]
+    assert low <= 0.5 * known
+    curve = [rc.predict(p, 0.9, first=0, familiarity=f)[0] for f in np.linspace(0.0, 1.0, 41)]
+    assert all(a <= b + 1e-12 for a, b in zip(curve, curve[1:]))
+    # no familiarity at fit time (no embedding model): no gate
+    assert RankCalibrator.fit(probs, gold, [0.9] * n).min_familiarity == 0.0
 
 
 def test_a_threshold_chosen_on_held_out_history_reproduces_its_precision(trained):
