@@ -267,14 +267,16 @@ class DenseMatcher(ScoredMatcher):
         best = float(np.max(sims))
         return best if np.isfinite(best) else None
 
-    def neighbour_evidence(self, text: str, mid: str, k: int = NEIGHBOURS) -> list[str]:
-        """The past changes among the `k` nearest by meaning (as `neighbours` finds them) that touched `mid`."""
+    def neighbour_evidence(self, text: str, mid: str, k: int = NEIGHBOURS, min_sim: float = 0.0) -> list[str]:
+        """The past changes among the `k` nearest by meaning (as `neighbours` finds them) that touched `mid`, those at
+        least `min_sim` alike (the hybrid passes its familiarity bar: a change less alike is not evidence)."""
         j = self.index.get(mid)
         head = text.strip().split("\n", 1)[0][:300]
         if j is None or not head or not len(self.hist_emb):
             return []
         sims = self.hist_emb @ self.embed(head)
-        near = [r for r in np.argsort(-sims, kind="stable")[:k] if sims[r] > 0 and j in self.hist_modules[r]]
+        near = [r for r in np.argsort(-sims, kind="stable")[:k]
+                if sims[r] > max(0.0, min_sim) and j in self.hist_modules[r]]
         if not near:
             return []
         return ["past changes alike in meaning: " + " | ".join(f"{self.hist_subjects[r][:80]} ({sims[r]:.2f})"

@@ -342,7 +342,8 @@ class HybridMatcher(ScoredMatcher):
             if n in self.parts:
                 ev += self.parts[n].evidence(text, mid)[:1]
         if self.dense_neighbour_weight > 0 and "dense" in self.parts:
-            ev += self.parts["dense"].neighbour_evidence(text, mid)
+            bar = self.rank_calibrator.min_familiarity if self.rank_calibrator is not None else 0.0
+            ev += self.parts["dense"].neighbour_evidence(text, mid, min_sim=bar)
         return ev
 
 

@@ -203,6 +203,7 @@ def test_dense_neighbours_find_past_changes_by_meaning(graph, tmp_path):
     ev = m.neighbour_evidence("Rate-limit photo posting", a, k=2)
     assert len(ev) == 1 and "Throttle image uploads" in ev[0] and "German" not in ev[0]
     assert m.neighbour_evidence("Rate-limit photo posting", b, k=2) == []
+    assert m.neighbour_evidence("Rate-limit photo posting", a, k=2, min_sim=0.99) == []  # not alike enough
     # a second build reads the vectors from the cache; an update embeds only the new change
     again = DenseMatcher(g, cache_dir=tmp_path)
     assert np.array_equal(again.hist_emb, m.hist_emb)
