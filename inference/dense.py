@@ -124,6 +124,7 @@ class DenseMatcher(ScoredMatcher):
         state = super().__getstate__()
         state["model"] = None  # the embedding model is shared per process; reloaded on unpickling
         state["_skip"] = None  # the held-out rows of the build, not needed after it
+        state["_sims"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -215,6 +216,7 @@ class DenseMatcher(ScoredMatcher):
         self.hist_emb = (np.vstack([known[k] for k in keys]).astype(np.float32) if keys
                          else np.zeros((0, dim), dtype=np.float32))
         self._skip: tuple[set[str], np.ndarray] | None = None
+        self._sims: tuple[str, set[str] | None, np.ndarray] | None = None
         if missing and file is not None:
             try:
                 file.parent.mkdir(parents=True, exist_ok=True)
@@ -237,14 +239,9 @@ class DenseMatcher(ScoredMatcher):
         `text` (cosine of the sentence embeddings), each voting for its modules by its similarity; `exclude`:
         commits left out (the held-out slice, when the hybrid chooses the vote's share). None when nothing is
         near."""
-        if not len(self.hist_emb) or not self.ids:
+        sims = self._history_sims(text, exclude)
+        if sims is None or not self.ids:
             return None
-        head = text.strip().split("\n", 1)[0][:300]
-        if not head:
-            return None
-        sims = self.hist_emb @ self.embed(head)
-        if exclude:
-            sims[self._rows_of(exclude)] = -np.inf
         top = np.argsort(-sims, kind="stable")[:k]
         out = np.zeros(len(self.ids))
         for j in top:
@@ -258,12 +255,9 @@ class DenseMatcher(ScoredMatcher):
         indexed change subjects (`exclude`: commits left out, the held-out slice when the hybrid fits on it). Texts
         of other projects come far less near than the repository's own (median 0.44 against 0.66 on pytest). None
         without a change index or a first line."""
-        head = text.strip().split("\n", 1)[0][:300]
-        if not head or not len(self.hist_emb):
+        sims = self._history_sims(text, exclude)
+        if sims is None:
             return None
-        sims = self.hist_emb @ self.embed(head)
-        if exclude:
-            sims[self._rows_of(exclude)] = -np.inf
         best = float(np.max(sims))
         return best if np.isfinite(best) else None
 
@@ -271,16 +265,31 @@ class DenseMatcher(ScoredMatcher):
         """The past changes among the `k` nearest by meaning (as `neighbours` finds them) that touched `mid`, those at
         least `min_sim` alike (the hybrid passes its familiarity bar: a change less alike is not evidence)."""
         j = self.index.get(mid)
-        head = text.strip().split("\n", 1)[0][:300]
-        if j is None or not head or not len(self.hist_emb):
+        sims = self._history_sims(text)
+        if j is None or sims is None:
             return []
-        sims = self.hist_emb @ self.embed(head)
         near = [r for r in np.argsort(-sims, kind="stable")[:k]
                 if sims[r] > max(0.0, min_sim) and j in self.hist_modules[r]]
         if not near:
             return []
         return ["past changes alike in meaning: " + " | ".join(f"{self.hist_subjects[r][:80]} ({sims[r]:.2f})"
                                                               for r in near[:2])]
+
+    def _history_sims(self, text: str, exclude: set[str] | None = None) -> np.ndarray | None:
+        """Cosines of the first line of `text` to every indexed change subject (`exclude`'s rows at -inf), remembered
+        for the last text: `match` asks for the vote, the familiarity and each answer's evidence of one text. Read
+        only. None without a change index or a first line."""
+        head = text.strip().split("\n", 1)[0][:300]
+        if not head or not len(self.hist_emb):
+            return None
+        last = self._sims
+        if last is not None and last[0] == head and last[1] is exclude:
+            return last[2]
+        sims = self.hist_emb @ self.embed(head)
+        if exclude:
+            sims[self._rows_of(exclude)] = -np.inf
+        self._sims = (head, exclude, sims)
+        return sims
 
     def _rows_of(self, commits: set[str]) -> np.ndarray:
         """The rows of `commits` in the index, remembered for the last set asked (the hybrid asks with one set for
