@@ -11,7 +11,9 @@ with Chinese words is encoded with the glossary's English equivalents appended (
 The subjects of the most recent `NEIGHBOUR_HISTORY` past changes are embedded too (cached on disk by change when
 a `cache_dir` is given): `neighbours` is the vote of the past changes nearest to a requirement's first line, which
 the hybrid mixes in beside the history classifier's word-TF-IDF neighbours, at a share each repository's held-out
-history chooses.
+history chooses. `classifier` (fitted by `fit_classifier` when the hybrid gives it a share) is a softmax regression
+on the same vectors: the modules the past changes of a subject like this one touched, learned rather than looked up,
+so that a Chinese or reworded requirement reaches modules whose past changes say it in other words.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from .base import query_head, register
 from .bilingual import Bilingual
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
+from .history_clf import change_weight, history_ages
 from .scoring import ScoredMatcher, answer_ids
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,10 @@ _EMBEDDINGS: dict[tuple[str, str], np.ndarray] = {}
 _LOCK = threading.Lock()
 NEIGHBOUR_HISTORY = 6000  # past changes (the most recent) the nearest-change vote searches
 NEIGHBOURS = 5
+# The semantic classifier (`fit_classifier`): L2 strength as the history classifier's, each change weighed by its
+# recency as there (HALF_LIFE_DAYS). Probed on the dev benchmark's pickled hybrids (bench/README.md) at C = 1 and 10.
+CLASSIFIER_C = 10.0
+CLASSIFIER_MIN_ROWS = 20
 
 
 def resolve_model(name: str | None) -> tuple[str, bool]:
@@ -104,6 +111,43 @@ def module_text(m: Module, n_symbols: int = 20) -> str:
     return " ".join(parts)
 
 
+class SemanticClassifier:
+    """Softmax regression from a change subject's embedding to the modules the change touched (`fit`), kept as plain
+    arrays: `probs(vec)` is a distribution over all of the matcher's modules (0 for those no fitted change touched)."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, cols: np.ndarray, n: int):
+        self.coef, self.intercept, self.cols, self.n = coef, intercept, cols, n
+
+    @classmethod
+    def fit(cls, X: np.ndarray, rows: list[tuple[int, ...]], weights: np.ndarray, n: int,
+            C: float = CLASSIFIER_C) -> "SemanticClassifier | None":
+        """From embeddings `X`, each row's module indices and weight; None with fewer than two modules to tell
+        apart or CLASSIFIER_MIN_ROWS rows."""
+        from sklearn.linear_model import LogisticRegression
+
+        idx, y, w = [], [], []
+        for r, mods in enumerate(rows):
+            for j in mods:  # a change that touched k modules: a row for each, weighing 1/k
+                idx.append(r)
+                y.append(j)
+                w.append(weights[r] / len(mods))
+        if len(set(y)) < 2 or len(set(idx)) < CLASSIFIER_MIN_ROWS:
+            return None
+        w = np.asarray(w, dtype=np.float64)
+        model = LogisticRegression(C=C, max_iter=300).fit(X[np.asarray(idx)], np.asarray(y), sample_weight=w / w.mean())
+        return cls(model.coef_.astype(np.float32), model.intercept_.astype(np.float32),
+                   np.asarray(model.classes_, dtype=int), n)
+
+    def probs(self, vec: np.ndarray) -> np.ndarray:
+        z = self.coef @ vec + self.intercept
+        if len(self.cols) == 2 and self.coef.shape[0] == 1:  # sklearn's binary case: one row of logits
+            z = np.array([0.0, float(z[0])])
+        z = np.exp(z - z.max())
+        out = np.zeros(self.n)
+        out[self.cols] = z / z.sum()
+        return out
+
+
 class DenseMatcher(ScoredMatcher):
     name = "dense"
     temperature = 0.05
@@ -118,6 +162,7 @@ class DenseMatcher(ScoredMatcher):
         self.texts = [module_text(graph.modules[mid]) for mid in self.ids]
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.emb = self._module_embeddings(graph, self.cache_dir)
+        self.classifier: SemanticClassifier | None = None  # fitted by the hybrid where its held-out slice wants it
         self._index_history(graph.history if history_neighbours else [])
 
     def __getstate__(self) -> dict:
@@ -212,6 +257,7 @@ class DenseMatcher(ScoredMatcher):
         self.hist_commits = [h.commit for h in hist]
         self.hist_subjects = texts
         self.hist_modules = [tuple(index[m] for m in h.modules if m in index) for h in hist]
+        self.hist_weights = np.array([change_weight(h, age) for h, age in zip(hist, history_ages(hist))])
         # float32: every query multiplies the whole matrix (a float16 copy cost 5 ms a query to convert)
         self.hist_emb = (np.vstack([known[k] for k in keys]).astype(np.float32) if keys
                          else np.zeros((0, dim), dtype=np.float32))
@@ -225,6 +271,26 @@ class DenseMatcher(ScoredMatcher):
                 tmp.replace(file)
             except OSError as e:
                 log.warning("dense.cache-write-failed path=%s error=%s", file, e)
+
+    def fit_classifier(self, exclude: set[str] | None = None, C: float = CLASSIFIER_C) -> SemanticClassifier | None:
+        """A `SemanticClassifier` on the indexed change subjects, `exclude`'s commits left out (the held-out slice,
+        when the hybrid chooses its share). None without enough of them."""
+        if not len(self.hist_emb):
+            return None
+        keep = np.ones(len(self.hist_commits), dtype=bool)
+        if exclude:
+            keep[self._rows_of(exclude)] = False
+        rows = np.flatnonzero(keep)
+        return SemanticClassifier.fit(self.hist_emb[rows], [self.hist_modules[r] for r in rows],
+                                      self.hist_weights[rows], len(self.ids), C)
+
+    def classify(self, text: str, classifier: SemanticClassifier | None = None) -> np.ndarray | None:
+        """`classifier`'s (default: this matcher's) distribution for the first line of `text`; None without one."""
+        clf = classifier or self.__dict__.get("classifier")
+        head = text.strip().split("\n", 1)[0][:300]
+        if clf is None or not head:
+            return None
+        return clf.probs(self.embed(head))
 
     def _history_cache_file(self) -> Path | None:
         if self.cache_dir is None:

@@ -156,15 +156,20 @@ class CentroidModel:
         return out
 
 
+def change_weight(h, age: float | None, half_life_days: float | None = HALF_LIFE_DAYS) -> float:
+    """What a past change counts for in a classifier: halved for every `half_life_days` of its age (None: undated,
+    1), FEEDBACK_WEIGHT times for a person's correction."""
+    decay = 0.5 ** (age / half_life_days) if half_life_days and age is not None else 1.0
+    return decay * FEEDBACK_WEIGHT if h.kind == "feedback" else decay
+
+
 def history_rows(history, leaves: set[str], half_life_days: float | None):
     """(text, module, weight, subject) of every past change, one row per leaf module it touched: weight
     1/len(modules), halved for every `half_life_days` of the change's age; a person's correction (feedback)
     counts FEEDBACK_WEIGHT times."""
     for h, age in zip(history, history_ages(history)):
         mods = [m for m in h.modules if m in leaves]
-        decay = 0.5 ** (age / half_life_days) if half_life_days and age is not None else 1.0
-        if h.kind == "feedback":
-            decay *= FEEDBACK_WEIGHT
+        decay = change_weight(h, age, half_life_days)
         for mid in mods:
             yield example_text(h.subject, h.body), mid, decay / len(mods), h.subject
 

@@ -48,6 +48,11 @@ MIN_MENTIONS = 10
 # touches what that one touched. Tried on the dev benchmark's pickled hybrids (bench/README.md) a fixed share of 0.1
 # moved nginx 0.615 -> 0.655 and etcd 0.770 -> 0.765: the share is chosen per repository on its held-out history.
 NEIGHBOUR_CHOICES = (0.0, 0.1, 0.2, 0.3)
+# The dense part's semantic classifier (`DenseMatcher.fit_classifier`: softmax regression from change subjects'
+# embeddings to their modules) is mixed in last, at a share the held-out slice chooses among SEMANTIC_CHOICES (the
+# classifier fitted without the slice). Probed on the dev benchmark's pickled hybrids with a share chosen on the
+# cases (bench/README.md): hutool 0.670 -> 0.735 at 0.1, okhttp 0.675 -> 0.695 at 0.2; nginx and tokio lose 0.005.
+SEMANTIC_CHOICES = (0.0, 0.05, 0.1, 0.2, 0.3)
 MIN_TUNE = 30  # validation examples needed before tuning the weights
 SHRINK = 1200  # pseudo-examples pulling tuned weights toward the defaults
 # Incremental updates (`HybridMatcher.updated`) keep the weights, calibrators and operating point of the last full
@@ -168,7 +173,7 @@ class HybridMatcher(ScoredMatcher):
                  mentions: MentionIndex | None = None, coverage: Coverage | None = None,
                  rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT,
                  operating: dict | None = None, val_acc: float | None = None, lineage: dict | None = None,
-                 neighbour_weight: float = 0.0, dense_neighbour_weight: float = 0.0):
+                 neighbour_weight: float = 0.0, dense_neighbour_weight: float = 0.0, semantic_weight: float = 0.0):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
@@ -183,6 +188,7 @@ class HybridMatcher(ScoredMatcher):
         self.val_acc = val_acc  # top-1 accuracy on the held-out slice of the full build
         self.neighbour_weight = neighbour_weight  # the nearest past changes' share, chosen on the held-out slice
         self.dense_neighbour_weight = dense_neighbour_weight  # the same by sentence embeddings (`DenseMatcher`)
+        self.semantic_weight = semantic_weight  # the dense part's semantic classifier's share (`classify`)
         # how far this matcher is from its full build: {"built_at", "history", "updates", "changes", "drift_n",
         # "drift_hits"} (see `updated`)
         self.lineage = lineage or {"built_at": time.time(), "history": len(graph.history), "updates": 0,
@@ -210,6 +216,8 @@ class HybridMatcher(ScoredMatcher):
         dense = self.parts.get("dense")
         if self.dense_neighbour_weight > 0 and dense is not None:
             s = with_neighbours(s, dense.neighbours(text), self.dense_neighbour_weight)
+        if self.semantic_weight > 0 and dense is not None:
+            s = with_neighbours(s, dense.classify(text), self.semantic_weight)
         return s
 
     def match(self, text: str, k: int = 5) -> list[Match]:
@@ -309,7 +317,8 @@ class HybridMatcher(ScoredMatcher):
                              rank_calibrator=self.rank_calibrator, mention_weight=self.mention_weight,
                              operating=self.operating, val_acc=self.val_acc, lineage=lin,
                              neighbour_weight=self.neighbour_weight,
-                             dense_neighbour_weight=self.dense_neighbour_weight)
+                             dense_neighbour_weight=self.dense_neighbour_weight,
+                             semantic_weight=self.semantic_weight)
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -376,7 +385,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     rank_cal = None
     operating: dict | None = None
     val_acc: float | None = None
-    neighbour_weight = dense_weight = 0.0
+    neighbour_weight = dense_weight = semantic_weight = 0.0
     if val:
         g_train = with_history(graph, train)
         vparts = {n: (full_parts[n] if n == "dense" else _build_part(n, g_train, opts)) for n in defaults}
@@ -431,6 +440,16 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                 dense_weight = max((_objective(dvoted(w), gold) - 1e-4 * w, w) for w in NEIGHBOUR_CHOICES)[1]
                 notes.append(f"nearest past changes by meaning: share {dense_weight:.1f}")
                 mixed = dvoted(dense_weight)
+            held_clf = dense_part.fit_classifier(exclude=held)
+            if held_clf is not None:
+                sem = [dense_part.classify(h.text, held_clf) for h in val]
+
+                def classified(w):
+                    return np.vstack([with_neighbours(mixed[r], sem[r], w) for r in range(len(val))])
+
+                semantic_weight = max((_objective(classified(w), gold) - 1e-4 * w, w) for w in SEMANTIC_CHOICES)[1]
+                notes.append(f"semantic classifier of past changes: share {semantic_weight:.2f}")
+                mixed = classified(semantic_weight)
         if calibrate:
             base = fused0 / fused0.sum(axis=1, keepdims=True)
             top = mixed.argmax(axis=1)
@@ -456,10 +475,13 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     if mention_weight is None:
         mention_weight = MENTION_WEIGHT
     coverage = Coverage(full_parts["lexical"].docs) if "lexical" in full_parts else None
+    if semantic_weight > 0:
+        full_parts["dense"].classifier = full_parts["dense"].fit_classifier()
     return HybridMatcher(graph, {n: full_parts[n] for n in defaults}, final_w, fusion=fusion, calibrator=cal,
                          notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
                          mention_weight=mention_weight, operating=operating, val_acc=val_acc,
-                         neighbour_weight=neighbour_weight, dense_neighbour_weight=dense_weight)
+                         neighbour_weight=neighbour_weight, dense_neighbour_weight=dense_weight,
+                         semantic_weight=semantic_weight)
 
 
 @register("hybrid", default_eval=True)

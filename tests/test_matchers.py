@@ -176,6 +176,71 @@ def test_history_weighs_recent_changes_more(graph):
     assert HistoryMatcher(g).match("frobnicator overflow", k=1)[0].module == b
 
 
+def test_the_semantic_classifier_learns_modules_from_past_change_subjects(graph, tmp_path):
+    """A softmax regression on the change subjects' embeddings: a reworded requirement sharing no word with any past
+    change reaches the module whose changes meant the same; excluded commits are not learned; recent changes weigh
+    more; the hybrid serves its vote at the share it was given and keeps it through pickling and updates."""
+    import pickle
+
+    from indexer.records import HistoryExample
+    from inference.calibration import with_history
+    from inference.dense import DenseMatcher
+    from inference.hybrid import HybridMatcher
+
+    a, b, c = graph.leaf_ids()[:3]
+    topics = {a: ["Throttle image uploads per user", "Limit how many pictures one account may send",
+                  "Reject photos larger than ten megabytes", "Resize uploaded images before storing them",
+                  "Show a progress bar while a picture uploads", "Retry failed image uploads twice",
+                  "Strip location metadata from uploaded photos", "Compress large images on upload",
+                  "Allow PNG and WebP pictures", "Thumbnail generation for new photos"],
+              b: ["Translate the settings page into German", "Add French strings to the UI",
+                  "Right-to-left layout for Arabic", "Localise date formats per country",
+                  "Japanese translation of the menus", "Fix a typo in the Spanish texts",
+                  "Pluralisation rules for Polish", "Pick the language from the browser",
+                  "Let users switch the interface language", "Missing Italian labels on the login screen"],
+              c: ["Speed up the nightly database backup", "Vacuum old tables after the migration",
+                  "Index the orders table by customer", "Slow query on the invoices report",
+                  "Add a foreign key from payments to accounts", "Rotate the SQL connection pool",
+                  "Archive rows older than a year", "Replica lag alarms for the database",
+                  "Migrate the schema to add a status column", "Deadlock when two writers update stock"]}
+    hist, i = [], 0
+    for mid, subjects in topics.items():
+        for subj in subjects:
+            i += 1
+            hist.append(HistoryExample(f"{i:040x}", f"2024-03-{1 + i % 28:02d}T00:00:00+00:00", subj, "",
+                                       (f"{mid}/x.c",), (mid,)))
+    g = with_history(graph, hist)
+    m = DenseMatcher(g, cache_dir=tmp_path)
+    clf = m.fit_classifier()
+    assert clf is not None
+    for query, want in [("users may post too many photos at once", a), ("the app is not available in Dutch", b),
+                        ("the customer table needs an index, reports take minutes", c)]:
+        p = m.classify(query, clf)
+        assert p is not None and p.sum() == pytest.approx(1.0) and m.ids[int(np.argmax(p))] == want, query
+    # commits left out are not learned: without a's changes, nothing points at a
+    no_a = m.fit_classifier(exclude={h.commit for h in hist if h.modules == (a,)})
+    assert no_a is not None and no_a.probs(m.embed("users may post too many photos at once"))[m.index[a]] == 0
+    assert m.fit_classifier(exclude={h.commit for h in hist}) is None  # nothing left to learn from
+    assert m.classify("anything") is None  # the matcher's own classifier is the hybrid's to fit
+    # recency: the same subjects taught to c long ago and to a lately lean to a
+    old = [HistoryExample(f"{900 + j:040x}", "2019-01-01T00:00:00+00:00", s_, "", (f"{c}/x.c",), (c,))
+           for j, s_ in enumerate(topics[a])]
+    both = DenseMatcher(with_history(graph, hist + old), cache_dir=tmp_path)
+    p = both.classify("Throttle image uploads per user", both.fit_classifier())
+    assert p[both.index[a]] > p[both.index[c]]
+    # the hybrid mixes the vote in at its share: with a share of 1 the served ranking is the classifier's
+    h = create("hybrid", g)
+    m_h = h.parts["dense"]
+    m_h.classifier = m_h.fit_classifier()
+    q = "the app is not available in Dutch"
+    before = h.scores(q)
+    h.semantic_weight = 1.0
+    after = h.scores(q)
+    assert not np.allclose(before, after) and h.ids[int(np.argmax(after))] == b
+    again = pickle.loads(pickle.dumps(h))
+    assert np.allclose(again.scores(q), after)
+
+
 def test_dense_neighbours_find_past_changes_by_meaning(graph, tmp_path):
     """The nearest past changes by sentence embedding: a paraphrase sharing no word with a past change still reaches
     its module; held-out commits can be left out; vectors are reused from the disk cache and by `updated`."""
