@@ -342,6 +342,9 @@ class HybridMatcher(ScoredMatcher):
         for n, s in raw.items():
             r = 1 + int(np.sum(s > s[i]))
             ranks.append(f"{n} #{r}")
+        sem = self.parts["dense"].classify(text) if self.semantic_weight > 0 and "dense" in self.parts else None
+        if sem is not None:  # the semantic classifier of past changes (`DenseMatcher.classify`)
+            ranks.append(f"past changes' meaning #{1 + int(np.sum(sem > sem[i]))}")
         ev = ["ranks: " + ", ".join(ranks)]
         if self.mentions is not None:
             named = self.mentions.find(text).get(mid)

@@ -237,6 +237,7 @@ def test_the_semantic_classifier_learns_modules_from_past_change_subjects(graph,
     h.semantic_weight = 1.0
     after = h.scores(q)
     assert not np.allclose(before, after) and h.ids[int(np.argmax(after))] == b
+    assert "past changes' meaning #1" in h.evidence(q, b)[0]  # `ask` says where the vote put it
     again = pickle.loads(pickle.dumps(h))
     assert np.allclose(again.scores(q), after)
 
