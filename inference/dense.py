@@ -212,7 +212,8 @@ class DenseMatcher(ScoredMatcher):
 
     def updated(self, graph: ModuleGraph) -> "DenseMatcher | None":
         """This matcher on `graph`: only the modules whose text changed are embedded again (None when the
-        answerable modules changed)."""
+        answerable modules changed). The semantic classifier is kept as fitted; the hybrid's next full build refits
+        it with the new changes (the nearest-change vote sees them at once)."""
         if answer_ids(graph) != self.ids:
             return None
         texts = [module_text(graph.modules[mid]) for mid in self.ids]
