@@ -240,6 +240,14 @@ def test_the_semantic_classifier_learns_modules_from_past_change_subjects(graph,
     assert "past changes' meaning #1" in h.evidence(q, b)[0]  # `ask` says where the vote put it
     again = pickle.loads(pickle.dumps(h))
     assert np.allclose(again.scores(q), after)
+    # a full build with enough held-out history fits it and serves it at the fixed share
+    from inference.hybrid import SEMANTIC_WEIGHT, build_hybrid
+
+    many = [HistoryExample(f"{5000 + j:040x}", f"2024-{1 + j // 28 % 12:02d}-{1 + j % 28:02d}T{j % 24:02d}:00:00+00:00",
+                           x.subject, "", x.files, x.modules) for j, x in enumerate(hist * 8)]
+    built = build_hybrid(with_history(graph, many))
+    assert built.semantic_weight == SEMANTIC_WEIGHT and built.parts["dense"].classifier is not None
+    assert any("semantic classifier" in n for n in built.notes)
 
 
 def test_dense_neighbours_find_past_changes_by_meaning(graph, tmp_path):
