@@ -11,7 +11,7 @@ with Chinese words is encoded with the glossary's English equivalents appended (
 The subjects of the most recent `NEIGHBOUR_HISTORY` past changes are embedded too (cached on disk by change when
 a `cache_dir` is given): `neighbours` is the vote of the past changes nearest to a requirement's first line, which
 the hybrid mixes in beside the history classifier's word-TF-IDF neighbours, at a share each repository's held-out
-history chooses. `classifier` (fitted by `fit_classifier` when the hybrid gives it a share) is a softmax regression
+history chooses. `classifier` (fitted by `fit_classifier` when the hybrid serves it) is a softmax regression
 on the same vectors: the modules the past changes of a subject like this one touched, learned rather than looked up,
 so that a Chinese or reworded requirement reaches modules whose past changes say it in other words.
 """
@@ -162,7 +162,7 @@ class DenseMatcher(ScoredMatcher):
         self.texts = [module_text(graph.modules[mid]) for mid in self.ids]
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.emb = self._module_embeddings(graph, self.cache_dir)
-        self.classifier: SemanticClassifier | None = None  # fitted by the hybrid where its held-out slice wants it
+        self.classifier: SemanticClassifier | None = None  # fitted by the hybrid (a history of ~200 changes or more)
         self._index_history(graph.history if history_neighbours else [])
 
     def __getstate__(self) -> dict:
@@ -275,7 +275,7 @@ class DenseMatcher(ScoredMatcher):
 
     def fit_classifier(self, exclude: set[str] | None = None, C: float = CLASSIFIER_C) -> SemanticClassifier | None:
         """A `SemanticClassifier` on the indexed change subjects, `exclude`'s commits left out (the held-out slice,
-        when the hybrid chooses its share). None without enough of them."""
+        on which the hybrid fits its calibrators). None without enough of them."""
         if not len(self.hist_emb):
             return None
         keep = np.ones(len(self.hist_commits), dtype=bool)
