@@ -45,6 +45,7 @@ _EMBEDDINGS: dict[tuple[str, str], np.ndarray] = {}
 _LOCK = threading.Lock()
 NEIGHBOUR_HISTORY = 6000  # past changes (the most recent) the nearest-change vote searches
 NEIGHBOURS = 5
+SUBJECT_CHARS = 300  # a change subject, or a requirement's first line, as the change index embeds it
 # The semantic classifier (`fit_classifier`): L2 strength as the history classifier's, each change weighed by its
 # recency as there (HALF_LIFE_DAYS). Probed on the dev benchmark's pickled hybrids (bench/README.md) at C = 1 and 10.
 CLASSIFIER_C = 10.0
@@ -111,6 +112,11 @@ def module_text(m: Module, n_symbols: int = 20) -> str:
     return " ".join(parts)
 
 
+def first_line(text: str) -> str:
+    """What the change index compares: the first line of `text`, at most SUBJECT_CHARS characters."""
+    return text.strip().split("\n", 1)[0][:SUBJECT_CHARS]
+
+
 class SemanticClassifier:
     """Softmax regression from a change subject's embedding to the modules the change touched (`fit`), kept as plain
     arrays: `probs(vec)` is a distribution over all of the matcher's modules (0 for those no fitted change touched)."""
@@ -140,7 +146,7 @@ class SemanticClassifier:
 
     def probs(self, vec: np.ndarray) -> np.ndarray:
         z = self.coef @ vec + self.intercept
-        if len(self.cols) == 2 and self.coef.shape[0] == 1:  # sklearn's binary case: one row of logits
+        if self.coef.shape[0] == 1:  # sklearn's binary case: one row of logits
             z = np.array([0.0, float(z[0])])
         z = np.exp(z - z.max())
         out = np.zeros(self.n)
@@ -236,7 +242,7 @@ class DenseMatcher(ScoredMatcher):
         index = {m: i for i, m in enumerate(self.ids)}
         hist = sorted((h for h in history if any(m in index for m in h.modules)),
                       key=lambda h: (h.date, h.commit))[-NEIGHBOUR_HISTORY:]
-        texts = [h.subject.strip()[:300] for h in hist]
+        texts = [h.subject.strip()[:SUBJECT_CHARS] for h in hist]
         keys = [f"{h.commit}:{hashlib.sha1(t.encode()).hexdigest()[:8]}" for h, t in zip(hist, texts)]
         known: dict[str, np.ndarray] = {}
         if reuse is not None:
@@ -287,8 +293,8 @@ class DenseMatcher(ScoredMatcher):
 
     def classify(self, text: str, classifier: SemanticClassifier | None = None) -> np.ndarray | None:
         """`classifier`'s (default: this matcher's) distribution for the first line of `text`; None without one."""
-        clf = classifier or self.__dict__.get("classifier")
-        head = text.strip().split("\n", 1)[0][:300]
+        clf = classifier or self.classifier
+        head = first_line(text)
         if clf is None or not head:
             return None
         return clf.probs(self.embed(head))
@@ -346,7 +352,7 @@ class DenseMatcher(ScoredMatcher):
         """Cosines of the first line of `text` to every indexed change subject (`exclude`'s rows at -inf), remembered
         for the last text: `match` asks for the vote, the familiarity and each answer's evidence of one text. Read
         only. None without a change index or a first line."""
-        head = text.strip().split("\n", 1)[0][:300]
+        head = first_line(text)
         if not head or not len(self.hist_emb):
             return None
         last = self._sims

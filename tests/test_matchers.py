@@ -185,7 +185,6 @@ def test_the_semantic_classifier_learns_modules_from_past_change_subjects(graph,
     from indexer.records import HistoryExample
     from inference.calibration import with_history
     from inference.dense import DenseMatcher
-    from inference.hybrid import HybridMatcher
 
     a, b, c = graph.leaf_ids()[:3]
     topics = {a: ["Throttle image uploads per user", "Limit how many pictures one account may send",
