@@ -28,6 +28,8 @@ from indexer.text import glossary, words
 MAX_OWNERS = 2
 MIN_LEN = 4
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
+# a file name with hyphens (`BUG-BOUNTY.md`, `html-tree-validation.js`), which _IDENT cuts at each hyphen
+_HYPHEN_FILE = re.compile(r"[A-Za-z0-9_][\w.]*(?:-[\w.]+)+\.[A-Za-z0-9]+")
 _SHAPED = re.compile(r"[a-z][A-Z]|[A-Z]{2,}[a-z]|_|[0-9]|\.")
 _URL_PATH = re.compile(r"/(?:blob|tree)/[^/]+/")
 
@@ -81,7 +83,8 @@ class MentionIndex:
         """module -> the names of it the text mentions."""
         hits: dict[str, list[str]] = defaultdict(list)
         seen = set()
-        candidates = set(_IDENT.findall(text)) | set(re.findall(r"[\w./-]+/[\w./-]+", text))
+        candidates = (set(_IDENT.findall(text)) | set(_HYPHEN_FILE.findall(text))
+                      | set(re.findall(r"[\w./-]+/[\w./-]+", text)))
         for raw in candidates:
             key = raw.lower().strip("./")
             if key in seen:

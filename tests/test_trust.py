@@ -293,6 +293,24 @@ def test_generic_file_names_and_test_names_are_not_mentions(git_repo, tmp_path):
         "load_config_file", "ConfigSchema"}
 
 
+def test_a_file_name_with_hyphens_names_its_module(git_repo, tmp_path):
+    """`Update BUG-BOUNTY.md` or `html-tree-validation.js is wrong` name the module holding that file: the name is
+    read whole, not cut at its hyphens (where `BUG` and `BOUNTY.md` name nothing)."""
+    from inference.evidence import MentionIndex
+
+    git_repo.commit("layout", {
+        "BUG-BOUNTY.md": "# Bounty\n", "web/html-tree-validation.js": "export function validate() {}\n",
+        "web/render.js": "export function render() {}\n", "web/dom.js": "export function mount() {}\n",
+        "core/engine.py": "class Engine:\n    pass\n", "core/loop.py": "def run():\n    pass\n"})
+    g = index(git_repo.root, Store(tmp_path / "g.db")).graph
+    web, root = g.module_of("web/html-tree-validation.js"), g.module_of("BUG-BOUNTY.md")
+    assert len({web, root, g.module_of("core/engine.py")}) == 3
+    mentions = MentionIndex(g, g.leaf_ids())
+    assert set(mentions.find("Update BUG-BOUNTY.md (#9081)")) == {root}
+    assert set(mentions.find("the check in html-tree-validation.js rejects <p> in <button>")) == {web}
+    assert mentions.find("my own-file.js and a well-known phrase") == {}
+
+
 def test_a_path_into_a_modules_folder_names_that_module(git_repo, tmp_path):
     """A file the index never saw (added since, or linked from GitHub) still names the module whose folder holds it;
     a path that starts outside the repository (a reporter's own) names nothing."""
