@@ -390,6 +390,23 @@ def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
     assert res3.metadata["config"]["lora_layers"] == CPU_LORA_LAYERS  # the default, made concrete for the CPU
 
 
+def test_a_run_the_budget_cuts_short_still_anneals(graph, cands, tok, tmp_path):
+    """Far more steps planned than the budget allows: the schedule's horizon follows the pace, so the rate decays
+    to its floor by the deadline instead of stopping near its peak, and never rises again after the warm-up."""
+    ds = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
+    cfg = _small_cfg(epochs=500, max_steps=0, max_minutes=0.25, checkpoint_every=0)
+    rates = []
+    model, tok = tiny_random_model(tok)
+    res = train(graph, tmp_path, cfg, repo="synth", dataset=ds, model_and_tokenizer=(model, tok),
+                candidate_source=cands, progress=lambda s, d, t, i: rates.append(i["lr"]) if s == "train" else None)
+    assert res.metrics["stopped_early"] == "max_minutes"
+    assert 30 <= len(rates) and res.metrics["planned_steps"] > 3 * len(rates), (len(rates), res.metrics)
+    peak = max(rates)
+    after = rates[rates.index(peak):]
+    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
+    assert rates[-1] <= 0.2 * cfg.lr and res.metrics["last_lr"] == rates[-1]
+
+
 # --- the real smollm2-135m learns ---------------------------------------------------------------------
 
 def _accuracy(model, tok, leaves, held_out=HELD_OUT) -> tuple[float, list[str]]:

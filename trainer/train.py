@@ -593,12 +593,23 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+def _lr_at(step: int, total: int, cfg: TrainConfig, min_progress: float = 0.0) -> tuple[float, float]:
+    """The learning rate at `step` of `total` (linear warm-up, then cosine down to 5 %), and the progress through the
+    cosine; the progress never falls below `min_progress`, so a horizon that grows does not raise the rate again."""
     warm = min(cfg.warmup_steps, max(1, total // 10))
     if step < warm:
-        return cfg.lr * (step + 1) / warm
-    prog = (step - warm) / max(1, total - warm)
-    return cfg.lr * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
+        return cfg.lr * (step + 1) / warm, 0.0
+    prog = max(min_progress, min(1.0, (step - warm) / max(1, total - warm)))
+    return cfg.lr * max(0.05, 0.5 * (1 + math.cos(math.pi * prog))), prog
+
+
+def _horizon(step: int, total: int, deadline: float | None, recent: list[float], now: float) -> int:
+    """The step the schedule should end at: `total`, or sooner when the steps left at the recent pace would run past
+    the deadline, so that a run the budget cuts short still anneals instead of stopping at a high rate."""
+    if not deadline or not recent:
+        return total
+    pace = sum(recent) / len(recent)
+    return min(total, step + max(1, int((deadline - now) / max(pace, 1e-6))))
 
 
 def _save_checkpoint(run_dir: Path, model, opt, state: dict) -> None:
@@ -727,6 +738,8 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     stopped = ""
     t_train = time.time()
     step_seconds = 0.0  # the last step's duration: a step that would end past the deadline is not begun
+    recent: list[float] = []  # the last steps' durations: the pace the schedule's horizon is planned at
+    progress_lr = 0.0
     micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
     while step < total:
         if deadline and time.time() + step_seconds > deadline:
@@ -736,8 +749,9 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         if stop and stop():
             stopped = "stopped"
             break
+        lr, progress_lr = _lr_at(step, _horizon(step, total, deadline, recent, t_step), cfg, progress_lr)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, total, cfg)
+            g["lr"] = lr
         loss_sum = 0.0
         for a in range(cfg.grad_accum):
             bidx = micro[(step * cfg.grad_accum + a) % len(micro)]
@@ -750,9 +764,10 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         opt.zero_grad(set_to_none=True)
         step += 1
         step_seconds = time.time() - t_step
+        recent = (recent + [step_seconds])[-10:]
         losses.append(round(loss_sum, 5))
         if progress:
-            progress("train", step, total, {"loss": loss_sum})
+            progress("train", step, total, {"loss": loss_sum, "lr": lr})
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
             _save_checkpoint(run_dir, model, opt, {"step": step, "tokens": tokens, "dataset_hash": ds_hash,
                                                    "elapsed": elapsed_before + time.time() - t_train,
@@ -769,7 +784,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
                        cands=cands, seed=cfg.seed, progress=progress, deadline=eval_end)
     metrics.update({"train_loss_first": losses[0] if losses else None,
                     "train_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
-                    "steps": step, "planned_steps": total, "tokens": tokens,
+                    "steps": step, "planned_steps": total, "tokens": tokens, "last_lr": lr if step else None,
                     "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else 0.0,
                     "train_seconds": round(train_seconds, 1), "stopped_early": stopped or None,
                     "seconds_before_training": round(t_train - t0, 1),  # dataset, model load, tokenizing
