@@ -119,10 +119,13 @@ class LMMatcher:
         return out
 
 
+N_CANDIDATES = 10  # retrieval's answers shown in lm-hybrid's prompt (the trainer calibrates on as many)
+
+
 class LMHybridMatcher(LMMatcher):
     name = "lm-hybrid"
 
-    def __init__(self, graph: ModuleGraph, runtime: ModelRuntime, *, retrieval=None, n_candidates: int = 10,
+    def __init__(self, graph: ModuleGraph, runtime: ModelRuntime, *, retrieval=None, n_candidates: int = N_CANDIDATES,
                  lm_weight: float | None = None, **opts):
         super().__init__(graph, runtime, **opts)
         self.n_candidates = n_candidates

@@ -311,16 +311,20 @@ def held_out_retrieval(graph: ModuleGraph, val_rows: Sequence[Row], cands: Candi
 @torch.inference_mode()
 def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], *, max_rows: int = 120,
                       seed: int = 0, retrieval=None, repo: str | None = None, k: int = 5,
-                      deadline: float | None = None) -> dict:
+                      deadline: float | None = None, graph: ModuleGraph | None = None) -> dict:
     """Fit what the served model reports, on validation rows, through the same constrained decoder and
     the same prompts `lm` and `lm-hybrid` use:
 
     - `lm` (the top-level calibrator, xs/ys): the plain prompt (no candidates) decoded over *all* leaf
       modules with k IDs, as `lm` serves it; a calibrator from its top-1 probability to how often it was
       right. (Fitting it on candidate lists instead left `lm` badly over-confident: ECE 0.38 on pytest.)
-    - `lm-hybrid`: each candidate row's own prompt over its candidates, fused with `retrieval`'s
-      confidences: `lm_weight` (the model's share, 0 … 1, the best top-1 on these rows; ties go to the
-      smaller weight) and `fusion_calibration` for the fused top-1. Without retrieval, lm_weight is None.
+    - `lm-hybrid`: with `graph`, every row asked as lm-hybrid serves it: `retrieval`'s first N_CANDIDATES answers
+      listed in the prompt (`retrieval` is the one rebuilt without the validation changes, so the list is as good
+      as it will be on a new text, not the list the row was made with by a retrieval that had learned it);
+      without `graph`, each candidate row's own prompt over its own candidates. The model's probabilities are
+      fused with `retrieval`'s confidences: `lm_weight` (the model's share, 0 … 1, the best top-1 on these rows;
+      ties go to the smaller weight) and `fusion_calibration` for the fused top-1. Without retrieval, lm_weight
+      is None.
 
     `repo` is the name in the prompts' head (default: read from the rows' prompts). `deadline` (a time.time()):
     the plain-prompt pass gets half the time left, the candidate pass the rest, each at least MIN_EVAL_ROWS rows.
@@ -328,8 +332,8 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     from inference.calibration import Calibrator, expected_calibration_error
     from inference.base import ranking
     from inference.decode import ConstrainedDecoder
-    from inference.lm_matcher import blend_lm_with_retrieval
-    from inference.prompt import build_prompt, prompt_repo
+    from inference.lm_matcher import N_CANDIDATES, blend_lm_with_retrieval, summary_of
+    from inference.prompt import Candidate, build_prompt, prompt_repo
     from inference.trie import IdTrie
 
     rng = random.Random(seed + 1)
@@ -361,18 +365,26 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     # lm-hybrid: candidates in the prompt, fused with retrieval
     tries: dict[tuple, IdTrie] = {}
     seen = []  # (ranked [(module, prob)], gold set, retrieval {module: confidence})
+    valid = set(leaf_ids)
     for r in (rows if retrieval is not None else []):
         if deadline is not None and len(seen) >= MIN_EVAL_ROWS and time.time() > deadline:
             break
-        ids = list(r.candidates)
-        if len(ids) < 2:
+        if graph is None and len(r.candidates) < 2:
             continue
         try:  # retrieval's scores (order-preserving), as lm-hybrid fuses them
-            ret = {mid: max(score, 0.0) for mid, score in ranking(retrieval, r.text, max(10, len(ids)))}
+            ret = {mid: max(score, 0.0) for mid, score in ranking(retrieval, r.text, max(N_CANDIDATES, len(r.candidates)))
+                   if mid in valid}
         except Exception:
             continue
+        if graph is not None:  # the prompt lm-hybrid builds for this text
+            ids = list(ret)[:N_CANDIDATES]
+            prompt = build_prompt(r.text, repo, [Candidate(m, summary_of(graph, m)) for m in ids])
+        else:
+            ids, prompt = list(r.candidates), r.prompt
+        if len(ids) < 2:
+            continue
         trie = tries.get(tuple(ids)) or tries.setdefault(tuple(ids), IdTrie(ids, tok))
-        res = dec.rank(r.prompt, trie, k=len(ids))
+        res = dec.rank(prompt, trie, k=len(ids))
         if res.ranked and ret:
             seen.append(([(x.module, x.prob) for x in res.ranked], set(r.modules), ret))
     if seen:
@@ -796,7 +808,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     # write the folders
     try:
         calibration = calibrate_serving(merged, tok, dataset.val, leaf, max_rows=cfg.eval_rows, seed=cfg.seed,
-                                        retrieval=held_retrieval,
+                                        retrieval=held_retrieval, graph=graph,
                                         repo=dataset.repo or repo, deadline=budget_end)
     except Exception as e:  # calibration is an improvement, never a reason to lose a trained model
         log.warning("train.calibration-failed error=%s", e)
