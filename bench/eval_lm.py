@@ -39,7 +39,7 @@ def recalibrate(graph, models_dir: Path) -> None:
     model, tok = load_base(str(run / "merged"))
     val = read_jsonl(run / "data" / "val.jsonl")
     retrieval = held_out_retrieval(graph, val, CandidateSource(graph, matcher=create("hybrid", graph)))
-    cal = calibrate_serving(model, tok, val, graph.leaf_ids(), retrieval=retrieval)
+    cal = calibrate_serving(model, tok, val, graph.leaf_ids(), retrieval=retrieval, graph=graph)
     meta = json.loads((run / "metadata.json").read_text())
     meta["calibration"] = cal
     write_json_atomic(run / "metadata.json", meta)
