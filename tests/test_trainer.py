@@ -411,23 +411,38 @@ def test_resume_after_interruption_and_max_minutes(graph, cands, tok, tmp_path):
     assert res3.metadata["config"]["lora_layers"] == CPU_LORA_LAYERS  # the default, made concrete for the CPU
 
 
-def test_a_run_the_budget_cuts_short_still_anneals(graph, cands, tok, tmp_path):
+def test_a_run_the_budget_cuts_short_still_anneals(graph, cands, tok, tmp_path, monkeypatch):
     """Far more steps planned than the budget allows: the schedule's horizon follows the pace, so the rate decays
-    to its floor by the deadline instead of stopping near its peak, and never rises again after the warm-up."""
+    by the deadline instead of stopping near its peak, and never rises again after the warm-up. The trainer's
+    clock ticks 150 ms per reading, so the run takes as many steps on a loaded machine as on an idle one."""
+    import time as _time
+
+    import trainer.train as tt
+
+    class Clock:
+        now = _time.time()
+
+        def time(self):
+            Clock.now += 0.15
+            return Clock.now
+
+        def __getattr__(self, name):
+            return getattr(_time, name)
+
     ds = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
-    cfg = _small_cfg(epochs=500, max_steps=0, max_minutes=0.4, checkpoint_every=0)
+    monkeypatch.setattr(tt, "time", Clock())
+    cfg = _small_cfg(epochs=500, max_steps=0, max_minutes=0.25, checkpoint_every=0)
     rates = []
     model, tok = tiny_random_model(tok)
     res = train(graph, tmp_path, cfg, repo="synth", dataset=ds, model_and_tokenizer=(model, tok),
                 candidate_source=cands, progress=lambda s, d, t, i: rates.append(i["lr"]) if s == "train" else None)
     assert res.metrics["stopped_early"] == "max_minutes"
-    # a loaded machine runs few steps of the tiny model in the budget; enough to see the schedule end
-    assert 4 <= len(rates) and res.metrics["planned_steps"] > 100 * len(rates), (len(rates), res.metrics["steps"])
+    assert 15 <= len(rates) and res.metrics["planned_steps"] > 20 * len(rates), (len(rates), res.metrics["steps"])
     peak = max(rates)
     after = rates[rates.index(peak):]
     assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))
-    # past its peak and down by half at least: before, a cut run stopped in the warm-up or near the peak
-    assert rates[-1] <= 0.5 * peak and res.metrics["last_lr"] == rates[-1]
+    # past its peak and down to a tenth: before, a cut run stopped near the peak
+    assert rates[-1] <= 0.1 * peak and res.metrics["last_lr"] == rates[-1]
 
 
 # --- the real smollm2-135m learns ---------------------------------------------------------------------

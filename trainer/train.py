@@ -605,10 +605,12 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig, min_progress: float = 0.0) -> tuple[float, float]:
-    """The learning rate at `step` of `total` (linear warm-up, then cosine down to 5 %), and the progress through the
-    cosine; the progress never falls below `min_progress`, so a horizon that grows does not raise the rate again."""
-    warm = min(cfg.warmup_steps, max(1, total // 10))
+def _lr_at(step: int, total: int, cfg: TrainConfig, min_progress: float = 0.0,
+           warm: int | None = None) -> tuple[float, float]:
+    """The learning rate at `step` of `total` (linear warm-up over `warm` steps, by default a tenth of `total` up to
+    cfg.warmup_steps; then cosine down to 5 %), and the progress through the cosine; the progress never falls below
+    `min_progress`, so a horizon that grows does not raise the rate again."""
+    warm = min(cfg.warmup_steps, max(1, total // 10)) if warm is None else warm
     if step < warm:
         return cfg.lr * (step + 1) / warm, 0.0
     prog = max(min_progress, min(1.0, (step - warm) / max(1, total - warm)))
@@ -751,7 +753,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     t_train = time.time()
     step_seconds = 0.0  # the last step's duration: a step that would end past the deadline is not begun
     recent: list[float] = []  # the last steps' durations: the pace the schedule's horizon is planned at
-    progress_lr = 0.0
+    progress_lr, warm = 0.0, cfg.warmup_steps  # the warm-up only ever shortens: a run never goes back into it
     micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
     while step < total:
         if deadline and time.time() + step_seconds > deadline:
@@ -761,7 +763,9 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
         if stop and stop():
             stopped = "stopped"
             break
-        lr, progress_lr = _lr_at(step, _horizon(step, total, deadline, recent, t_step), cfg, progress_lr)
+        horizon = _horizon(step, total, deadline, recent, t_step)
+        warm = min(warm, max(1, horizon // 10))
+        lr, progress_lr = _lr_at(step, horizon, cfg, progress_lr, warm)
         for g in opt.param_groups:
             g["lr"] = lr
         loss_sum = 0.0
