@@ -690,6 +690,23 @@ def test_frozen_prefix_cache_gives_the_same_loss_and_gradients(tok):
     assert len(prefix.rows) == 3 and prefix.used > 0
     # the model's own layers are back in place after a cached step
     assert not any(type(layer).__name__ == "_PassThrough" for layer in prefix.layers)
+    # under bf16 autocast too (the CPU trainer's mode where the CPU has native bf16): the cache reads back what a
+    # full bf16 pass computes, within bf16's precision
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full = float(completion_loss(model, batch).detach())
+        fresh = FrozenPrefix.maybe(model, cfg, "cpu")
+        first, again = (float(fresh.loss([0, 1, 2], batch).detach()) for _ in range(2))
+    assert len(fresh.rows) == 3 and abs(first - full) < 0.05 and abs(again - full) < 0.05
+
+
+def test_a_bf16_run_on_the_cpu_caches_the_frozen_layers(graph, cands, tok, tmp_path):
+    """A CPU with native bf16 trains under bf16 autocast: its later epochs still skip the frozen layers."""
+    ds = build_dataset(graph, repo="synth", variants_per_source=2, candidate_source=cands)
+    model, tok = tiny_random_model(tok, layers=3)
+    cfg = _small_cfg(bf16="yes", lora_layers=1, epochs=2, max_steps=0, checkpoint_every=0)
+    res = train(graph, tmp_path, cfg, repo="synth", dataset=ds, model_and_tokenizer=(model, tok),
+                candidate_source=cands, publish_run=False)
+    assert res.metrics["frozen_cache_rows"] == len(ds.train) and res.metrics["frozen_cache_mb"] > 0
 
 
 def test_batch_in_pieces_gives_the_batch_gradients(tok):
