@@ -605,12 +605,10 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig, min_progress: float = 0.0,
-           warm: int | None = None) -> tuple[float, float]:
-    """The learning rate at `step` of `total` (linear warm-up over `warm` steps, by default a tenth of `total` up to
-    cfg.warmup_steps; then cosine down to 5 %), and the progress through the cosine; the progress never falls below
-    `min_progress`, so a horizon that grows does not raise the rate again."""
-    warm = min(cfg.warmup_steps, max(1, total // 10)) if warm is None else warm
+def _lr_at(step: int, total: int, cfg: TrainConfig, min_progress: float, warm: int) -> tuple[float, float]:
+    """The learning rate at `step` of `total` (linear warm-up over `warm` steps, then cosine down to 5 %), and the
+    progress through the cosine; the progress never falls below `min_progress`, so a horizon that grows does not
+    raise the rate again."""
     if step < warm:
         return cfg.lr * (step + 1) / warm, 0.0
     prog = max(min_progress, min(1.0, (step - warm) / max(1, total - warm)))
@@ -756,6 +754,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
     step_seconds = 0.0  # the last step's duration: a step that would end past the deadline is not begun
     recent: list[float] = []  # the last steps' durations: the pace the schedule's horizon is planned at
     progress_lr, warm = 0.0, cfg.warmup_steps  # the warm-up only ever shortens: a run never goes back into it
+    lr = None  # the last step's rate (none when no step runs)
     micro = [b for e in range(math.ceil(cfg.epochs) + 1) for b in _schedule(lengths, cfg.batch_size, cfg.seed, e)]
     while step < total:
         if deadline and time.time() + step_seconds > deadline:
@@ -802,7 +801,7 @@ def train(graph: ModuleGraph, models: str | Path | ModelStore, cfg: TrainConfig 
                        cands=cands, seed=cfg.seed, progress=progress, deadline=eval_end)
     metrics.update({"train_loss_first": losses[0] if losses else None,
                     "train_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
-                    "steps": step, "planned_steps": total, "tokens": tokens, "last_lr": lr if step else None,
+                    "steps": step, "planned_steps": total, "tokens": tokens, "last_lr": lr,
                     "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else 0.0,
                     "train_seconds": round(train_seconds, 1), "stopped_early": stopped or None,
                     "seconds_before_training": round(t_train - t0, 1),  # dataset, model load, tokenizing
