@@ -21,7 +21,7 @@ from .base import Match, clean_text, register
 from .calibration import Calibrator
 from .config import ComputeConfig
 from .errors import ModelNotFoundError
-from .prompt import Candidate, build_prompt, candidate_summary
+from .prompt import build_prompt, candidates_prompt
 
 if TYPE_CHECKING:  # the runtime imports torch (~2 s): only when a model is actually loaded
     from .runtime import LoadedModel, ModelRuntime
@@ -51,11 +51,6 @@ def get_runtime(model_dir: str | Path | None, compute: ComputeConfig | None = No
         if rt is None:
             rt = _RUNTIMES[key] = ModelRuntime(path, compute=compute)
         return rt
-
-
-def summary_of(graph: ModuleGraph, mid: str) -> str:
-    """The candidate summary shown in prompts (the same function the trainer uses)."""
-    return candidate_summary(graph.modules.get(mid))
 
 
 def blend_lm_with_retrieval(p_lm: dict[str, float], ret_scores: dict[str, float], w: float) -> list[tuple[str, float]]:
@@ -156,7 +151,7 @@ class LMHybridMatcher(LMMatcher):
         if not cands:
             return []
         ids = [c.module for c in cands]
-        prompt = build_prompt(text, self._repo(lm), [Candidate(m, summary_of(self.graph, m)) for m in ids])
+        prompt = candidates_prompt(text, self._repo(lm), self.graph, ids)
         res = self._decode(lm, prompt, ids, len(ids), self.method)
         p_lm = {r.module: r.prob for r in res.ranked}
         cal = lm.metadata.get("calibration") or {}

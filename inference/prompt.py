@@ -68,6 +68,12 @@ def truncate_requirement(text: str, limit: int = MAX_REQUIREMENT_CHARS) -> str:
     return text[:head] + " … " + text[-(limit - head - 3):]
 
 
+def candidates_prompt(requirement: str, repo: str, graph, ids) -> str:
+    """The prompt listing these modules of `graph` as candidates, each with its summary: what lm-hybrid asks, what
+    the trainer calibrates it on, and its candidate rows (no IDs: the plain prompt)."""
+    return build_prompt(requirement, repo, [Candidate(m, candidate_summary(graph.modules.get(m))) for m in ids] or None)
+
+
 def build_prompt(requirement: str, repo: str, candidates: list[Candidate] | None = None) -> str:
     lines = [PROMPT_HEAD.format(repo=repo or "this repository")]
     if candidates:

@@ -33,7 +33,7 @@ from indexer.graph import ModuleGraph
 from indexer.records import HistoryExample
 from indexer.text import has_cjk, split_identifier, words
 from inference.base import ranking
-from inference.prompt import Candidate, build_completion, build_prompt, candidate_summary
+from inference.prompt import build_completion, candidates_prompt
 
 # --- templates -------------------------------------------------------------------------------------
 
@@ -105,6 +105,7 @@ class Source:
     source: str  # graph:description | graph:keywords | graph:alias | graph:symbol | history | feedback
     group: str
     kind: str = "sentence"  # sentence | phrase | raw
+    date: str = ""  # a past change's date (ISO 8601); empty for graph-made sentences and feedback
 
 
 @dataclass
@@ -245,8 +246,9 @@ def history_sources(examples: Sequence[HistoryExample], graph: ModuleGraph, sour
         text = ex.subject.strip() + (". " + body if body else "")
         if len(words(text)) < 2:
             continue
-        out.append(Source(text, mods, source if ex.kind != "feedback" else "feedback", f"{source}|{ex.commit}",
-                          kind="raw"))
+        origin = "feedback" if ex.kind == "feedback" else source
+        out.append(Source(text, mods, origin, f"{source}|{ex.commit}", kind="raw",
+                          date=ex.date if origin == "history" else ""))
     return out
 
 
@@ -386,10 +388,6 @@ def build_thinking(text: str, modules: list[str], graph: ModuleGraph, max_terms:
     return "; ".join(parts)
 
 
-def summary_of(graph: ModuleGraph, mid: str) -> str:
-    return candidate_summary(graph.modules.get(mid))
-
-
 class CandidateSource:
     """Top-k module IDs from a retrieval matcher ("hybrid", else "lexical"); none when neither exists."""
 
@@ -439,15 +437,14 @@ def split_groups(groups: Sequence[str], val_fraction: float, seed: int) -> set[s
 MIN_RECENT_VAL = 20
 
 
-def recent_groups(history: Sequence[HistoryExample], sources: Sequence[Source], val_fraction: float) -> set[str]:
+def recent_groups(sources: Sequence[Source], val_fraction: float) -> set[str]:
     """The validation groups when the history allows it: the latest `val_fraction` of the past changes that made
     rows (by date), and nothing else. The model is judged, calibrated and gated on what comes next, as the
     retrieval matcher's calibrator is on its latest changes: a random share of groups holds graph-made sentences
     and changes whose neighbours in time were trained on, which makes both the model and retrieval look better than
     they will be on new texts (pytest, 2025-08 cut-off: lm-hybrid 0.92 on random validation rows, 0.83 on the 200
     changes after the cut-off). Empty when fewer than MIN_RECENT_VAL would be held out."""
-    when = {f"history|{h.commit}": h.date for h in history}
-    hist = sorted((s for s in sources if s.group in when), key=lambda s: (when[s.group], s.group))
+    hist = sorted((s for s in sources if s.date), key=lambda s: (s.date, s.group))
     n = int(round(len(hist) * val_fraction))
     return {s.group for s in hist[-n:]} if n >= MIN_RECENT_VAL and n < len(hist) else set()
 
@@ -469,7 +466,7 @@ def build_dataset(graph: ModuleGraph, *, repo: str = "", history: Sequence[Histo
     if feedback is not None:
         sources += feedback_sources(feedback, graph)
     sources += list(extra_sources)
-    val_groups = (recent_groups(history, sources, val_fraction)
+    val_groups = (recent_groups(sources, val_fraction)
                   or split_groups([s.group for s in sources], val_fraction, seed))
     cands = candidate_source if candidate_source is not None else CandidateSource(graph)
 
@@ -508,7 +505,7 @@ def _render(text: str, src: Source, graph: ModuleGraph, repo: str, reasoning: bo
         if cand_ids and insert_gold and gold not in cand_ids:
             cand_ids = cand_ids[:k - 1]
             cand_ids.insert(rng.randrange(len(cand_ids) + 1), gold)
-    prompt = build_prompt(text, repo, [Candidate(c, summary_of(graph, c)) for c in cand_ids] or None)
+    prompt = candidates_prompt(text, repo, graph, cand_ids)
     thinking = build_thinking(text, src.modules, graph) if reasoning else None
     return Row(prompt, build_completion(src.modules, thinking), list(src.modules), src.source, src.group,
                "reasoning" if reasoning else "plain", text, cand_ids)

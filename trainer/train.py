@@ -332,8 +332,8 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
     from inference.calibration import Calibrator, expected_calibration_error
     from inference.base import ranking
     from inference.decode import ConstrainedDecoder
-    from inference.lm_matcher import N_CANDIDATES, blend_lm_with_retrieval, summary_of
-    from inference.prompt import Candidate, build_prompt, prompt_repo
+    from inference.lm_matcher import N_CANDIDATES, blend_lm_with_retrieval
+    from inference.prompt import build_prompt, candidates_prompt, prompt_repo
     from inference.trie import IdTrie
 
     rng = random.Random(seed + 1)
@@ -378,7 +378,7 @@ def calibrate_serving(model, tok, rows: Sequence[Row], leaf_ids: Sequence[str], 
             continue
         if graph is not None:  # the prompt lm-hybrid builds for this text
             ids = list(ret)[:N_CANDIDATES]
-            prompt = build_prompt(r.text, repo, [Candidate(m, summary_of(graph, m)) for m in ids])
+            prompt = candidates_prompt(r.text, repo, graph, ids)
         else:
             ids, prompt = list(r.candidates), r.prompt
         if len(ids) < 2:
