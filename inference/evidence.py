@@ -12,7 +12,8 @@ are the reporter's own) nor test names (`test_it`: what a reproduction defines).
 `Coverage` says how much of a text the repository's own vocabulary knows: each informative word weighs its
 inverse document frequency over the module documents (a word the repository never uses weighs the most), and
 the coverage is the weight of the known words over the weight of all. Texts of another project, support
-questions and noise score far below the repository's own change texts; the hybrid's confidence uses it.
+questions and noise score far below the repository's own change texts; the hybrid's confidence uses it, read on
+the text's subject (`Coverage.subject`): its first line, or first lines up to `SUBJECT_WORDS` words.
 """
 from __future__ import annotations
 
@@ -162,3 +163,28 @@ class Coverage:
                 unknown += self.unknown
         total = known + unknown
         return known / total if total > 0 else 0.0
+
+    def subject(self, text: str) -> float:
+        """The coverage of `text`'s subject (`subject_of`). The whole text's coverage falls with its length (every
+        log line, version or name of the reporter's own code is a word the repository does not use), so a
+        calibrator fitted on commit subjects read real issues as foreign: pytest and svelte issues (title and
+        description) had a median coverage of 0.66 and 0.46 against 1.00 for their held-out commits; their titles,
+        1.00 and 0.74."""
+        return self(subject_of(text))
+
+
+SUBJECT_WORDS = 4  # a first line with fewer words ("Hi team,", "Bug") is read with the lines after it
+
+
+def subject_of(text: str, min_words: int = SUBJECT_WORDS) -> str:
+    """The first line of `text`, or its first lines until they hold `min_words` words (a commit's subject, an
+    issue's title, a question's opening sentence)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    out: list[str] = []
+    n = 0
+    for ln in lines:
+        out.append(ln)
+        n += len(words(ln))
+        if n >= min_words:
+            break
+    return "\n".join(out)

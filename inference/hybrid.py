@@ -246,10 +246,11 @@ class HybridMatcher(ScoredMatcher):
         return out
 
     def _coverage_of(self, text: str) -> float:
-        """`coverage(text)`, remembered for the last text: the service asks `match` then `assess` of one text."""
+        """The coverage of `text`'s subject (`Coverage.subject`), remembered for the last text: the service asks
+        `match` then `assess` of one text."""
         last = self._last_cov
         if last is None or last[0] != text:
-            last = (text, self.coverage(text))
+            last = (text, self.coverage.subject(text))
             self._last_cov = last
         return last[1]
 
@@ -460,7 +461,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             val_acc = float(gold[rows, top].mean())
             if "lexical" in vparts:
                 val_cov = Coverage(vparts["lexical"].docs)
-                covs = [val_cov(h.text) for h in val]
+                covs = [val_cov.subject(h.text) for h in val]
                 fams = [dense_part.familiarity(h.text, exclude=held) if dense_part is not None else None for h in val]
                 rank_cal = RankCalibrator.fit(base, gold, covs, first=top, familiarity=fams)
                 if rank_cal is not None:  # the operating point as served: top by the mixed ranking, its confidence

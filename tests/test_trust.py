@@ -183,6 +183,28 @@ def test_foreign_text_and_noise_get_no_confident_answer(trained):
     assert all(m.assess(t)["familiarity"] < own_fam for t in foreign[2:])
 
 
+
+def test_a_long_issue_is_as_sure_as_its_title(trained):
+    """An issue's description (the reporter's own code, versions, log lines) is full of words no module uses. The
+    confidence reads the text's subject, as it was fitted on commit subjects: a long issue about the repository
+    keeps its title's confidence and is not taken for another project's text; a foreign one stays foreign."""
+    from inference.evidence import subject_of
+
+    _, m, _, _ = trained
+    title = "disk cache page eviction slow after lru compaction"  # the fixture's own words
+    body = "\n".join(f"reporter_env_{i} = wibble{i}.frobnicate(quux_{i}, zorblax={i})  # Ubuntu 22.04 amd64"
+                     for i in range(30))
+    issue = f"{title}\n\n{body}"
+    assert m.coverage(issue) < 0.5 * m.coverage(title)  # the whole text is mostly the reporter's words
+    assert subject_of(issue) == title
+    assert subject_of("Hi team,\nwhich module evicts lru pages?\nthanks") == "Hi team,\nwhich module evicts lru pages?"
+    alone, long = m.match(title, k=1)[0], m.match(issue, k=1)[0]
+    assert long.module == alone.module == "storage"
+    assert long.confidence == pytest.approx(alone.confidence, abs=0.05)
+    assert m.assess(issue)["abstain"] is False
+    foreign = f"The refund amount is wrong on invoices for enterprise customers\n\n{body}"
+    assert m.assess(foreign)["abstain"] is True
+
 def test_a_text_unlike_every_past_change_gets_no_label():
     """The familiarity gate: the 2 % quantile of the held-out texts' nearness to past changes is the bar; below it
     every confidence is at least halved (under any label threshold in use) and the matcher abstains, whatever the
