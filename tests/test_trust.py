@@ -183,7 +183,6 @@ def test_foreign_text_and_noise_get_no_confident_answer(trained):
     assert all(m.assess(t)["familiarity"] < own_fam for t in foreign[2:])
 
 
-
 def test_a_long_issue_is_as_sure_as_its_title(trained):
     """An issue's description (the reporter's own code, versions, log lines) is full of words no module uses. The
     confidence reads the text's subject, as it was fitted on commit subjects: a long issue about the repository
@@ -204,6 +203,7 @@ def test_a_long_issue_is_as_sure_as_its_title(trained):
     assert m.assess(issue)["abstain"] is False
     foreign = f"The refund amount is wrong on invoices for enterprise customers\n\n{body}"
     assert m.assess(foreign)["abstain"] is True
+
 
 def test_a_text_unlike_every_past_change_gets_no_label():
     """The familiarity gate: the 2 % quantile of the held-out texts' nearness to past changes is the bar; below it
