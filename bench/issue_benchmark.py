@@ -39,6 +39,16 @@ issues after it (the day before the `--min-cases`-th latest first fix). Issues f
 cut-off are not cases. At run time each fix commit is checked again: it must not be an ancestor of
 the cut-off commit (a leak) and must be one of the split's cases.
 
+Windows (`--window-days`, 365): a labeller in service reads each new issue with the graph of that
+week, not of years before, so no case is asked of a graph more than a window older than its fix
+(beyond the dev cut-off's own year). Cases fixed after the dev cut-off are asked at the dev cut-off;
+the earlier ones are grouped from the latest back: a window holds the remaining cases whose first
+fix lies within `--window-days` of the latest one, and its cut-off is the day before its earliest
+first fix. `pair` writes each case's `cutoff`; `run` builds the matchers once per window and scores
+each case on its own window's split (a case without a `cutoff` uses the repository's). Per-repository
+figures pool the windows' cases; `windows` in the JSON lists each window's cut-off, modules, training
+changes and cases.
+
 Metrics per repository: Acc@1, Acc@3, MRR of `hybrid` (what `ask` serves without a trained model)
 and of `lexical` / `history` as references; the cases whose text holds CJK characters ("mixed",
 reported where a repository has at least `--min-cjk`) and the other ones; label trust of the top-1
@@ -145,6 +155,21 @@ def choose_cutoff(first_fixes: list[str], dev_cutoff: str, min_cases: int) -> st
     return min(dev_cutoff, (dt.date.fromisoformat(edge) - dt.timedelta(days=1)).isoformat())
 
 
+def window_cutoffs(firsts: dict[int, str], dev_cutoff: str, days: int) -> dict[int, str]:
+    """Issue number -> the cut-off of its window (the module docstring's rule): the dev cut-off for fixes after it,
+    else the day before the earliest first fix of a group of at most `days` days, grouped from the latest back."""
+    out = {n: dev_cutoff for n, d in firsts.items() if d[:10] > dev_cutoff}
+    rest = sorted((n for n in firsts if n not in out), key=lambda n: (firsts[n], n), reverse=True)
+    while rest:
+        latest = dt.date.fromisoformat(firsts[rest[0]][:10])
+        group = [n for n in rest if (latest - dt.date.fromisoformat(firsts[n][:10])).days <= days]
+        first = min(dt.date.fromisoformat(firsts[n][:10]) for n in group)
+        for n in group:
+            out[n] = (first - dt.timedelta(days=1)).isoformat()
+        rest = [n for n in rest if n not in set(group)]
+    return out
+
+
 def toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
@@ -183,15 +208,17 @@ def pair(repos: list[dict], todo: list[dict], a: argparse.Namespace) -> int:
         firsts = {n: min(v.values()) for n, v in paired.items()}
         cutoff = choose_cutoff(list(firsts.values()), r["cutoff"], a.min_cases)
         after = sorted((n for n, d in firsts.items() if d[:10] > cutoff), key=lambda n: (firsts[n], n))
+        windows = window_cutoffs({n: firsts[n] for n in after}, r["cutoff"], a.window_days)
         log(f"{r['name']}: {len(texts)} texts, {len(paired)} paired with a fix, cut-off {cutoff} "
-            f"(dev {r['cutoff']}), {len(after)} fixed after it")
+            f"(dev {r['cutoff']}), {len(after)} fixed after it, {len(set(windows.values()))} window(s)")
         lines += ["[[repo]]", f"name = {toml_str(r['name'])}", f"source = {toml_str(r['source'])}",
                   f"cutoff = {toml_str(cutoff)}", f"dev_cutoff = {toml_str(r['cutoff'])}", f"min_cases = {a.min_cases}",
+                  f"window_days = {a.window_days}", f"windows = {len(set(windows.values()))}",
                   f"texts = {len(texts)}", f"paired = {len(paired)}", f"fixed_before_cutoff = {len(paired) - len(after)}", ""]
         for n in after:
             shas = sorted(paired[n], key=lambda s: (paired[n][s], s))
             lines += ["[[repo.case]]", f"url = {toml_str(texts[n]['url'])}", f"number = {n}",
-                      f"first_fix = {toml_str(firsts[n][:10])}",
+                      f"first_fix = {toml_str(firsts[n][:10])}", f"cutoff = {toml_str(windows[n])}",
                       "fixes = [" + ", ".join(toml_str(s) for s in shas) + "]", ""]
     Path(a.cases).write_text("\n".join(lines))
     log(f"wrote {a.cases}")
@@ -213,16 +240,25 @@ def prior_baseline(graph, cases: list[Case]) -> dict:
             "acc@3": sum(any(m in c.gold for m in top) for c in cases) / n}
 
 
-def split_cases(entry: dict, spec: dict, a: argparse.Namespace):
-    """The split at the manifest's cut-off and the issue cases on it: (split, cases, dropped)."""
+def case_windows(spec: dict) -> list[str]:
+    """The cut-offs of a repository's windows, oldest first (a case without its own `cutoff` uses the repository's)."""
+    return sorted({c.get("cutoff", spec["cutoff"]) for c in spec.get("case", [])}) or [spec["cutoff"]]
+
+
+def split_cases(entry: dict, spec: dict, a: argparse.Namespace, cutoff: str | None = None):
+    """The split at one window's cut-off (default: the repository's) and the issue cases asked on it:
+    (split, cases, dropped)."""
+    cutoff = cutoff or spec["cutoff"]
     work = Path(a.work_dir) / entry["name"]
     work.mkdir(parents=True, exist_ok=True)
-    split = history_split(entry["path"], spec["cutoff"], work)
+    split = history_split(entry["path"], cutoff, work)
     by_commit = {c.id: c for c in split.cases}
     texts = read_texts(Path(a.texts), entry["name"])
     cases: list[Case] = []
     dropped: dict[str, list[str]] = {}
     for c in spec.get("case", []):
+        if c.get("cutoff", spec["cutoff"]) != cutoff:
+            continue
         url, shas = c["url"], c["fixes"]
         if int(c["number"]) not in texts:
             dropped.setdefault("no text", []).append(url)
@@ -242,42 +278,66 @@ def split_cases(entry: dict, spec: dict, a: argparse.Namespace):
 def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
     name = entry["name"]
     t0 = time.perf_counter()
-    split, cases, dropped = split_cases(entry, spec, a)
-    graph = split.graph
-    split_s = time.perf_counter() - t0
-    log(f"{name}: cut-off {split.cutoff[:10]} ({split.cutoff_date}), {len(graph.leaf_ids())} modules, "
-        f"{len(graph.history)} training changes, {len(cases)} cases, dropped "
-        f"{ {k: len(v) for k, v in dropped.items()} }; split {split_s:.0f}s")
+    windows, cases, dropped, results, prior_hits = [], [], {}, {m: [] for m in a.matcher}, [0, 0]
+    builds = {m: 0.0 for m in a.matcher}
+    split_s = 0.0
+    for cut in case_windows(spec):
+        t1 = time.perf_counter()
+        split, wcases, wdropped = split_cases(entry, spec, a, cut)
+        graph = split.graph
+        split_s += time.perf_counter() - t1
+        for k, v in wdropped.items():
+            dropped.setdefault(k, []).extend(v)
+        log(f"{name}: window {cut}: cut-off {split.cutoff[:10]} ({split.cutoff_date}), {len(graph.leaf_ids())} "
+            f"modules, {len(graph.history)} training changes, {len(wcases)} cases, dropped "
+            f"{ {k: len(v) for k, v in wdropped.items()} }")
+        prior = prior_baseline(graph, wcases)
+        prior_hits[0] += round(prior["acc@1"] * len(wcases))
+        prior_hits[1] += round(prior["acc@3"] * len(wcases))
+        windows.append({"cutoff": cut, "cutoff_commit": split.cutoff, "cutoff_date": split.cutoff_date,
+                        "modules": len(graph.leaf_ids()), "training_changes": len(graph.history),
+                        "cases": len(wcases), "prior_modules": prior["modules"]})
+        if not wcases:
+            continue
+        cases += wcases
+        for mname in a.matcher:
+            t2 = time.perf_counter()
+            m = create(mname, graph)
+            builds[mname] += time.perf_counter() - t2
+            results[mname] += run_matcher(m, wcases)
+            windows[-1].setdefault("ms_per_case", {})[mname] = round(
+                (time.perf_counter() - t2) * 1000 / len(wcases), 1)
+            del m
+    last = windows[-1]
     cjk = [i for i, c in enumerate(cases) if has_cjk(c.text)]
     english = [i for i in range(len(cases)) if i not in set(cjk)]
-    out = {"name": name, "source": entry.get("source", ""), "language": entry["language"], "cutoff": spec["cutoff"],
-           "dev_cutoff": entry["cutoff"], "cutoff_commit": split.cutoff, "cutoff_date": split.cutoff_date,
-           "modules": len(graph.leaf_ids()), "training_changes": len(graph.history), "cases": len(cases),
+    n = max(1, len(cases))
+    out = {"name": name, "source": entry.get("source", ""), "language": entry["language"],
+           "cutoff": windows[0]["cutoff"], "dev_cutoff": entry["cutoff"], "cutoff_commit": windows[0]["cutoff_commit"],
+           "cutoff_date": windows[0]["cutoff_date"], "windows": windows,
+           "modules": last["modules"], "training_changes": last["training_changes"], "cases": len(cases),
            "listed": len(spec.get("case", [])), "dropped": dropped, "cjk_cases": len(cjk),
-           "gold_has_root": sum(ROOT_ID in c.gold for c in cases), "prior": prior_baseline(graph, cases),
+           "gold_has_root": sum(ROOT_ID in c.gold for c in cases),
+           "prior": {"modules": last["prior_modules"], "acc@1": prior_hits[0] / n, "acc@3": prior_hits[1] / n},
            "code": a.code or code_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
            "split_seconds": round(split_s, 1), "matchers": {}, "per_case": {}}
+    cut_of = {c["url"]: c.get("cutoff", spec["cutoff"]) for c in spec.get("case", [])}
     for c in cases:
-        out["per_case"][c.id] = {"gold": list(c.gold), "first_fix": c.date, "cjk": has_cjk(c.text)}
+        out["per_case"][c.id] = {"gold": list(c.gold), "first_fix": c.date, "cjk": has_cjk(c.text),
+                                 "cutoff": cut_of.get(c.id, spec["cutoff"])}
     for mname in a.matcher:
-        t1 = time.perf_counter()
-        m = create(mname, graph)
-        build_s = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        res = run_matcher(m, cases)
-        per = (time.perf_counter() - t2) / max(1, len(cases))
+        res = results[mname]
         row = {**accuracy(res), "cjk": accuracy([res[i] for i in cjk]), "english": accuracy([res[i] for i in english]),
                "top1_root": sum(bool(r.predicted) and r.predicted[0] == ROOT_ID for r in res),
                "top1_root_right": sum(bool(r.predicted) and r.predicted[0] == ROOT_ID and r.rank() == 1 for r in res),
-               **trust_metrics(res, COVERAGE, PRECISION), "build_seconds": round(build_s, 1),
-               "ms_per_case": round(per * 1000, 1)}
+               **trust_metrics(res, COVERAGE, PRECISION), "build_seconds": round(builds[mname], 1),
+               "ms_per_case": round(sum(w.get("ms_per_case", {}).get(mname, 0.0) * w["cases"] for w in windows) / n, 1)}
         out["matchers"][mname] = row
         for c, r in zip(cases, res):
             out["per_case"][c.id][mname] = {"rank": r.rank(), "top3": list(r.predicted[:3]),
                                             "confidence": round(float(r.top_confidence), 4)}
         log(f"{name}/{mname}: Acc@1 {row['acc@1']:.3f} Acc@3 {row['acc@3']:.3f} MRR {row['mrr']:.3f}; "
-            f"build {build_s:.0f}s, {per * 1000:.0f} ms/case")
-        del m
+            f"build {builds[mname]:.0f}s over {len(windows)} window(s)")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -297,7 +357,9 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
         h = r["matchers"][DEFAULT]
         ref = " | ".join(f"{f3(r['matchers'][m]['acc@1'])} / {f3(r['matchers'][m]['acc@3'])}"
                          if m in r["matchers"] else "–" for m in refs)
-        out.append(f"| {r['name']} ({r['language'].split(' (')[0]}) | {r['cutoff']} | {r['modules']} | "
+        wins = len(r.get("windows", [])) or 1
+        cut = r["cutoff"] if wins == 1 else f"{r['cutoff']} ({wins} windows, to {r['windows'][-1]['cutoff']})"
+        out.append(f"| {r['name']} ({r['language'].split(' (')[0]}) | {cut} | {r['modules']} | "
                    f"{r['training_changes']} | {r['cases']} | **{f3(h['acc@1'])}** | {f3(h['acc@3'])} | {f3(h['mrr'])} | "
                    f"{r['cjk_cases']} | {f3(mixed(r, 'acc@1'))} | {f3(h['english'].get('acc@1'))} | {ref} | "
                    f"{f3(r.get('prior', {}).get('acc@1'))} / {f3(r.get('prior', {}).get('acc@3'))} |")
@@ -325,7 +387,8 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             "most often (" + "; ".join(f"{r['name']}: " + ", ".join(f"`{m}`" for m in r.get("prior", {}).get("modules", []))
                                        for r in rows) + "); a matcher must beat it to show it read the text."]
     out += ["", f"Mixed: cases whose text holds CJK characters, where a repository has at least {a.min_cjk}; "
-            "English: the other cases. train: training changes before the cut-off.", "",
+            "English: the other cases. train: training changes before the cut-off (modules and train: the last "
+            "window's where there are several).", "",
             f"### Label trust of `{DEFAULT}` on the issue texts", "",
             "| repository | ECE | precision @ coverage 0.60 | threshold for precision 0.95 | coverage there | dropped cases |",
             "|---|---|---|---|---|---|"]
@@ -358,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-cases", type=int, default=30,
                     help="pair: paired issues wanted after the cut-off (raise it for a repository whose fixes the "
                          "history filters drop: `pair --only NAME --min-cases N`)")
+    ap.add_argument("--window-days", type=int, default=365,
+                    help="pair: no case is asked of a graph more than this many days older than its fix (see Windows)")
     ap.add_argument("--min-cjk", type=int, default=5, help="report mixed-language cases where at least this many")
     ap.add_argument("--matcher", action="append", help="default: " + ", ".join(MATCHERS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "issues"))
@@ -387,8 +452,13 @@ def main(argv: list[str] | None = None) -> int:
             if not f.is_file():
                 continue
             row = json.loads(f.read_text())
-            split, cases, _ = split_cases(r, specs[r["name"]], a)
-            row["prior"] = prior_baseline(split.graph, cases)
+            hits, n = [0.0, 0.0], 0
+            for cut in case_windows(specs[r["name"]]):
+                split, cases, _ = split_cases(r, specs[r["name"]], a, cut)
+                p = prior_baseline(split.graph, cases)
+                hits = [hits[0] + p["acc@1"] * len(cases), hits[1] + p["acc@3"] * len(cases)]
+                n += len(cases)
+            row["prior"] = {"modules": p["modules"], "acc@1": hits[0] / max(1, n), "acc@3": hits[1] / max(1, n)}
             log(f"{r['name']}: prior {row['prior']}")
         else:
             row = run_repo(r, specs[r["name"]], a)
