@@ -72,7 +72,9 @@ corpus `issues`, a query made of the repository name and the issue's subject; ke
 `· review` line, at most 1,200 characters) into the JSONL. The set was gathered that way: many
 searches per repository on its topics and on the subjects of fixes after the cut-off, keeping every
 issue of the repository that the results showed and that pairs with a fix. The selection therefore
-leans towards issues that the corpus's similarity search finds from such words.
+leans towards issues that the corpus's similarity search finds from such words. The corpus files
+square/okhttp's issues under the name `lysine-dev/okhttp` (same numbers and texts; the commits say
+`Closes: https://github.com/square/okhttp/issues/N`): those results are kept under the square/okhttp URL.
 
 The local clones are those of `bench/dev_repos.toml` (see bench/dev_benchmark.py for recreating them).
 """
