@@ -225,7 +225,7 @@ class DenseMatcher(ScoredMatcher):
         texts = [module_text(graph.modules[mid]) for mid in self.ids]
         changed = [i for i, (a, b) in enumerate(zip(self.texts, texts)) if a != b]
         new = self._clone()
-        new.graph, new.texts, new._last = graph, texts, None
+        new.graph, new.texts, new._last, new._prev = graph, texts, None, None
         if self.hist_keys:  # a matcher built with history_neighbours
             new._index_history(graph.history, reuse=self)
         if changed:
@@ -372,15 +372,17 @@ class DenseMatcher(ScoredMatcher):
         return self._skip[1]
 
     def embed(self, text: str) -> np.ndarray:
-        last = getattr(self, "_last", None)
-        if last is not None and last[0] == text:
-            return last[1]
+        """`text`'s embedding; the last two are kept (the hybrid reads a text's subject and the whole text)."""
+        for key in ("_last", "_prev"):
+            seen = getattr(self, key, None)
+            if seen is not None and seen[0] == text:
+                return seen[1]
         query = text
         if has_cjk(text):
             query = text + "\n" + " ".join(Bilingual().english(words(text)))
         vec = np.asarray(self.model.encode([query], normalize_embeddings=True, show_progress_bar=False)[0],
                          dtype=np.float32)
-        self._last = (text, vec)
+        self._prev, self._last = getattr(self, "_last", None), (text, vec)
         return vec
 
     def scores(self, text: str) -> np.ndarray:

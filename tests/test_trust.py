@@ -150,6 +150,29 @@ def test_a_long_issue_is_read_by_its_head_not_its_logs(trained):
     assert m.match(issue, k=1)[0].module == "storage"
 
 
+def test_an_issue_is_read_by_its_title_beside_its_description(trained):
+    """An issue whose title says one module and whose description goes on about another one's words (what the
+    reporter saw around the fault): each part reads the title beside the whole text (`read_parts`), so the title's
+    module comes first; read as one text, the description's words would win."""
+    from inference.hybrid import SUBJECT_SHARE, fuse_distributions, read_parts
+
+    _, m, _, _ = trained
+    title = "Disk cache page eviction is slow"
+    body = ("Seen while the http client retries behind a proxy: socket timeout, then retry backoff, then a dns lookup "
+            "and a new tls handshake; the http client retry backoff and socket timeout settings are the defaults.")
+    issue = f"{title}\n\n{body}"
+    assert m.subject_share == SUBJECT_SHARE > 0
+    assert m.match(issue, k=1)[0].module == "storage"
+    whole = read_parts(m.parts, issue, share=0.0)
+    both = read_parts(m.parts, issue)
+    i, j = m.index["storage"], m.index["network"]
+    as_one = fuse_distributions(whole, m.weights, m.fusion)
+    assert as_one[j] > as_one[i]  # read as one text, the fused parts lean to network
+    assert all(both[n][i] > whole[n][i] for n in both)  # the title moves every part toward storage
+    once, plain = read_parts(m.parts, title), read_parts(m.parts, title, share=0.0)
+    assert all(np.allclose(once[n], plain[n]) for n in plain)  # a bare title is read once
+
+
 def test_confidences_are_distinct_and_monotone_across_ranks(trained):
     _, m, later, _ = trained
     for text, _ in later[:20]:
