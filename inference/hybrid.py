@@ -236,9 +236,9 @@ class HybridMatcher(ScoredMatcher):
 
     def fused(self, text: str) -> np.ndarray:
         """The parts' fused distribution, before mentions (what confidences are calibrated on)."""
-        last = getattr(self, "_last_fused", None)  # (matchers pickled before it lack it)
+        last = self._last_fused
         if last is None or last[0] != text:
-            dists = read_parts(self.parts, text, getattr(self, "subject_share", 0.0), raw=self.part_scores(text))
+            dists = read_parts(self.parts, text, self.subject_share, raw=self.part_scores(text))
             last = (text, fuse_distributions(dists, self.weights, self.fusion))
             self._last_fused = last
         return last[1]
@@ -355,7 +355,7 @@ class HybridMatcher(ScoredMatcher):
                              neighbour_weight=self.neighbour_weight,
                              dense_neighbour_weight=self.dense_neighbour_weight,
                              semantic_weight=self.semantic_weight,
-                             subject_share=getattr(self, "subject_share", 0.0))
+                             subject_share=self.subject_share)
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -435,9 +435,10 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             for m in h.modules:
                 if m in index:
                     gold[r, index[m]] = True
+        read = [read_parts(vparts, h.text) for h in val]
         dists = {}
-        for n, p in vparts.items():
-            dists[n] = np.vstack([read_parts({n: p}, h.text)[n] for h in val])
+        for n in vparts:
+            dists[n] = np.vstack([r[n] for r in read])
             top = dists[n].argmax(axis=1)
             part_cals[n] = Calibrator.fit(dists[n][np.arange(len(val)), top], gold[np.arange(len(val)), top])
         if tune and weights is None and len(val) >= MIN_TUNE and len(dists) > 1:
