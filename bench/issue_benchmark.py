@@ -168,7 +168,8 @@ def window_cutoffs(firsts: dict[int, str], dev_cutoff: str, days: int) -> dict[i
         first = min(dt.date.fromisoformat(firsts[n][:10]) for n in group)
         for n in group:
             out[n] = (first - dt.timedelta(days=1)).isoformat()
-        rest = [n for n in rest if n not in set(group)]
+        grouped = set(group)
+        rest = [n for n in rest if n not in grouped]
     return out
 
 
@@ -247,6 +248,14 @@ def case_windows(spec: dict) -> list[str]:
     return sorted({c.get("cutoff", spec["cutoff"]) for c in spec.get("case", [])}) or [spec["cutoff"]]
 
 
+def pooled_prior(priors: list[tuple[dict, int]]) -> dict:
+    """The windows' `prior_baseline`s (each with its number of cases) pooled over their cases; the modules are
+    those of the last window."""
+    n = max(1, sum(k for _, k in priors))
+    return {"modules": priors[-1][0]["modules"] if priors else [],
+            "acc@1": sum(p["acc@1"] * k for p, k in priors) / n, "acc@3": sum(p["acc@3"] * k for p, k in priors) / n}
+
+
 def split_cases(entry: dict, spec: dict, a: argparse.Namespace, cutoff: str | None = None):
     """The split at one window's cut-off (default: the repository's) and the issue cases asked on it:
     (split, cases, dropped)."""
@@ -280,8 +289,8 @@ def split_cases(entry: dict, spec: dict, a: argparse.Namespace, cutoff: str | No
 def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
     name = entry["name"]
     t0 = time.perf_counter()
-    windows, cases, dropped, results, prior_hits = [], [], {}, {m: [] for m in a.matcher}, [0, 0]
-    builds = {m: 0.0 for m in a.matcher}
+    windows, cases, dropped, results, priors = [], [], {}, {m: [] for m in a.matcher}, []
+    builds, scoring = {m: 0.0 for m in a.matcher}, {m: 0.0 for m in a.matcher}
     split_s = 0.0
     for cut in case_windows(spec):
         t1 = time.perf_counter()
@@ -293,22 +302,20 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
         log(f"{name}: window {cut}: cut-off {split.cutoff[:10]} ({split.cutoff_date}), {len(graph.leaf_ids())} "
             f"modules, {len(graph.history)} training changes, {len(wcases)} cases, dropped "
             f"{ {k: len(v) for k, v in wdropped.items()} }")
-        prior = prior_baseline(graph, wcases)
-        prior_hits[0] += round(prior["acc@1"] * len(wcases))
-        prior_hits[1] += round(prior["acc@3"] * len(wcases))
+        priors.append((prior_baseline(graph, wcases), len(wcases)))
         windows.append({"cutoff": cut, "cutoff_commit": split.cutoff, "cutoff_date": split.cutoff_date,
                         "modules": len(graph.leaf_ids()), "training_changes": len(graph.history),
-                        "cases": len(wcases), "prior_modules": prior["modules"]})
+                        "cases": len(wcases)})
         if not wcases:
             continue
         cases += wcases
         for mname in a.matcher:
             t2 = time.perf_counter()
             m = create(mname, graph)
-            builds[mname] += time.perf_counter() - t2
+            t3 = time.perf_counter()
             results[mname] += run_matcher(m, wcases)
-            windows[-1].setdefault("ms_per_case", {})[mname] = round(
-                (time.perf_counter() - t2) * 1000 / len(wcases), 1)
+            builds[mname] += t3 - t2
+            scoring[mname] += time.perf_counter() - t3
             del m
     last = windows[-1]
     cjk = [i for i, c in enumerate(cases) if has_cjk(c.text)]
@@ -320,7 +327,7 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
            "modules": last["modules"], "training_changes": last["training_changes"], "cases": len(cases),
            "listed": len(spec.get("case", [])), "dropped": dropped, "cjk_cases": len(cjk),
            "gold_has_root": sum(ROOT_ID in c.gold for c in cases),
-           "prior": {"modules": last["prior_modules"], "acc@1": prior_hits[0] / n, "acc@3": prior_hits[1] / n},
+           "prior": pooled_prior(priors),
            "code": a.code or code_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
            "split_seconds": round(split_s, 1), "matchers": {}, "per_case": {}}
     cut_of = {c["url"]: c.get("cutoff", spec["cutoff"]) for c in spec.get("case", [])}
@@ -333,7 +340,7 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
                "top1_root": sum(bool(r.predicted) and r.predicted[0] == ROOT_ID for r in res),
                "top1_root_right": sum(bool(r.predicted) and r.predicted[0] == ROOT_ID and r.rank() == 1 for r in res),
                **trust_metrics(res, COVERAGE, PRECISION), "build_seconds": round(builds[mname], 1),
-               "ms_per_case": round(sum(w.get("ms_per_case", {}).get(mname, 0.0) * w["cases"] for w in windows) / n, 1)}
+               "ms_per_case": round(scoring[mname] * 1000 / n, 1)}
         out["matchers"][mname] = row
         for c, r in zip(cases, res):
             out["per_case"][c.id][mname] = {"rank": r.rank(), "top3": list(r.predicted[:3]),
@@ -454,13 +461,11 @@ def main(argv: list[str] | None = None) -> int:
             if not f.is_file():
                 continue
             row = json.loads(f.read_text())
-            hits, n = [0.0, 0.0], 0
+            priors = []
             for cut in case_windows(specs[r["name"]]):
                 split, cases, _ = split_cases(r, specs[r["name"]], a, cut)
-                p = prior_baseline(split.graph, cases)
-                hits = [hits[0] + p["acc@1"] * len(cases), hits[1] + p["acc@3"] * len(cases)]
-                n += len(cases)
-            row["prior"] = {"modules": p["modules"], "acc@1": hits[0] / max(1, n), "acc@3": hits[1] / max(1, n)}
+                priors.append((prior_baseline(split.graph, cases), len(cases)))
+            row["prior"] = pooled_prior(priors)
             log(f"{r['name']}: prior {row['prior']}")
         else:
             row = run_repo(r, specs[r["name"]], a)
