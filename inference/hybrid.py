@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -39,8 +40,8 @@ LABEL_PRECISION = 0.95  # the top-1 precision the default auto-label threshold i
 # A text that names a file, symbol or module path defined in one or two modules: that distribution takes a share of
 # the fused one (see inference/evidence.py). A fixed 0.3 measured Acc@1 pytest 0.88 -> 0.87, ncnn 0.760 -> 0.765 and
 # cost precision-95 % coverage on both (0.805 -> 0.655, 0.615 -> 0.415): the share is chosen per repository on its
-# held-out history among MENTION_CHOICES (ties go to the smaller), and is MENTION_WEIGHT where too few held-out texts
-# name anything to judge.
+# held-out history among MENTION_CHOICES (`choose_share`, MENTION_WEIGHT its prior), and is MENTION_WEIGHT where too
+# few held-out texts name anything to judge.
 MENTION_WEIGHT = 0.15
 MENTION_CHOICES = (0.0, 0.1, 0.2, 0.3)
 MIN_MENTIONS = 10
@@ -48,6 +49,14 @@ MIN_MENTIONS = 10
 # touches what that one touched. Tried on the dev benchmark's pickled hybrids (bench/README.md) a fixed share of 0.1
 # moved nginx 0.615 -> 0.655 and etcd 0.770 -> 0.765: the share is chosen per repository on its held-out history.
 NEIGHBOUR_CHOICES = (0.0, 0.1, 0.2, 0.3)
+# How a repository's held-out slice chooses those shares (`choose_share`). Taking its best choice outright made them
+# noise where the slice's objective is flat: nginx's slice scored the meaning vote's shares 0.850 / 0.845 / 0.853 /
+# 0.855 while its later changes went 0.685 -> 0.760, and one rebuild flipped its choices from 0.2 / 0.3 to 0.1 / 0.0
+# (Acc@1 0.770 -> 0.675). Each vote now has a prior share, the same for every repository, and the slice moves it only
+# where another choice beats it by more than SHARE_Z standard errors of the paired per-change difference.
+SHARE_Z = 2.0
+NEIGHBOUR_PRIOR = 0.1
+DENSE_NEIGHBOUR_PRIOR = 0.1
 # The dense part's semantic classifier (`DenseMatcher.fit_classifier`: softmax regression from change subjects'
 # embeddings to their modules) is mixed in last, at a fixed share. A share chosen per repository on its held-out
 # slice (among 0 / 0.05 / 0.1 / 0.2 / 0.3) did not carry over to the later changes: the dev benchmark at 0ff469b
@@ -166,14 +175,45 @@ def ranked_confidences(rc: RankCalibrator, p0: np.ndarray, coverage: float, orde
     return out
 
 
-def _objective(fused: np.ndarray, gold: np.ndarray) -> float:
-    """Acc@1 + 0.5·MRR (within the top 10) over validation rows; gold is a boolean (n, m) matrix."""
+def _row_objective(fused: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """Per validation row: hit at 1 + 0.5 / rank of the first hit (within the top 10); gold is a boolean (n, m)
+    matrix."""
     order = np.argsort(-fused, axis=1, kind="stable")[:, :10]
     hit = np.take_along_axis(gold, order, axis=1)
-    acc1 = hit[:, 0].mean()
     first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
-    mrr = np.mean(1.0 / first)
-    return float(acc1 + 0.5 * mrr)
+    return hit[:, 0].astype(np.float64) + 0.5 / first
+
+
+def _objective(fused: np.ndarray, gold: np.ndarray) -> float:
+    """Acc@1 + 0.5·MRR (within the top 10) over validation rows."""
+    return float(_row_objective(fused, gold).mean())
+
+
+def choose_share(rows_at: Callable[[float], np.ndarray], choices: Iterable[float], prior: float,
+                 z: float = SHARE_Z) -> tuple[float, str]:
+    """The share a repository's held-out slice chooses for one vote: the prior, unless another choice beats it on
+    the slice by more than `z` standard errors of the paired per-row difference (`rows_at(w)`: the per-row objective
+    at share w); of those that do, the one that beats it most. Returns the share and a note saying why."""
+    base = rows_at(prior)
+    n = len(base)
+    best, best_gain, seen = prior, 0.0, []
+    for w in choices:
+        if w == prior:
+            continue
+        d = rows_at(w) - base
+        gain = float(d.mean())
+        se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+        seen.append((gain, se, w))
+        if gain > z * se and gain > best_gain:
+            best, best_gain = w, gain
+    if best != prior:
+        gain, se, _ = next(x for x in seen if x[2] == best)
+        return best, f"{best:.2f}: beats the prior {prior:.2f} by {gain:+.3f} ± {se:.3f} on {n} held-out changes"
+    if not seen:
+        return prior, f"{prior:.2f} (the prior)"
+    gain, se, w = max(seen)
+    return prior, (f"{prior:.2f} (the prior; the best other, {w:.2f}, {gain:+.3f} ± {se:.3f} on {n} held-out "
+                   "changes, is within chance)")
 
 
 def tune_weights(dists: dict[str, np.ndarray], gold: np.ndarray, defaults: dict[str, float],
@@ -453,10 +493,9 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             def mixed(w):
                 return np.vstack([with_mentions(fused0[r], mentions, h.text, index, w) for r, h in enumerate(val)])
 
-            scored = [(_objective(mixed(w), gold) - 1e-4 * w, w) for w in MENTION_CHOICES]
-            mention_weight = max(scored)[1]
-            notes.append(f"mention weight {mention_weight:.1f} ({named} of {len(val)} held-out changes name a file "
-                         "or symbol)")
+            mention_weight, why = choose_share(lambda w: _row_objective(mixed(w), gold), MENTION_CHOICES,
+                                               MENTION_WEIGHT)
+            notes.append(f"mention weight {why} ({named} of {len(val)} held-out changes name a file or symbol)")
         if mention_weight is None:
             mention_weight = MENTION_WEIGHT
         mixed_m = np.vstack([with_mentions(fused0[r], mentions, h.text, index, mention_weight)
@@ -466,8 +505,9 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             def voted(w):
                 return np.vstack([with_neighbours(mixed_m[r], near[r], w) for r in range(len(val))])
 
-            neighbour_weight = max((_objective(voted(w), gold) - 1e-4 * w, w) for w in NEIGHBOUR_CHOICES)[1]
-            notes.append(f"nearest past changes' share {neighbour_weight:.1f}")
+            neighbour_weight, why = choose_share(lambda w: _row_objective(voted(w), gold), NEIGHBOUR_CHOICES,
+                                                 NEIGHBOUR_PRIOR)
+            notes.append(f"nearest past changes' share {why}")
         mixed = np.vstack([with_neighbours(mixed_m[r], near[r], neighbour_weight) for r in range(len(val))])
         dense_part = full_parts.get("dense")
         held = {h.commit for h in val}  # the held-out changes are not their own neighbours
@@ -477,8 +517,9 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                 def dvoted(w):
                     return np.vstack([with_neighbours(mixed[r], dnear[r], w) for r in range(len(val))])
 
-                dense_weight = max((_objective(dvoted(w), gold) - 1e-4 * w, w) for w in NEIGHBOUR_CHOICES)[1]
-                notes.append(f"nearest past changes by meaning: share {dense_weight:.1f}")
+                dense_weight, why = choose_share(lambda w: _row_objective(dvoted(w), gold), NEIGHBOUR_CHOICES,
+                                                 DENSE_NEIGHBOUR_PRIOR)
+                notes.append(f"nearest past changes by meaning: share {why}")
                 mixed = dvoted(dense_weight)
             held_clf = dense_part.fit_classifier(exclude=held)
             if held_clf is not None:  # as it will be served, for the calibrator's first answers

@@ -284,3 +284,37 @@ def test_dense_neighbours_find_past_changes_by_meaning(graph, tmp_path):
     up = m.updated(g2)
     assert up is not None and len(up.hist_keys) == 5 and np.array_equal(up.hist_emb[:4], m.hist_emb)
     assert m.ids[int(np.argmax(up.neighbours("bandwidth cap for a client's uploads", k=1)))] == a
+
+
+def test_a_vote_share_leaves_its_prior_only_on_evidence_beyond_chance():
+    """`choose_share`: a held-out slice where another share wins a handful of changes and loses nearly as many keeps
+    the prior (the flat slices that made nginx's choice flip between rebuilds); one where it wins many and loses
+    none moves to it, and says by how much."""
+    from inference.hybrid import choose_share
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2, 400).astype(float)
+
+    def flat(w):  # share 0.3 wins 9 changes and loses 7 of 400: a gain of 0.005, noise
+        rows = base.copy()
+        if w == 0.3:
+            rows[:9] += 1.0
+            rows[9:16] -= 1.0
+        return rows
+
+    share, why = choose_share(flat, (0.0, 0.1, 0.2, 0.3), prior=0.1)
+    assert share == 0.1 and "within chance" in why and "0.30" in why
+
+    def clear(w):  # share 0.2 wins 30 changes, loses none; 0.3 wins 12 and loses 10
+        rows = base.copy()
+        if w == 0.2:
+            rows[:30] += 1.0
+        if w == 0.3:
+            rows[:12] += 1.0
+            rows[12:22] -= 1.0
+        return rows
+
+    share, why = choose_share(clear, (0.0, 0.1, 0.2, 0.3), prior=0.1)
+    assert share == 0.2 and "beats the prior 0.10 by +0.075" in why
+    # with an unmeetable margin the prior stays whatever the slice says
+    assert choose_share(clear, (0.0, 0.1, 0.2, 0.3), prior=0.1, z=100.0)[0] == 0.1
