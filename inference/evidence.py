@@ -176,13 +176,20 @@ class Coverage:
 SUBJECT_WORDS = 4  # a first line with fewer words ("Hi team,", "Bug") is read with the lines after it
 
 
+_BODY_OPENERS = ("#", "<!--", "```", "~~~")
+
+
 def subject_of(text: str, min_words: int = SUBJECT_WORDS) -> str:
     """The first line of `text`, or its first lines until they hold `min_words` words (a commit's subject, an
-    issue's title, a question's opening sentence)."""
+    issue's title, a question's opening sentence). A line that opens a Markdown heading, an HTML comment or a code
+    fence starts the body (an issue template's "## error log | 日志或报错信息" under a short title), so it ends the
+    subject."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     out: list[str] = []
     n = 0
     for ln in lines:
+        if out and ln.lstrip().startswith(_BODY_OPENERS):
+            break
         out.append(ln)
         n += len(words(ln))
         if n >= min_words:

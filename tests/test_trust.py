@@ -220,6 +220,10 @@ def test_a_long_issue_is_as_sure_as_its_title(trained):
     assert m.coverage(issue) < 0.5 * m.coverage(title)  # the whole text is mostly the reporter's words
     assert subject_of(issue) == title
     assert subject_of("Hi team,\nwhich module evicts lru pages?\nthanks") == "Hi team,\nwhich module evicts lru pages?"
+    # a short title over an issue template's heading, comment or log fence: the title alone
+    assert subject_of("Floating point exception: 8\n## error log | 日志或报错信息\nSIGFPE") == "Floating point exception: 8"
+    assert subject_of("vkCreateDevice fails\n<!-- describe the bug -->\nsee log") == "vkCreateDevice fails"
+    assert subject_of("crash on start\n```\nsegfault at 0x0\n```") == "crash on start"
     alone, long = m.match(title, k=1)[0], m.match(issue, k=1)[0]
     assert long.module == alone.module == "storage"
     assert long.confidence == pytest.approx(alone.confidence, abs=0.05)
