@@ -96,8 +96,9 @@ def test_lm_hybrid_fuses_retrieval(models_dir):
     m = LMHybridMatcher(make_graph(IDS), rt, retrieval=FakeRetrieval())
     res = m.match("python bindings", k=5)
     assert [x.module for x in res] and {x.module for x in res} <= {"python/ncnn", "docs"}
-    assert all(0 <= x.confidence <= 1 for x in res)
-    assert sum(x.confidence for x in res) == pytest.approx(1.0, abs=1e-3)
+    # the fixture's run fitted no fusion calibration: its raw mix is no probability, so each fused rank is as sure
+    # as retrieval's answer of that rank, falling strictly
+    assert [x.confidence for x in res] == [0.6, 0.3]
     ncnn = next(x for x in res if x.module == "python/ncnn")
     assert NEW_MODULE_RETRIEVAL in ncnn.evidence
 
@@ -229,7 +230,8 @@ def test_lm_hybrid_uses_the_fusion_weight_tuned_by_the_trainer(models_dir, weigh
 
     run = models_dir / "runs" / "20240101-000000"
     meta = json.loads((run / "metadata.json").read_text())
-    meta["calibration"] = {"xs": [0.0, 1.0], "ys": [0.0, 1.0], "method": "identity", "n": 0, "lm_weight": weight}
+    ident = {"xs": [0.0, 1.0], "ys": [0.0, 1.0], "method": "identity", "n": 0}
+    meta["calibration"] = {**ident, "lm_weight": weight, "fusion_calibration": ident}
     (run / "metadata.json").write_text(json.dumps(meta))
     rt = ModelRuntime(models_dir, device=CPU)
     res = LMHybridMatcher(make_graph(IDS), rt, retrieval=FakeRetrieval(), auto_reload=False).match("x y z", k=3)
