@@ -5,7 +5,7 @@ the modules its fix touched, asked of the matchers built on the history BEFORE t
     nice -n 10 .venv/bin/python bench/issue_benchmark.py          # run: -> bench/results/issues/
         [--only pytest svelte] [--cases bench/issue_cases.toml] [--texts /work/bench-data/issue_texts]
         [--out bench/results/issues] [--work-dir /tmp/modmatch-issues] [--matcher hybrid --matcher lexical ...]
-        [--min-cjk 5] [--code LABEL]
+        [--min-cjk 5] [--code LABEL] [--keep]
 
 What a case is. A GitHub issue (not a pull request) of one of the dev repositories of
 `bench/dev_repos.toml`, whose text is its title, a blank line and the start of its description as the
@@ -83,6 +83,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import pickle
 import re
 import subprocess
 import sys
@@ -316,6 +317,10 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
             results[mname] += run_matcher(m, wcases)
             builds[mname] += t3 - t2
             scoring[mname] += time.perf_counter() - t3
+            if a.keep and mname == "hybrid":  # for offline probes: the window's build and its cases
+                with open(Path(a.work_dir) / name / f"hybrid-{cut}.pkl", "wb") as fh:
+                    pickle.dump({"matcher": m, "cases": [(c.id, c.text, list(c.gold)) for c in wcases]}, fh,
+                                protocol=pickle.HIGHEST_PROTOCOL)
             del m
     last = windows[-1]
     cjk = [i for i, c in enumerate(cases) if has_cjk(c.text)]
@@ -436,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--matcher", action="append", help="default: " + ", ".join(MATCHERS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "issues"))
     ap.add_argument("--work-dir", default="/tmp/modmatch-issues", help="split databases")
+    ap.add_argument("--keep", action="store_true",
+                    help="pickle each window's hybrid and its cases into the work dir (hybrid-<cut-off>.pkl; they "
+                         "hold the issue texts, so the work dir stays outside the repository)")
     ap.add_argument("--prior-only", action="store_true",
                     help="run: only (re)compute the text-blind prior baseline into the existing JSON files")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
