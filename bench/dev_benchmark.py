@@ -167,6 +167,8 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
                "confidence@cov0.60": top_confidence_at_coverage(res),
                "stripped_trust": trust_metrics(res_s, COVERAGE, PRECISION),
                "build_seconds": round(build_s, 1), "ms_per_case": round(per * 1000, 1)}
+        if getattr(m, "notes", None):  # what the build chose on its held-out slice (weights, vote shares) and why
+            row["build_notes"] = list(m.notes)
         out["matchers"][mname] = row
         log(f"{name}/{mname}: Acc@1 {row['acc@1']:.3f} Acc@3 {row['acc@3']:.3f}, stripped "
             f"{row['stripped']['acc@1']:.3f}; ECE {row['ece']:.3f}; build {build_s:.0f}s, {per * 1000:.0f} ms/case")
