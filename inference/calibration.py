@@ -12,7 +12,7 @@ or only one outcome. It is a table of points, so it saves to JSON and applies wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -187,6 +187,17 @@ class RankCalibrator:
         rest = ~is_first
         return cls(Calibrator.fit(x[rest], y[rest]) if rest.any() else Calibrator.fit(x, y), coef, min_cov, n,
                    iso_first, max(0.0, min_fam))
+
+
+def falling(confidences: Iterable[float]) -> list[float]:
+    """Confidences in rank order, each kept below the one ranked above it, so they fall strictly with the rank."""
+    out: list[float] = []
+    for c in confidences:
+        c = float(c)
+        if out and c >= out[-1]:
+            c = max(0.0, out[-1] - 1e-4)
+        out.append(c)
+    return out
 
 
 def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool | int], bins: int = 10) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 from indexer.graph import ModuleGraph
 
 from .base import Match, clean_text, register
-from .calibration import Calibrator, RankCalibrator, operating_point, validation_split, with_history
+from .calibration import Calibrator, RankCalibrator, falling, operating_point, validation_split, with_history
 from .evidence import Coverage, MentionIndex, subject_of
 from .errors import InferenceError
 from .scoring import ScoredMatcher, answer_ids
@@ -166,13 +166,7 @@ def ranked_confidences(rc: RankCalibrator, p0: np.ndarray, coverage: float, orde
     of 0.3 cut the coverage at 95 % precision from 0.805 to 0.655 on pytest, 0.615 to 0.415 on ncnn when it did).
     Each is kept below the one ranked above it, so they fall strictly with the rank."""
     conf = rc.predict(p0, coverage, first=order[0] if order else None, familiarity=familiarity)
-    out: list[float] = []
-    for i in order:
-        c = float(conf[i])
-        if out and c >= out[-1]:
-            c = max(0.0, out[-1] - 1e-4)
-        out.append(c)
-    return out
+    return falling(conf[i] for i in order)
 
 
 def _row_objective(fused: np.ndarray, gold: np.ndarray) -> np.ndarray:
@@ -196,7 +190,7 @@ def choose_share(rows_at: Callable[[float], np.ndarray], choices: Iterable[float
     at share w); of those that do, the one that beats it most. Returns the share and a note saying why."""
     base = rows_at(prior)
     n = len(base)
-    best, best_gain, seen = prior, 0.0, []
+    won, seen = None, []  # won: the (gain, se, share) of the choice that beats the prior most
     for w in choices:
         if w == prior:
             continue
@@ -204,10 +198,10 @@ def choose_share(rows_at: Callable[[float], np.ndarray], choices: Iterable[float
         gain = float(d.mean())
         se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
         seen.append((gain, se, w))
-        if gain > z * se and gain > best_gain:
-            best, best_gain = w, gain
-    if best != prior:
-        gain, se, _ = next(x for x in seen if x[2] == best)
+        if gain > z * se and gain > (won[0] if won else 0.0):
+            won = (gain, se, w)
+    if won is not None:
+        gain, se, best = won
         return best, f"{best:.2f}: beats the prior {prior:.2f} by {gain:+.3f} ± {se:.3f} on {n} held-out changes"
     if not seen:
         return prior, f"{prior:.2f} (the prior)"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from indexer.graph import ModuleGraph
 
 from .base import Match, clean_text, register
-from .calibration import Calibrator
+from .calibration import Calibrator, falling
 from .config import ComputeConfig
 from .errors import ModelNotFoundError
 from .prompt import build_prompt, candidates_prompt
@@ -184,14 +184,8 @@ def uncalibrated_fusion_confidences(mixed: dict[str, float], cands: list[Match])
     run predates the fusion's calibration): the fused answer at rank i gets the retrieval's calibrated confidence of
     rank i, falling strictly with the rank. The raw mix is no probability: served as one it measured ECE 0.248 on
     pytest (bench/README.md, "20 minutes with the cache on")."""
-    by_rank = sorted((c.confidence for c in cands), reverse=True)
-    order = sorted(mixed, key=lambda m: (-mixed[m], m))
-    out, prev = {}, 1.0
-    for i, mid in enumerate(order):
-        c = min(by_rank[i] if i < len(by_rank) else 0.0, prev - 1e-4 if i else prev)
-        out[mid] = max(c, 0.0)
-        prev = out[mid]
-    return out
+    order = sorted(mixed, key=lambda m: (-mixed[m], m))  # the fused ranks (mixed holds the candidates' modules)
+    return dict(zip(order, falling(sorted((c.confidence for c in cands), reverse=True))))
 
 
 def _runtime(model_dir, runtime, compute) -> ModelRuntime:
