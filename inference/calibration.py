@@ -99,8 +99,12 @@ class RankCalibrator:
     coverage c). Fitted on the top `RANKS` answers of held-out changes, so a rank-4 answer with a tenth of the
     probability gets what such answers earned (mostly wrong), not the floor of a top-1 map.
 
-    The map averages an isotonic fit on p (shape-free) and a logistic fit on (logit p, c, first) (smooth and
-    strictly increasing in p and c), so confidences are monotone in the evidence and distinct across ranks. The
+    The map averages an isotonic fit on p (shape-free) and a logistic fit on (logit p, c, first, the answer's
+    further evidence) (smooth and strictly increasing in p and c), so confidences are monotone in the evidence and
+    distinct across ranks. The further evidence (`evidence`, one row of numbers per module, each meant to rise with
+    the chance the module is right: the hybrid's `evidence_features`) is what the fused probability does not hold:
+    how many parts answer this module first, the votes mixed in after the fusion. A feature whose fitted weight
+    comes out negative is dropped and the fit repeated, so no more evidence ever lowers a confidence. The
     answer ranked first is told apart (its own isotonic map and a logistic term): being the best of the candidates
     is evidence of its own, and a map pooled over the five ranks gave first answers of a given p the lower rate of
     ranks 2-5 with that p (confidences too low where they matter: the label threshold). A text whose
@@ -112,7 +116,8 @@ class RankCalibrator:
     """
 
     iso: Calibrator = field(default_factory=Calibrator.identity)  # ranks 2-5
-    coef: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0, 0.0])  # intercept, logit p, coverage, first
+    # intercept, logit p, coverage, first, then one weight per column of the evidence (none: no evidence used)
+    coef: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.0, 0.0])
     min_coverage: float = 0.0
     n: int = 0
     iso_first: Calibrator | None = None  # the first answer
@@ -121,12 +126,17 @@ class RankCalibrator:
     RANKS = 5
     ABSTAIN_QUANTILE = 0.02
 
-    def predict(self, p, coverage: float = 1.0, first: int | None = None, familiarity: float | None = None
-                ) -> np.ndarray:
+    def predict(self, p, coverage: float = 1.0, first: int | None = None, familiarity: float | None = None,
+                evidence: np.ndarray | None = None) -> np.ndarray:
         """Confidences of the modules with fused probabilities `p` (an array); `first`: the index of the answer
-        ranked first; `familiarity`: the text's (None: unknown, not held against it)."""
+        ranked first; `familiarity`: the text's (None: unknown, not held against it); `evidence`: (modules, E) further
+        evidence, as the calibrator was fitted with (None: none counted)."""
         arr = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
         z = self.coef[0] + self.coef[1] * np.log(arr / (1 - arr)) + self.coef[2] * coverage
+        extra = self.coef[4:]
+        if evidence is not None and extra:
+            ev = np.asarray(evidence, dtype=np.float64).reshape(arr.size, -1)[:, : len(extra)]
+            z = z + (ev @ np.asarray(extra[: ev.shape[1]])).reshape(arr.shape)
         iso = np.asarray(self.iso.predict(arr), dtype=np.float64)
         if first is not None:
             z = z + self.coef[3] * (np.arange(arr.size) == first).reshape(arr.shape)
@@ -154,18 +164,20 @@ class RankCalibrator:
 
     @classmethod
     def fit(cls, probs: np.ndarray, gold: np.ndarray, coverage: Sequence[float],
-            first: Sequence[int] | None = None, familiarity: Sequence[float | None] | None = None
-            ) -> "RankCalibrator | None":
+            first: Sequence[int] | None = None, familiarity: Sequence[float | None] | None = None,
+            evidence: np.ndarray | None = None, ranking: np.ndarray | None = None) -> "RankCalibrator | None":
         """`probs`, `gold`: (n, modules) fused probabilities and right answers of held-out changes; `coverage`: each
         text's coverage; `first`: the index each was answered first (default: its highest probability);
-        `familiarity`: each text's, where known. None when there is too little to fit on."""
+        `familiarity`: each text's, where known; `evidence`: (n, modules, E) further evidence; `ranking`: (n,
+        modules) the scores the answers are ranked by as served (default: `probs`), whose top RANKS are fitted on.
+        None when there is too little to fit on."""
         n = probs.shape[0]
         if n < MIN_PLATT:
             return None
         cov = np.asarray(coverage, dtype=np.float64)
         first = np.asarray(first if first is not None else probs.argmax(axis=1))
         k = min(cls.RANKS, probs.shape[1])
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        top = np.argsort(-(probs if ranking is None else ranking), axis=1, kind="stable")[:, :k]
         rows = np.repeat(np.arange(n), k)
         x = np.clip(probs[rows, top.ravel()], 1e-6, 1 - 1e-6)
         y = gold[rows, top.ravel()].astype(int)
@@ -173,12 +185,14 @@ class RankCalibrator:
         is_first = (top == first[:, None]).ravel()
         if y.min() == y.max():
             return None
-        from sklearn.linear_model import LogisticRegression
-
         feats = np.column_stack([np.log(x / (1 - x)), c, is_first.astype(float)])
-        lr = LogisticRegression(C=1.0).fit(feats, y)
-        coef = [float(lr.intercept_[0]), max(float(lr.coef_[0][0]), 1e-3), max(float(lr.coef_[0][1]), 0.0),
-                float(lr.coef_[0][2])]
+        n_ev = 0
+        if evidence is not None:
+            ev = np.asarray(evidence, dtype=np.float64)[rows, top.ravel()]
+            n_ev = ev.shape[1]
+            feats = np.column_stack([feats, ev])
+        coef = _monotone_logistic(feats, y, rising=[0, 1] + [3 + j for j in range(n_ev)])
+        coef[1] = max(coef[1], 1e-3)
         # the repository's own texts set the bar; a few odd ones ("initial layout") may not drag it to zero
         min_cov = max(float(np.quantile(cov, cls.ABSTAIN_QUANTILE)), 0.25 * float(np.median(cov)))
         fam = np.asarray([f for f in (familiarity or []) if f is not None], dtype=np.float64)
@@ -187,6 +201,22 @@ class RankCalibrator:
         rest = ~is_first
         return cls(Calibrator.fit(x[rest], y[rest]) if rest.any() else Calibrator.fit(x, y), coef, min_cov, n,
                    iso_first, max(0.0, min_fam))
+
+
+def _monotone_logistic(x: np.ndarray, y: np.ndarray, rising: Sequence[int]) -> list[float]:
+    """[intercept, weights...] of a logistic fit of y on the columns of x, where the columns `rising` may not weigh
+    against the outcome: the most negative of them is dropped (weight 0) and the fit repeated until none is."""
+    from sklearn.linear_model import LogisticRegression
+
+    keep = list(range(x.shape[1]))
+    while True:
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(x[:, keep], y)
+        w = dict(zip(keep, (float(v) for v in lr.coef_[0])))
+        bad = [j for j in keep if j in rising and w[j] < 0]
+        if not bad or len(keep) == 1:
+            return [float(lr.intercept_[0])] + [max(w.get(j, 0.0), 0.0) if j in rising else w.get(j, 0.0)
+                                                for j in range(x.shape[1])]
+        keep.remove(min(bad, key=lambda j: w[j]))
 
 
 def falling(confidences: Iterable[float]) -> list[float]:

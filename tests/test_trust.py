@@ -259,6 +259,69 @@ def test_a_text_unlike_every_past_change_gets_no_label():
     assert RankCalibrator.fit(probs, gold, [0.9] * n).min_familiarity == 0.0
 
 
+def test_confidence_weighs_evidence_beyond_the_fused_probability():
+    """Evidence that tells right from wrong beyond the fused probability (here: how many parts agree) raises the
+    first answer's separation on new texts; a column that weighs against being right is dropped, not served
+    backwards; and more of the evidence never lowers a confidence."""
+    import dataclasses
+
+    from sklearn.metrics import roc_auc_score
+
+    from inference.calibration import RankCalibrator
+
+    def draw(seed, n=400, k=6):
+        rng = np.random.default_rng(seed)
+        probs = rng.dirichlet(np.ones(k) * 0.5, size=n)
+        top = probs.argmax(axis=1)
+        right = rng.random(n) < 0.6
+        gold = np.zeros((n, k), dtype=bool)
+        gold[np.arange(n), np.where(right, top, (top + 1) % k)] = True
+        ev = np.zeros((n, k, 2))
+        ev[..., 0] = rng.integers(0, 2, size=(n, k))  # parts agreeing: 2-3 on a right answer, 0-1 otherwise
+        ev[gold, 0] += 2
+        ev[..., 1] = -ev[..., 0] + rng.normal(0, 0.1, size=(n, k))  # the same, backwards
+        return probs, gold, ev, top
+
+    probs, gold, ev, top = draw(0)
+    plain = RankCalibrator.fit(probs, gold, [0.9] * len(probs), first=top)
+    rich = RankCalibrator.fit(probs, gold, [0.9] * len(probs), first=top, evidence=ev)
+    assert len(rich.coef) == 6 and rich.coef[4] > 0 and rich.coef[5] == 0.0  # the backward column is dropped
+    probs, gold, ev, top = draw(1)
+    right = gold[np.arange(len(top)), top]
+    c_plain = [plain.predict(p, 0.9, first=t)[t] for p, t in zip(probs, top)]
+    c_rich = [rich.predict(p, 0.9, first=t, evidence=e)[t] for p, t, e in zip(probs, top, ev)]
+    assert roc_auc_score(right, c_rich) > roc_auc_score(right, c_plain) + 0.15
+    p = probs[0]
+    rising = [rich.predict(p, 0.9, first=int(top[0]), evidence=np.full((len(p), 2), a))[top[0]] for a in range(4)]
+    assert all(a < b for a, b in zip(rising, rising[1:]))
+    # a calibrator saved before evidence was weighed (four weights) serves without it
+    old = dataclasses.replace(rich, coef=rich.coef[:4])
+    assert old.predict(p, 0.9, first=int(top[0]), evidence=ev[0]).shape == p.shape
+
+
+def test_the_hybrid_weighs_its_votes_in_its_confidences(trained):
+    from inference.hybrid import EVIDENCE
+
+    _, m, _, _ = trained
+    rc = m.rank_calibrator
+    assert len(rc.coef) == 4 + len(EVIDENCE) and min(rc.coef[4:]) >= 0.0
+    assert any(n.startswith("confidence weighs") for n in m.notes)
+    # the served confidence is the calibrator's reading of the served evidence, not of the fused probability alone
+    text = "disk cache page eviction lru compaction fsync"
+    first = m.match(text, k=1)[0]
+    i = m.index[first.module]
+    assert first.confidence == pytest.approx(rc.predict(
+        m.probs(m.fused(text)), m._coverage_of(text), first=i, familiarity=m._familiarity_of(text),
+        evidence=hybrid_evidence(m, text))[i])
+
+
+def hybrid_evidence(m, text):
+    from inference.hybrid import evidence_features
+
+    dists, _ = m._reading(text)
+    return evidence_features(dists, m.votes(text), m.scores(text))
+
+
 def test_a_threshold_chosen_on_held_out_history_reproduces_its_precision(trained):
     g, m, later, _ = trained
     # choose on the last slice of the past (what `modmatch eval` does), check on the changes that came after
