@@ -18,6 +18,7 @@ import numpy as np
 
 MIN_PLATT = 8
 MIN_ISOTONIC = 40
+MIN_SHRINK = 0.01  # the least share of its confidence an answer keeps when its text is not about the repository
 
 
 def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -145,9 +146,10 @@ class RankCalibrator:
                 iso.flat[first] = float(self.iso_first.predict(arr.flat[first]))
         conf = 0.5 * iso + 0.5 / (1 + np.exp(-z))
         if self.min_coverage > 0 and coverage < self.min_coverage:
-            conf = conf * (coverage / self.min_coverage)
+            # in proportion, down to a hundredth: a text with no known word ("fix 3506") keeps its ranks apart
+            conf = conf * max(coverage / self.min_coverage, MIN_SHRINK)
         if self.unfamiliar(familiarity):
-            conf = conf * (0.5 * max(0.0, familiarity) / self.min_familiarity)
+            conf = conf * max(0.5 * max(0.0, familiarity) / self.min_familiarity, MIN_SHRINK)
         return np.clip(conf, 0.0, 1.0)
 
     def unfamiliar(self, familiarity: float | None) -> bool:
@@ -225,7 +227,7 @@ def falling(confidences: Iterable[float]) -> list[float]:
     for c in confidences:
         c = float(c)
         if out and c >= out[-1]:
-            c = max(0.0, out[-1] - 1e-4)
+            c = out[-1] - min(1e-4, out[-1] / 100)  # a step that stays above zero where the one above is
         out.append(c)
     return out
 

@@ -199,6 +199,9 @@ def test_foreign_text_and_noise_get_no_confident_answer(trained):
         top = m.match(t, k=1)[0]
         assert top.confidence < np.median(own), (t, top.confidence)
         assert m.assess(t)["abstain"] is True, (t, m.assess(t))
+        # not confident, and still ranked: a text with no word the repository knows keeps its ranks apart
+        conf = [x.confidence for x in m.match(t, k=5)]
+        assert conf[0] > 0 and all(a > b for a, b in zip(conf, conf[1:])), (t, conf)
     assert sum(m.assess(t)["abstain"] for t, _ in later) <= 0.1 * len(later)
     # how near a text comes to a past change is measured and reported; foreign texts come less near than own ones
     assert m.rank_calibrator.min_familiarity > 0
