@@ -123,6 +123,7 @@ class RankCalibrator:
     n: int = 0
     iso_first: Calibrator | None = None  # the first answer
     min_familiarity: float = 0.0
+    lift: float = 0.0  # added to every confidence's logit: what the served parts know beyond the slice's (`lifted`)
 
     RANKS = 5
     ABSTAIN_QUANTILE = 0.02
@@ -145,6 +146,9 @@ class RankCalibrator:
                 iso = iso.copy()
                 iso.flat[first] = float(self.iso_first.predict(arr.flat[first]))
         conf = 0.5 * iso + 0.5 / (1 + np.exp(-z))
+        if self.lift:
+            c = np.clip(conf, 1e-6, 1 - 1e-6)
+            conf = 1.0 / (1.0 + (1 - c) / c * np.exp(-self.lift))
         if self.min_coverage > 0 and coverage < self.min_coverage:
             # in proportion, down to a hundredth: a text with no known word ("fix 3506") keeps its ranks apart
             conf = conf * max(coverage / self.min_coverage, MIN_SHRINK)
@@ -162,7 +166,7 @@ class RankCalibrator:
         return {"iso": self.iso.to_dict(), "coef": [float(c) for c in self.coef],
                 "min_coverage": float(self.min_coverage), "n": self.n,
                 "iso_first": self.iso_first.to_dict() if self.iso_first is not None else None,
-                "min_familiarity": float(self.min_familiarity)}
+                "min_familiarity": float(self.min_familiarity), "lift": float(self.lift)}
 
     @classmethod
     def fit(cls, probs: np.ndarray, gold: np.ndarray, coverage: Sequence[float],
@@ -203,6 +207,20 @@ class RankCalibrator:
         rest = ~is_first
         return cls(Calibrator.fit(x[rest], y[rest]) if rest.any() else Calibrator.fit(x, y), coef, min_cov, n,
                    iso_first, max(0.0, min_fam))
+
+
+def lifted(confidence: Callable[[float], np.ndarray], gain: float, lo: float = -3.0, hi: float = 3.0) -> float:
+    """The logit lift that raises the mean of `confidence(lift)` (the held-out first answers' confidences at that
+    lift) by `gain` (clipped to what confidences in [0, 1] allow), by bisection: the mean rises with the lift."""
+    base = float(np.mean(confidence(0.0)))
+    goal = float(np.clip(base + gain, 0.0, 1.0))
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if float(np.mean(confidence(mid))) < goal:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def _monotone_logistic(x: np.ndarray, y: np.ndarray, rising: Sequence[int]) -> list[float]:

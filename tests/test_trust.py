@@ -302,6 +302,38 @@ def test_confidence_weighs_evidence_beyond_the_fused_probability():
     assert old.predict(p, 0.9, first=int(top[0]), evidence=ev[0]).shape == p.shape
 
 
+def test_confidences_are_lifted_by_what_the_held_out_slice_did_not_know(trained):
+    """The served parts know the held-out slice's changes; the slice's parts did not. The build measures what as
+    many changes before the slice added to it, and lifts every confidence so the slice's mean rises by that much:
+    the order of answers, and of texts, stays as it was."""
+    from inference.calibration import RankCalibrator, lifted
+
+    rng = np.random.default_rng(3)
+    n, k = 300, 6
+    probs = rng.dirichlet(np.ones(k) * 0.4, size=n)
+    top = probs.argmax(axis=1)
+    gold = np.zeros((n, k), dtype=bool)
+    gold[np.arange(n), np.where(rng.random(n) < 0.6, top, (top + 1) % k)] = True
+    rc = RankCalibrator.fit(probs, gold, [0.9] * n, first=top)
+
+    def firsts(lift):
+        rc.lift = lift
+        return np.array([rc.predict(p, 0.9, first=t)[t] for p, t in zip(probs, top)])
+
+    before = firsts(0.0)
+    for gain in (0.06, -0.05):
+        rc.lift = lifted(firsts, gain)
+        after = firsts(rc.lift)
+        assert after.mean() == pytest.approx(before.mean() + gain, abs=1e-3)
+        assert np.array_equal(np.argsort(after, kind="stable"), np.argsort(before, kind="stable"))
+    # the hybrid measures it on its own history and says so
+    _, m, _, _ = trained
+    note = [x for x in m.notes if x.startswith("confidences lifted")]
+    assert len(note) == 1 and "before the held-out slice added" in note[0]
+    gain = float(note[0].split()[3])
+    assert gain == 0.0 or np.sign(m.rank_calibrator.lift) == np.sign(gain), (note, m.rank_calibrator.lift)
+
+
 def test_the_hybrid_weighs_its_votes_in_its_confidences(trained):
     from inference.hybrid import EVIDENCE
 
