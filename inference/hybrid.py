@@ -10,6 +10,7 @@ left out and noted.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -143,7 +144,8 @@ def read_parts(parts: dict, text: str, share: float = SUBJECT_SHARE,
 
 
 def with_neighbours(scores: np.ndarray, neighbours: np.ndarray | None, weight: float) -> np.ndarray:
-    """Mix the nearest past changes' vote into a (mention-mixed) distribution (a no-op without one)."""
+    """Mix a vote (VOTES: mentions, the nearest past changes, the classifier) into a distribution at `weight` (a
+    no-op without one)."""
     if neighbours is None or weight <= 0:
         return scores
     tot = scores.sum()
@@ -595,19 +597,18 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                 val_cov = Coverage(vparts["lexical"].docs)
                 covs = [val_cov.subject(h.text) for h in val]
                 fams = [dense_part.familiarity(h.text, exclude=held) if dense_part is not None else None for h in val]
-                served = {"mention": mention_weight, "words": neighbour_weight, "meaning": dense_weight,
+                shares = {"mention": mention_weight, "words": neighbour_weight, "meaning": dense_weight,
                           "semantic": semantic_weight}
-                votes = [{"mention": named_rows[r], "words": near[r], "meaning": dnear[r], "semantic": sem[r]}
-                         for r in rows]
-                votes = [{v: (x[v] if served[v] > 0 else None) for v in VOTES} for x in votes]
+                read = {"mention": named_rows, "words": near, "meaning": dnear, "semantic": sem}
+                votes = [{v: (read[v][r] if shares[v] > 0 else None) for v in VOTES} for r in rows]
                 ev = np.stack([evidence_features({n: dists[n][r] for n in dists}, votes[r], mixed[r]) for r in rows])
                 rank_cal = RankCalibrator.fit(base, gold, covs, first=top, familiarity=fams, evidence=ev,
                                               ranking=mixed)
                 if rank_cal is not None:
                     def firsts(lift: float) -> np.ndarray:  # the held-out first answers' confidences at a lift
-                        rank_cal.lift = lift
-                        return np.array([rank_cal.predict(base[r], covs[r], first=top[r], familiarity=fams[r],
-                                                          evidence=ev[r])[top[r]] for r in rows])
+                        at = dataclasses.replace(rank_cal, lift=lift)
+                        return np.array([at.predict(base[r], covs[r], first=top[r], familiarity=fams[r],
+                                                    evidence=ev[r])[top[r]] for r in rows])
 
                     gain = _recent_gain(graph, train, val, vparts, final_w, fusion, opts, fused0, gold)
                     lift = 0.0
@@ -616,6 +617,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                         notes.append(f"confidences lifted by {gain[0]:+.3f} on the mean: the {len(val)} changes "
                                      f"before the held-out slice added {gain[0]:+.3f} ± {gain[1]:.3f} to its Acc@1, "
                                      "and the served parts know as many more")
+                    rank_cal.lift = lift
                     conf = firsts(lift).tolist()  # the operating point as served: top by the mixed ranking
                     names = ("logit p", "coverage", "first") + EVIDENCE
                     notes.append("confidence weighs " + ", ".join(
