@@ -137,7 +137,8 @@ class RankCalibrator:
         z = self.coef[0] + self.coef[1] * np.log(arr / (1 - arr)) + self.coef[2] * coverage
         extra = self.coef[4:]
         if evidence is not None and extra:
-            ev = np.asarray(evidence, dtype=np.float64).reshape(arr.size, len(extra))
+            # columns are only ever appended: one fitted before a column was added reads those it was fitted on
+            ev = np.asarray(evidence, dtype=np.float64).reshape(arr.size, -1)[:, : len(extra)]
             z = z + (ev @ np.asarray(extra)).reshape(arr.shape)
         iso = np.asarray(self.iso.predict(arr), dtype=np.float64)
         if first is not None:

@@ -28,6 +28,7 @@ from indexer.records import HistoryExample
 
 from .base import capabilities, clean_text, create, default_eval_names
 from .errors import BadInputError, CasesError, InferenceError
+from .evidence import strip_subject_tags  # noqa: F401  (the stripping rule; bench and tests read it here)
 from .metrics import CaseResult, compute_metrics
 
 log = logging.getLogger(__name__)
@@ -337,56 +338,7 @@ def check_text(text: str) -> str:
     return clean_text(text)
 
 
-# --- subject tags ---------------------------------------------------------------------------------
-# How issues and Slack questions read: the same change text without the leading subject tags of
-# commit messages. Applied repeatedly at the very start of the text (the subject line) only:
-#   1. a bracketed tag: `[OpenCL:Bugfix]`, `[skip ci]`, `[LANG-1234]`, `【优化】` (up to 60 characters,
-#      no line break), with an optional `:`, `-`, `–` or `|` after it;
-#   2. a prefix tag ending in a colon: one token of ASCII letters, digits and `_ . / + * # @ { } < > -`
-#      (or a comma-separated list of such tokens: `io, net`), optionally a conventional-commit scope
-#      `(ssr)` and `!`, at most 40 characters, then `:` or `：` followed by whitespace (`IoUring: x`,
-#      `net/http: x`, `fix(ssr): x`, `*: x`, `LANG-1234: x`); a full-width `：` or a conventional-commit
-#      type (`fix`, `feat`, `docs`, `chore`, ...) needs no space after it (`fix:fix CI`).
-# A colon after a space-separated phrase ("Fix the parser: it crashes") is kept, as are `::`, `://`
-# and `10:30`; tokens with non-ASCII letters never count as a tag (a Chinese sentence has no spaces).
-# If nothing but tags was there, the result is empty.
-_TAG_TOKEN = r"[A-Za-z0-9_./+*#@{}<>\-]+"
-_CONVENTIONAL = ("feat|feature|fix|bugfix|hotfix|docs?|style|refactor|perf|tests?|build|ci|chore|revert|"
-                 "opt|deps|release|wip")
-_BRACKET_TAG_RE = re.compile(r"^\s*(?:\[[^\[\]\n]{1,60}\]|【[^【】\n]{1,60}】)[ \t]*[:：\-–|]?\s*")
-_PREFIX_TAG_RE = re.compile(
-    rf"^\s*(?P<tag>{_TAG_TOKEN}(?:[ \t]*,[ \t]*{_TAG_TOKEN})*(?:\([^()\n]{{0,40}}\))?!?)[ \t]*(?P<colon>[:：])(?P<space>\s*)")
-_CONVENTIONAL_RE = re.compile(rf"^(?:{_CONVENTIONAL})(?:\(.*\))?!?$", re.IGNORECASE)
-
-
-def _prefix_tag_end(text: str) -> int:
-    """Where a leading `tag:` ends (0: there is none)."""
-    m = _PREFIX_TAG_RE.match(text)
-    if not m or len(m.group("tag")) > 40:
-        return 0
-    if m.group("colon") == "：" or m.group("space") or m.end() == len(text):
-        return m.end()
-    nxt = text[m.end()]
-    if nxt in ":/" or nxt.isdigit() or not _CONVENTIONAL_RE.match(m.group("tag")):
-        return 0  # `std::x`, `https://`, `10:30`, `Foo:bar`
-    return m.end()
-
-
-def strip_subject_tags(text: str) -> str:
-    """`text` without its leading subject tags (the rule is written above; bench/README.md repeats it).
-
-    `[OpenCL:Bugfix] fix x` -> `fix x`; `fix(ssr): x` -> `x`; `IoUring: x` -> `x`; `net/http: x` -> `x`;
-    `[skip ci] io, net: x` -> `x`; `Fix the parser: it crashes` stays as it is.
-    """
-    out = text
-    while True:
-        m = _BRACKET_TAG_RE.match(out)
-        end = m.end() if m else _prefix_tag_end(out)
-        if not end:
-            break
-        out = out[end:]
-    return text if out is text else out.strip()
-
+# --- subject tags: the rule is `inference.evidence.strip_subject_tags` (how issues and Slack questions read)
 
 # --- label trust ----------------------------------------------------------------------------------
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")

@@ -195,3 +195,105 @@ def subject_of(text: str, min_words: int = SUBJECT_WORDS) -> str:
         if n >= min_words:
             break
     return "\n".join(out)
+
+
+# --- subject tags ---------------------------------------------------------------------------------
+# How issues and Slack questions read: the same change text without the leading subject tags of
+# commit messages. Applied repeatedly at the very start of the text (the subject line) only:
+#   1. a bracketed tag: `[OpenCL:Bugfix]`, `[skip ci]`, `[LANG-1234]`, `【优化】` (up to 60 characters,
+#      no line break), with an optional `:`, `-`, `–` or `|` after it;
+#   2. a prefix tag ending in a colon: one token of ASCII letters, digits and `_ . / + * # @ { } < > -`
+#      (or a comma-separated list of such tokens: `io, net`), optionally a conventional-commit scope
+#      `(ssr)` and `!`, at most 40 characters, then `:` or `：` followed by whitespace (`IoUring: x`,
+#      `net/http: x`, `fix(ssr): x`, `*: x`, `LANG-1234: x`); a full-width `：` or a conventional-commit
+#      type (`fix`, `feat`, `docs`, `chore`, ...) needs no space after it (`fix:fix CI`).
+# A colon after a space-separated phrase ("Fix the parser: it crashes") is kept, as are `::`, `://`
+# and `10:30`; tokens with non-ASCII letters never count as a tag (a Chinese sentence has no spaces).
+# If nothing but tags was there, the result is empty.
+_TAG_TOKEN = r"[A-Za-z0-9_./+*#@{}<>\-]+"
+_CONVENTIONAL = ("feat|feature|fix|bugfix|hotfix|docs?|style|refactor|perf|tests?|build|ci|chore|revert|"
+                 "opt|deps|release|wip")
+_BRACKET_TAG_RE = re.compile(r"^\s*(?:\[[^\[\]\n]{1,60}\]|【[^【】\n]{1,60}】)[ \t]*[:：\-–|]?\s*")
+_PREFIX_TAG_RE = re.compile(
+    rf"^\s*(?P<tag>{_TAG_TOKEN}(?:[ \t]*,[ \t]*{_TAG_TOKEN})*(?:\([^()\n]{{0,40}}\))?!?)[ \t]*(?P<colon>[:：])(?P<space>\s*)")
+_CONVENTIONAL_RE = re.compile(rf"^(?:{_CONVENTIONAL})(?:\(.*\))?!?$", re.IGNORECASE)
+
+
+def _prefix_tag_end(text: str) -> int:
+    """Where a leading `tag:` ends (0: there is none)."""
+    m = _PREFIX_TAG_RE.match(text)
+    if not m or len(m.group("tag")) > 40:
+        return 0
+    if m.group("colon") == "：" or m.group("space") or m.end() == len(text):
+        return m.end()
+    nxt = text[m.end()]
+    if nxt in ":/" or nxt.isdigit() or not _CONVENTIONAL_RE.match(m.group("tag")):
+        return 0  # `std::x`, `https://`, `10:30`, `Foo:bar`
+    return m.end()
+
+
+def strip_subject_tags(text: str) -> str:
+    """`text` without its leading subject tags (the rule is written above; bench/README.md repeats it).
+
+    `[OpenCL:Bugfix] fix x` -> `fix x`; `fix(ssr): x` -> `x`; `IoUring: x` -> `x`; `net/http: x` -> `x`;
+    `[skip ci] io, net: x` -> `x`; `Fix the parser: it crashes` stays as it is.
+    """
+    out = text
+    while True:
+        m = _BRACKET_TAG_RE.match(out)
+        end = m.end() if m else _prefix_tag_end(out)
+        if not end:
+            break
+        out = out[end:]
+    return text if out is text else out.strip()
+
+
+def subject_tag(text: str) -> str | None:
+    """The leading subject tags of `text` as one key (`Proxy: fix x` -> `proxy`, `[OpenCL:Bugfix] x` ->
+    `[opencl:bugfix]`, `fix(ssr): x` -> `fix(ssr)`): lower-cased, spaces collapsed, the separator after the last tag
+    dropped. None when the text has none (`strip_subject_tags` removes nothing) or is nothing but tags."""
+    head = text.strip().split("\n", 1)[0].strip()
+    rest = strip_subject_tags(head)
+    if rest == head or not rest:
+        return None
+    tag = head[: head.rfind(rest)]  # the rest is what follows the tags
+    tag = re.sub(r"\s+", " ", tag.strip().rstrip(":：-–|").strip().lower())
+    return tag or None
+
+
+# A team's subject tags ("Proxy:", "[OpenCL:Bugfix]", "fix(ssr):") are its jargon for where a change goes. A tag
+# votes when at least MIN_TAG_CHANGES past changes carried it.
+MIN_TAG_CHANGES = 5
+
+
+class TagIndex:
+    """What the past changes that carried each subject tag touched: per tag, its modules weighed as the history
+    classifier weighs a change (`history_clf.change_weight`: recency, a person's correction) and split over the
+    modules it touched. The classifier sees a tag as one word among the text's; here it speaks alone. On nginx, whose
+    every change is tagged by area ("Proxy:", "Upstream:", "Dav:"), the history classifier learned a burst of
+    "QUIC:" changes and answered its module for texts tagged otherwise (bench/README.md, "Subject tags")."""
+
+    def __init__(self, graph: ModuleGraph, ids: list[str]):
+        from .history_clf import change_weight, history_ages
+
+        index = {m: i for i, m in enumerate(ids)}
+        mass: dict[str, np.ndarray] = {}
+        seen: Counter = Counter()
+        for h, age in zip(graph.history, history_ages(graph.history)):
+            tag = subject_tag(h.subject)
+            mods = [index[m] for m in h.modules if m in index]
+            if tag is None or not mods:
+                continue
+            seen[tag] += 1
+            row = mass.setdefault(tag, np.zeros(len(ids)))
+            row[mods] += change_weight(h, age) / len(mods)
+        self.size = len(ids)
+        self.tags = {t: v / v.sum() for t, v in mass.items() if seen[t] >= MIN_TAG_CHANGES and v.sum() > 0}
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def distribution(self, text: str) -> np.ndarray | None:
+        """What the past changes carrying `text`'s subject tag touched (None: no tag, or one seen too rarely)."""
+        tag = subject_tag(text)
+        return None if tag is None else self.tags.get(tag)

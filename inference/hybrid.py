@@ -23,7 +23,7 @@ from indexer.graph import ModuleGraph
 from .base import Match, clean_text, register
 from .calibration import (Calibrator, RankCalibrator, falling, lifted, operating_point, validation_split,
                           with_history)
-from .evidence import Coverage, MentionIndex, subject_of
+from .evidence import Coverage, MentionIndex, TagIndex, subject_of
 from .errors import InferenceError
 from .scoring import ScoredMatcher, answer_ids
 
@@ -70,6 +70,15 @@ DENSE_NEIGHBOUR_PRIOR = 0.1
 # Chosen on those cases: a prior, not a law. Served where the held-out slice has MIN_TUNE changes (a history of
 # about 200), as the other votes.
 SEMANTIC_WEIGHT = 0.1
+# A team's subject tags (`TagIndex`: "Proxy:", "[OpenCL:Bugfix]") vote last: what the past changes with the text's tag
+# touched. Probed at fixed shares on the dev benchmark's pickled hybrids (7065bc1; bench/README.md, "Subject tags"),
+# Acc@1 at 0 / 0.1 / 0.2 / 0.3 / 0.5: nginx 0.715 / 0.750 / 0.765 / 0.785 / 0.805, svelte 0.750 / 0.755 / 0.755 /
+# 0.755 / 0.775, tokio 0.815 / 0.810 / 0.800 / 0.780 / 0.760, the others within a case or two. So its prior share
+# is 0, and a repository's held-out slice moves it (`choose_share`) where at least MIN_TAGGED of its changes carry
+# a tag seen before.
+TAG_CHOICES = (0.0, 0.1, 0.2, 0.3, 0.5)
+TAG_PRIOR = 0.0
+MIN_TAGGED = 20
 RECENT_GAIN_SLICES = 3  # the history before the held-out slice must be this many slices long to measure `_recent_gain`
 # An issue is a title, then the reporter's description, code and logs; a commit a subject, then its body. Each part
 # reads the text twice where it has more than its subject (`subject_of`): its distribution is SUBJECT_SHARE of the one
@@ -152,7 +161,7 @@ def with_neighbours(scores: np.ndarray, neighbours: np.ndarray | None, weight: f
     return (1.0 - weight) * (scores / tot if tot > 0 else scores) + weight * neighbours
 
 
-VOTES = ("mention", "words", "meaning", "semantic")  # what is mixed into the fused distribution, in this order
+VOTES = ("mention", "words", "meaning", "semantic", "tag")  # what is mixed into the fused distribution, in this order
 EVIDENCE = ("served share", "parts ranking it first") + VOTES  # the columns of `evidence_features`
 
 
@@ -276,7 +285,7 @@ class HybridMatcher(ScoredMatcher):
                  rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT,
                  operating: dict | None = None, val_acc: float | None = None, lineage: dict | None = None,
                  neighbour_weight: float = 0.0, dense_neighbour_weight: float = 0.0, semantic_weight: float = 0.0,
-                 subject_share: float = 0.0):
+                 subject_share: float = 0.0, tags: TagIndex | None = None, tag_weight: float = 0.0):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
@@ -293,6 +302,8 @@ class HybridMatcher(ScoredMatcher):
         self.dense_neighbour_weight = dense_neighbour_weight  # the same by sentence embeddings (`DenseMatcher`)
         self.semantic_weight = semantic_weight  # the dense part's semantic classifier's share (`classify`)
         self.subject_share = subject_share  # the share of each part's reading of the subject (`read_parts`)
+        self.tags = tags  # what past changes with each subject tag touched (`TagIndex`), where its share is > 0
+        self.tag_weight = tag_weight  # its share, chosen on the held-out slice
         # how far this matcher is from its full build: {"built_at", "history", "updates", "changes", "drift_n",
         # "drift_hits"} (see `updated`)
         self.lineage = lineage or {"built_at": time.time(), "history": len(graph.history), "updates": 0,
@@ -311,6 +322,8 @@ class HybridMatcher(ScoredMatcher):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)  # what a text read last is not kept: a matcher pickled by older code had less
+        self.__dict__.setdefault("tags", None)
+        self.__dict__.setdefault("tag_weight", 0.0)
         self._last = self._last_cov = self._last_fused = self._last_votes = None
 
     def _reading(self, text: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -328,7 +341,7 @@ class HybridMatcher(ScoredMatcher):
 
     def shares(self) -> dict[str, float]:
         return {"mention": self.mention_weight, "words": self.neighbour_weight,
-                "meaning": self.dense_neighbour_weight, "semantic": self.semantic_weight}
+                "meaning": self.dense_neighbour_weight, "semantic": self.semantic_weight, "tag": self.tag_weight}
 
     def votes(self, text: str) -> dict[str, np.ndarray | None]:
         """Each vote served beside the fusion (VOTES), None where it is not served or the text gives it nothing."""
@@ -346,6 +359,8 @@ class HybridMatcher(ScoredMatcher):
             out["meaning"] = dense.neighbours(text)
         if self.semantic_weight > 0 and dense is not None:
             out["semantic"] = dense.classify(text)
+        if self.tags is not None and self.tag_weight > 0:
+            out["tag"] = self.tags.distribution(text)
         self._last_votes = (key, out)
         return out
 
@@ -454,7 +469,9 @@ class HybridMatcher(ScoredMatcher):
                              neighbour_weight=self.neighbour_weight,
                              dense_neighbour_weight=self.dense_neighbour_weight,
                              semantic_weight=self.semantic_weight,
-                             subject_share=self.subject_share)
+                             subject_share=self.subject_share,
+                             tags=TagIndex(graph, self.ids) if self.tags is not None else None,
+                             tag_weight=self.tag_weight)
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -486,6 +503,9 @@ class HybridMatcher(ScoredMatcher):
             named = self.mentions.find(text).get(mid)
             if named:
                 ev.append("mentions: " + ", ".join(sorted(set(named))[:4]))
+        tagged = self.tags.distribution(text) if self.tags is not None and self.tag_weight > 0 else None
+        if tagged is not None and tagged[i] > 0:
+            ev.append(f"subject tag: {tagged[i]:.0%} of past changes tagged so touched it")
         for n in ("lexical", "history"):
             if n in self.parts:
                 ev += self.parts[n].evidence(text, mid)[:1]
@@ -524,7 +544,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     rank_cal = None
     operating: dict | None = None
     val_acc: float | None = None
-    neighbour_weight = dense_weight = semantic_weight = 0.0
+    neighbour_weight = dense_weight = semantic_weight = tag_weight = 0.0
     if val:
         g_train = with_history(graph, train)
         vparts = {n: (full_parts[n] if n == "dense" else _build_part(n, g_train, opts)) for n in defaults}
@@ -587,6 +607,19 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                 semantic_weight = SEMANTIC_WEIGHT
                 sem = [dense_part.classify(h.text, held_clf) for h in val]
                 mixed = np.vstack([with_neighbours(mixed[r], sem[r], semantic_weight) for r in range(len(val))])
+        tagged: list = [None] * len(val)
+        if tune and len(val) >= MIN_TUNE:
+            held_tags = TagIndex(g_train, ids)  # the tags of the changes before the slice
+            tagged = [held_tags.distribution(h.text) for h in val]
+            n_tagged = sum(x is not None for x in tagged)
+            if n_tagged >= MIN_TAGGED:
+                def tag_voted(w):
+                    return np.vstack([with_neighbours(mixed[r], tagged[r], w) for r in range(len(val))])
+
+                tag_weight, why = choose_share(lambda w: _row_objective(tag_voted(w), gold), TAG_CHOICES, TAG_PRIOR)
+                notes.append(f"subject tags' share {why} ({n_tagged} of {len(val)} held-out changes carry a tag "
+                             "seen before)")
+                mixed = tag_voted(tag_weight)
         if calibrate:
             base = fused0 / fused0.sum(axis=1, keepdims=True)
             top = mixed.argmax(axis=1)
@@ -598,8 +631,8 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                 covs = [val_cov.subject(h.text) for h in val]
                 fams = [dense_part.familiarity(h.text, exclude=held) if dense_part is not None else None for h in val]
                 shares = {"mention": mention_weight, "words": neighbour_weight, "meaning": dense_weight,
-                          "semantic": semantic_weight}
-                read = {"mention": named_rows, "words": near, "meaning": dnear, "semantic": sem}
+                          "semantic": semantic_weight, "tag": tag_weight}
+                read = {"mention": named_rows, "words": near, "meaning": dnear, "semantic": sem, "tag": tagged}
                 votes = [{v: (read[v][r] if shares[v] > 0 else None) for v in VOTES} for r in rows]
                 ev = np.stack([evidence_features({n: dists[n][r] for n in dists}, votes[r], mixed[r]) for r in rows])
                 rank_cal = RankCalibrator.fit(base, gold, covs, first=top, familiarity=fams, evidence=ev,
@@ -640,7 +673,8 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                          notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
                          mention_weight=mention_weight, operating=operating, val_acc=val_acc,
                          neighbour_weight=neighbour_weight, dense_neighbour_weight=dense_weight,
-                         semantic_weight=semantic_weight, subject_share=SUBJECT_SHARE)
+                         semantic_weight=semantic_weight, subject_share=SUBJECT_SHARE,
+                         tags=TagIndex(graph, ids) if tag_weight > 0 else None, tag_weight=tag_weight)
 
 
 @register("hybrid", default_eval=True)
