@@ -267,26 +267,27 @@ MIN_TAG_CHANGES = 5
 
 
 class TagIndex:
-    """What the past changes that carried each subject tag touched: per tag, its modules weighed as the history
-    classifier weighs a change (`history_clf.change_weight`: recency, a person's correction) and split over the
-    modules it touched. The classifier sees a tag as one word among the text's; here it speaks alone. On nginx, whose
-    every change is tagged by area ("Proxy:", "Upstream:", "Dav:"), the history classifier learned a burst of
-    "QUIC:" changes and answered its module for texts tagged otherwise (bench/README.md, "Subject tags")."""
+    """What the past changes that carried each subject tag touched: per tag, its modules, each change split over
+    the modules it touched and counted whatever its age (a person's correction counts as `FEEDBACK_WEIGHT` changes,
+    as in the history classifier). The classifier sees a tag as one word among the text's, and weighs changes by
+    recency; here the tag speaks alone, for the whole history. On nginx, whose every change is tagged by area
+    ("Proxy:", "Upstream:", "Dav:"), the classifier learned a burst of QUIC changes to `src/event` and answered it
+    for texts tagged otherwise (bench/README.md, "Subject tags")."""
 
     def __init__(self, graph: ModuleGraph, ids: list[str]):
-        from .history_clf import change_weight, history_ages
+        from .history_clf import change_weight
 
         index = {m: i for i, m in enumerate(ids)}
         mass: dict[str, np.ndarray] = {}
         seen: Counter = Counter()
-        for h, age in zip(graph.history, history_ages(graph.history)):
+        for h in graph.history:
             tag = subject_tag(h.subject)
             mods = [index[m] for m in h.modules if m in index]
             if tag is None or not mods:
                 continue
             seen[tag] += 1
             row = mass.setdefault(tag, np.zeros(len(ids)))
-            row[mods] += change_weight(h, age) / len(mods)
+            row[mods] += change_weight(h, None) / len(mods)  # undated: no decay
         self.size = len(ids)
         self.tags = {t: v / v.sum() for t, v in mass.items() if seen[t] >= MIN_TAG_CHANGES and v.sum() > 0}
 
