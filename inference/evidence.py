@@ -272,7 +272,7 @@ class TagIndex:
     as in the history classifier). The classifier sees a tag as one word among the text's, and weighs changes by
     recency; here the tag speaks alone, for the whole history. On nginx, whose every change is tagged by area
     ("Proxy:", "Upstream:", "Dav:"), the classifier learned a burst of QUIC changes to `src/event` and answered it
-    for texts tagged otherwise (bench/README.md, "Subject tags")."""
+    for texts tagged otherwise (bench/README.md, "What a burst of recent changes teaches")."""
 
     def __init__(self, graph: ModuleGraph, ids: list[str]):
         from .history_clf import change_weight
@@ -288,7 +288,6 @@ class TagIndex:
             seen[tag] += 1
             row = mass.setdefault(tag, np.zeros(len(ids)))
             row[mods] += change_weight(h, None) / len(mods)  # undated: no decay
-        self.size = len(ids)
         self.tags = {t: v / v.sum() for t, v in mass.items() if seen[t] >= MIN_TAG_CHANGES and v.sum() > 0}
 
     def __len__(self) -> int:
