@@ -124,3 +124,19 @@ def test_a_matcher_pickled_before_tags_still_serves(tagged):
     loaded.__setstate__(state)  # what unpickling a matcher written before tags does
     got = loaded.match("Seal: rsa key signature wrong", k=3)
     assert len(got) == 3 and loaded.tag_weight == 0.0 and loaded.votes("Seal: x")["tag"] is None
+
+
+def test_an_update_after_a_push_keeps_the_tag_vote_and_learns_new_tags(tagged):
+    import dataclasses
+
+    g, built = tagged
+    m = built._clone()  # served with a tag vote of 0.3, whatever the fixture's slice chose
+    m.tags, m.tag_weight = TagIndex(g, m.ids), 0.3
+    last = max(g.history, key=lambda h: h.date)
+    fresh = [dataclasses.replace(last, commit=f"{i:040x}", subject=f"Lamp: button menu {i}", modules=("ui",),
+                                 date=last.date) for i in range(MIN_TAG_CHANGES)]
+    assert m.tags.distribution("Lamp: a new tag") is None
+    up = m.updated(with_history(g, list(g.history) + fresh))
+    assert up is not None and up.tag_weight == 0.3
+    d = up.tags.distribution("Lamp: a new tag")
+    assert d is not None and up.ids[int(np.argmax(d))] == "ui"
