@@ -506,7 +506,7 @@ class HybridMatcher(ScoredMatcher):
             named = self.mentions.find(text).get(mid)
             if named:
                 ev.append("mentions: " + ", ".join(sorted(set(named))[:4]))
-        tagged = self.tags.distribution(text) if self.tags is not None and self.tag_weight > 0 else None
+        tagged = self.votes(text)["tag"]  # the served vote (None where the tag share is 0)
         if tagged is not None and tagged[i] > 0:
             ev.append(f"subject tag: {tagged[i]:.0%} of past changes tagged so touched it")
         for n in ("lexical", "history"):
