@@ -40,6 +40,8 @@ built once on the cut-off graph and scored on:
   `--foreign` of each, as they are) sent to this repository's matcher; the share whose top-1
   confidence stays below this repository's precision-0.95 threshold, i.e. that would get no label
   (none where there is no such threshold; the share below the coverage-0.60 threshold is given too).
+  Each is also given as the labeller acts: no label either below the threshold or where the matcher
+  says the text is not about this repository (`assess`), whatever its confidence.
 
 Writes `<out>/<name>.json` per repository (kept between runs, so `--only` refreshes some and the
 summary still covers all; each records the modmatch commit it ran on), `<out>/summary.json` and
@@ -199,12 +201,17 @@ def abstention(name: str, row: dict, repos: list[dict], a: argparse.Namespace) -
     m = d["matcher"]
     _attach(m, d["graph"])
     t0 = time.perf_counter()
-    tops = []
+    tops, flagged = [], []
+    assess = getattr(m, "assess", None)
     for _, text in foreign:
         try:
             ms = m.match(text, k=5)
+            # the labeller gives no label to a text the matcher says is not about this repository, whatever the
+            # confidence (bot.state.no_module_reason)
+            flagged.append(bool(ms and assess is not None and assess(text)["abstain"]))
         except BadInputError:
             ms = []
+            flagged.append(True)
         tops.append(float(ms[0].confidence) if ms else 0.0)
     thr = row[THR]
     per_source: dict[str, list[float]] = {}
@@ -214,6 +221,9 @@ def abstention(name: str, row: dict, repos: list[dict], a: argparse.Namespace) -
     return {"texts": len(foreign), "sources": sorted(per_source), "threshold": thr,
             "abstain@p0.95": abstention_share(tops, thr),
             "abstain@cov0.60": abstention_share(tops, row.get("confidence@cov0.60")),
+            "labelled_abstain@p0.95": abstention_share(tops, thr, flagged),
+            "labelled_abstain@cov0.60": abstention_share(tops, row.get("confidence@cov0.60"), flagged),
+            "flagged": sum(flagged),
             "mean_top_confidence": mean(tops),
             "by_source@p0.95": {s: abstention_share(c, thr) for s, c in per_source.items()}}
 
@@ -273,22 +283,25 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             f"### Label trust and abstention of `{DEFAULT}`", "",
             "| repository | ECE (floor; mean confidence − Acc@1) | precision @ coverage 0.60 | "
             "threshold for precision 0.95 | coverage there | "
-            "ranks 1–5 distinct | abstention (other repos' texts below the threshold) | below the cov-0.60 "
-            "threshold | stripped: ECE / P@cov0.60 |",
+            "ranks 1–5 distinct | abstention (other repos' texts below the threshold / given no label by the "
+            "labeller) | the same at the cov-0.60 threshold | stripped: ECE / P@cov0.60 |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         h = r["matchers"][DEFAULT]
         ab = r.get("abstention") or {}
         out.append(f"| {r['name']} | {f3(h['ece'])} ({f3(h.get('ece_floor'))}; {sgn(h.get('confidence_gap'))}) | "
                    f"{f3(h[PCOV])} | {f3(h[THR])} | {f3(h[COV])} | "
-                   f"{f3(h['distinct_ranks'])} | {f3(ab.get('abstain@p0.95'))} "
-                   f"({ab.get('texts', 0)} texts) | {f3(ab.get('abstain@cov0.60'))} | "
+                   f"{f3(h['distinct_ranks'])} | {f3(ab.get('abstain@p0.95'))} / "
+                   f"{f3(ab.get('labelled_abstain@p0.95'))} ({ab.get('texts', 0)} texts) | "
+                   f"{f3(ab.get('abstain@cov0.60'))} / {f3(ab.get('labelled_abstain@cov0.60'))} | "
                    f"{f3(h['stripped_trust']['ece'])} / {f3(h['stripped_trust'][PCOV])} |")
     out.append(f"| **mean** | {mcol(lambda r: r['matchers'][DEFAULT]['ece'])} | "
                f"{mcol(lambda r: r['matchers'][DEFAULT][PCOV])} | | {mcol(lambda r: r['matchers'][DEFAULT][COV])} | "
                f"{mcol(lambda r: r['matchers'][DEFAULT]['distinct_ranks'])} | "
-               f"{mcol(lambda r: (r.get('abstention') or {}).get('abstain@p0.95'))} | "
-               f"{mcol(lambda r: (r.get('abstention') or {}).get('abstain@cov0.60'))} | "
+               f"{mcol(lambda r: (r.get('abstention') or {}).get('abstain@p0.95'))} / "
+               f"{mcol(lambda r: (r.get('abstention') or {}).get('labelled_abstain@p0.95'))} | "
+               f"{mcol(lambda r: (r.get('abstention') or {}).get('abstain@cov0.60'))} / "
+               f"{mcol(lambda r: (r.get('abstention') or {}).get('labelled_abstain@cov0.60'))} | "
                f"{mcol(lambda r: r['matchers'][DEFAULT]['stripped_trust']['ece'])} / "
                f"{mcol(lambda r: r['matchers'][DEFAULT]['stripped_trust'][PCOV])} |")
     if refs:

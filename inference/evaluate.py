@@ -414,8 +414,12 @@ def trust_metrics(results: Sequence[CaseResult], coverage: float = 0.60, precisi
             "distinct_ranks": distinct_rank_share(results)}
 
 
-def abstention_share(top_confidences: Sequence[float], threshold: float | None) -> float | None:
-    """The share of (foreign) texts whose top-1 confidence stays below `threshold`: they get no label."""
+def abstention_share(top_confidences: Sequence[float], threshold: float | None,
+                     flagged: Sequence[bool] | None = None) -> float | None:
+    """The share of (foreign) texts that get no label: their top-1 confidence stays below `threshold`, or (with
+    `flagged`) the matcher said the text is not about the repository, which the labeller heeds whatever the
+    confidence (`bot.state.no_module_reason`)."""
     if threshold is None or not top_confidences:
         return None
-    return sum(c < threshold for c in top_confidences) / len(top_confidences)
+    flags = flagged if flagged is not None else [False] * len(top_confidences)
+    return sum(c < threshold or f for c, f in zip(top_confidences, flags, strict=True)) / len(top_confidences)

@@ -71,6 +71,9 @@ def test_precision_at_coverage_and_threshold():
     assert precision_at_coverage(flat, 0.6) == pytest.approx(0.4)
     assert abstention_share([0.1, 0.85, 0.79], 0.8) == pytest.approx(2 / 3)
     assert abstention_share([0.1], None) is None
+    # a text the matcher says is not about the repository gets no label, however confident its first answer
+    assert abstention_share([0.1, 0.85, 0.79], 0.8, [False, True, False]) == 1.0
+    assert abstention_share([0.1, 0.85, 0.9], 0.8, [False, False, True]) == pytest.approx(2 / 3)
 
 
 def test_distinct_ranks_and_trust_metrics():
