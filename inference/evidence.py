@@ -7,7 +7,9 @@ requirement that names one of them exactly points at its module. Only distinctiv
 `MAX_OWNERS` modules, at least `MIN_LEN` characters, and shaped like an identifier (CamelCase, snake_case, a
 digit or a file extension) rather than an English word, since "Buffer" or "test" name nothing in particular.
 Neither do the file names every project has (`pyproject.toml`, `package.json`, `CMakeLists.txt`: in an issue they
-are the reporter's own) nor test names (`test_it`: what a reproduction defines).
+are the reporter's own). A test's name counts where it is at least `TEST_MIN_LEN` characters long and the text does
+not define it: "TestOpenWithMaxIndex fails on main" names this repository's test (in etcd's issues, 11 of 12 such
+names were in the module of the fix), while `def test_it():` is a reporter's reproduction.
 
 `Coverage` says how much of a text the repository's own vocabulary knows: each informative word weighs its
 inverse document frequency over the module documents (a word the repository never uses weighs the most), and
@@ -28,11 +30,14 @@ from indexer.text import glossary, words
 
 MAX_OWNERS = 2
 MIN_LEN = 4
+TEST_MIN_LEN = 12  # a shorter test name (`test_it`, `test_player`) is as likely a reporter's own
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 # a file name with hyphens (`BUG-BOUNTY.md`, `html-tree-validation.js`), which _IDENT cuts at each hyphen
 _HYPHEN_FILE = re.compile(r"[A-Za-z0-9_][\w.]*(?:-[\w.]+)+\.[A-Za-z0-9]+")
 _SHAPED = re.compile(r"[a-z][A-Z]|[A-Z]{2,}[a-z]|_|[0-9]|\.")
 _URL_PATH = re.compile(r"/(?:blob|tree)/[^/]+/")
+# a name the text itself defines (`def test_it(`, `func TestFoo(`, `void testFoo(`): the reporter's own code
+_DEFINED = re.compile(r"\b(?:def|func|fn|function|void|class|fun)\s+([A-Za-z_]\w*)")
 
 
 # Names every project of a kind has: in an issue they name the reporter's own file, not this repository's module.
@@ -51,13 +56,14 @@ def _distinctive(name: str) -> bool:
 
 
 def _test_name(name: str) -> bool:
-    """A test function or class (`test_it`, `TestFoo`): what a reporter names in the reproduction they wrote."""
+    """A test function or class (`test_it`, `TestFoo`)."""
     return name.lower().startswith("test")
 
 
 class MentionIndex:
     def __init__(self, graph: ModuleGraph, ids: list[str]):
         owners: dict[str, set[str]] = defaultdict(set)
+        tests: set[str] = set()
         for mid in ids:
             m = graph.modules[mid]
             for f in m.files:
@@ -69,21 +75,28 @@ class MentionIndex:
                 if _distinctive(stem):
                     owners[stem.lower()].add(mid)
             for s in m.symbols:
-                if _distinctive(s.name) and not _test_name(s.name):
-                    owners[s.name.lower()].add(mid)
+                if not _distinctive(s.name):
+                    continue
+                if _test_name(s.name):
+                    if len(s.name) < TEST_MIN_LEN:
+                        continue
+                    tests.add(s.name.lower())
+                owners[s.name.lower()].add(mid)
             if "/" in mid:
                 owners[mid.lower()].add(mid)
             for p in m.paths:
                 if p and "/" in p:
                     owners[p.lower().rstrip("/")].add(mid)
         self.owners = {k: tuple(sorted(v)) for k, v in owners.items() if len(v) <= MAX_OWNERS and len(k) >= MIN_LEN}
+        self.test_names = frozenset(k for k in tests if k in self.owners)
         # folder -> module, for paths the index does not know by name (a file added since, a folder inside a module)
         self.dirs = {p.lower(): mid for mid in ids for p in graph.modules[mid].paths if p.endswith("/")}
 
     def find(self, text: str) -> dict[str, list[str]]:
         """module -> the names of it the text mentions."""
         hits: dict[str, list[str]] = defaultdict(list)
-        seen = set()
+        # test names a text defines are its reproduction's (an index pickled before test names were kept has none)
+        seen = {n.lower() for n in _DEFINED.findall(text)} & getattr(self, "test_names", frozenset())
         candidates = (set(_IDENT.findall(text)) | set(_HYPHEN_FILE.findall(text))
                       | set(re.findall(r"[\w./-]+/[\w./-]+", text)))
         for raw in candidates:

@@ -424,17 +424,21 @@ def test_eval_prints_the_precision_coverage_trade():
 
 
 def test_generic_file_names_and_test_names_are_not_mentions(git_repo, tmp_path):
-    """`pyproject.toml` or `def test_it()` in an issue are the reporter's own; `load_config_file` is this repository's."""
+    """`pyproject.toml` or `def test_it()` in an issue are the reporter's own; `load_config_file` is this repository's,
+    and so is a long test name the text refers to without defining it ("TestOpenWithMaxIndex fails on main")."""
     from inference.evidence import MentionIndex
 
     git_repo.commit("layout", {
         "cfg/pyproject.toml": "[tool.x]\n", "cfg/loader.py": "def load_config_file(p):\n    pass\n\n\ndef test_loader_roundtrip():\n    pass\n",
         "cfg/schema.py": "class ConfigSchema:\n    pass\n", "ui/widgets.py": "class Button:\n    pass\n",
-        "ui/theme.py": "def dark_theme():\n    pass\n", "ui/menu.py": "class MenuBar:\n    pass\n"})
+        "ui/theme.py": "def dark_theme():\n    pass\n", "ui/menu.py": "class MenuBar:\n    pass\n\n\ndef test_menu():\n    pass\n"})
     g = index(git_repo.root, Store(tmp_path / "g.db")).graph
     mentions = MentionIndex(g, g.leaf_ids())
     assert mentions.find("my pyproject.toml has [tool.x]; def test_loader_roundtrip(): assert x") == {}
     assert g.module_of("cfg/loader.py") != g.module_of("ui/menu.py")
+    assert mentions.find("test_loader_roundtrip fails on main since the last release") == {
+        g.module_of("cfg/loader.py"): ["test_loader_roundtrip"]}
+    assert mentions.find("test_menu fails on main") == {}  # too short to be told from a reporter's own
     found = mentions.find("load_config_file ignores ConfigSchema defaults")
     assert set(found) == {g.module_of("cfg/loader.py")} and set(found[g.module_of("cfg/loader.py")]) == {
         "load_config_file", "ConfigSchema"}
