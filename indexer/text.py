@@ -194,16 +194,38 @@ _TEMPLATE_HEADING = re.compile(
     r"describe the (?:bug|solution|alternatives).*|"
     r"问题描述|期望(?:结果|行为)|实际(?:结果|行为)|复现步骤|重现步骤|环境(?:信息)?|版本(?:信息)?|补充(?:说明|信息)|描述)"
     r"\s*[:：]?\s*(?:\*\*)?\s*$", re.I | re.M)
+# any markdown heading: where a text holds FORM_HEADINGS or more (outside code blocks), it is a filled-in form (a
+# GitHub issue form renders each field's label as "### label": "Which github workflows are flaking?", "Anything
+# else we need to know?") and its headings are the form's words, not the writer's
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t].*$", re.M)
+_FENCE_SPLIT = re.compile(r"(^[ \t]*(?:```|~~~).*$)", re.M)
+FORM_HEADINGS = 2
 # a `pip list` / `pip freeze` row, or a `name: version` line of an environment listing
 _VERSION_ROW = re.compile(r"^\s*[A-Za-z][\w.\-]*(?:\s+|==|\s*:\s*)v?\d+(?:\.\d+)+\S*\s*(?:\S+\s*)?$", re.M)
 
 
+def _form_headings(text: str) -> str:
+    """`text` without its markdown headings after the first line, where it holds at least FORM_HEADINGS of them
+    outside fenced code (a `# comment` in a code block is no heading); the content under them stays."""
+    parts = _FENCE_SPLIT.split(text)  # prose, fence, code, fence, prose, ...: prose where i % 4 == 0
+    prose = [i for i in range(0, len(parts), 4)]
+    first, nl, rest = parts[0].partition("\n")
+    if sum(len(_HEADING.findall(rest if i == 0 else parts[i])) for i in prose) < FORM_HEADINGS:
+        return text
+    parts[0] = first + nl + _HEADING.sub("", rest)
+    for i in prose[1:]:
+        parts[i] = _HEADING.sub("", parts[i])
+    return "".join(parts)
+
+
 def strip_boilerplate(text: str) -> str:
-    """`text` without template boilerplate: HTML comments, checklist items, generic template headings and
-    package-version rows. Returns the text unchanged when nothing else would be left."""
+    """`text` without template boilerplate: HTML comments, checklist items, generic template headings, the
+    headings of a filled-in form and package-version rows. Returns the text unchanged when nothing else would be
+    left."""
     out = _HTML_COMMENT.sub("", text)
     out = _CHECKBOX.sub("", out)
     out = _TEMPLATE_HEADING.sub("", out)
+    out = _form_headings(out)
     out = _VERSION_ROW.sub("", out)
     out = re.sub(r"\n[ \t]*(?:\n[ \t]*)+", "\n\n", out).strip()
     return out if out else text

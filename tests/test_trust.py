@@ -134,6 +134,44 @@ def test_an_issue_template_changes_nothing_but_the_noise(trained):
     assert strip_boilerplate(only_template) == only_template  # nothing else left: the text is kept as it was
 
 
+FORM = """{title}
+
+### Which dark theme menus or tooltips does the bug touch?
+
+{body}
+
+### Anything in the font rendering or window resize we need to know?
+
+```
+# a button comment in the reproduction stays
+```
+
+_No response_
+"""
+
+
+def test_the_headings_of_a_filled_in_issue_form_are_the_forms_words(trained):
+    """A GitHub issue form renders each field's label as a heading ("### Which ... ?"); where a text holds two or
+    more headings they are the form's, and their words (here another module's) neither decide the answer nor show
+    as evidence. The content under them, code included, stays; one heading alone is the writer's."""
+    from indexer.text import strip_boilerplate
+
+    _, m, later, _ = trained
+    agree = 0
+    for text, gold in later[:20]:
+        form = FORM.format(title=text, body=f"When I run it: {text.lower()}.")
+        cleaned = strip_boilerplate(form)
+        assert "Which dark theme menus" not in cleaned and "Anything in the font rendering" not in cleaned
+        assert text in cleaned and "# a button comment in the reproduction stays" in cleaned
+        bare, filled = m.match(text, k=1)[0], m.match(form, k=1)[0]
+        agree += bare.module == filled.module
+        noise = [w for w in ("tooltip", "font rendering", "window resize") if w not in text.lower()]
+        assert not any(w in " ".join(filled.evidence).lower() for w in noise), (noise, filled.evidence)
+    assert agree >= 18
+    one = "Slow disk cache\n\n## Page eviction after restart\nfsync takes seconds"
+    assert strip_boilerplate(one) == one
+
+
 def test_a_long_issue_is_read_by_its_head_not_its_logs(trained):
     """A real issue: a title and a first paragraph about one module, then a code block and a log full of another
     module's words. The vocabulary matchers read the head; the answer stays with the module the issue is about."""
