@@ -200,6 +200,13 @@ _TEMPLATE_HEADING = re.compile(
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t].*$", re.M)
 _FENCE_SPLIT = re.compile(r"(^[ \t]*(?:```|~~~).*$)", re.M)
 FORM_HEADINGS = 2
+# a link to a GitHub page that is no code (a workflow run, a pull request, an issue, a commit, a release) or to an
+# uploaded image: its words ("github", "actions", "runs", "jobs", "pull", "user-images") name the `.github` module
+# if anything. Links into the code (`/blob/`, `/tree/`) stay: the mention index reads their paths.
+_GITHUB_PAGE_URL = re.compile(
+    r"https?://(?:(?:www\.)?github\.com/[^/\s]+/[^/\s]+/(?:actions|runs|pull|pulls|issues|commit|commits|discussions|"
+    r"compare|releases|labels|milestones?)\b|(?:user-images|private-user-images|avatars)\.githubusercontent\.com/|"
+    r"github\.com/user-attachments/)[^\s)\]>]*")
 # a `pip list` / `pip freeze` row, or a `name: version` line of an environment listing
 _VERSION_ROW = re.compile(r"^\s*[A-Za-z][\w.\-]*(?:\s+|==|\s*:\s*)v?\d+(?:\.\d+)+\S*\s*(?:\S+\s*)?$", re.M)
 
@@ -220,12 +227,13 @@ def _form_headings(text: str) -> str:
 
 def strip_boilerplate(text: str) -> str:
     """`text` without template boilerplate: HTML comments, checklist items, generic template headings, the
-    headings of a filled-in form and package-version rows. Returns the text unchanged when nothing else would be
-    left."""
+    headings of a filled-in form, links to GitHub pages that are no code and package-version rows. Returns the text
+    unchanged when nothing else would be left."""
     out = _HTML_COMMENT.sub("", text)
     out = _CHECKBOX.sub("", out)
     out = _TEMPLATE_HEADING.sub("", out)
     out = _form_headings(out)
+    out = _GITHUB_PAGE_URL.sub("", out)
     out = _VERSION_ROW.sub("", out)
     out = re.sub(r"\n[ \t]*(?:\n[ \t]*)+", "\n\n", out).strip()
     return out if out else text

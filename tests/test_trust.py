@@ -172,6 +172,23 @@ def test_the_headings_of_a_filled_in_issue_form_are_the_forms_words(trained):
     assert strip_boilerplate(one) == one
 
 
+def test_links_to_github_pages_that_are_no_code_are_noise(trained):
+    """A workflow run, a pull request comment or an uploaded screenshot is linked by its URL, whose words ("github",
+    "actions", "runs", "user-images") say nothing of the module; a link into the code stays and names its module."""
+    from indexer.text import strip_boilerplate
+
+    _, m, _, _ = trained
+    text = ("Disk cache page eviction is slow\n\nSeen in https://github.com/o/r/actions/runs/42/jobs/7 and "
+            "https://github.com/o/r/pull/9#issuecomment-1.\n![image](https://user-images.githubusercontent.com/1/2.png)"
+            "\nThe code: https://github.com/o/r/blob/main/storage/cache.py#L3, docs https://example.org/guide/cache")
+    cleaned = strip_boilerplate(text)
+    for gone in ("actions/runs", "pull/9", "user-images"):
+        assert gone not in cleaned
+    assert "https://github.com/o/r/blob/main/storage/cache.py#L3" in cleaned and "https://example.org/guide/cache" in cleaned
+    first = m.match(text, k=1)[0]
+    assert first.module == "storage" and any(e.startswith("mentions:") for e in first.evidence)
+
+
 def test_a_long_issue_is_read_by_its_head_not_its_logs(trained):
     """A real issue: a title and a first paragraph about one module, then a code block and a log full of another
     module's words. The vocabulary matchers read the head; the answer stays with the module the issue is about."""
