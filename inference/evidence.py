@@ -8,7 +8,7 @@ requirement that names one of them exactly points at its module. Only distinctiv
 digit or a file extension) rather than an English word, since "Buffer" or "test" name nothing in particular.
 Neither do the file names every project has (`pyproject.toml`, `package.json`, `CMakeLists.txt`: in an issue they
 are the reporter's own). A test's name counts where it is at least `TEST_MIN_LEN` characters long and the text does
-not define it: "TestOpenWithMaxIndex fails on main" names this repository's test (in etcd's issues, 11 of 12 such
+not define it: "TestOpenWithMaxIndex fails on main" names this repository's test (in etcd's issues, 10 of 11 such
 names were in the module of the fix), while `def test_it():` is a reporter's reproduction.
 
 `Coverage` says how much of a text the repository's own vocabulary knows: each informative word weighs its
