@@ -41,7 +41,7 @@ built once on the cut-off graph and scored on:
   confidence stays below this repository's precision-0.95 threshold, i.e. that would get no label
   (none where there is no such threshold; the share below the coverage-0.60 threshold is given too).
   Each is also given as the labeller acts: no label either below the threshold or where the matcher
-  says the text is not about this repository (`assess`), whatever its confidence.
+  says the text is not about this repository (`bot.state.no_module_reason`), whatever its confidence.
 
 Writes `<out>/<name>.json` per repository (kept between runs, so `--only` refreshes some and the
 summary still covers all; each records the modmatch commit it ran on), `<out>/summary.json` and
@@ -82,6 +82,7 @@ from statistics import mean
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.state import no_module_reason  # noqa: E402
 from inference.base import create  # noqa: E402
 from inference.errors import BadInputError  # noqa: E402
 from inference.evaluate import (Case, abstention_share, has_cjk, history_split, precision_at_coverage,  # noqa: E402
@@ -202,13 +203,12 @@ def abstention(name: str, row: dict, repos: list[dict], a: argparse.Namespace) -
     _attach(m, d["graph"])
     t0 = time.perf_counter()
     tops, flagged = [], []
-    assess = getattr(m, "assess", None)
     for _, text in foreign:
         try:
             ms = m.match(text, k=5)
             # the labeller gives no label to a text the matcher says is not about this repository, whatever the
-            # confidence (bot.state.no_module_reason)
-            flagged.append(bool(ms and assess is not None and assess(text)["abstain"]))
+            # confidence: the same call the service makes
+            flagged.append(bool(ms) and no_module_reason(m, text) is not None)
         except BadInputError:
             ms = []
             flagged.append(True)

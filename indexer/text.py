@@ -215,7 +215,7 @@ def _form_headings(text: str) -> str:
     """`text` without its markdown headings after the first line, where it holds at least FORM_HEADINGS of them
     outside fenced code (a `# comment` in a code block is no heading); the content under them stays."""
     parts = _FENCE_SPLIT.split(text)  # prose, fence, code, fence, prose, ...: prose where i % 4 == 0
-    prose = [i for i in range(0, len(parts), 4)]
+    prose = range(0, len(parts), 4)
     first, nl, rest = parts[0].partition("\n")
     if sum(len(_HEADING.findall(rest if i == 0 else parts[i])) for i in prose) < FORM_HEADINGS:
         return text
