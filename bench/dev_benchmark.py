@@ -42,6 +42,14 @@ built once on the cut-off graph and scored on:
   (none where there is no such threshold; the share below the coverage-0.60 threshold is given too).
   Each is also given as the labeller acts: no label either below the threshold or where the matcher
   says the text is not about this repository (`bot.state.no_module_reason`), whatever its confidence.
+  Both thresholds are read on this repository's later changes, which the service cannot see;
+- the labeller as it acts (default matcher only): the threshold the service labels at without a
+  configured one (`RepoState.label_threshold`: the operating point the build chose on its held-out
+  history for precision 0.95), applied as `bot.github.labeler` applies it (no label where the matcher
+  says the text is not about the repository; every answer at or above the threshold a label, two at
+  most): the share of this repository's later changes labelled, how often the first label is right
+  (with its Wilson 95 % interval), the share of all labels that are right, and the share of the
+  other repositories' texts given no label.
 
 Writes `<out>/<name>.json` per repository (kept between runs, so `--only` refreshes some and the
 summary still covers all; each records the modmatch commit it ran on), `<out>/summary.json` and
@@ -82,12 +90,12 @@ from statistics import mean
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.state import no_module_reason  # noqa: E402
+from bot.state import _operating_point, no_module_reason  # noqa: E402
 from inference.base import create  # noqa: E402
 from inference.errors import BadInputError  # noqa: E402
-from inference.evaluate import (Case, abstention_share, has_cjk, history_split, precision_at_coverage,  # noqa: E402
-                                run_matcher, strip_subject_tags, trust_metrics)
-from inference.metrics import accuracy_at, mrr  # noqa: E402
+from inference.evaluate import (Case, abstention_share, has_cjk, history_split, labeller_outcome,  # noqa: E402
+                                precision_at_coverage, run_matcher, strip_subject_tags, trust_metrics)
+from inference.metrics import CaseResult, accuracy_at, mrr  # noqa: E402
 
 DEFAULT = "hybrid"  # what `ask` serves without a trained model
 MATCHERS = ("hybrid", "lexical", "history")
@@ -202,17 +210,30 @@ def abstention(name: str, row: dict, repos: list[dict], a: argparse.Namespace) -
     m = d["matcher"]
     _attach(m, d["graph"])
     t0 = time.perf_counter()
-    tops, flagged = [], []
-    for _, text in foreign:
-        try:
-            ms = m.match(text, k=5)
-            # the labeller gives no label to a text the matcher says is not about this repository, whatever the
-            # confidence: the same call the service makes
-            flagged.append(bool(ms) and no_module_reason(m, text) is not None)
-        except BadInputError:
-            ms = []
-            flagged.append(True)
-        tops.append(float(ms[0].confidence) if ms else 0.0)
+
+    def asked(texts: list[str]) -> tuple[list, list[bool]]:
+        res, flags = [], []
+        for text in texts:
+            try:
+                ms = m.match(text, k=5)
+                # the labeller gives no label to a text the matcher says is not about this repository, whatever
+                # the confidence: the same call the service makes
+                flags.append(bool(ms) and no_module_reason(m, text) is not None)
+            except BadInputError:
+                ms = []
+                flags.append(True)
+            res.append(ms)
+        return res, flags
+
+    answers, flagged = asked([t for _, t in foreign])
+    tops = [float(ms[0].confidence) if ms else 0.0 for ms in answers]
+    # the threshold the service labels at without a configured one, chosen by the build on its held-out history
+    op = _operating_point(m)
+    served = float(op["threshold"]) if op and op.get("coverage", 0) > 0 else None
+    own = json.loads((Path(a.work_dir) / name / "cases.json").read_text())
+    own_answers, own_flags = asked([c["text"] for c in own])
+    own_res = [CaseResult(tuple(c["gold"]), [x.module for x in ms], [x.confidence for x in ms])
+               for c, ms in zip(own, own_answers)]
     thr = row[THR]
     per_source: dict[str, list[float]] = {}
     for (src, _), c in zip(foreign, tops):
@@ -224,6 +245,8 @@ def abstention(name: str, row: dict, repos: list[dict], a: argparse.Namespace) -
             "labelled_abstain@p0.95": abstention_share(tops, thr, flagged),
             "labelled_abstain@cov0.60": abstention_share(tops, row.get("confidence@cov0.60"), flagged),
             "flagged": sum(flagged),
+            "served": {"operating_point": op, "own": labeller_outcome(own_res, served, own_flags),
+                       "foreign_no_label": abstention_share(tops, served, flagged)},
             "mean_top_confidence": mean(tops),
             "by_source@p0.95": {s: abstention_share(c, thr) for s, c in per_source.items()}}
 
@@ -282,8 +305,8 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             "English: the other cases of the same repository.", "",
             f"### Label trust and abstention of `{DEFAULT}`", "",
             "| repository | ECE (floor; mean confidence − Acc@1) | precision @ coverage 0.60 | "
-            "threshold for precision 0.95 | coverage there | "
-            "ranks 1–5 distinct | abstention (other repos' texts below the threshold / given no label by the "
+            "threshold for precision 0.95 (read on these cases) | coverage there | "
+            "ranks 1–5 distinct | abstention at that threshold (other repos' texts below it / given no label by the "
             "labeller) | the same at the cov-0.60 threshold | stripped: ECE / P@cov0.60 |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -304,6 +327,37 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
                f"{mcol(lambda r: (r.get('abstention') or {}).get('labelled_abstain@cov0.60'))} | "
                f"{mcol(lambda r: r['matchers'][DEFAULT]['stripped_trust']['ece'])} / "
                f"{mcol(lambda r: r['matchers'][DEFAULT]['stripped_trust'][PCOV])} |")
+    out += ["", "### The labeller as it acts: the threshold the service chose on held-out history", "",
+            "| repository | threshold (its held-out precision, coverage) | later changes labelled | "
+            "first label right [95 % interval] | labels right (labels) | other repos' texts given no label |",
+            "|---|---|---|---|---|---|"]
+    pooled = [0, 0, 0, 0, 0]  # labelled, right, texts, labels, good labels
+
+    def served(r) -> dict:
+        return (r.get("abstention") or {}).get("served") or {}
+
+    for r in rows:
+        sv = served(r)
+        op, own = sv.get("operating_point") or {}, sv.get("own")
+        if own is None:
+            out.append(f"| {r['name']} | {'never labels' if op else '–'} | 0 | – | – | "
+                       f"{f3(sv.get('foreign_no_label')) if op else '–'} |")
+            continue
+        iv = own["precision_interval"]
+        right = round((own["precision"] or 0) * own["labelled"])
+        pooled = [pooled[0] + own["labelled"], pooled[1] + right, pooled[2] + own["texts"], pooled[3] + own["labels"],
+                  pooled[4] + round((own["label_precision"] or 0) * own["labels"])]
+        out.append(f"| {r['name']} | {own['threshold']:.3f} ({f3(op.get('precision'))}, {f3(op.get('coverage'))}) | "
+                   f"{own['labelled']} of {own['texts']} ({own['coverage']:.3f}) | {f3(own['precision'])} "
+                   f"[{f3(iv[0]) if iv else '–'}–{f3(iv[1]) if iv else '–'}] | {f3(own['label_precision'])} "
+                   f"({own['labels']}) | {f3(sv.get('foreign_no_label'))} |")
+    if pooled[0]:
+        from inference.metrics import wilson_interval
+
+        lo, hi = wilson_interval(pooled[1], pooled[0])
+        out.append(f"| **pooled** | | {pooled[0]} of {pooled[2]} ({pooled[0] / pooled[2]:.3f}) | "
+                   f"{pooled[1] / pooled[0]:.3f} [{lo:.3f}–{hi:.3f}] | {pooled[4] / max(1, pooled[3]):.3f} ({pooled[3]}) | "
+                   f"{mcol(lambda r: served(r).get('foreign_no_label'))} (mean) |")
     if refs:
         out += ["", "### Label trust of the references", "",
                 "| repository | matcher | ECE | precision @ cov 0.60 | threshold for precision 0.95 | coverage there | "

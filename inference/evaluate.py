@@ -29,7 +29,7 @@ from indexer.records import HistoryExample
 from .base import capabilities, clean_text, create, default_eval_names
 from .errors import BadInputError, CasesError, InferenceError
 from .evidence import strip_subject_tags  # noqa: F401  (the stripping rule; bench and tests read it here)
-from .metrics import CaseResult, compute_metrics
+from .metrics import CaseResult, compute_metrics, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -423,3 +423,30 @@ def abstention_share(top_confidences: Sequence[float], threshold: float | None,
         return None
     flags = flagged if flagged is not None else [False] * len(top_confidences)
     return sum(c < threshold or f for c, f in zip(top_confidences, flags, strict=True)) / len(top_confidences)
+
+
+def labeller_outcome(results: Sequence[CaseResult], threshold: float | None, flagged: Sequence[bool] | None = None,
+                     max_labels: int = 2) -> dict | None:
+    """What the GitHub labeller does with these answers at `threshold` (`bot.github.labeler`): a text the matcher says
+    is not about the repository (`flagged`, `bot.state.no_module_reason`) gets no label; otherwise every answer at or
+    above the threshold becomes a label, `max_labels` at most. Returns the share of texts labelled, how often the
+    first label is right (with its Wilson 95 % interval: on a few dozen labels the precision is a wide guess), and
+    the share of all labels given that name a gold module. None without a threshold."""
+    if threshold is None:
+        return None
+    flags = flagged if flagged is not None else [False] * len(results)
+    labelled = right = given = good = 0
+    for r, f in zip(results, flags, strict=True):
+        if f:
+            continue
+        labels = [m for m, c in zip(r.predicted, r.confidences) if c >= threshold][:max_labels]
+        if not labels:
+            continue
+        labelled += 1
+        right += labels[0] in r.gold
+        given += len(labels)
+        good += sum(m in r.gold for m in labels)
+    n = len(results)
+    return {"threshold": threshold, "texts": n, "labelled": labelled, "coverage": labelled / n if n else 0.0,
+            "precision": right / labelled if labelled else None, "precision_interval": wilson_interval(right, labelled),
+            "labels": given, "label_precision": good / given if given else None}

@@ -8,6 +8,7 @@ every gold module, how often it was the top-1 answer of the cases naming it.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -40,6 +41,18 @@ def accuracy_at(results: Sequence[CaseResult], k: int) -> float:
     if not results:
         return 0.0
     return sum(1 for r in results if (rk := r.rank()) is not None and rk <= k) / len(results)
+
+
+def wilson_interval(right: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion `right` / `n` (95 % at z 1.96), or None when n is 0. Unlike the normal
+    approximation it stays within [0, 1] and is not empty at 0 or n: 19 right of 20 is 0.95 (0.76-0.99)."""
+    if n <= 0:
+        return None
+    p = right / n
+    d = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def mrr(results: Sequence[CaseResult]) -> float:

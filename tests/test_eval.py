@@ -11,9 +11,10 @@ from indexer.build import index
 from indexer.store import Store
 from inference.errors import CasesError
 from inference.evaluate import (Case, abstention_share, distinct_rank_share, evaluate, has_cjk, history_split,
-                                load_cases, precision_at_coverage, resolve_cutoff, strip_subject_tags,
+                                labeller_outcome, load_cases, precision_at_coverage, resolve_cutoff, strip_subject_tags,
                                 threshold_for_precision, trust_metrics, write_report)
-from inference.metrics import CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall
+from inference.metrics import (CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall,
+                               wilson_interval)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,37 @@ def test_precision_at_coverage_and_threshold():
     # a text the matcher says is not about the repository gets no label, however confident its first answer
     assert abstention_share([0.1, 0.85, 0.79], 0.8, [False, True, False]) == 1.0
     assert abstention_share([0.1, 0.85, 0.9], 0.8, [False, False, True]) == pytest.approx(2 / 3)
+
+
+def test_wilson_interval_matches_published_values():
+    # Newcombe (1998), Statistics in Medicine 17:857, table II: 81 of 263 -> 0.2553-0.3662; 0 of 10 -> 0-0.2775
+    lo, hi = wilson_interval(81, 263)
+    assert (lo, hi) == (pytest.approx(0.2553, abs=5e-5), pytest.approx(0.3662, abs=5e-5))
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=5e-5))
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.7225, abs=5e-5)
+    assert wilson_interval(0, 0) is None
+    # more cases, a narrower interval around the same share
+    assert (lambda a, b: a[1] - a[0] > b[1] - b[0])(wilson_interval(19, 20), wilson_interval(190, 200))
+
+
+def test_labeller_outcome_acts_as_the_labeller():
+    rs = [CaseResult(("a",), ["a", "b", "c"], [0.9, 0.85, 0.1]),   # two labels, the first right, the second wrong
+          CaseResult(("b",), ["a", "b", "c"], [0.95, 0.2, 0.1]),   # one label, wrong
+          CaseResult(("c",), ["c", "a", "b"], [0.5, 0.3, 0.2]),    # below the threshold: no label
+          CaseResult(("a",), ["a", "b", "c"], [0.99, 0.98, 0.97]),  # not about the repository: no label at all
+          CaseResult(("a", "b"), ["b", "a", "c"], [0.9, 0.8, 0.8])]  # two labels (not three), both right
+    out = labeller_outcome(rs, 0.8, [False, False, False, True, False])
+    assert out["labelled"] == 3 and out["coverage"] == pytest.approx(3 / 5)
+    assert out["precision"] == pytest.approx(2 / 3)
+    assert out["labels"] == 5 and out["label_precision"] == pytest.approx(3 / 5)
+    assert out["precision_interval"] == wilson_interval(2, 3)
+    # unflagged, the confident foreign text is labelled too; max_labels 1 gives one label per text
+    one = labeller_outcome(rs, 0.8, max_labels=1)
+    assert one["labelled"] == 4 and one["labels"] == 4 and one["precision"] == pytest.approx(3 / 4)
+    assert labeller_outcome(rs, None) is None
+    none = labeller_outcome(rs, 1.0)
+    assert none["labelled"] == 0 and none["precision"] is None and none["precision_interval"] is None
 
 
 def test_distinct_ranks_and_trust_metrics():
