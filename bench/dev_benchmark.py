@@ -94,7 +94,7 @@ from bot.state import _operating_point, no_module_reason  # noqa: E402
 from inference.base import create  # noqa: E402
 from inference.errors import BadInputError  # noqa: E402
 from inference.evaluate import (Case, abstention_share, has_cjk, history_split, labeller_outcome,  # noqa: E402
-                                precision_at_coverage, run_matcher, strip_subject_tags, trust_metrics)
+                                pooled_outcome, precision_at_coverage, run_matcher, strip_subject_tags, trust_metrics)
 from inference.metrics import CaseResult, accuracy_at, mrr  # noqa: E402
 
 DEFAULT = "hybrid"  # what `ask` serves without a trained model
@@ -260,6 +260,13 @@ def sgn(x) -> str:
     return "–" if x is None else f"{x:+.3f}"
 
 
+def outcome_cells(o: dict) -> str:
+    """Three table cells of a `labeller_outcome`: labelled, first label right [interval], labels right (labels)."""
+    iv = o["precision_interval"]
+    return (f"{o['labelled']} of {o['texts']} ({o['coverage']:.3f}) | {f3(o['precision'])} "
+            f"{f'[{iv[0]:.3f}–{iv[1]:.3f}]' if iv else ''} | {f3(o['label_precision'])} ({o['labels']})")
+
+
 def mean_of(vals) -> float | None:
     vals = [v for v in vals if v is not None]
     return mean(vals) if vals else None
@@ -331,8 +338,6 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             "| repository | threshold (its held-out precision, coverage) | later changes labelled | "
             "first label right [95 % interval] | labels right (labels) | other repos' texts given no label |",
             "|---|---|---|---|---|---|"]
-    pooled = [0, 0, 0, 0, 0]  # labelled, right, texts, labels, good labels
-
     def served(r) -> dict:
         return (r.get("abstention") or {}).get("served") or {}
 
@@ -343,21 +348,12 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             out.append(f"| {r['name']} | {'never labels' if op else '–'} | 0 | – | – | "
                        f"{f3(sv.get('foreign_no_label')) if op else '–'} |")
             continue
-        iv = own["precision_interval"]
-        right = round((own["precision"] or 0) * own["labelled"])
-        pooled = [pooled[0] + own["labelled"], pooled[1] + right, pooled[2] + own["texts"], pooled[3] + own["labels"],
-                  pooled[4] + round((own["label_precision"] or 0) * own["labels"])]
         out.append(f"| {r['name']} | {own['threshold']:.3f} ({f3(op.get('precision'))}, {f3(op.get('coverage'))}) | "
-                   f"{own['labelled']} of {own['texts']} ({own['coverage']:.3f}) | {f3(own['precision'])} "
-                   f"[{f3(iv[0]) if iv else '–'}–{f3(iv[1]) if iv else '–'}] | {f3(own['label_precision'])} "
-                   f"({own['labels']}) | {f3(sv.get('foreign_no_label'))} |")
-    if pooled[0]:
-        from inference.metrics import wilson_interval
-
-        lo, hi = wilson_interval(pooled[1], pooled[0])
-        out.append(f"| **pooled** | | {pooled[0]} of {pooled[2]} ({pooled[0] / pooled[2]:.3f}) | "
-                   f"{pooled[1] / pooled[0]:.3f} [{lo:.3f}–{hi:.3f}] | {pooled[4] / max(1, pooled[3]):.3f} ({pooled[3]}) | "
-                   f"{mcol(lambda r: served(r).get('foreign_no_label'))} (mean) |")
+                   f"{outcome_cells(own)} | {f3(sv.get('foreign_no_label'))} |")
+    pooled = pooled_outcome([served(r).get("own") for r in rows])
+    if pooled:
+        out.append(f"| **pooled** | | {outcome_cells(pooled)} | {mcol(lambda r: served(r).get('foreign_no_label'))} "
+                   "(mean) |")
     if refs:
         out += ["", "### Label trust of the references", "",
                 "| repository | matcher | ECE | precision @ cov 0.60 | threshold for precision 0.95 | coverage there | "

@@ -56,7 +56,12 @@ confidence (ECE, top-1 precision at coverage 0.60, the precision-0.95 threshold 
 and a text-blind "prior" reference, the constant answer made of the modules the training history
 touched most often (`prior_baseline`): a fix usually touches the main source module, the tests and a
 changelog too, so a matcher must beat the prior to show that it read the issue
-(`--prior-only` adds it to existing results without rerunning the matchers).
+(`--prior-only` adds it to existing results without rerunning the matchers). And the GitHub labeller as
+it acts (`labeller_window`): each window's build labels at its own operating point (the threshold chosen
+on its held-out history for precision 0.95, what the service uses without a configured one), gives no
+label where the matcher says the issue is not about the repository, and two labels at most: the share of
+issues labelled, how often the first label is right (Wilson 95 % interval), the share of labels right
+(`--labeller-only` adds it to existing results from the builds `--keep` pickled).
 Means are over repositories. Writes `<out>/<name>.json` per repository (with the modmatch commit it
 ran on, the cut-off, per-case results by issue URL: gold, top-3, confidence; never the texts),
 `<out>/summary.json` and `<out>/report.md`, and prints the tables.
@@ -96,10 +101,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dev_benchmark import (COV, COVERAGE, DEFAULT, MATCHERS, PCOV, PRECISION, THR, accuracy,  # noqa: E402
-                           code_commit, f3, load_manifest, log, mean_of, write_outputs)
+                           code_commit, f3, load_manifest, log, mean_of, outcome_cells, write_outputs)
+from bot.state import _operating_point, no_module_reason  # noqa: E402
 from indexer.modules import ROOT_ID  # noqa: E402
 from inference.base import create  # noqa: E402
-from inference.evaluate import Case, has_cjk, history_split, run_matcher, trust_metrics  # noqa: E402
+from inference.evaluate import (Case, has_cjk, history_split, labeller_outcome, pooled_outcome,  # noqa: E402
+                                run_matcher, trust_metrics)
 
 TEXTS = Path("/work/bench-data/issue_texts")
 CASES = ROOT / "bench" / "issue_cases.toml"
@@ -287,6 +294,40 @@ def split_cases(entry: dict, spec: dict, a: argparse.Namespace, cutoff: str | No
     return split, cases, dropped
 
 
+def labeller_window(m, cases: list, res: list) -> dict | None:
+    """What the GitHub labeller does with one window's issues: the threshold the service labels at without a configured
+    one (the operating point the build chose on its held-out history), no label where the matcher says an issue is
+    not about the repository (`no_module_reason`), two labels at most (`inference.evaluate.labeller_outcome`)."""
+    op = _operating_point(m)
+    thr = float(op["threshold"]) if op and op.get("coverage", 0) > 0 else None
+    flags = [no_module_reason(m, c.text) is not None for c in cases]
+    out = labeller_outcome(res, thr, flags)
+    return {**out, "operating_point": op, "no_module": sum(flags)} if out else None
+
+
+def labeller_only(entry: dict, spec: dict, row: dict, a: argparse.Namespace) -> dict:
+    """Fill in the labeller's outcome (`labeller_window`) of an existing result from the builds `--keep` pickled (the
+    window's graph re-read from its split database in --work-dir)."""
+    from inference.cache import _attach
+
+    outcomes = []
+    for w in row.get("windows", []):
+        pkl = Path(a.work_dir) / entry["name"] / f"hybrid-{w['cutoff']}.pkl"
+        if not w.get("cases") or not pkl.is_file():
+            w["labeller"] = None
+            continue
+        with open(pkl, "rb") as fh:
+            d = pickle.load(fh)
+        _attach(d["matcher"], split_cases(entry, spec, a, w["cutoff"])[0].graph)
+        cases = [Case(text, tuple(gold), cid) for cid, text, gold in d["cases"]]
+        w["labeller"] = labeller_window(d["matcher"], cases, run_matcher(d["matcher"], cases))
+        outcomes.append(w["labeller"])
+        del d
+    row["matchers"][DEFAULT]["labeller"] = pooled_outcome(outcomes)
+    row["labeller_code"] = a.code or code_commit()
+    return row
+
+
 def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
     name = entry["name"]
     t0 = time.perf_counter()
@@ -314,9 +355,12 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
             t2 = time.perf_counter()
             m = create(mname, graph)
             t3 = time.perf_counter()
-            results[mname] += run_matcher(m, wcases)
+            wres = run_matcher(m, wcases)
+            results[mname] += wres
             builds[mname] += t3 - t2
             scoring[mname] += time.perf_counter() - t3
+            if mname == DEFAULT:
+                windows[-1]["labeller"] = labeller_window(m, wcases, wres)
             if a.keep and mname == "hybrid":  # for offline probes: the window's build and its cases
                 with open(Path(a.work_dir) / name / f"hybrid-{cut}.pkl", "wb") as fh:
                     pickle.dump({"matcher": m, "cases": [(c.id, c.text, list(c.gold)) for c in wcases]}, fh,
@@ -346,6 +390,8 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
                "top1_root_right": sum(bool(r.predicted) and r.predicted[0] == ROOT_ID and r.rank() == 1 for r in res),
                **trust_metrics(res, COVERAGE, PRECISION), "build_seconds": round(builds[mname], 1),
                "ms_per_case": round(scoring[mname] * 1000 / n, 1)}
+        if mname == DEFAULT:
+            row["labeller"] = pooled_outcome([w.get("labeller") for w in windows])
         out["matchers"][mname] = row
         for c, r in zip(cases, res):
             out["per_case"][c.id][mname] = {"rank": r.rank(), "top3": list(r.predicted[:3]),
@@ -412,7 +458,21 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
         out.append(f"| {r['name']} | {f3(h['ece'])} | {f3(h[PCOV])} | {f3(h[THR])} | {f3(h[COV])} | {drop} |")
     out.append(f"| **mean** | {mcol(lambda r: r['matchers'][DEFAULT]['ece'])} | "
                f"{mcol(lambda r: r['matchers'][DEFAULT][PCOV])} | | {mcol(lambda r: r['matchers'][DEFAULT][COV])} | |")
-    codes = sorted({r["code"] for r in rows})
+    lab = [(r, r["matchers"][DEFAULT].get("labeller")) for r in rows]
+    if any(o for _, o in lab):
+        out += ["", "### The GitHub labeller as it acts on the issue texts", "",
+                "The threshold the service labels at without a configured one (each window's operating point, chosen "
+                "on its held-out history for precision 0.95); no label where the matcher says the issue is not about "
+                "the repository; two labels at most.", "",
+                "| repository | issues labelled | first label right [95 % interval] | labels right (labels) | "
+                "said not about the repository |", "|---|---|---|---|---|"]
+        for r, o in lab:
+            nm = sum((w.get("labeller") or {}).get("no_module", 0) for w in r.get("windows", []))
+            out.append(f"| {r['name']} | {outcome_cells(o)} | {nm} |" if o else f"| {r['name']} | – | – | – | – |")
+        pooled = pooled_outcome([o for _, o in lab])
+        if pooled:
+            out.append(f"| **pooled** | {outcome_cells(pooled)} | |")
+    codes = sorted({r["code"] for r in rows} | {r["labeller_code"] for r in rows if r.get("labeller_code")})
     out += ["", f"modmatch code: {', '.join(codes)}; runs: "
             + ", ".join(f"{r['name']} {r['date']} ({r['seconds']:.0f} s)" for r in rows) + "."]
     return "\n".join(out)
@@ -446,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
                          "hold the issue texts, so the work dir stays outside the repository)")
     ap.add_argument("--prior-only", action="store_true",
                     help="run: only (re)compute the text-blind prior baseline into the existing JSON files")
+    ap.add_argument("--labeller-only", action="store_true",
+                    help="run: only (re)compute the labeller's outcome into the existing JSON files, from the builds "
+                         "`--keep` pickled into --work-dir")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
     a = ap.parse_args(argv)
     a.matcher = a.matcher or list(MATCHERS)
@@ -475,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
                 priors.append((prior_baseline(split.graph, cases), len(cases)))
             row["prior"] = pooled_prior(priors)
             log(f"{r['name']}: prior {row['prior']}")
+        elif a.labeller_only:
+            f = out / f"{r['name']}.json"
+            if not f.is_file():
+                continue
+            row = labeller_only(r, specs[r["name"]], json.loads(f.read_text()), a)
+            log(f"{r['name']}: labeller {row['matchers'][DEFAULT]['labeller']}")
         else:
             row = run_repo(r, specs[r["name"]], a)
         (out / f"{r['name']}.json").write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))

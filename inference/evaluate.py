@@ -446,7 +446,20 @@ def labeller_outcome(results: Sequence[CaseResult], threshold: float | None, fla
         right += labels[0] in r.gold
         given += len(labels)
         good += sum(m in r.gold for m in labels)
-    n = len(results)
-    return {"threshold": threshold, "texts": n, "labelled": labelled, "coverage": labelled / n if n else 0.0,
-            "precision": right / labelled if labelled else None, "precision_interval": wilson_interval(right, labelled),
-            "labels": given, "label_precision": good / given if given else None}
+    return _outcome(threshold, len(results), labelled, right, given, good)
+
+
+def _outcome(threshold, texts: int, labelled: int, right: int, given: int, good: int) -> dict:
+    return {"threshold": threshold, "texts": texts, "labelled": labelled, "right": right,
+            "coverage": labelled / texts if texts else 0.0, "precision": right / labelled if labelled else None,
+            "precision_interval": wilson_interval(right, labelled), "labels": given, "right_labels": good,
+            "label_precision": good / given if given else None}
+
+
+def pooled_outcome(outcomes: Sequence[dict | None]) -> dict | None:
+    """`labeller_outcome`s of several builds (each at its own threshold: the windows of a repository, or
+    repositories) pooled over their texts; None where none had a threshold."""
+    got = [o for o in outcomes if o is not None]
+    if not got:
+        return None
+    return _outcome(None, *(sum(o[k] for o in got) for k in ("texts", "labelled", "right", "labels", "right_labels")))

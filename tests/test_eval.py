@@ -11,8 +11,8 @@ from indexer.build import index
 from indexer.store import Store
 from inference.errors import CasesError
 from inference.evaluate import (Case, abstention_share, distinct_rank_share, evaluate, has_cjk, history_split,
-                                labeller_outcome, load_cases, precision_at_coverage, resolve_cutoff, strip_subject_tags,
-                                threshold_for_precision, trust_metrics, write_report)
+                                labeller_outcome, load_cases, pooled_outcome, precision_at_coverage, resolve_cutoff,
+                                strip_subject_tags, threshold_for_precision, trust_metrics, write_report)
 from inference.metrics import (CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall,
                                wilson_interval)
 
@@ -106,6 +106,11 @@ def test_labeller_outcome_acts_as_the_labeller():
     assert labeller_outcome(rs, None) is None
     none = labeller_outcome(rs, 1.0)
     assert none["labelled"] == 0 and none["precision"] is None and none["precision_interval"] is None
+    # windows (or repositories) at their own thresholds pool over their texts
+    both = pooled_outcome([out, none, None])
+    assert both["texts"] == 10 and both["labelled"] == 3 and both["precision"] == pytest.approx(2 / 3)
+    assert both["label_precision"] == pytest.approx(3 / 5) and both["precision_interval"] == wilson_interval(2, 3)
+    assert pooled_outcome([None]) is None
 
 
 def test_distinct_ranks_and_trust_metrics():
