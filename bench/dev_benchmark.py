@@ -336,8 +336,9 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
                f"{mcol(lambda r: r['matchers'][DEFAULT]['stripped_trust'][PCOV])} |")
     out += ["", "### The labeller as it acts: the threshold the service chose on held-out history", "",
             "| repository | threshold (its held-out precision, coverage) | later changes labelled | "
-            "first label right [95 % interval] | labels right (labels) | other repos' texts given no label |",
-            "|---|---|---|---|---|---|"]
+            "first label right [95 % interval] | labels right (labels) | later changes said not about the repository | "
+            "other repos' texts given no label |",
+            "|---|---|---|---|---|---|---|"]
     def served(r) -> dict:
         return (r.get("abstention") or {}).get("served") or {}
 
@@ -345,15 +346,15 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
         sv = served(r)
         op, own = sv.get("operating_point") or {}, sv.get("own")
         if own is None:
-            out.append(f"| {r['name']} | {'never labels' if op else '–'} | 0 | – | – | "
+            out.append(f"| {r['name']} | {'never labels' if op else '–'} | 0 | – | – | – | "
                        f"{f3(sv.get('foreign_no_label')) if op else '–'} |")
             continue
         out.append(f"| {r['name']} | {own['threshold']:.3f} ({f3(op.get('precision'))}, {f3(op.get('coverage'))}) | "
-                   f"{outcome_cells(own)} | {f3(sv.get('foreign_no_label'))} |")
+                   f"{outcome_cells(own)} | {own.get('no_module', '–')} | {f3(sv.get('foreign_no_label'))} |")
     pooled = pooled_outcome([served(r).get("own") for r in rows])
     if pooled:
-        out.append(f"| **pooled** | | {outcome_cells(pooled)} | {mcol(lambda r: served(r).get('foreign_no_label'))} "
-                   "(mean) |")
+        out.append(f"| **pooled** | | {outcome_cells(pooled)} | {pooled['no_module']} | "
+                   f"{mcol(lambda r: served(r).get('foreign_no_label'))} (mean) |")
     if refs:
         out += ["", "### Label trust of the references", "",
                 "| repository | matcher | ECE | precision @ cov 0.60 | threshold for precision 0.95 | coverage there | "

@@ -302,7 +302,7 @@ def labeller_window(m, cases: list, res: list) -> dict | None:
     thr = float(op["threshold"]) if op and op.get("coverage", 0) > 0 else None
     flags = [no_module_reason(m, c.text) is not None for c in cases]
     out = labeller_outcome(res, thr, flags)
-    return {**out, "operating_point": op, "no_module": sum(flags)} if out else None
+    return {**out, "operating_point": op} if out else None
 
 
 def labeller_only(entry: dict, spec: dict, row: dict, a: argparse.Namespace) -> dict:
@@ -467,11 +467,10 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
                 "| repository | issues labelled | first label right [95 % interval] | labels right (labels) | "
                 "said not about the repository |", "|---|---|---|---|---|"]
         for r, o in lab:
-            nm = sum((w.get("labeller") or {}).get("no_module", 0) for w in r.get("windows", []))
-            out.append(f"| {r['name']} | {outcome_cells(o)} | {nm} |" if o else f"| {r['name']} | – | – | – | – |")
+            out.append(f"| {r['name']} | {outcome_cells(o)} | {o['no_module']} |" if o else f"| {r['name']} | – | – | – | – |")
         pooled = pooled_outcome([o for _, o in lab])
         if pooled:
-            out.append(f"| **pooled** | {outcome_cells(pooled)} | |")
+            out.append(f"| **pooled** | {outcome_cells(pooled)} | {pooled['no_module']} |")
     codes = sorted({r["code"] for r in rows} | {r["labeller_code"] for r in rows if r.get("labeller_code")})
     out += ["", f"modmatch code: {', '.join(codes)}; runs: "
             + ", ".join(f"{r['name']} {r['date']} ({r['seconds']:.0f} s)" for r in rows) + "."]

@@ -431,7 +431,8 @@ def labeller_outcome(results: Sequence[CaseResult], threshold: float | None, fla
     is not about the repository (`flagged`, `bot.state.no_module_reason`) gets no label; otherwise every answer at or
     above the threshold becomes a label, `max_labels` at most. Returns the share of texts labelled, how often the
     first label is right (with its Wilson 95 % interval: on a few dozen labels the precision is a wide guess), and
-    the share of all labels given that name a gold module. None without a threshold."""
+    the share of all labels given that name a gold module, and how many texts were said not to be about the
+    repository (`no_module`). None without a threshold."""
     if threshold is None:
         return None
     flags = flagged if flagged is not None else [False] * len(results)
@@ -446,11 +447,11 @@ def labeller_outcome(results: Sequence[CaseResult], threshold: float | None, fla
         right += labels[0] in r.gold
         given += len(labels)
         good += sum(m in r.gold for m in labels)
-    return _outcome(threshold, len(results), labelled, right, given, good)
+    return _outcome(threshold, len(results), labelled, right, given, good, sum(map(bool, flags)))
 
 
-def _outcome(threshold, texts: int, labelled: int, right: int, given: int, good: int) -> dict:
-    return {"threshold": threshold, "texts": texts, "labelled": labelled, "right": right,
+def _outcome(threshold, texts: int, labelled: int, right: int, given: int, good: int, no_module: int) -> dict:
+    return {"threshold": threshold, "texts": texts, "no_module": no_module, "labelled": labelled, "right": right,
             "coverage": labelled / texts if texts else 0.0, "precision": right / labelled if labelled else None,
             "precision_interval": wilson_interval(right, labelled), "labels": given, "right_labels": good,
             "label_precision": good / given if given else None}
@@ -462,4 +463,5 @@ def pooled_outcome(outcomes: Sequence[dict | None]) -> dict | None:
     got = [o for o in outcomes if o is not None]
     if not got:
         return None
-    return _outcome(None, *(sum(o[k] for o in got) for k in ("texts", "labelled", "right", "labels", "right_labels")))
+    return _outcome(None, *(sum(o[k] for o in got)
+                            for k in ("texts", "labelled", "right", "labels", "right_labels", "no_module")))

@@ -96,7 +96,7 @@ def test_labeller_outcome_acts_as_the_labeller():
           CaseResult(("a",), ["a", "b", "c"], [0.99, 0.98, 0.97]),  # not about the repository: no label at all
           CaseResult(("a", "b"), ["b", "a", "c"], [0.9, 0.8, 0.8])]  # two labels (not three), both right
     out = labeller_outcome(rs, 0.8, [False, False, False, True, False])
-    assert out["labelled"] == 3 and out["coverage"] == pytest.approx(3 / 5)
+    assert out["labelled"] == 3 and out["coverage"] == pytest.approx(3 / 5) and out["no_module"] == 1
     assert out["precision"] == pytest.approx(2 / 3)
     assert out["labels"] == 5 and out["label_precision"] == pytest.approx(3 / 5)
     assert out["precision_interval"] == wilson_interval(2, 3)
@@ -109,6 +109,7 @@ def test_labeller_outcome_acts_as_the_labeller():
     # windows (or repositories) at their own thresholds pool over their texts
     both = pooled_outcome([out, none, None])
     assert both["texts"] == 10 and both["labelled"] == 3 and both["precision"] == pytest.approx(2 / 3)
+    assert both["no_module"] == 1
     assert both["label_precision"] == pytest.approx(3 / 5) and both["precision_interval"] == wilson_interval(2, 3)
     assert pooled_outcome([None]) is None
 
