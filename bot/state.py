@@ -518,11 +518,11 @@ def no_module_reason(matcher, text: str) -> str | None:
             a = assess(text)
             if not a.get("abstain"):
                 return None
-            if a["coverage"] < a["min_coverage"]:
-                return (f"this text is not about this repository (its words are {a['coverage']:.0%} known here, "
-                        f"below {a['min_coverage']:.0%})")
-            return (f"this text is not about this repository (no past change comes near it: similarity "
-                    f"{a['familiarity']:.2f}, below {a['min_familiarity']:.2f})")
+            why = f"its words are {a['coverage']:.0%} known here, below {a['min_coverage']:.0%}"
+            if a.get("min_familiarity") and a.get("familiarity") is not None and a["familiarity"] < a["min_familiarity"]:
+                why += (f", and no past change comes near it: similarity {a['familiarity']:.2f}, below "
+                        f"{a['min_familiarity']:.2f}")
+            return f"this text is not about this repository ({why})"
     return None
 
 

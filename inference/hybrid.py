@@ -388,8 +388,9 @@ class HybridMatcher(ScoredMatcher):
             mid = self.ids[i]
             out.append(Match(mid, float(s[i]), c, self.evidence(text, mid)))
         if out and rc.abstains(cov, fam):
-            why = (f"coverage {cov:.2f} < {rc.min_coverage:.2f}" if cov < rc.min_coverage
-                   else f"nearest past change {fam:.2f} < {rc.min_familiarity:.2f}")
+            why = f"coverage {cov:.2f} < {rc.min_coverage:.2f}"
+            if rc.unfamiliar(fam):
+                why += f", nearest past change {fam:.2f} < {rc.min_familiarity:.2f}"
             out[0].evidence.insert(0, f"not about this repository: {why}")
         return out
 

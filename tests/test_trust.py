@@ -292,8 +292,9 @@ def test_a_long_issue_is_as_sure_as_its_title(trained):
 
 def test_a_text_unlike_every_past_change_gets_no_label():
     """The familiarity gate: the 2 % quantile of the held-out texts' nearness to past changes is the bar; below it
-    every confidence is at least halved (under any label threshold in use) and the matcher abstains, whatever the
-    coverage; above it nothing changes, and confidences never fall as familiarity rises."""
+    every confidence is at least halved (under any label threshold in use), whatever the coverage; above it nothing
+    changes, and confidences never fall as familiarity rises. The matcher says a text is not about the repository
+    only where its coverage is low too (or, with no familiarity measured, where its coverage alone is low)."""
     from inference.calibration import RankCalibrator
 
     rng = np.random.default_rng(0)
@@ -308,7 +309,10 @@ def test_a_text_unlike_every_past_change_gets_no_label():
     p = np.array([0.9, 0.04, 0.03, 0.02, 0.005, 0.005])
     known = rc.predict(p, 0.9, first=0, familiarity=0.8)[0]
     assert rc.predict(p, 0.9, first=0, familiarity=None)[0] == known  # unknown familiarity is not held against it
-    assert not rc.abstains(0.9, 0.8) and rc.abstains(0.9, rc.min_familiarity - 0.05)
+    assert not rc.abstains(0.9, 0.8) and not rc.abstains(0.9, rc.min_familiarity - 0.05)
+    rc.min_coverage = 0.3
+    assert rc.abstains(0.1, rc.min_familiarity - 0.05) and not rc.abstains(0.1, 0.8)
+    assert rc.abstains(0.1, None) and not rc.abstains(0.5, None)  # familiarity unknown: coverage alone decides
     low = rc.predict(p, 0.9, first=0, familiarity=rc.min_familiarity - 0.05)[0]
     assert low <= 0.5 * known
     curve = [rc.predict(p, 0.9, first=0, familiarity=f)[0] for f in np.linspace(0.0, 1.0, 41)]
