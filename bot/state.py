@@ -527,10 +527,19 @@ def no_module_reason(matcher, text: str) -> str | None:
 
 
 def _operating_point(matcher) -> dict | None:
+    """The matcher's auto-label operating point, with the Wilson 95 % interval of its precision on the held-out changes
+    it labelled there (`precision_interval`): 0.95 on 20 labels is 0.76-0.99, on 400 0.92-0.97."""
+    from inference.metrics import wilson_interval
+
     for part in (matcher, getattr(matcher, "retrieval", None)):
         op = getattr(part, "operating", None)
         if op:
-            return dict(op)
+            op = dict(op)
+            if op.get("held_out") and op.get("precision") is not None and "coverage" in op:
+                n = round(op["coverage"] * op["held_out"])
+                op["labelled"] = n
+                op["precision_interval"] = wilson_interval(round(op["precision"] * n), n)
+            return op
     return None
 
 

@@ -52,7 +52,12 @@ function showVersions(r) {
         : "") +
       (r.operating_point
         ? ` · labels at ≥ ${Math.round(r.operating_point.threshold * 100)}% confidence ` +
-          `(precision ${Math.round(r.operating_point.precision * 100)}%, coverage ` +
+          `(precision ${Math.round(r.operating_point.precision * 100)}%` +
+          (r.operating_point.precision_interval
+            ? `, 95% interval ${Math.round(r.operating_point.precision_interval[0] * 100)}–` +
+              `${Math.round(r.operating_point.precision_interval[1] * 100)}% over ${r.operating_point.labelled} labels`
+            : "") +
+          `, coverage ` +
           `${Math.round(r.operating_point.coverage * 100)}% on ${r.operating_point.held_out} held-out changes)`
         : "")
     : "not indexed yet";
