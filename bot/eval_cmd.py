@@ -12,10 +12,14 @@ from .clibase import ModmatchError, console, errors, open_store, out, progress_b
 def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
     """The precision / coverage trade of each matcher's top-1 confidence: for a wanted precision, the lowest
     threshold that reaches it on these cases and the share of cases it still answers. Pick the auto-label
-    threshold here (MODMATCH_GITHUB_LABEL_THRESHOLD), or leave `auto`: the service picks 95 % on held-out history."""
+    threshold here (MODMATCH_GITHUB_LABEL_THRESHOLD), or leave `auto`: the service picks 95 % on held-out history.
+    Each cell also gives the Wilson 95 % interval of the precision there: on few cases a threshold that reached 95 %
+    may well give less on the next ones."""
     from inference.calibration import operating_point
+    from inference.metrics import wilson_interval
 
-    lines = ["", "top-1 precision -> threshold, coverage (label only at or above the threshold):",
+    lines = ["", "top-1 precision -> threshold, coverage [95 % interval of the precision there] "
+             "(label only at or above the threshold):",
              "| matcher | " + " | ".join(f"precision {p:.0%}" for p in precisions) + " |",
              "|---" * (len(precisions) + 1) + "|"]
     for r in report.runs:
@@ -25,8 +29,13 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
         ok = [bool(x.predicted) and x.predicted[0] in x.gold for x in r.results]
         cells = []
         for p in precisions:
-            thr, cov, _ = operating_point(conf, ok, p)
-            cells.append("never" if cov == 0 else f"≥ {thr:.2f}, {cov:.0%}")
+            thr, cov, prec = operating_point(conf, ok, p)
+            if cov == 0:
+                cells.append("never")
+                continue
+            n = round(cov * len(conf))
+            lo, hi = wilson_interval(round(prec * n), n)
+            cells.append(f"≥ {thr:.2f}, {cov:.0%} [{lo:.0%}–{hi:.0%}]")
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -501,6 +501,7 @@ def test_eval_prints_the_precision_coverage_trade():
     row = next(line for line in text.splitlines() if line.startswith("| hybrid"))
     assert "≥ 0.90, 60%" in row  # 95 % precision: only the six right answers at 0.9 are kept
     assert row.count("≥ 0.90, 60%") == 4  # even 80 % cannot take in the 0.4s (60 % precision with them)
+    assert row.count("≥ 0.90, 60% [61%–100%]") == 4  # six of six right: the Wilson interval says how sure that is
 
 
 def test_generic_file_names_and_test_names_are_not_mentions(git_repo, tmp_path):
