@@ -165,9 +165,9 @@ class RankCalibrator:
         """Whether the text is said not to be about this repository: its coverage is low AND it is unfamiliar (where
         familiarity is measured; otherwise low coverage alone). Each alone already cuts the confidences (`predict`),
         which keeps the labeller off such texts; the explicit claim wants both. Either alone said it of 4.9 % of the
-        dev benchmark's own later changes (83 of 1,710) and of 7 of 186 real issues of those repositories (6 answered
+        dev benchmark's own later changes (83 of 1,710) and of 7 of 198 real issues of those repositories (6 answered
         right), and changed no label of another repository's text at the served thresholds; both together say it of
-        8 of 1,710 and 1 of 186 (bench/README.md, "The labeller as it acts")."""
+        8 of 1,710 and 1 of 198 (bench/README.md, "The labeller as it acts")."""
         low = coverage < self.min_coverage
         if familiarity is None or self.min_familiarity <= 0:
             return low

@@ -430,9 +430,9 @@ def labeller_outcome(results: Sequence[CaseResult], threshold: float | None, fla
     """What the GitHub labeller does with these answers at `threshold` (`bot.github.labeler`): a text the matcher says
     is not about the repository (`flagged`, `bot.state.no_module_reason`) gets no label; otherwise every answer at or
     above the threshold becomes a label, `max_labels` at most. Returns the share of texts labelled, how often the
-    first label is right (with its Wilson 95 % interval: on a few dozen labels the precision is a wide guess), and
-    the share of all labels given that name a gold module, and how many texts were said not to be about the
-    repository (`no_module`). None without a threshold."""
+    first label is right (with its Wilson 95 % interval: on a few dozen labels the precision is a wide guess), the
+    share of all labels given that name a gold module, and how many texts were said not to be about the repository
+    (`no_module`). None without a threshold."""
     if threshold is None:
         return None
     flags = flagged if flagged is not None else [False] * len(results)
