@@ -79,7 +79,8 @@ SETTINGS: list[Setting] = [
     Setting("github_label_prefix", "module:", "Prefix of the labels the bot applies (label = prefix + module ID)."),
     Setting("github_label_threshold", "auto", "Confidence at or above which a module label is applied to an issue; "
             "auto: the threshold that gave 95 % top-1 precision on the repository's held-out recent history "
-            "(shown by /api/repos, the page and `modmatch eval`), 0.5 where there is no history to measure on.",
+            "(shown by /api/repos, the page and `modmatch eval`); no label at all where no threshold reached it there, "
+            "0.5 where there is no history to measure on.",
             kind="auto-number"),
     Setting("github_max_labels", "2", "At most this many module labels per issue.", kind="int"),
     Setting("github_comment", "true", "Below the threshold, post one comment with ranked suggestions (true/false).",

@@ -440,11 +440,8 @@ class RepoState:
         return _operating_point(m)
 
     def label_threshold(self, configured: float | None) -> float:
-        """The configured threshold, else the operating point's, else 0.5."""
-        if configured is not None:
-            return configured
-        op = self.operating_point()
-        return float(op["threshold"]) if op and op.get("coverage", 0) > 0 else 0.5
+        """The configured threshold, else the operating point's (`auto_threshold`)."""
+        return configured if configured is not None else auto_threshold(self.operating_point())
 
     def matcher_build(self) -> dict | None:
         """How far the served retrieval matcher is from its last full build (a refresh updates it in place)."""
@@ -524,6 +521,15 @@ def no_module_reason(matcher, text: str) -> str | None:
                         f"{a['min_familiarity']:.2f}")
             return f"this text is not about this repository ({why})"
     return None
+
+
+def auto_threshold(op: dict | None) -> float:
+    """The label threshold `auto` stands for: the operating point's, which is above every confidence (no label) where
+    no threshold reached its precision on the held-out history: a label at any lower threshold would break the
+    promise, and the issue gets the suggestions comment instead. 0.5 where there was no history to measure on."""
+    if not op:
+        return 0.5
+    return float(op["threshold"]) if op.get("coverage", 0) > 0 else max(1.01, float(op.get("threshold", 1.01)))
 
 
 def _operating_point(matcher) -> dict | None:

@@ -368,3 +368,17 @@ def test_delivery_ids_are_unique(service_db):
     db.finish_delivery("x", "done")
     assert GitHubDB().enqueue_delivery("x", "issues", "opened", FULL, b"{}") is False
     assert db.db.url == service_db
+
+
+def test_suggestions_comment_says_why_there_is_no_label():
+    """Below a threshold the comment names it; where no threshold reached the promised precision on the history
+    (`auto` labels nothing there) it says so rather than "below 101%"."""
+    from bot.github.labeler import suggestions_comment
+    from bot.state import Answer
+    from inference.base import Match
+
+    answer = Answer([Match("storage", 1.0, 0.42, ["words: cache"])], "hybrid", "g1")
+    assert "(below 83%)" in suggestions_comment(answer, "module:", 0.83)
+    never = suggestions_comment(answer, "module:", 1.01)
+    assert "101%" not in never and "no confidence reached the precision it labels at" in never
+    assert "`storage` — 42%" in never

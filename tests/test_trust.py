@@ -491,6 +491,17 @@ def test_the_operating_point_says_how_sure_its_precision_is():
     assert _operating_point(SimpleNamespace()) is None
 
 
+def test_auto_threshold_keeps_its_promise_or_labels_nothing():
+    """`github_label_threshold = auto` is the threshold that reached 95 % on held-out history; where none reached it,
+    nothing is labelled (the issue gets the suggestions comment), not labels at some guessed threshold."""
+    from bot.state import auto_threshold
+
+    assert auto_threshold({"threshold": 0.83, "coverage": 0.2, "precision": 0.96, "held_out": 400}) == 0.83
+    never = auto_threshold({"threshold": 1.01, "coverage": 0.0, "precision": 0.0, "held_out": 400})
+    assert never > 1.0  # above every confidence
+    assert auto_threshold(None) == 0.5  # no history to measure on
+
+
 def test_eval_prints_the_precision_coverage_trade():
     from bot.eval_cmd import operating_points
     from inference.evaluate import EvalReport, MatcherRun

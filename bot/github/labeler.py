@@ -29,7 +29,9 @@ def _quiet(text: str, limit: int = 300) -> str:
 
 
 def suggestions_comment(answer, prefix: str, threshold: float) -> str:
-    lines = [COMMENT_MARKER, f"**modmatch** is not confident enough (below {threshold:.0%}) to label this issue. "
+    why = (f"below {threshold:.0%}" if threshold <= 1.0 else
+           "no confidence reached the precision it labels at on this repository's history")
+    lines = [COMMENT_MARKER, f"**modmatch** is not confident enough ({why}) to label this issue. "
              "Modules that may be involved:", ""]
     for i, m in enumerate(answer.matches, 1):
         why = "; ".join(_quiet(e, 160) for e in m.evidence[:3]) or "—"

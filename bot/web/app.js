@@ -50,7 +50,11 @@ function showVersions(r) {
         ? ` · matcher updated ${r.matcher_build.updates}× (${r.matcher_build.changes_learned_online} new changes) ` +
           `since its full build ${r.matcher_build.full_build_age_days} days ago`
         : "") +
-      (r.operating_point
+      (r.operating_point && !r.operating_point.coverage
+        ? ` · labels nothing by itself: no threshold reached ${Math.round(r.operating_point.precision_target * 100)}% ` +
+          `precision on ${r.operating_point.held_out} held-out changes (set a label threshold to label anyway)`
+        : "") +
+      (r.operating_point && r.operating_point.coverage
         ? ` · labels at ≥ ${Math.round(r.operating_point.threshold * 100)}% confidence ` +
           `(precision ${Math.round(r.operating_point.precision * 100)}%` +
           (r.operating_point.precision_interval
