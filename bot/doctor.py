@@ -78,11 +78,42 @@ def _repos(items) -> list[Check]:
         out.append(Check(f"repo {name}", "ok" if info else "warn",
                          f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}" if info
                          else f"{path}: no graph yet"))
+        out.append(_labels(name, settings.home() / "cache" / "matchers" / db.stem))
         run = settings.model_store(path).current_run()
         out.append(Check(f"model {name}", "ok" if run else "warn",
                          f"current model: {run}" if run else
                          "no model yet: the hybrid retrieval matcher answers (`modmatch train` makes one)"))
     return out
+
+
+def _labels(name: str, cache_dir: Path) -> Check:
+    """Where the GitHub labeller labels: the configured threshold, or the operating point the last matcher build
+    chose on held-out history (read from the summary the matcher cache keeps beside the pickle)."""
+    from inference.cache import read_summary
+
+    from .state import auto_threshold, described_operating_point
+
+    configured = settings.get_auto_float("github_label_threshold")
+    summary = read_summary(cache_dir)
+    op = described_operating_point(summary["operating"]) if summary and summary.get("operating") else None
+    if configured is not None:
+        return Check(f"labels {name}", "ok", f"labels at the configured threshold {configured:.2f}"
+                     + (f" (held-out history: precision {op['precision']:.2f} at ≥ {op['threshold']:.2f})"
+                        if op and op.get("coverage") else ""))
+    if summary is None:
+        return Check(f"labels {name}", "warn", "no matcher built yet: the auto-label threshold is chosen by its first "
+                                               "build (`modmatch index` or the service)")
+    if op is None:
+        return Check(f"labels {name}", "warn", f"too little history to measure on: labels at ≥ {auto_threshold(None):.2f}"
+                                               " (set github_label_threshold to choose)")
+    if not op.get("coverage"):
+        return Check(f"labels {name}", "warn", f"labels nothing by itself: no threshold reached "
+                                               f"{op.get('precision_target', 0.95):.0%} precision on {op.get('held_out')} "
+                                               "held-out changes (set github_label_threshold to label anyway)")
+    lo, hi = op.get("precision_interval") or (0.0, 1.0)
+    return Check(f"labels {name}", "ok", f"labels at ≥ {op['threshold']:.2f}: precision {op['precision']:.2f} "
+                                         f"(95 % interval {lo:.2f}–{hi:.2f}) over {op.get('labelled')} of "
+                                         f"{op.get('held_out')} held-out changes")
 
 
 def _commands() -> list[Check]:

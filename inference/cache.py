@@ -67,6 +67,30 @@ def _previous(folder: Path, name: str, graph: ModuleGraph, path: Path):
         return None
 
 
+def _write_summary(path: Path, name: str, graph: ModuleGraph, matcher) -> None:
+    """Beside the pickle, what the build chose that people read without loading it (`modmatch doctor`): the
+    auto-label operating point."""
+    import json
+
+    op = getattr(matcher, "operating", None) or getattr(getattr(matcher, "retrieval", None), "operating", None)
+    tmp = path.with_suffix(f".{os.getpid()}.json.tmp")
+    tmp.write_text(json.dumps({"matcher": name, "graph_version": graph.version, "operating": op}))
+    os.replace(tmp, path.with_suffix(".json"))
+
+
+def read_summary(cache_dir: str | Path) -> dict | None:
+    """The summary of the newest matcher cached in `cache_dir` (`_write_summary`), or None."""
+    import json
+
+    found = sorted(Path(cache_dir).glob("*.json"), key=lambda p: p.stat().st_mtime) if Path(cache_dir).is_dir() else []
+    for p in reversed(found):
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, *, incremental: bool = True,
                    variant: str = "", **opts):
     """`create(name, graph, **opts)`, through a pickle under `cache_dir` for the retrieval matchers.
@@ -101,8 +125,9 @@ def cached_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, *, incr
         with open(tmp, "wb") as fh:
             pickle.dump(m, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
-        for old in folder.glob(f"{name}-*.pkl"):  # older graph versions are never asked for again
-            if old != path:
+        _write_summary(path, name, graph, m)
+        for old in [*folder.glob(f"{name}-*.pkl"), *folder.glob(f"{name}-*.json")]:  # older graph versions are
+            if old not in (path, path.with_suffix(".json")):  # never asked for again
                 old.unlink(missing_ok=True)
     except Exception as e:
         log.warning("matcher-cache.unwritable path=%s error=%s", path, e)

@@ -572,3 +572,38 @@ def test_a_path_into_a_modules_folder_names_that_module(git_repo, tmp_path):
         assert set(mentions.find(text)) == {net}, text
     assert mentions.find("/home/me/project/net2/dns/main.py crashed") == {}
     assert mentions.find('Traceback: File "/usr/lib/python3/site-packages/acme/app.py"') == {}
+
+
+def test_doctor_shows_where_the_labeller_labels(trained, tmp_path, monkeypatch):
+    """`modmatch doctor` reads the operating point the last matcher build chose (kept beside the cached pickle) and
+    says where the GitHub labeller labels, with the interval of that precision; a configured threshold wins."""
+    import json as _json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from bot.doctor_cmd import doctor_cmd
+    from bot.state import RepoState, _operating_point
+
+    _, _, _, source = trained
+    root = tmp_path / "served"
+    shutil.copytree(source, root)
+    monkeypatch.delenv("MODMATCH_GITHUB_LABEL_THRESHOLD", raising=False)
+
+    def labels_check() -> dict:
+        r = CliRunner().invoke(doctor_cmd, ["--repo", f"core={root}", "--json"])
+        return next(c for c in _json.loads(r.output) if c["name"] == "labels core")
+
+    rs = RepoState("core", root, matcher="hybrid")
+    index(root, rs.store, full=True)
+    assert labels_check()["status"] == "warn" and "no matcher built yet" in labels_check()["message"]
+    assert rs.prepare()  # what `modmatch index` does after indexing: the matcher built into the cache
+    op = _operating_point(rs.retrieval())  # the one the service labels at, loaded from that cache
+    assert op is not None and op["coverage"] > 0, op
+    check = labels_check()
+    lo, hi = op["precision_interval"]
+    assert check["status"] == "ok", check
+    assert check["message"] == (f"labels at ≥ {op['threshold']:.2f}: precision {op['precision']:.2f} (95 % interval "
+                                f"{lo:.2f}–{hi:.2f}) over {op['labelled']} of {op['held_out']} held-out changes")
+    monkeypatch.setenv("MODMATCH_GITHUB_LABEL_THRESHOLD", "0.7")
+    assert labels_check()["message"].startswith("labels at the configured threshold 0.70")
