@@ -104,8 +104,9 @@ def _labels(name: str, cache_dir: Path) -> Check:
         return Check(f"labels {name}", "warn", "no matcher built yet: the auto-label threshold is chosen by its first "
                                                "build (`modmatch index` or the service)")
     if op is None:
-        return Check(f"labels {name}", "warn", f"too little history to measure on: labels at ≥ {auto_threshold(None):.2f}"
-                                               " (set github_label_threshold to choose)")
+        return Check(f"labels {name}", "warn", f"no operating point measured (too little history, or a matcher that "
+                                               f"has none): labels at ≥ {auto_threshold(None):.2f} (set "
+                                               "github_label_threshold to choose)")
     if not op.get("coverage"):
         return Check(f"labels {name}", "warn", f"labels nothing by itself: no threshold reached "
                                                f"{op.get('precision_target', 0.95):.0%} precision on {op.get('held_out')} "
