@@ -82,11 +82,16 @@ def read_summary(cache_dir: str | Path) -> dict | None:
     """The summary of the newest matcher cached in `cache_dir` (`_write_summary`), or None."""
     import json
 
-    found = sorted(Path(cache_dir).glob("*.json"), key=lambda p: p.stat().st_mtime) if Path(cache_dir).is_dir() else []
-    for p in reversed(found):
+    found = []
+    for p in Path(cache_dir).glob("*.json") if Path(cache_dir).is_dir() else []:
+        try:  # a refresh may replace a summary while it is read
+            found.append((p.stat().st_mtime, p.read_text()))
+        except OSError:
+            continue
+    for _, text in sorted(found, reverse=True):
         try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError):
+            return json.loads(text)
+        except ValueError:
             continue
     return None
 
