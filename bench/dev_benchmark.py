@@ -90,7 +90,7 @@ from statistics import mean
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.state import _operating_point, no_module_reason  # noqa: E402
+from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa: E402
 from inference.base import create  # noqa: E402
 from inference.errors import BadInputError  # noqa: E402
 from inference.evaluate import (Case, abstention_share, has_cjk, history_split, labeller_outcome,  # noqa: E402
@@ -227,9 +227,9 @@ def abstention(name: str, row: dict, repos: list[dict], a: argparse.Namespace) -
 
     answers, flagged = asked([t for _, t in foreign])
     tops = [float(ms[0].confidence) if ms else 0.0 for ms in answers]
-    # the threshold the service labels at without a configured one, chosen by the build on its held-out history
+    # the threshold the service labels at without a configured one (`RepoState.label_threshold`)
     op = _operating_point(m)
-    served = float(op["threshold"]) if op and op.get("coverage", 0) > 0 else None
+    served = auto_threshold(op)
     own = json.loads((Path(a.work_dir) / name / "cases.json").read_text())
     own_answers, own_flags = asked([c["text"] for c in own])
     own_res = [CaseResult(tuple(c["gold"]), [x.module for x in ms], [x.confidence for x in ms])
@@ -339,15 +339,15 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             "first label right [95 % interval] | labels right (labels) | later changes said not about the repository | "
             "other repos' texts given no label |",
             "|---|---|---|---|---|---|---|"]
+
     def served(r) -> dict:
         return (r.get("abstention") or {}).get("served") or {}
 
     for r in rows:
         sv = served(r)
         op, own = sv.get("operating_point") or {}, sv.get("own")
-        if own is None:
-            out.append(f"| {r['name']} | {'never labels' if op else '–'} | 0 | – | – | – | "
-                       f"{f3(sv.get('foreign_no_label')) if op else '–'} |")
+        if own is None:  # a result from before this table
+            out.append(f"| {r['name']} | – | – | – | – | – | – |")
             continue
         out.append(f"| {r['name']} | {own['threshold']:.3f} ({f3(op.get('precision'))}, {f3(op.get('coverage'))}) | "
                    f"{outcome_cells(own)} | {own.get('no_module', '–')} | {f3(sv.get('foreign_no_label'))} |")

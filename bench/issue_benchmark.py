@@ -102,7 +102,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from dev_benchmark import (COV, COVERAGE, DEFAULT, MATCHERS, PCOV, PRECISION, THR, accuracy,  # noqa: E402
                            code_commit, f3, load_manifest, log, mean_of, outcome_cells, write_outputs)
-from bot.state import _operating_point, no_module_reason  # noqa: E402
+from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa: E402
 from indexer.modules import ROOT_ID  # noqa: E402
 from inference.base import create  # noqa: E402
 from inference.evaluate import (Case, has_cjk, history_split, labeller_outcome, pooled_outcome,  # noqa: E402
@@ -294,15 +294,13 @@ def split_cases(entry: dict, spec: dict, a: argparse.Namespace, cutoff: str | No
     return split, cases, dropped
 
 
-def labeller_window(m, cases: list, res: list) -> dict | None:
+def labeller_window(m, cases: list, res: list) -> dict:
     """What the GitHub labeller does with one window's issues: the threshold the service labels at without a configured
-    one (the operating point the build chose on its held-out history), no label where the matcher says an issue is
+    one (`bot.state.auto_threshold` of the operating point the build chose on its held-out history), no label where the matcher says an issue is
     not about the repository (`no_module_reason`), two labels at most (`inference.evaluate.labeller_outcome`)."""
     op = _operating_point(m)
-    thr = float(op["threshold"]) if op and op.get("coverage", 0) > 0 else None
     flags = [no_module_reason(m, c.text) is not None for c in cases]
-    out = labeller_outcome(res, thr, flags)
-    return {**out, "operating_point": op} if out else None
+    return {**labeller_outcome(res, auto_threshold(op), flags), "operating_point": op}
 
 
 def labeller_only(entry: dict, spec: dict, row: dict, a: argparse.Namespace) -> dict:

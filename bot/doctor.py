@@ -34,6 +34,7 @@ def _repos(items) -> list[Check]:
 
     from .hooks import hook_token_problem, status as hook_status
     from .clibase import configured_repos
+    from .state import matcher_cache_dir
 
     try:
         repos = configured_repos(items)
@@ -78,7 +79,7 @@ def _repos(items) -> list[Check]:
         out.append(Check(f"repo {name}", "ok" if info else "warn",
                          f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}" if info
                          else f"{path}: no graph yet"))
-        out.append(_labels(name, settings.home() / "cache" / "matchers" / db.stem))
+        out.append(_labels(name, matcher_cache_dir(settings.home(), db)))
         run = settings.model_store(path).current_run()
         out.append(Check(f"model {name}", "ok" if run else "warn",
                          f"current model: {run}" if run else

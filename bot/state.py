@@ -319,7 +319,7 @@ class RepoState:
 
     @property
     def _cache_dir(self) -> Path:
-        return self.home / "cache" / "matchers" / self.store.path.stem
+        return matcher_cache_dir(self.home, self.store.path)
 
     def _retrieval(self, graph: ModuleGraph, name: str = "hybrid"):
         graph, variant = self._with_feedback(graph)
@@ -523,13 +523,21 @@ def no_module_reason(matcher, text: str) -> str | None:
     return None
 
 
+NEVER_LABEL = 1.01  # above every confidence
+
+
+def matcher_cache_dir(home: Path, db: Path) -> Path:
+    """Where a repository's built matchers are cached (with their summaries, `inference.cache.read_summary`)."""
+    return Path(home) / "cache" / "matchers" / Path(db).stem
+
+
 def auto_threshold(op: dict | None) -> float:
-    """The label threshold `auto` stands for: the operating point's, which is above every confidence (no label) where
-    no threshold reached its precision on the held-out history: a label at any lower threshold would break the
-    promise, and the issue gets the suggestions comment instead. 0.5 where there was no history to measure on."""
+    """The label threshold `auto` stands for: the operating point's, or NEVER_LABEL where no threshold reached its
+    precision on the held-out history (a label at any lower threshold would break the promise, and the issue gets
+    the suggestions comment instead); 0.5 where there was no history to measure on."""
     if not op:
         return 0.5
-    return float(op["threshold"]) if op.get("coverage", 0) > 0 else max(1.01, float(op.get("threshold", 1.01)))
+    return float(op["threshold"]) if op.get("coverage", 0) > 0 else NEVER_LABEL
 
 
 def _operating_point(matcher) -> dict | None:
