@@ -8,13 +8,15 @@ The skip rule (files that never belong to any module):
 
 The automatic rule, applied from the repository root down:
   * the root always splits into its top-level folders (each one a module, however small);
- * a folder whose subtree holds at most ``max_files`` files, or which sits at the depth limit
+  * a folder whose subtree holds at most ``max_files`` files, or which sits at the depth limit
     (``depth``, or a ``depth_overrides`` entry for its prefix), is one module;
   * otherwise each subfolder with at least ``min_files`` files becomes a module of its own
     (recursively) and smaller subfolders fold into the folder;
   * a folder that still owns more than ``max_files`` files directly is split flat: files sharing
     the first word of their name (``conv_x86.cc``, ``conv_arm.cc`` → ``conv``) form a sub-module
-    when there are at least ``max(min_files, max_files // 8)`` of them (10 by default).
+    when there are at least ``max(min_files, max_files // 8)`` of them (10 by default);
+  * the folders of the JVM source layout (``_layout_folders``: ``src/main/java`` and the package folders that
+    lead to one folder only) do not count toward the depth, and are no modules when a split goes through them.
 
 Explicit modules from ``.modmatch.toml`` own their path prefixes; a file belongs to the module with
 the longest matching prefix. Module IDs are the folder paths (``src/layer/vulkan``), the root is
@@ -44,6 +46,7 @@ SKIP_FILES = frozenset({
     "Pipfile.lock", "uv.lock", "composer.lock", "Gemfile.lock", ".DS_Store",
 })
 KEEP_HIDDEN = frozenset({".github", ".gitlab", ".circleci", ".ci"})
+JVM_SOURCE_ROOTS = frozenset({"java", "kotlin", "scala", "groovy"})
 
 
 def skip_dir_name(name: str) -> bool:
@@ -82,6 +85,24 @@ def _first_word(filename: str) -> str:
     return m.group(0).lower() if m else ""
 
 
+def _layout_folders(children: dict[str, set[str]], direct: dict[str, list[str]]) -> set[str]:
+    """The folders of the Maven / Gradle source layout: ``src``, ``src/<set>`` and ``src/<set>/<lang>`` above a JVM
+    source root (``src/main/java``, ``src/jvmTest/kotlin``), and the package folders below it that own no file and
+    lead to one folder only (``org/apache``). They say how a build tool finds the code, not how it is organised."""
+    out: set[str] = set()
+    for d in list(children):
+        parts = d.split("/")
+        if len(parts) < 3 or parts[-3] != "src" or parts[-1] not in JVM_SOURCE_ROOTS:
+            continue
+        out.update(("/".join(parts[:-2]), "/".join(parts[:-1]), d))
+        c = d
+        while len(children.get(c, ())) == 1 and not direct.get(c):
+            c = next(iter(children[c]))
+            if len(children.get(c, ())) == 1 and not direct.get(c):
+                out.add(c)
+    return out
+
+
 def plan_modules(paths: list[str], config: RepoConfig) -> list[ModuleSpec]:
     """Decide the modules for a set of (already filtered) file paths. Deterministic."""
     specs: dict[str, ModuleSpec] = {ROOT_ID: ModuleSpec(ROOT_ID, ("",))}
@@ -103,15 +124,21 @@ def plan_modules(paths: list[str], config: RepoConfig) -> list[ModuleSpec]:
             if i < len(parts) - 1:
                 children[d].add("/".join(parts[: i + 1]))
 
-    def visit(d: str, depth: int) -> None:
+    layout = _layout_folders(children, direct)
+
+    def splits(d: str, depth: int) -> bool:
         # the root always splits into its top-level folders; deeper folders only when big
-        if (subtree[d] > config.max_files or d == "") and depth < config.depth_for(d):
-            for c in sorted(children.get(d, ())):
-                if subtree[c] >= (1 if d == "" else config.min_files):  # smaller ones fold into `d`
-                    specs.setdefault(c, ModuleSpec(c, (_dir_prefix(c),)))
-                    visit(c, depth + 1)
-        else:
+        return (subtree[d] > config.max_files or d == "") and depth < config.depth_for(d)
+
+    def visit(d: str, depth: int) -> None:
+        if not splits(d, depth):
             return
+        for c in sorted(children.get(d, ())):
+            if subtree[c] >= (1 if d == "" else config.min_files):  # smaller ones fold into `d`
+                c_depth = depth if c in layout else depth + 1
+                if c not in layout or not splits(c, c_depth):  # a layout folder split through is no module
+                    specs.setdefault(c, ModuleSpec(c, (_dir_prefix(c),)))
+                visit(c, c_depth)
         # flat split of a folder that still owns too many files directly
         own_direct = direct.get(d, [])
         if len(own_direct) > config.max_files:

@@ -285,6 +285,40 @@ def test_auto_rule_splits_big_and_folds_small(git_repo, tmp_path):
     assert g.modules["src/layer/conv"].parent == "src/layer"
 
 
+def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
+    """A single-artifact Maven project: the layout folders (src/main/java, org/example) are not architecture, so
+    the packages below them become the modules, and no layout folder is a module. A small artifact stays one module."""
+    files = {"pom.xml": "<project/>\n", "lib-small/pom.xml": "<project/>\n"}
+    for pkg, n in (("time", 30), ("text", 30), ("reflect", 25)):
+        for i in range(n):
+            cls = f"{pkg.title()}{i}"
+            files[f"src/main/java/org/example/lang/{pkg}/{cls}.java"] = \
+                f"package org.example.lang.{pkg};\npublic class {cls} {{ }}\n"
+            files[f"src/test/java/org/example/lang/{pkg}/{cls}Test.java"] = \
+                f"package org.example.lang.{pkg};\npublic class {cls}Test {{ }}\n"
+    for i in range(5):
+        files[f"src/main/java/org/example/lang/Util{i}.java"] = f"package org.example.lang;\npublic class Util{i} {{ }}\n"
+        files[f"lib-small/src/main/java/org/example/small/S{i}.java"] = f"package org.example.small;\nclass S{i} {{ }}\n"
+    files["src/main/resources/app.properties"] = "a=1\n"
+    git_repo.commit("initial", files)
+    store = store_for(tmp_path)
+    g = index(git_repo.root, store, full=True).graph
+    main = "src/main/java/org/example/lang"
+    assert {main, f"{main}/time", f"{main}/text", f"{main}/reflect", "src/test/java/org/example/lang/time",
+            "lib-small"} <= set(g.modules)
+    assert g.module_of(f"{main}/time/Time3.java") == f"{main}/time"
+    assert g.module_of(f"{main}/Util1.java") == main
+    assert g.module_of("lib-small/src/main/java/org/example/small/S1.java") == "lib-small"
+    layout = {"src", "src/main", "src/main/java", "src/main/java/org", "src/main/java/org/example", "src/test/java"}
+    assert not layout & set(g.modules)
+    assert g.modules[f"{main}/time"].parent == main
+    # the depth limit counts architecture, not layout: with depth 2, the packages are still modules
+    (git_repo.root / ".modmatch.toml").write_text("[modules]\ndepth = 2\n")
+    git_repo.commit("config", {".modmatch.toml": "[modules]\ndepth = 2\n"})
+    g = refresh(git_repo.root, store).graph
+    assert f"{main}/time" in g.modules
+
+
 def test_bad_input_never_crashes(git_repo, tmp_path):
     files = polyglot_files()
     files["core/broken.py"] = "def ok():\n    '''fine'''\n    return 1\n\ndef broken(:\n    pass\n"
