@@ -62,7 +62,8 @@ on its held-out history for precision 0.95, what the service uses without a conf
 label where the matcher says the issue is not about the repository, and two labels at most: the share of
 issues labelled, how often the first label is right (Wilson 95 % interval), the share of labels right
 (`--labeller-only` adds it to existing results from the builds `--keep` pickled).
-Means are over repositories. Writes `<out>/<name>.json` per repository (with the modmatch commit it
+Each issue is read as the GitHub labeller reads it: title and body through `bot.github.text.issue_text`
+(until stop 33 the stored text as it is). Means are over repositories. Writes `<out>/<name>.json` per repository (with the modmatch commit it
 ran on, the cut-off, per-case results by issue URL: gold, top-3, confidence; never the texts),
 `<out>/summary.json` and `<out>/report.md`, and prints the tables.
 
@@ -102,6 +103,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from dev_benchmark import (COV, COVERAGE, DEFAULT, MATCHERS, PCOV, PRECISION, THR, accuracy,  # noqa: E402
                            code_commit, f3, load_manifest, log, mean_of, outcome_cells, write_outputs)
+from bot.github.text import issue_text  # noqa: E402
 from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa: E402
 from indexer.modules import ROOT_ID  # noqa: E402
 from inference.base import create  # noqa: E402
@@ -110,7 +112,6 @@ from inference.evaluate import (Case, has_cjk, history_split, labeller_outcome, 
 
 TEXTS = Path("/work/bench-data/issue_texts")
 CASES = ROOT / "bench" / "issue_cases.toml"
-MAX_TEXT = 1200
 KEYWORD = r"\b(?:fix(?:e[sd])?|close[sd]?|resolve[sd]?)\b\s*:?\s*"
 
 
@@ -290,7 +291,8 @@ def split_cases(entry: dict, spec: dict, a: argparse.Namespace, cutoff: str | No
             dropped.setdefault("fix dropped by the history filters or not on HEAD", []).append(url)
             continue
         t = texts[int(c["number"])]
-        cases.append(Case(t["text"][: len(t["title"]) + 2 + MAX_TEXT], tuple(gold), url, c.get("first_fix", "")))
+        body = t["text"][len(t["title"]):] if t["text"].startswith(t["title"]) else t["text"]
+        cases.append(Case(issue_text(t["title"], body), tuple(gold), url, c.get("first_fix", "")))
     return split, cases, dropped
 
 

@@ -135,8 +135,9 @@ def test_no_secret_configured_rejects_everything(served, gh, monkeypatch):
 
 def test_issue_labeled_once_even_when_delivery_repeats(hook, gh, served):
     body = ("The disk cache evicts the wrong pages; LRU eviction seems broken.\n\n"
-            "```\nnetwork tls handshake http client retry request certificate network tls\n```\n"
-            "2024-05-01 12:00:00 ERROR network tls handshake failed certificate retry http client\n")
+            "<!-- network tls handshake http client retry request certificate network tls -->\n"
+            "<details><summary>log</summary>\n\n"
+            "2024-05-01 12:00:00 ERROR network tls handshake failed certificate retry http client\n</details>\n")
     payload = issue_payload(gh, 1, "Disk cache eviction", body)
     r1 = hook("issues", payload, delivery="d-1")
     r2 = hook("issues", payload, delivery="d-1")
@@ -338,17 +339,28 @@ def test_no_credentials_fail_closed():
         GitHubClients(base_url="http://127.0.0.1:9").repo(FULL)
 
 
-def test_issue_text_drops_code_and_logs():
-    body = ("Upload fails for big files.\n\n```python\nimport os\nos.system('x')\n```\n"
+def test_issue_text_keeps_what_the_reporter_wrote_and_drops_markup():
+    paragraph = ("When the upload is larger than the part size the client retries the first part forever, "
+                 "because the multipart session is created again on every retry and the server forgets the "
+                 "parts it already has, so nothing is ever completed.")
+    assert len(paragraph) > 200
+    body = ("Upload fails for big files.\n\n```python\nfrom storage import MultipartUpload\nMultipartUpload(x)\n```\n"
             "<!-- template: describe the bug -->\n"
-            "2024-05-01T12:00:00 ERROR something\n" + "x" * 500 + "\n"
-            "Traceback (most recent call last):\n  File \"a.py\", line 3, in <module>\n"
-            "It happens every time.")
+            "<details><summary>env</summary>\nOS: linux\nPython 3.12\n</details>\n"
+            "2024-05-01T12:00:00 ERROR upload_part failed\n" + "x" * 500 + "\n" + "QUJD" * 80 + "\n"
+            "Traceback (most recent call last):\n  File \"storage/multipart.py\", line 3, in upload_part\n"
+            + paragraph + "\nIt happens every time.")
     text = issue_text("Upload broken", body)
     assert text.startswith("Upload broken\n\nUpload fails for big files.")
-    assert "It happens every time." in text
-    for gone in ("import os", "template", "ERROR", "xxxx", "Traceback", "a.py"):
+    # code, frames and log lines name what a fix touches; a paragraph on one line is prose
+    for kept in ("from storage import MultipartUpload", "storage/multipart.py", "upload_part failed", paragraph,
+                 "It happens every time."):
+        assert kept in text
+    # markup and long lines that are no prose go
+    for gone in ("```", "template", "OS: linux", "<details>", "xxxx", "QUJD"):
         assert gone not in text
+    assert issue_text("Only a title", None) == "Only a title"
+    assert len(issue_text("t", "word " * 5000)) <= 4000 + 3
 
 
 def test_labels_fit_githubs_limits():

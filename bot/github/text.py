@@ -1,33 +1,36 @@
-"""What of an issue a matcher should read: the prose, not pasted logs and code.
+"""What of an issue a matcher should read: what the reporter wrote, less the markup that is no content.
 
-Fenced code blocks, HTML comments (issue templates), stack frames, timestamped log lines and very long
-lines are dropped so that they don't dominate the match; a short mention of them remains."""
+HTML comments (issue templates), collapsed ``<details>`` blocks (pasted logs and environment dumps), the marker
+lines of fenced code and long lines that are no prose (minified code, encoded data, a log dump without spaces) are
+dropped. The code inside fences, stack frames and log lines stay: they name the classes, files and functions a
+fix touches. Measured on the issue benchmark's 197 real issues (the kept builds of bench/results/issues-jvm,
+stop 33): dropping fenced code, frames, log lines and every line over 200 characters, as this did before, answered
+142 right first; dropping only what it drops now, 147; the issue texts as they are, 146. A paragraph written as one
+line is prose, whatever its length."""
 from __future__ import annotations
 
 import re
 
-_FENCE = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.S | re.M)
+_FENCE_LINE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.M)
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 _DETAILS = re.compile(r"<details>.*?(?:</details>|\Z)", re.S | re.I)
-_LOG_LINE = re.compile(
-    r"^\s*(?:\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\[?\d\d:\d\d:\d\d[.,\]]|at [\w$.<>]+\(.*\)\s*$|"
-    r"File \".*\", line \d+|Traceback \(most recent call last\)|#\d+\s+0x[0-9a-f]+|\s*\^+\s*$)")
 MAX_LINE = 200
+PROSE_CHARS_PER_SPACE = 12  # a long line with at least one space per this many characters reads as prose
 MAX_CHARS = 4000
+
+
+def _no_prose(line: str) -> bool:
+    return len(line) > MAX_LINE and line.count(" ") * PROSE_CHARS_PER_SPACE < len(line)
 
 
 def issue_text(title: str | None, body: str | None) -> str:
     """Title and cleaned body, as one requirement text."""
     title = (title or "").strip()
     body = body or ""
-    body = _FENCE.sub("", body)
     body = _HTML_COMMENT.sub("", body)
     body = _DETAILS.sub("", body)
-    kept: list[str] = []
-    for line in body.splitlines():
-        if len(line) > MAX_LINE or _LOG_LINE.match(line):
-            continue
-        kept.append(line.rstrip())
+    body = _FENCE_LINE.sub("", body)
+    kept = [line.rstrip() for line in body.splitlines() if not _no_prose(line)]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS]
