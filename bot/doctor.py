@@ -65,9 +65,11 @@ def _repos(items) -> list[Check]:
         if stat.S_IMODE(db.stat().st_mode) & 0o077:
             out.append(Check(f"database {name}", "warn", f"{db} is readable by other users (chmod 600)"))
         store = Store(db)
+        corrections = None
         try:
             problem = store.integrity()
             info = store.graph_info() if not problem else {}
+            corrections = _corrections(name, store) if info else None
         except Exception as e:
             problem, info = f"{type(e).__name__}: {e}", {}
         finally:
@@ -80,11 +82,33 @@ def _repos(items) -> list[Check]:
                          f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}" if info
                          else f"{path}: no graph yet"))
         out.append(_labels(name, matcher_cache_dir(settings.home(), db)))
+        if corrections is not None:
+            out.append(corrections)
         run = settings.model_store(path).current_run()
         out.append(Check(f"model {name}", "ok" if run else "warn",
                          f"current model: {run}" if run else
                          "no model yet: the hybrid retrieval matcher answers (`modmatch train` makes one)"))
     return out
+
+
+def _corrections(name: str, store) -> Check | None:
+    """People's corrections (Slack buttons, label changes, the API) that name a module the current map no longer has
+    (a folder removed or renamed, or the map re-planned by a newer rule) are kept but not learned: say how many."""
+    from .feedback import FeedbackLog
+    from .state import feedback_examples
+
+    examples = feedback_examples(store, FeedbackLog.shared(settings.home()))
+    if not examples:
+        return None
+    ids = set(store.module_rows())
+    stale = [h for h in examples if not h.modules or not all(m in ids for m in h.modules)]
+    if not stale:
+        return Check(f"corrections {name}", "ok", f"{len(examples)} correction(s), all naming modules of the map")
+    gone = sorted({m for h in stale for m in h.modules if m not in ids})
+    return Check(f"corrections {name}", "warn",
+                 f"{len(stale)} of {len(examples)} correction(s) name modules the map no longer has "
+                 f"({', '.join(gone[:3])}{', …' if len(gone) > 3 else ''}): kept, but not learned until the "
+                 "module comes back (declare it in .modmatch.toml) or people correct those texts again")
 
 
 def _labels(name: str, cache_dir: Path) -> Check:

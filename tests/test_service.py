@@ -281,6 +281,34 @@ def test_end_to_end_over_a_real_socket(state, git_repo, monkeypatch):
     assert not runner.scheduler.running  # the app's lifespan stopped the queue
 
 
+def test_doctor_says_which_corrections_the_map_no_longer_learns(git_repo, monkeypatch):
+    """A correction names a module; when a push removes that module (or a newer rule re-plans the map), the
+    correction stays stored but is not learned, and `modmatch doctor` says so instead of dropping it silently."""
+    from click.testing import CliRunner
+
+    from bot.doctor_cmd import doctor_cmd
+    from indexer.build import refresh
+
+    state = make_state(git_repo)
+    rs = state.repos["core"]
+    assert rs.add_feedback("buttons look wrong in the dark theme", ["ui"], "api")
+    assert rs.add_feedback("pages evicted too early", ["storage"], "api")
+    monkeypatch.setenv("MODMATCH_REPOS", f"core={git_repo.root}")
+
+    def check() -> dict:
+        r = CliRunner().invoke(doctor_cmd, ["--json"])
+        return next(c for c in json.loads(r.output) if c["name"] == "corrections core")
+
+    assert check() == {"name": "corrections core", "status": "ok",
+                       "message": "2 correction(s), all naming modules of the map"}
+    git_repo.commit("drop the widgets", delete=["ui"])
+    refresh(git_repo.root, rs.store)
+    c = check()
+    assert c["status"] == "warn" and c["message"].startswith("1 of 2 correction(s) name modules the map no longer "
+                                                             "has (ui): kept")
+    assert len(rs.feedback()) == 2  # nothing was deleted
+
+
 def test_repos_setting_and_doctor_never_print_secrets(git_repo, monkeypatch, tmp_path):
     from click.testing import CliRunner
 
