@@ -67,11 +67,17 @@ def _repos(items) -> list[Check]:
         store = Store(db)
         corrections = None
         try:
-            problem = store.integrity()
-            info = store.graph_info() if not problem else {}
-            corrections = _corrections(name, store) if info else None
-        except Exception as e:
-            problem, info = f"{type(e).__name__}: {e}", {}
+            try:
+                problem = store.integrity()
+                info = store.graph_info() if not problem else {}
+            except Exception as e:
+                problem, info = f"{type(e).__name__}: {e}", {}
+            if info and not problem:
+                try:
+                    corrections = _corrections(name, store)
+                except Exception as e:  # the service database, not this repository's: say so, never "damaged"
+                    corrections = Check(f"corrections {name}", "warn", f"could not read the corrections: "
+                                                                       f"{type(e).__name__}: {str(e)[:150]}")
         finally:
             store.close()
         if problem:
