@@ -307,6 +307,16 @@ def test_doctor_says_which_corrections_the_map_no_longer_learns(git_repo, monkey
     assert c["status"] == "warn" and c["message"].startswith("1 of 2 correction(s) name modules the map no longer "
                                                              "has (ui): kept")
     assert len(rs.feedback()) == 2  # nothing was deleted
+    # a service database that cannot be read is said in this check, and the repository stays healthy
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    monkeypatch.setenv("MODMATCH_DATABASE_URL", f"postgresql+psycopg://nobody@127.0.0.1:{closed_port}/none")
+    r = CliRunner().invoke(doctor_cmd, ["--json"])
+    checks = {c["name"]: c for c in json.loads(r.output)}
+    assert checks["corrections core"]["status"] == "warn"
+    assert checks["corrections core"]["message"].startswith("could not read the corrections")
+    assert checks["repo core"]["status"] == "ok"
 
 
 def test_repos_setting_and_doctor_never_print_secrets(git_repo, monkeypatch, tmp_path):
