@@ -16,7 +16,7 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
     Each cell also gives the Wilson 95 % interval of the precision there: on few cases a threshold that reached 95 %
     may well give less on the next ones."""
     from inference.calibration import operating_point
-    from inference.metrics import wilson_interval
+    from inference.metrics import labelled_interval
 
     lines = ["", "top-1 precision -> threshold, coverage [95 % interval of the precision there] "
              "(label only at or above the threshold):",
@@ -33,8 +33,7 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
             if cov == 0:
                 cells.append("never")
                 continue
-            n = round(cov * len(conf))
-            lo, hi = wilson_interval(round(prec * n), n)
+            lo, hi = labelled_interval(prec, cov, len(conf))[1]
             cells.append(f"≥ {thr:.2f}, {cov:.0%} [{lo:.0%}–{hi:.0%}]")
         lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

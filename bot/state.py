@@ -543,22 +543,19 @@ def auto_threshold(op: dict | None) -> float:
 def _operating_point(matcher) -> dict | None:
     """The matcher's auto-label operating point, with the Wilson 95 % interval of its precision on the held-out changes
     it labelled there (`precision_interval`): 0.95 on 20 labels is 0.76-0.99, on 400 0.92-0.97."""
-    for part in (matcher, getattr(matcher, "retrieval", None)):
-        op = getattr(part, "operating", None)
-        if op:
-            return described_operating_point(op)
-    return None
+    from inference.calibration import operating_of
+
+    op = operating_of(matcher)
+    return described_operating_point(op) if op else None
 
 
 def described_operating_point(op: dict) -> dict:
     """An operating point with how many held-out changes it labelled and the Wilson interval of their precision."""
-    from inference.metrics import wilson_interval
+    from inference.metrics import labelled_interval
 
     op = dict(op)
     if op.get("held_out") and op.get("precision") is not None and "coverage" in op:
-        n = round(op["coverage"] * op["held_out"])
-        op["labelled"] = n
-        op["precision_interval"] = wilson_interval(round(op["precision"] * n), n)
+        op["labelled"], op["precision_interval"] = labelled_interval(op["precision"], op["coverage"], op["held_out"])
     return op
 
 

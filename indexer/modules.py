@@ -90,16 +90,15 @@ def _layout_folders(children: dict[str, set[str]], direct: dict[str, list[str]])
     source root (``src/main/java``, ``src/jvmTest/kotlin``), and the package folders below it that own no file and
     lead to one folder only (``org/apache``). They say how a build tool finds the code, not how it is organised."""
     out: set[str] = set()
-    for d in list(children):
+    for d in children:
         parts = d.split("/")
         if len(parts) < 3 or parts[-3] != "src" or parts[-1] not in JVM_SOURCE_ROOTS:
             continue
         out.update(("/".join(parts[:-2]), "/".join(parts[:-1]), d))
         c = d
-        while len(children.get(c, ())) == 1 and not direct.get(c):
+        while len(children.get(c, ())) == 1 and not direct.get(c):  # a folder that only leads to the next one
+            out.add(c)
             c = next(iter(children[c]))
-            if len(children.get(c, ())) == 1 and not direct.get(c):
-                out.add(c)
     return out
 
 

@@ -72,7 +72,9 @@ def _write_summary(path: Path, name: str, graph: ModuleGraph, matcher) -> None:
     auto-label operating point."""
     import json
 
-    op = getattr(matcher, "operating", None) or getattr(getattr(matcher, "retrieval", None), "operating", None)
+    from .calibration import operating_of
+
+    op = operating_of(matcher)
     tmp = path.with_suffix(f".{os.getpid()}.json.tmp")
     tmp.write_text(json.dumps({"matcher": name, "graph_version": graph.version, "operating": op}))
     os.replace(tmp, path.with_suffix(".json"))

@@ -287,6 +287,15 @@ def ece_noise_floor(conf: Sequence[float], bins: int = 10, draws: int = 400, see
     return float(np.median([expected_calibration_error(c, rng.random(c.size) < c, bins) for _ in range(draws)]))
 
 
+def operating_of(matcher) -> dict | None:
+    """The auto-label operating point a built matcher carries (its own, or its retrieval's for a model fusion)."""
+    for part in (matcher, getattr(matcher, "retrieval", None)):
+        op = getattr(part, "operating", None)
+        if op:
+            return op
+    return None
+
+
 def operating_point(conf: Sequence[float], correct: Sequence[bool | int], precision: float = 0.95
                     ) -> tuple[float, float, float]:
     """The lowest confidence threshold whose answers at or above it reach `precision` (top-1), with the coverage and

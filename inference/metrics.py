@@ -96,3 +96,10 @@ def compute_metrics(results: Sequence[CaseResult], ks: Sequence[int] = (1, 3, 5)
     out["coverage_curve"] = coverage_curve(results)
     out["per_module_recall"] = per_module_recall(results)
     return out
+
+
+def labelled_interval(precision: float, coverage: float, total: int) -> tuple[int, tuple[float, float] | None]:
+    """How many of `total` answers a threshold with this coverage labelled, and the Wilson interval of its
+    precision over them."""
+    n = round(coverage * total)
+    return n, wilson_interval(round(precision * n), n)
