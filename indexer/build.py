@@ -49,7 +49,8 @@ def parser_version() -> str:
         if q.name.endswith(".scm"):
             h.update(q.name.encode())
             h.update(q.read_bytes())
-    h.update((resources.files("indexer") / "parse.py").read_bytes())
+    for name in ("parse.py", "languages.py"):  # what is parsed, and how
+        h.update((resources.files("indexer") / name).read_bytes())
     return h.hexdigest()[:12]
 
 

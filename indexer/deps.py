@@ -3,9 +3,10 @@
 Resolution is by path suffix, which works across languages without a build system:
 ``#include "core/tensor.h"`` resolves to any file ending in ``/core/tensor.h`` (the one closest to
 the including file wins); ``from pkg.sub import x`` to ``pkg/sub.py`` or ``pkg/sub/__init__.py``;
-a Go or Java import to the folder or file whose path ends with it; a relative JS/TS import
-against the importing file's folder. Unresolved imports (the standard library, third-party
-packages) are simply not edges.
+a Go, Java, Kotlin or Scala import to the folder or file whose path ends with it; a C# namespace to its
+folder; a PHP ``use Foo\\Bar`` to ``Foo/Bar.php`` (the PSR-4 layout); a Ruby ``require "a/b"`` to ``a/b.rb``; a
+relative JS/TS import, ``require_relative`` or ``require __DIR__ . '/x.php'`` against the importing file's folder.
+Unresolved imports (the standard library, third-party packages) are simply not edges.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections import Counter, defaultdict
 from .records import FileRecord
 
 CODE_EXTS = ("", ".py", ".pyi", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".h", ".hpp", ".hh", ".c", ".cc",
-             ".cpp", ".go", ".java", ".kt", ".rs", ".swift", ".m", ".mm")
+             ".cpp", ".go", ".java", ".kt", ".rs", ".swift", ".m", ".mm", ".rb", ".php", ".cs", ".scala")
 
 
 class Resolver:
@@ -87,9 +88,29 @@ class Resolver:
             return self._suffix(base + ".py", src) or self._suffix(base + "/__init__.py", src) \
                 or (self._suffix(base.rsplit("/", 1)[0] + ".py", src) if "/" in base else None) \
                 or self.dirs.get(base, [None])[0]  # a namespace package (a folder without __init__.py)
-        if lang in ("java", "kotlin"):
+        if lang == "ruby":
+            return self._suffix(imp if imp.endswith(".rb") else imp + ".rb", src)
+        if lang == "php":
+            if imp.endswith((".php", ".inc")):
+                return self._suffix(imp, src)
+            parts = imp.split("/")  # a class: the file of that name, under as much of its namespace as matches
+            for i in range(min(len(parts), 4), min(2, len(parts)) - 1, -1):
+                hit = self._suffix("/".join(parts[-i:]) + ".php", src)
+                if hit:
+                    return hit
+            return None
+        if lang == "csharp":  # a namespace: its folder (`Acme.Http.Pipeline` -> Acme.Http/Pipeline, Http/Pipeline)
+            parts = imp.split(".")
+            keys = ["/".join(parts[-i:]) for i in range(min(len(parts), 4), 1, -1)]
+            keys += [".".join(parts[:i]) + "/" + "/".join(parts[i:]) for i in range(len(parts) - 1, 0, -1)]
+            for key in keys + [imp]:
+                hit = self.dirs.get("/".join(key.split("/")[-4:]))
+                if hit:
+                    return hit[0]
+            return None
+        if lang in ("java", "kotlin", "scala"):
             base = imp.rstrip(".*").replace(".", "/")
-            for ext in (".java", ".kt"):
+            for ext in (".java", ".kt", ".scala"):
                 hit = self._suffix(base + ext, src)
                 if hit:
                     return hit

@@ -30,6 +30,10 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "tsx": (".tsx",),
     "rust": (".rs",),
     "swift": (".swift",),
+    "csharp": (".cs",),
+    "ruby": (".rb", ".rake"),
+    "php": (".php",),
+    "scala": (".scala", ".sc"),
 }
 
 _BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
@@ -94,6 +98,22 @@ def _raw_language(lang: str):
         return m.language()
     if lang == "swift":
         import tree_sitter_swift as m
+
+        return m.language()
+    if lang == "csharp":
+        import tree_sitter_c_sharp as m
+
+        return m.language()
+    if lang == "ruby":
+        import tree_sitter_ruby as m
+
+        return m.language()
+    if lang == "php":
+        import tree_sitter_php as m
+
+        return m.language_php()  # PHP with its HTML around it, as files are written
+    if lang == "scala":
+        import tree_sitter_scala as m
 
         return m.language()
     raise KeyError(f"no grammar for language {lang!r}")

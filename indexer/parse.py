@@ -60,6 +60,12 @@ _FUNCTIONS: dict[str, frozenset[str]] = {
     ),
     "rust": frozenset({"function_item", "closure_expression"}),
     "swift": frozenset({"function_declaration", "lambda_literal", "init_declaration", "computed_property"}),
+    "csharp": frozenset({"method_declaration", "constructor_declaration", "local_function_statement",
+                         "lambda_expression", "anonymous_method_expression", "accessor_declaration"}),
+    # not Ruby's blocks: `included do ... def x` and spec blocks define real methods
+    "ruby": frozenset({"method", "singleton_method", "lambda"}),
+    "php": frozenset({"function_definition", "method_declaration", "anonymous_function", "arrow_function"}),
+    "scala": frozenset({"function_definition", "lambda_expression"}),
 }
 _FUNCTIONS["typescript"] = _FUNCTIONS["tsx"] = _FUNCTIONS["javascript"]
 
@@ -76,6 +82,10 @@ _CLASSES: dict[str, frozenset[str]] = {
     "typescript": frozenset({"class_declaration", "class", "abstract_class_declaration", "interface_declaration"}),
     "rust": frozenset({"impl_item", "trait_item"}),
     "swift": frozenset({"class_declaration", "protocol_declaration"}),
+    "csharp": frozenset({"class_declaration", "struct_declaration", "interface_declaration", "record_declaration"}),
+    "ruby": frozenset({"class", "module", "singleton_class"}),
+    "php": frozenset({"class_declaration", "interface_declaration", "trait_declaration", "enum_declaration"}),
+    "scala": frozenset({"class_definition", "trait_definition", "object_definition", "enum_definition"}),
 }
 _CLASSES["tsx"] = _CLASSES["typescript"]
 
@@ -93,7 +103,8 @@ _C_FUNCTION_HOLDERS = frozenset({"function_definition", "declaration", "field_de
 
 # Nodes allowed before the header comment (the header may follow them).
 _PREAMBLE = frozenset(
-    {"package_clause", "package_declaration", "package_header", "preproc_call", "preproc_def", "shebang_line"}
+    {"package_clause", "package_declaration", "package_header", "preproc_call", "preproc_def", "shebang_line",
+     "php_tag"}
 )
 _GUARDS = frozenset({"preproc_ifdef", "preproc_if"})
 
@@ -107,7 +118,12 @@ _COPYRIGHT_LINE_RE = re.compile(
     r"^(?:copyright\b|\(c\)|©|spdx-license-identifier|spdx-filecopyrighttext|all rights reserved)", re.I
 )
 _DECOR_LINE_RE = re.compile(r"^[\s=\-*#/_~+<>.!]*$")
-_MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^!/|^ex:")
+_MODELINE_RE = re.compile(
+    r"-\*-.*-\*-|^vim?:|^!/|^ex:|^(?:frozen_string_literal|(?:en)?coding|typed|warn_indent|shareable_constant_value):"
+)
+# C# XML documentation: the tags around the text go, a parameter's or exception's line goes as a whole
+_XML_DOC_TAG_RE = re.compile(r"</?(?:summary|remarks|para|returns|value|example|c|code|inheritdoc|see|seealso)\b[^>]*>")
+_XML_DOC_LINE_RE = re.compile(r"^<(?:param|typeparam|exception|include)\b")
 _TAG_LINE_RE = re.compile(
     r"^[@\\](?:param|tparam|return|returns|retval|throws|throw|exception|see|since|author|version|file|"
     r"date|ingroup|addtogroup|defgroup|license|copyright|sa)\b",
@@ -165,7 +181,10 @@ def _clean_comment_lines(text: str) -> list[str]:
         if not line or _DECOR_LINE_RE.match(line) or _MODELINE_RE.search(line):
             continue
         line = re.sub(r"^[@\\]brief\s+", "", line)
-        if _TAG_LINE_RE.match(line):
+        if _TAG_LINE_RE.match(line) or _XML_DOC_LINE_RE.match(line):
+            continue
+        line = _XML_DOC_TAG_RE.sub("", line).strip()
+        if not line:
             continue
         out.append(line)
     return out
@@ -211,7 +230,8 @@ def _preceding_comments(node: Node) -> list[Node]:
     expect_row = node.start_point.row
     sib = node.prev_named_sibling
     while sib is not None:
-        if sib.type in ("attribute_item", "attribute", "decorator", "annotation", "marker_annotation"):
+        if sib.type in ("attribute_item", "attribute", "attribute_list", "decorator", "annotation",
+                        "marker_annotation"):
             expect_row = sib.start_point.row
             sib = sib.prev_named_sibling
             continue
@@ -240,6 +260,9 @@ def _doc_for(lang: str, def_node: Node) -> str:
         if comments:
             return clean_comment("\n".join(_text(c) for c in comments))
         parent = anchor.parent
+        if parent is not None and parent.type == "body_statement" and anchor.prev_named_sibling is None:
+            anchor = parent  # ruby: the comment above a body's first definition sits before the body
+            continue
         if parent is None or parent.type not in _WRAPPERS:
             break
         anchor = parent
@@ -429,6 +452,20 @@ def _clean_import(lang: str, node: Node) -> list[str]:
         s = s.strip('"<>`')
     elif lang in ("javascript", "typescript", "tsx"):
         s = s.strip("\"'`")
+    elif lang == "ruby":  # the path of `require "x/y"`; `require_relative "y"` is relative to the file
+        call = node.parent.parent.parent if node.parent and node.parent.parent else None
+        method = call.child_by_field_name("method") if call is not None else None
+        if method is not None and _text(method) == "require_relative" and not s.startswith("."):
+            s = "./" + s
+    elif lang == "php":
+        if node.type == "string_content":  # require __DIR__ . '/x.php': relative to the file
+            return ["." + s if s.startswith("/") else s]
+        return [s.replace("\\", "/").strip("/")]  # a namespaced name: Foo\Bar\Baz -> Foo/Bar/Baz
+    elif lang == "scala":  # `import a.b.{C, D => E}`, `import a.b._`, `import a.b.*`
+        s = _WS_RE.sub("", s[len("import"):] if s.startswith("import") else s)
+        s = re.sub(r"([\w.`]+)\{([^}]*)\}",
+                   lambda m: ",".join(m.group(1) + x.split("=>", 1)[0] for x in m.group(2).split(",")), s)
+        return [x.rstrip("._*").replace("`", "") for x in s.split(",") if x.rstrip("._*")]
     elif lang == "python" and s and not s.strip("."):
         # `from . import a, b`: the names are (usually) sibling modules
         parent = node.parent

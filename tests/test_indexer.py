@@ -80,6 +80,30 @@ def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
     assert again.version == g.version
 
 
+def test_csharp_ruby_php_and_scala_give_symbols_and_dependency_edges(git_repo, tmp_path):
+    """The four later grammars, end to end: each module's symbols, and an edge for each language's own way of naming
+    another file (a C# namespace, a Ruby require, a PHP `use` of a PSR-4 class, a Scala import)."""
+    files = {f"{folder}/{n}": (FIXTURES / n).read_text()
+             for folder, n in [("dotnet", "sample.cs"), ("rails", "sample.rb"), ("shop", "sample.php"),
+                               ("actors", "sample.scala")]}
+    files["handlers/Acme.Http/Handlers/Retry.cs"] = "namespace Acme.Http.Handlers { public class Retry { } }\n"
+    files["rack/lib/rack/utils.rb"] = "module Rack\n  module Utils\n    def self.escape(s) = s\n  end\nend\n"
+    files["rails/support/helpers.rb"] = "def helper = 1\n"
+    files["contracts/Contracts/Cache/Store.php"] = "<?php\nnamespace Acme\\Contracts\\Cache;\ninterface Store {}\n"
+    files["akka-util/src/main/scala/akka/util/Timeout.scala"] = "package akka.util\ncase class Timeout(ms: Long)\n"
+    git_repo.commit("initial import", files)
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    names = {mid: {s.name for s in g.modules[mid].symbols} for mid in ("dotnet", "rails", "shop", "actors")}
+    assert {"RequestRunner", "SendAsync", "IRunner"} <= names["dotnet"]
+    assert {"RouteSet", "draw", "print_routes"} <= names["rails"]
+    assert {"Repository", "Macroable", "cache_repository"} <= names["shop"]
+    assert {"Router", "select", "RoundRobin"} <= names["actors"]
+    assert dict(g.dependencies("dotnet")) == {"handlers": 1}
+    assert dict(g.dependencies("rails")) == {"rack": 1}  # rails/support/helpers.rb is its own file: no edge
+    assert dict(g.dependencies("shop")) == {"contracts": 1}
+    assert dict(g.dependencies("actors")) == {"akka-util": 1}
+
+
 def test_history_rules(git_repo, tmp_path):
     git_repo.commit("initial import", polyglot_files())
     git_repo.commit("Fix crash in ring buffer wraparound\n\nThe read index overflowed.\n\nSigned-off-by: A <a@b.c>\nCo-authored-by: B <b@c.d>",
