@@ -27,7 +27,7 @@ from .deps import Resolver, edges_from_targets, file_targets
 from .describe import file_terms, keywords_given_df
 from .graph import BUILD_VERSION, ModuleGraph, assemble, build_module, graph_version, module_fingerprint
 from .history import Moves, mine_history, mine_moves
-from .languages import language_for
+from .languages import language_for, no_grammar_note
 from .modules import ROOT_ID, Assigner, ModuleSpec, plan_modules, skipped
 from .parse import parse_file
 from .records import FileRecord, HistoryExample, Module
@@ -456,6 +456,9 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         if built is None:
             built = _rebuild(source, store, config, pv, memo_ok, had_graph, progress)
         graph, specs, paths = built.graph, built.specs, built.paths
+        unparsed = no_grammar_note(paths)
+        if unparsed:
+            notes.append(unparsed)
 
         # history
         history: list[HistoryExample] = []

@@ -51,6 +51,35 @@ def language_for(path: str) -> str:
     return _BY_EXT.get(ext.lower(), "")
 
 
+#: extensions of code in languages without a grammar here: their files are read as text, with no symbols
+NO_GRAMMAR: dict[str, str] = {
+    ".lua": "Lua", ".ex": "Elixir", ".exs": "Elixir", ".erl": "Erlang", ".hrl": "Erlang", ".hs": "Haskell",
+    ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".dart": "Dart", ".r": "R",
+    ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".zig": "Zig", ".nim": "Nim", ".groovy": "Groovy",
+    ".vue": "Vue", ".svelte": "Svelte", ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
+    ".cr": "Crystal", ".elm": "Elm", ".pas": "Pascal", ".sv": "SystemVerilog",
+    ".vhd": "VHDL", ".sol": "Solidity", ".ps1": "PowerShell",
+}
+
+
+def no_grammar_note(paths: list[str], *, min_files: int = 20, min_share: float = 0.1) -> str:
+    """A sentence for the index's notes when much of the code is in languages without a grammar, else ""."""
+    counts: dict[str, int] = {}
+    for p in paths:
+        name = p.rsplit("/", 1)[-1]
+        ext = name[name.rfind("."):].lower() if "." in name else ""
+        lang = NO_GRAMMAR.get(ext)
+        if lang:
+            counts[lang] = counts.get(lang, 0) + 1
+    n = sum(counts.values())
+    code = n + sum(1 for p in paths if language_for(p))
+    if n < min_files or n < min_share * code:
+        return ""
+    top = ", ".join(f"{lang} {k}" for lang, k in sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:4])
+    return (f"{n} of {code} code files are in languages without a grammar here ({top}): their text is read, "
+            "but no symbols, so a text naming their classes or functions is matched by words only")
+
+
 def _raw_language(lang: str):
     if lang == "c":
         import tree_sitter_c as m

@@ -104,6 +104,23 @@ def test_csharp_ruby_php_and_scala_give_symbols_and_dependency_edges(git_repo, t
     assert dict(g.dependencies("actors")) == {"akka-util": 1}
 
 
+def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, tmp_path):
+    """A repository written mostly in a language with no grammar here is still indexed, module by module,
+    and the index says that its symbols are missing; a few such scripts beside parsed code are no news."""
+    files = {f"game/ai_{i}.lua": f"-- enemy behaviour {i}\nfunction chase_player_{i}(e)\n  return e\nend\n"
+             for i in range(24)}
+    files["tools/build.py"] = "def main():\n    pass\n"
+    git_repo.commit("initial", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    note = next(n for n in res.notes if "without a grammar" in n)
+    assert note.startswith("24 of 25 code files") and "Lua 24" in note
+    assert "game" in res.graph.modules and len(res.graph.modules["game"].files) == 24
+
+    git_repo.commit("more python", {f"tools/t{i}.py": f"def tool_{i}():\n    pass\n" for i in range(300)})
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    assert not any("without a grammar" in n for n in res.notes)  # 24 of 325: a few scripts
+
+
 def test_history_rules(git_repo, tmp_path):
     git_repo.commit("initial import", polyglot_files())
     git_repo.commit("Fix crash in ring buffer wraparound\n\nThe read index overflowed.\n\nSigned-off-by: A <a@b.c>\nCo-authored-by: B <b@c.d>",
