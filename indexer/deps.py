@@ -94,7 +94,9 @@ class Resolver:
             if imp.endswith((".php", ".inc")):
                 return self._suffix(imp, src)
             parts = imp.split("/")  # a class: the file of that name, under as much of its namespace as matches
-            for i in range(min(len(parts), 4), min(2, len(parts)) - 1, -1):
+            if len(parts) < 2:
+                return None  # `use Closure`: a global class, not a file of the repository
+            for i in range(min(len(parts), 4), 0, -1):  # down to the file alone: PSR-4 maps a vendor prefix to src/
                 hit = self._suffix("/".join(parts[-i:]) + ".php", src)
                 if hit:
                     return hit

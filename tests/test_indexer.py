@@ -546,3 +546,20 @@ def test_deep_imports_resolve():
     assert r.resolve("org.apache.commons.lang3.StringUtils", src, "java") == paths[0]
     assert r.resolve("org.apache.commons.lang3.Other", src, "java") is None  # only under xorg/: not this package
     assert r.resolve("vendor/sdk/v2/core/api.h", "src/x.c", "c") == paths[3]
+
+
+def test_php_ruby_csharp_and_scala_imports_resolve():
+    from indexer.deps import Resolver
+
+    paths = ["src/Client.php", "src/Exception/RequestException.php", "src/helpers.php", "lib/rack/utils.rb",
+             "lib/rack/request.rb", "Src/Acme.Http/Pipeline/Runner.cs", "core/src/main/scala/akka/util/Timeout.scala"]
+    r = Resolver(paths)
+    assert r.resolve("GuzzleHttp/Client", "src/Pool.php", "php") == "src/Client.php"  # PSR-4: `GuzzleHttp\` is src/
+    assert r.resolve("GuzzleHttp/Exception/RequestException", "src/Pool.php", "php") == paths[1]
+    assert r.resolve("Closure", "src/Pool.php", "php") is None  # a global class
+    assert r.resolve("./helpers.php", "src/Pool.php", "php") == "src/helpers.php"  # require __DIR__ . '/helpers.php'
+    assert r.resolve("rack/utils", "test/spec_utils.rb", "ruby") == "lib/rack/utils.rb"
+    assert r.resolve("./request", "lib/rack/utils.rb", "ruby") == "lib/rack/request.rb"  # require_relative "request"
+    assert r.resolve("Acme.Http.Pipeline", "Src/Acme.Http/Client.cs", "csharp") == paths[5]
+    assert r.resolve("System.Text", "Src/Acme.Http/Client.cs", "csharp") is None
+    assert r.resolve("akka.util.Timeout", "core/src/main/scala/akka/actor/A.scala", "scala") == paths[6]
