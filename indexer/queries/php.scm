@@ -21,18 +21,8 @@
 (namespace_use_clause
   . [(qualified_name) (name)] @import)
 
-(require_expression
-  [(string (string_content) @import) (encapsed_string (string_content) @import)
-   (binary_expression right: [(string (string_content) @import) (encapsed_string (string_content) @import)])])
-
-(require_once_expression
-  [(string (string_content) @import) (encapsed_string (string_content) @import)
-   (binary_expression right: [(string (string_content) @import) (encapsed_string (string_content) @import)])])
-
-(include_expression
-  [(string (string_content) @import) (encapsed_string (string_content) @import)
-   (binary_expression right: [(string (string_content) @import) (encapsed_string (string_content) @import)])])
-
-(include_once_expression
-  [(string (string_content) @import) (encapsed_string (string_content) @import)
-   (binary_expression right: [(string (string_content) @import) (encapsed_string (string_content) @import)])])
+; require / include / require_once / include_once of a literal path, or of __DIR__ . '/x.php'
+((_
+   [(string (string_content) @import) (encapsed_string (string_content) @import)
+    (binary_expression right: [(string (string_content) @import) (encapsed_string (string_content) @import)])]) @_include
+ (#match? @_include "^(require|include)(_once)?[ (]"))
