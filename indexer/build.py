@@ -464,7 +464,8 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         history: list[HistoryExample] = []
         replace = True
         layout_hash = hashlib.sha1(json.dumps([[s.id, s.prefixes] for s in specs]).encode()
-                                   + config.fingerprint().encode()).hexdigest()
+                                   + config.fingerprint().encode()
+                                   + (resources.files("indexer") / "history.py").read_bytes()).hexdigest()  # rules
         if isinstance(source, GitSource):
             last = store.get_meta("commit")
             same_layout = store.get_meta("layout") == layout_hash
@@ -474,7 +475,8 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
             else:
                 rng = source.commit
                 if last and had_graph and not full:
-                    notes.append("full history re-mined (module layout changed or history was rewritten)")
+                    notes.append("full history re-mined (the module layout or the mining rules changed, or history "
+                                 "was rewritten)")
             if progress:
                 progress("history", 0, 1)
             module_of = history_module_of(graph, config, paths, mine_moves(root, rng))

@@ -1,7 +1,9 @@
 """Mine git history into supervision examples: change text → modules touched.
 
 Kept: ordinary commits (subject + body) and pull-request merges ("Merge pull request #12 ...":
-the PR title / body, with the files the merge brought in against its first parent).
+the PR title / body, with the files the merge brought in against its first parent). A commit that is no merge
+but says "Merge / Backport pull request #12 from ..." (a cherry-pick, a squash) is read the same way: its
+subject is the body's first line.
 Dropped, by rule: other merges, bot authors, reverts, version bumps and releases,
 formatting-only changes, changes that touch no module or more than ``max_modules`` modules.
 Trailers (Signed-off-by, Co-authored-by, Change-Id, ...) are stripped from bodies.
@@ -32,7 +34,7 @@ FORMAT_RE = re.compile(
     r"reformat\w*|lint fix(es)?|fix (lint|whitespace|formatting|indentation)|whitespace|style: format)\b",
     re.I,
 )
-PR_MERGE_RE = re.compile(r"^Merge pull request #(\d+) from \S+", re.I)
+PR_MERGE_RE = re.compile(r"^(?:Merge|Backport) pull request #(\d+) from \S+", re.I)
 TRAILER_RE = re.compile(
     r"^\s*(signed-off-by|co-authored-by|reviewed-by|acked-by|tested-by|reported-by|suggested-by|change-id|"
     r"cc|reviewed-on|pr-url|closes|fixes-jira|git-svn-id|helped-by|approved-by)\s*:.*$",
@@ -180,12 +182,12 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
             subject = subject.strip()
             body = strip_trailers(body)
             kind = "commit"
-            if merges:
-                m = PR_MERGE_RE.match(subject)
-                if not m:
-                    stats["merge"] = stats.get("merge", 0) + 1
-                    continue
-                kind = "pr"
+            m = PR_MERGE_RE.match(subject)
+            if merges and not m:
+                stats["merge"] = stats.get("merge", 0) + 1
+                continue
+            if m:  # the PR's title is the body's first line (also in a cherry-picked or squashed "Backport ..." commit)
+                kind = "pr" if merges else kind
                 title, _, rest = body.partition("\n")
                 subject, body = (title.strip() or subject), rest.strip()
             mods = []

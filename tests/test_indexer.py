@@ -140,6 +140,9 @@ def test_history_rules(git_repo, tmp_path):
     git_repo.commit("other work", {"server/other.go": "package server\n"})
     git_repo.git("checkout", "-q", "main")
     git_repo.git("merge", "--no-ff", "-q", "other", "-m", "Merge branch 'other'")
+    # a pull request cherry-picked onto a release branch by a backport script: a commit, not a merge
+    git_repo.commit("Backport pull request #9 from dev/release-1.x\n\nFix subtitle burn-in for HDR videos\n\n"
+                    "Original-merge: abc", {"gpu/hdr.cpp": "// tone mapping\n"})
 
     res = index(git_repo.root, store_for(tmp_path), full=True)
     hist = res.graph.history
@@ -156,6 +159,8 @@ def test_history_rules(git_repo, tmp_path):
     pr = [h for h in hist if h.kind == "pr"]
     assert len(pr) == 1 and pr[0].subject == "Add a physics step to the engine" and pr[0].modules == ("engine",)
     assert "wip" in subjects and "other work" in subjects
+    backport = next(h for h in hist if h.modules == ("gpu",) and "hdr" in h.body + h.subject.lower())
+    assert backport.subject == "Fix subtitle burn-in for HDR videos" and backport.kind == "commit"
 
 
 def test_refresh_equals_full_index(git_repo, tmp_path):
