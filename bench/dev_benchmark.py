@@ -69,6 +69,11 @@ bare git directory such as `/work/.mirror/<owner>+<name>/repo`), then
     git clone -q --no-checkout /work/.mirror/nginx+nginx/repo /work/bench-repos/nginx
     git clone -q --no-checkout /work/.mirror/square+okhttp/repo /work/bench-repos/okhttp
     git clone -q --no-checkout /work/.mirror/dromara+hutool/repo /work/bench-repos/hutool
+    git clone -q --no-checkout /work/.mirror/ZLMediaKit+ZLMediaKit/repo /work/bench-repos/zlmediakit
+    git clone -q --no-checkout /work/.mirror/apache+commons-lang/repo /work/bench-repos/commons-lang
+    git clone -q --no-checkout /work/.mirror/laravel+framework/repo /work/bench-repos/laravel
+    git clone -q --no-checkout /work/.mirror/jellyfin+jellyfin/repo /work/bench-repos/jellyfin
+    git clone -q --no-checkout /work/.mirror/Homebrew+brew/repo /work/bench-repos/brew
 
 (or any clone of the same repository: only commits up to the manifest's `last` date matter for
 comparable numbers: a newer clone gives the same cases where the snapshot already had `--max-cases` after
