@@ -118,9 +118,8 @@ _COPYRIGHT_LINE_RE = re.compile(
     r"^(?:copyright\b|\(c\)|©|spdx-license-identifier|spdx-filecopyrighttext|all rights reserved)", re.I
 )
 _DECOR_LINE_RE = re.compile(r"^[\s=\-*#/_~+<>.!]*$")
-_MODELINE_RE = re.compile(
-    r"-\*-.*-\*-|^vim?:|^!/|^ex:|^(?:frozen_string_literal|(?:en)?coding|typed|warn_indent|shareable_constant_value):"
-)
+_MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^!/|^ex:")
+_RUBY_MAGIC_RE = re.compile(r"^(?:frozen_string_literal|(?:en)?coding|typed|warn_indent|shareable_constant_value):")
 # C# XML documentation: the tags around the text go, a parameter's or exception's line goes as a whole
 _XML_DOC_TAG_RE = re.compile(r"</?(?:summary|remarks|para|returns|value|example|c|code|inheritdoc|see|seealso)\b[^>]*>")
 _XML_DOC_LINE_RE = re.compile(r"^<(?:param|typeparam|exception|include)\b")
@@ -171,7 +170,7 @@ def _truncate(s: str, limit: int) -> str:
     return cut.rstrip() + "…"
 
 
-def _clean_comment_lines(text: str) -> list[str]:
+def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
     out: list[str] = []
     for line in text.splitlines():
         line = _COMMENT_SUFFIX_RE.sub("", line)
@@ -180,19 +179,24 @@ def _clean_comment_lines(text: str) -> list[str]:
             line = line[2:].strip()
         if not line or _DECOR_LINE_RE.match(line) or _MODELINE_RE.search(line):
             continue
+        if lang == "ruby" and _RUBY_MAGIC_RE.match(line):
+            continue
         line = re.sub(r"^[@\\]brief\s+", "", line)
-        if _TAG_LINE_RE.match(line) or _XML_DOC_LINE_RE.match(line):
+        if _TAG_LINE_RE.match(line):
             continue
-        line = _XML_DOC_TAG_RE.sub("", line).strip()
-        if not line:
-            continue
+        if lang == "csharp":
+            if _XML_DOC_LINE_RE.match(line):
+                continue
+            line = _XML_DOC_TAG_RE.sub("", line).strip()
+            if not line:
+                continue
         out.append(line)
     return out
 
 
-def clean_comment(text: str, limit: int = MAX_DOC) -> str:
+def clean_comment(text: str, limit: int = MAX_DOC, lang: str = "") -> str:
     """Comment text without markers (``//``, ``/* */``, ``*``, ``#``), on one line."""
-    return _truncate(_WS_RE.sub(" ", " ".join(_clean_comment_lines(text))).strip(), limit)
+    return _truncate(_WS_RE.sub(" ", " ".join(_clean_comment_lines(text, lang))).strip(), limit)
 
 
 def _string_value(node: Node) -> str | None:
@@ -258,7 +262,7 @@ def _doc_for(lang: str, def_node: Node) -> str:
     for _ in range(4):
         comments = _preceding_comments(anchor)
         if comments:
-            return clean_comment("\n".join(_text(c) for c in comments))
+            return clean_comment("\n".join(_text(c) for c in comments), lang=lang)
         parent = anchor.parent
         if parent is not None and parent.type == "body_statement" and anchor.prev_named_sibling is None:
             anchor = parent  # ruby: the comment above a body's first definition sits before the body
@@ -307,7 +311,7 @@ def _header(lang: str, root: Node) -> str:
             continue
         break
     for group in groups:
-        lines = _clean_comment_lines("\n".join(_text(c) for c in group))
+        lines = _clean_comment_lines("\n".join(_text(c) for c in group), lang)
         h = _header_text(lines)
         if h:
             return h
