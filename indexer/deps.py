@@ -101,11 +101,12 @@ class Resolver:
                 if hit:
                     return hit
             return None
-        if lang == "csharp":  # a namespace: its folder (`Acme.Http.Pipeline` -> Acme.Http/Pipeline, Http/Pipeline)
+        if lang == "csharp":  # a namespace: its folder, the whole name first (`Acme.Http.Pipeline` -> a project
+            # folder Acme.Http/Pipeline or Acme/Http/Pipeline), then shorter tails (Http/Pipeline)
             parts = imp.split(".")
-            keys = ["/".join(parts[-i:]) for i in range(min(len(parts), 4), 1, -1)]
-            keys += [".".join(parts[:i]) + "/" + "/".join(parts[i:]) for i in range(len(parts) - 1, 0, -1)]
-            for key in keys + [imp]:
+            keys = [imp] + [".".join(parts[:i]) + "/" + "/".join(parts[i:]) for i in range(len(parts) - 1, 0, -1)]
+            keys += ["/".join(parts[-i:]) for i in range(min(len(parts), 4), 1, -1)]
+            for key in keys:
                 hit = self.dirs.get("/".join(key.split("/")[-4:]))
                 if hit:
                     return hit[0]

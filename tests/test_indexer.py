@@ -557,7 +557,8 @@ def test_php_ruby_csharp_and_scala_imports_resolve():
     from indexer.deps import Resolver
 
     paths = ["src/Client.php", "src/Exception/RequestException.php", "src/helpers.php", "lib/rack/utils.rb",
-             "lib/rack/request.rb", "Src/Acme.Http/Pipeline/Runner.cs", "core/src/main/scala/akka/util/Timeout.scala"]
+             "lib/rack/request.rb", "Src/Acme.Http/Pipeline/Runner.cs", "core/src/main/scala/akka/util/Timeout.scala",
+             "Src/Acme.Http/Pipeline/Stages/Retry.cs", "Src/Acme.Http.Tests/Pipeline/Stages/RetryTests.cs"]
     r = Resolver(paths)
     assert r.resolve("GuzzleHttp/Client", "src/Pool.php", "php") == "src/Client.php"  # PSR-4: `GuzzleHttp\` is src/
     assert r.resolve("GuzzleHttp/Exception/RequestException", "src/Pool.php", "php") == paths[1]
@@ -566,5 +567,7 @@ def test_php_ruby_csharp_and_scala_imports_resolve():
     assert r.resolve("rack/utils", "test/spec_utils.rb", "ruby") == "lib/rack/utils.rb"
     assert r.resolve("./request", "lib/rack/utils.rb", "ruby") == "lib/rack/request.rb"  # require_relative "request"
     assert r.resolve("Acme.Http.Pipeline", "Src/Acme.Http/Client.cs", "csharp") == paths[5]
+    # the project folder Acme.Http, not the tests' Acme.Http.Tests that shares the tail Pipeline/Stages
+    assert r.resolve("Acme.Http.Pipeline.Stages", "Src/Acme.Http/Client.cs", "csharp") == paths[7]
     assert r.resolve("System.Text", "Src/Acme.Http/Client.cs", "csharp") is None
     assert r.resolve("akka.util.Timeout", "core/src/main/scala/akka/actor/A.scala", "scala") == paths[6]
