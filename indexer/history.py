@@ -181,13 +181,12 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
             subject, _, body = msg.partition("\n")
             subject = subject.strip()
             body = strip_trailers(body)
-            kind = "commit"
             m = PR_MERGE_RE.match(subject)
             if merges and not m:
                 stats["merge"] = stats.get("merge", 0) + 1
                 continue
+            kind = "pr" if merges else "commit"
             if m:  # the PR's title is the body's first line (also in a cherry-picked or squashed "Backport ..." commit)
-                kind = "pr" if merges else kind
                 title, _, rest = body.partition("\n")
                 subject, body = (title.strip() or subject), rest.strip()
             mods = []

@@ -66,9 +66,7 @@ def no_grammar_note(paths: list[str], *, min_files: int = 20, min_share: float =
     """A sentence for the index's notes when much of the code is in languages without a grammar, else ""."""
     counts: dict[str, int] = {}
     for p in paths:
-        name = p.rsplit("/", 1)[-1]
-        ext = name[name.rfind("."):].lower() if "." in name else ""
-        lang = NO_GRAMMAR.get(ext)
+        lang = NO_GRAMMAR.get(os.path.splitext(p)[1].lower())
         if lang:
             counts[lang] = counts.get(lang, 0) + 1
     n = sum(counts.values())
