@@ -14,6 +14,7 @@ root of "balanced", so rare modules are helped without drowning frequent ones.
 from __future__ import annotations
 
 import copy
+import re
 from collections import Counter
 
 import numpy as np
@@ -28,6 +29,13 @@ from .calibration import Calibrator, softmax
 from .scoring import ScoredMatcher, answer_ids, self_calibrate
 
 BODY_CHARS = 1500
+# A requirement whose text repeats past changes' word for word ("Javadoc", "Sort members", a cherry-pick) is best
+# answered by what those changes touched: a one-vs-rest model's margins need not say so (commons-lang: its 155 past
+# "Javadoc" changes touched the package root 54 times and `exception` 6, yet the SGD model gave `exception` 0.79).
+# The classifier's distribution takes λ = n / (n + REPEAT_PRIOR) of the repeats' module shares, n their
+# recency-weighted count (`RepeatIndex`). Chosen on the dev benchmark's pickled hybrids (bench/README.md, "Texts
+# that repeat past changes"): a prior, not a law.
+REPEAT_PRIOR = 3.0
 LR_MAX_CELLS = 100_000  # rows × classes above which SGD replaces LBFGS logistic regression (LBFGS: minutes at 12k × 33)
 # rows × classes above which class centroids replace SGD: one-vs-rest SGD costs rows × classes × epochs updates (27 s
 # at etcd's 27k × 92) and a dense float64 (classes × 500k features) matrix while fitting (2.4 GB at 600 modules): a
@@ -60,6 +68,55 @@ def history_ages(history) -> list[float | None]:
             stamps.append(None)
     newest = max((t for t in stamps if t is not None), default=None)
     return [None if t is None or newest is None else max(0.0, (newest - t) / 86400) for t in stamps]
+
+
+_REF = re.compile(r"\(#\d+\)|#\d+")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def repeat_key(text: str) -> int | None:
+    """The key under which texts count as the same: case, punctuation, spacing and pull-request references
+    ("(#123)") ignored; None for a text with no words."""
+    import hashlib
+
+    norm = " ".join(_NON_WORD.sub(" ", _REF.sub(" ", text.lower())).split())
+    if not norm:
+        return None
+    return int.from_bytes(hashlib.blake2b(norm.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+class RepeatIndex:
+    """Past changes by their text's `repeat_key`: what the changes whose text a requirement repeats touched. Rows as
+    the classifier's (`history_rows`: a change's weight, recency-decayed, shared among its modules), in three arrays
+    sorted by key (a few bytes per past change)."""
+
+    def __init__(self, n_ids: int, keys=(), mods=(), weights=()):
+        self.n_ids = n_ids
+        keys, mods, weights = (np.asarray(keys, dtype=np.int64), np.asarray(mods, dtype=np.int32),
+                               np.asarray(weights, dtype=np.float32))
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.mods, self.weights = keys[order], mods[order], weights[order]
+
+    def added(self, texts: list[str], mods: list[int], weights: list[float]) -> "RepeatIndex":
+        """A copy that also holds these rows (text, module index, weight); rows of a text with no words are left out."""
+        ks = [repeat_key(t) for t in texts]
+        keep = [i for i, k in enumerate(ks) if k is not None]
+        return RepeatIndex(self.n_ids, np.concatenate([self.keys, np.array([ks[i] for i in keep], dtype=np.int64)]),
+                           np.concatenate([self.mods, np.array([mods[i] for i in keep], dtype=np.int32)]),
+                           np.concatenate([self.weights, np.array([weights[i] for i in keep], dtype=np.float32)]))
+
+    def distribution(self, text: str) -> tuple[np.ndarray, float] | None:
+        """(the modules' shares among the past changes with `text`'s key, their weighted count), or None."""
+        key = repeat_key(text)
+        if key is None:
+            return None
+        lo, hi = np.searchsorted(self.keys, key, "left"), np.searchsorted(self.keys, key, "right")
+        if hi <= lo:
+            return None
+        out = np.zeros(self.n_ids)
+        np.add.at(out, self.mods[lo:hi], self.weights[lo:hi].astype(np.float64))
+        n = float(out.sum())
+        return (out / n, n) if n > 0 else None
 
 
 class BilingualAnalyzer:
@@ -188,12 +245,14 @@ class HistoryMatcher(ScoredMatcher):
     temperature = 1.0
 
     def __init__(self, graph: ModuleGraph, *, C: float = 10.0, synthetic_weight: float = 1.0,
-                 half_life_days: float | None = HALF_LIFE_DAYS, calibrator: Calibrator | None = None, **_ignored):
+                 half_life_days: float | None = HALF_LIFE_DAYS, repeat_prior: float | None = REPEAT_PRIOR,
+                 calibrator: Calibrator | None = None, **_ignored):
         from scipy.sparse import hstack
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         super().__init__(graph, calibrator)
-        self.params = {"C": C, "synthetic_weight": synthetic_weight, "half_life_days": half_life_days}
+        self.params = {"C": C, "synthetic_weight": synthetic_weight, "half_life_days": half_life_days,
+                       "repeat_prior": repeat_prior}
         texts, labels, weights, subjects = [], [], [], []
         leaves = set(self.ids)
         for text, mid, weight, subject in history_rows(graph.history, leaves, half_life_days):
@@ -202,6 +261,7 @@ class HistoryMatcher(ScoredMatcher):
             weights.append(weight)
             subjects.append(subject)
         self.n_history_rows = len(texts)
+        self.repeats = RepeatIndex(len(self.ids)).added(texts, [self.index[m] for m in labels], weights)
         self.seen = {change_key(h, leaves) for h in graph.history}
         self.synthetic = [module_text(graph.modules[mid]) for mid in self.ids]
         texts += self.synthetic
@@ -316,6 +376,7 @@ class HistoryMatcher(ScoredMatcher):
         new.labels = np.concatenate([self.labels[:n], np.array([r[1] for r in rows], dtype=self.labels.dtype),
                                      np.array(ids, dtype=self.labels.dtype)])
         new.subjects = self.subjects[:n] + [r[3] for r in rows] + [""] * len(ids)
+        new.repeats = self.repeats.added([r[0] for r in rows], [self.index[r[1]] for r in rows], [r[2] for r in rows])
         new.n_history_rows = n + len(rows)
         return new
 
@@ -338,7 +399,7 @@ class HistoryMatcher(ScoredMatcher):
         out = np.zeros(len(self.ids))
         if self.model is None:
             out[self._col] = 1.0
-            return out
+            return self._with_repeats(text, out)
         X = self._features(text)
         if self.kind == "logreg":
             p = self.model.predict_proba(X)[0]
@@ -350,7 +411,17 @@ class HistoryMatcher(ScoredMatcher):
                 z = np.asarray(coef[:, X.indices], dtype=np.float64) @ X.data + self.model.intercept_
             p = softmax(np.array([0.0, z[0]]) if coef.shape[0] == 1 else z, 1.0)
         out[self._col] = p
-        return out
+        return self._with_repeats(text, out)
+
+    def _with_repeats(self, text: str, p: np.ndarray) -> np.ndarray:
+        """`p` with λ = n / (n + repeat_prior) of it given to what the n past changes of the same text touched
+        (REPEAT_PRIOR)."""
+        prior = self.params.get("repeat_prior")
+        rep = self.repeats.distribution(text) if prior is not None else None
+        if rep is None:
+            return p
+        lam = rep[1] / (rep[1] + prior)
+        return (1.0 - lam) * p + lam * rep[0]
 
     def neighbours(self, text: str, k: int = NEIGHBOURS) -> np.ndarray | None:
         """A distribution over the modules from the `k` past changes nearest to `text` (cosine of their word TF-IDF),
@@ -374,6 +445,9 @@ class HistoryMatcher(ScoredMatcher):
 
     def evidence(self, text: str, mid: str) -> list[str]:
         ev = []
+        rep = self.repeats.distribution(text) if self.params.get("repeat_prior") is not None else None
+        if rep is not None and rep[0][self.index[mid]] > 0:
+            ev.append(f"past changes with this same text: {rep[0][self.index[mid]]:.0%} of them touched it")
         if self.model is not None:
             ci = self.classes.index(mid)
             xw = self._words(text)

@@ -176,6 +176,46 @@ def test_history_weighs_recent_changes_more(graph):
     assert HistoryMatcher(g).match("frobnicator overflow", k=1)[0].module == b
 
 
+def test_a_text_that_repeats_past_changes_gets_what_they_touched(graph, monkeypatch):
+    """"Javadoc" said 10 times before, 6 times in one module and 4 in another, while many more changes of a third
+    module use the word among others: the repeats lead, in their proportions, with the evidence saying so; a text
+    that repeats nothing is scored as without them; the online update (SGD) learns new repeats."""
+    from indexer.records import HistoryExample
+    from inference import history_clf
+    from inference.calibration import with_history
+    from inference.history_clf import HistoryMatcher, repeat_key
+
+    assert repeat_key("Javadoc (#1234)") == repeat_key("  javadoc. ") != repeat_key("Javadoc fixes")
+    assert repeat_key(" !? #12 ") is None
+    a, b, c = graph.leaf_ids()[:3]
+
+    def change(i, text, mid):
+        return HistoryExample(f"{i:040x}", f"2024-03-{1 + i % 28:02d}T00:00:00+00:00", text, "", (f"{mid}/x.c",),
+                              (mid,))
+    hist = ([change(i, "Javadoc", a) for i in range(6)] + [change(10 + i, "Javadoc.", b) for i in range(4)]
+            + [change(100 + i, f"javadoc of the parser, part {i}: tokens and javadoc tags", c) for i in range(40)])
+    g = with_history(graph, hist)
+    with_rep, without = HistoryMatcher(g), HistoryMatcher(g, repeat_prior=None)
+    p, q = with_rep.scores("Javadoc (#77)"), without.scores("Javadoc (#77)")
+    ia, ib, ic = (with_rep.index[m] for m in (a, b, c))
+    lam = 10 / (10 + history_clf.REPEAT_PRIOR)
+    assert p[ia] >= lam * 0.6 and p[ib] >= lam * 0.4 and p[ia] > p[ib] > p[ic], p
+    assert p[ib] > q[ib] + 0.1  # the classifier alone gives the minority of the repeats little
+    assert with_rep.match("Javadoc", k=1)[0].module == a
+    assert any("same text: 60%" in e for e in with_rep.evidence("Javadoc", a))
+    other = "the parser drops javadoc tags"
+    assert np.allclose(with_rep.scores(other), without.scores(other))
+
+    monkeypatch.setattr(history_clf, "LR_MAX_CELLS", 0)
+    sgd = HistoryMatcher(g)
+    assert sgd.kind == "sgd"
+    more = [change(200 + i, "Javadoc", c) for i in range(30)]
+    up = sgd.updated(with_history(graph, hist + more))
+    assert up is not None and up.repeats.keys.size == sgd.repeats.keys.size + 30
+    share = up.repeats.distribution("javadoc")[0]
+    assert share[ic] > share[ia] > share[ib] > 0
+
+
 def test_the_semantic_classifier_learns_modules_from_past_change_subjects(graph, tmp_path):
     """A softmax regression on the change subjects' embeddings: a reworded requirement sharing no word with any past
     change reaches the module whose changes meant the same; excluded commits are not learned; recent changes weigh
