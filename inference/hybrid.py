@@ -21,8 +21,8 @@ import numpy as np
 from indexer.graph import ModuleGraph
 
 from .base import Match, clean_text, register
-from .calibration import (Calibrator, RankCalibrator, falling, lifted, operating_point, validation_split,
-                          with_history)
+from .calibration import (LABEL_MARGIN_Z, Calibrator, RankCalibrator, falling, lifted, operating_point,
+                          validation_split, with_history)
 from .evidence import Coverage, MentionIndex, TagIndex, subject_of
 from .errors import InferenceError
 from .scoring import ScoredMatcher, answer_ids
@@ -286,7 +286,8 @@ class HybridMatcher(ScoredMatcher):
                  calibrator: Calibrator | None = None, notes: list[str] | None = None,
                  mentions: MentionIndex | None = None, coverage: Coverage | None = None,
                  rank_calibrator: RankCalibrator | None = None, mention_weight: float = MENTION_WEIGHT,
-                 operating: dict | None = None, val_acc: float | None = None, lineage: dict | None = None,
+                 operating: dict | None = None, held_out: dict | None = None, val_acc: float | None = None,
+                 lineage: dict | None = None,
                  neighbour_weight: float = 0.0, dense_neighbour_weight: float = 0.0, semantic_weight: float = 0.0,
                  subject_share: float = 0.0, tags: TagIndex | None = None, tag_weight: float = 0.0):
         super().__init__(graph, calibrator)
@@ -300,6 +301,8 @@ class HybridMatcher(ScoredMatcher):
         self.mention_weight = mention_weight
         # the threshold that gave LABEL_PRECISION top-1 precision on the held-out history, and its coverage
         self.operating = operating
+        # the held-out first answers the operating point was read on: {"confidence": [...], "right": [...]}
+        self.held_out = held_out
         self.val_acc = val_acc  # top-1 accuracy on the held-out slice of the full build
         self.neighbour_weight = neighbour_weight  # the nearest past changes' share, chosen on the held-out slice
         self.dense_neighbour_weight = dense_neighbour_weight  # the same by sentence embeddings (`DenseMatcher`)
@@ -327,6 +330,7 @@ class HybridMatcher(ScoredMatcher):
         self.__dict__.update(state)  # what a text read last is not kept: a matcher pickled by older code had less
         self.__dict__.setdefault("tags", None)
         self.__dict__.setdefault("tag_weight", 0.0)
+        self.__dict__.setdefault("held_out", None)
         self._last = self._last_cov = self._last_fused = self._last_votes = None
 
     def _reading(self, text: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -469,7 +473,7 @@ class HybridMatcher(ScoredMatcher):
                              notes=self.notes, mentions=MentionIndex(graph, self.ids),
                              coverage=Coverage(parts["lexical"].docs) if "lexical" in parts else None,
                              rank_calibrator=self.rank_calibrator, mention_weight=self.mention_weight,
-                             operating=self.operating, val_acc=self.val_acc, lineage=lin,
+                             operating=self.operating, held_out=self.held_out, val_acc=self.val_acc, lineage=lin,
                              neighbour_weight=self.neighbour_weight,
                              dense_neighbour_weight=self.dense_neighbour_weight,
                              semantic_weight=self.semantic_weight,
@@ -547,6 +551,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
     mentions = MentionIndex(graph, ids)
     rank_cal = None
     operating: dict | None = None
+    held_out: dict | None = None
     val_acc: float | None = None
     neighbour_weight = dense_weight = semantic_weight = tag_weight = 0.0
     if val:
@@ -666,7 +671,10 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                         f"{n} {c:.2f}" for n, c in zip(names, rank_cal.coef[1:])))
                     thr, cov_, prec = operating_point(conf, gold[rows, top], LABEL_PRECISION)
                     operating = {"precision_target": LABEL_PRECISION, "threshold": round(thr, 4),
-                                 "coverage": round(cov_, 4), "precision": round(prec, 4), "held_out": len(val)}
+                                 "coverage": round(cov_, 4), "precision": round(prec, 4), "held_out": len(val),
+                                 "margin_z": LABEL_MARGIN_Z}
+                    held_out = {"confidence": [round(float(x), 4) for x in conf],
+                                "right": [bool(x) for x in gold[rows, top]]}
     for n in defaults:
         if n not in full_parts:
             full_parts[n] = _build_part(n, graph, opts)
@@ -680,7 +688,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
         notes.append(f"semantic classifier of past changes: share {semantic_weight:.2f}")
     return HybridMatcher(graph, {n: full_parts[n] for n in defaults}, final_w, fusion=fusion, calibrator=cal,
                          notes=notes, mentions=mentions, coverage=coverage, rank_calibrator=rank_cal,
-                         mention_weight=mention_weight, operating=operating, val_acc=val_acc,
+                         mention_weight=mention_weight, operating=operating, held_out=held_out, val_acc=val_acc,
                          neighbour_weight=neighbour_weight, dense_neighbour_weight=dense_weight,
                          semantic_weight=semantic_weight, subject_share=SUBJECT_SHARE,
                          tags=TagIndex(graph, ids) if tag_weight > 0 else None, tag_weight=tag_weight)

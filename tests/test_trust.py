@@ -429,6 +429,31 @@ def test_a_threshold_chosen_on_held_out_history_reproduces_its_precision(trained
     assert kept and np.mean(kept) >= 0.9 - 0.1  # within sampling noise of the chosen precision
 
 
+def test_the_label_threshold_needs_its_precision_with_a_margin(trained):
+    """The threshold is the lowest whose precision's Wilson lower bound (z = LABEL_MARGIN_Z, checked with the
+    metrics' own interval) reaches the target, not the luckiest point estimate; a built hybrid keeps the held-out
+    answers its threshold was read on, and they give it back."""
+    from inference.calibration import LABEL_MARGIN_Z
+    from inference.metrics import wilson_interval
+
+    rnd = random.Random(3)
+    conf = sorted((rnd.random() for _ in range(300)), reverse=True)
+    right = [rnd.random() < 0.55 + 0.45 * c for c in conf]
+    lucky, _, p0 = operating_point(conf, right, 0.9, z=0.0)
+    thr, cov, prec = operating_point(conf, right, 0.9)
+    assert p0 >= 0.9 and thr > lucky
+    n = round(cov * len(conf))
+    assert wilson_interval(sum(right[:n]), n, z=LABEL_MARGIN_Z)[0] >= 0.9
+    assert all(wilson_interval(sum(right[:k]), k, z=LABEL_MARGIN_Z)[0] < 0.9 for k in range(n + 1, len(conf) + 1))
+
+    _, m, _, _ = trained
+    held = m.held_out
+    assert held and len(held["confidence"]) == len(held["right"]) == m.operating["held_out"]
+    thr, cov, prec = operating_point(held["confidence"], held["right"], m.operating["precision_target"])
+    assert (round(thr, 4), round(cov, 4), round(prec, 4)) == (
+        m.operating["threshold"], m.operating["coverage"], m.operating["precision"])
+
+
 def test_the_labeller_gives_no_module_to_another_projects_issue(trained, tmp_path, monkeypatch):
     """Through the real webhook and PyGithub against the local fake GitHub: a foreign issue gets neither a label nor
     a comment; an issue about this repository gets its label."""
