@@ -456,7 +456,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         if built is None:
             built = _rebuild(source, store, config, pv, memo_ok, had_graph, progress)
         graph, specs, paths = built.graph, built.specs, built.paths
-        unparsed = no_grammar_note(paths)
+        unparsed = no_grammar_note(paths) if full or not had_graph else ""  # said once, not on every refresh
         if unparsed:
             notes.append(unparsed)
 

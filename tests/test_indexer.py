@@ -115,6 +115,8 @@ def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, 
     note = next(n for n in res.notes if "without a grammar" in n)
     assert note.startswith("24 of 25 code files") and "Lua 24" in note
     assert "game" in res.graph.modules and len(res.graph.modules["game"].files) == 24
+    git_repo.commit("one more enemy", {"game/ai_boss.lua": "function boss(e)\n  return e\nend\n"})
+    assert not any("without a grammar" in n for n in refresh(git_repo.root, store_for(tmp_path)).notes)  # said once
 
     git_repo.commit("more python", {f"tools/t{i}.py": f"def tool_{i}():\n    pass\n" for i in range(300)})
     res = index(git_repo.root, store_for(tmp_path), full=True)
