@@ -446,7 +446,7 @@ class HistoryMatcher(ScoredMatcher):
     def evidence(self, text: str, mid: str) -> list[str]:
         ev = []
         rep = self.repeats.distribution(text) if self.params.get("repeat_prior") is not None else None
-        if rep is not None and rep[0][self.index[mid]] > 0:
+        if rep is not None and rep[0][self.index[mid]] >= 0.005:  # what rounds to 0 % is not evidence
             ev.append(f"past changes with this same text: {rep[0][self.index[mid]]:.0%} of them touched it")
         if self.model is not None:
             ci = self.classes.index(mid)
