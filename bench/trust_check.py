@@ -26,7 +26,7 @@ for n in names:
     ok = [r[0].module in c.gold for r, c in zip(R, own)]
     acc3 = np.mean([any(x.module in c.gold for x in r[:3]) for r, c in zip(R, own)])
     conf = [r[0].confidence for r in R]
-    thr, cov, prec = operating_point(conf, ok, 0.95, z=0.0)  # the curve read on these cases: no margin
+    thr, cov, prec = operating_point(conf, ok, 0.95)
     distinct = np.mean([all(a.confidence > b.confidence for a, b in zip(r, r[1:])) for r in R])
     F = [m.match(t, k=1)[0].confidence for t in foreign]
     op = m.operating

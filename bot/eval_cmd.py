@@ -12,10 +12,9 @@ from .clibase import ModmatchError, console, errors, open_store, out, progress_b
 def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
     """The precision / coverage trade of each matcher's top-1 confidence: for a wanted precision, the lowest
     threshold that reaches it on these cases and the share of cases it still answers. Pick the auto-label
-    threshold here (MODMATCH_GITHUB_LABEL_THRESHOLD), or leave `auto`: the service picks 95 % on held-out history,
-    with a margin (`calibration.LABEL_MARGIN_Z`). Each cell is the point estimate read on these cases, with the Wilson
-    95 % interval of the precision there: on few cases a threshold that reached 95 % may well give less on the next
-    ones."""
+    threshold here (MODMATCH_GITHUB_LABEL_THRESHOLD), or leave `auto`: the service picks 95 % on held-out history.
+    Each cell also gives the Wilson 95 % interval of the precision there: on few cases a threshold that reached 95 %
+    may well give less on the next ones."""
     from inference.calibration import operating_point
     from inference.metrics import labelled_interval
 
@@ -30,7 +29,7 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
         ok = [bool(x.predicted) and x.predicted[0] in x.gold for x in r.results]
         cells = []
         for p in precisions:
-            thr, cov, prec = operating_point(conf, ok, p, z=0.0)
+            thr, cov, prec = operating_point(conf, ok, p)
             if cov == 0:
                 cells.append("never")
                 continue

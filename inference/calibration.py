@@ -296,11 +296,14 @@ def operating_of(matcher) -> dict | None:
     return None
 
 
-# The auto-label threshold keeps its promise with a margin: scanning every threshold for the lowest whose held-out
-# precision still reaches the target picks the one where the slice was luckiest (the dev benchmark's labellers,
-# chosen so, were right 0.939 of the time for a promised 0.95, brew 0.877). A threshold now needs the one-sided
-# Wilson lower bound of its precision at this z (84 %) to reach the target. A prior, not tuned on the cases.
-LABEL_MARGIN_Z = 1.0
+# A margin on the auto-label threshold (the Wilson lower bound of its held-out precision at this z must reach the
+# target) was measured and is off. The dev benchmark's labellers, chosen on the point estimate, were right 0.939 of
+# the time for a promised 0.95; rebuilt with every held-out answer kept (`HybridMatcher.held_out`), eleven of them
+# gave, on their later changes, 538 of 574 first labels right (0.937) at z = 0, 438 of 467 (0.938) at z = 1, and a
+# higher target instead (0.97, z = 0) 442 of 471: what goes wrong is confident answers on later changes unlike the
+# held-out slice, which no threshold read on that slice sees, while the margin cost ncnn 32 of its 37 labels
+# (bench/README.md, "The label threshold with a margin"). z stays a parameter for small slices and probes.
+LABEL_MARGIN_Z = 0.0
 
 
 def operating_point(conf: Sequence[float], correct: Sequence[bool | int], precision: float = 0.95,

@@ -429,22 +429,21 @@ def test_a_threshold_chosen_on_held_out_history_reproduces_its_precision(trained
     assert kept and np.mean(kept) >= 0.9 - 0.1  # within sampling noise of the chosen precision
 
 
-def test_the_label_threshold_needs_its_precision_with_a_margin(trained):
-    """The threshold is the lowest whose precision's Wilson lower bound (z = LABEL_MARGIN_Z, checked with the
-    metrics' own interval) reaches the target, not the luckiest point estimate; a built hybrid keeps the held-out
-    answers its threshold was read on, and they give it back."""
-    from inference.calibration import LABEL_MARGIN_Z
+def test_a_label_threshold_with_a_margin_and_the_held_out_answers_it_was_read_on(trained):
+    """With a margin z, the threshold is the lowest whose precision's Wilson lower bound (checked with the metrics'
+    own interval) reaches the target, not the luckiest point estimate; a built hybrid keeps the held-out answers its
+    threshold was read on, and they give it back."""
     from inference.metrics import wilson_interval
 
     rnd = random.Random(3)
     conf = sorted((rnd.random() for _ in range(300)), reverse=True)
     right = [rnd.random() < 0.55 + 0.45 * c for c in conf]
     lucky, _, p0 = operating_point(conf, right, 0.9, z=0.0)
-    thr, cov, prec = operating_point(conf, right, 0.9)
+    thr, cov, prec = operating_point(conf, right, 0.9, z=1.0)
     assert p0 >= 0.9 and thr > lucky
     n = round(cov * len(conf))
-    assert wilson_interval(sum(right[:n]), n, z=LABEL_MARGIN_Z)[0] >= 0.9
-    assert all(wilson_interval(sum(right[:k]), k, z=LABEL_MARGIN_Z)[0] < 0.9 for k in range(n + 1, len(conf) + 1))
+    assert wilson_interval(sum(right[:n]), n, z=1.0)[0] >= 0.9
+    assert all(wilson_interval(sum(right[:k]), k, z=1.0)[0] < 0.9 for k in range(n + 1, len(conf) + 1))
 
     _, m, _, _ = trained
     held = m.held_out
