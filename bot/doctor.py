@@ -138,14 +138,24 @@ def _labels(name: str, cache_dir: Path) -> Check:
         return Check(f"labels {name}", "warn", f"no operating point measured (too little history, or a matcher that "
                                                f"has none): labels at ≥ {auto_threshold(None):.2f} (set "
                                                "github_label_threshold to choose)")
+    others = _trade(summary.get("trade"), op)
     if not op.get("coverage"):
         return Check(f"labels {name}", "warn", f"labels nothing by itself: no threshold reached "
                                                f"{op.get('precision_target', 0.95):.0%} precision on {op.get('held_out')} "
-                                               "held-out changes (set github_label_threshold to label anyway)")
+                                               "held-out changes (set github_label_threshold to label anyway)" + others)
     lo, hi = op.get("precision_interval") or (0.0, 1.0)
     return Check(f"labels {name}", "ok", f"labels at ≥ {op['threshold']:.2f}: precision {op['precision']:.2f} "
                                          f"(95 % interval {lo:.2f}–{hi:.2f}) over {op.get('labelled')} of "
-                                         f"{op.get('held_out')} held-out changes")
+                                         f"{op.get('held_out')} held-out changes" + others)
+
+
+def _trade(trade: list | None, op: dict) -> str:
+    """The lower precisions the same held-out changes reached, with the threshold and share each labels at: what to
+    set github_label_threshold to for more labels (the build's `precision_trade`; empty where none labels more)."""
+    cells = [f"{t['precision_target']:.0%} at ≥ {t['threshold']:.2f} ({t['coverage']:.0%} labelled)"
+             for t in trade or []
+             if t["precision_target"] < op.get("precision_target", 0.95) and t["coverage"] > op.get("coverage", 0)]
+    return ("; for more labels, the same held-out changes reached " + ", ".join(cells)) if cells else ""
 
 
 def _commands() -> list[Check]:

@@ -15,7 +15,7 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
     threshold here (MODMATCH_GITHUB_LABEL_THRESHOLD), or leave `auto`: the service picks 95 % on held-out history.
     Each cell also gives the Wilson 95 % interval of the precision there: on few cases a threshold that reached 95 %
     may well give less on the next ones."""
-    from inference.calibration import operating_point
+    from inference.calibration import precision_trade
     from inference.metrics import labelled_interval
 
     lines = ["", "top-1 precision -> threshold, coverage [95 % interval of the precision there] "
@@ -28,8 +28,8 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
         conf = [x.confidences[0] if x.confidences else 0.0 for x in r.results]
         ok = [bool(x.predicted) and x.predicted[0] in x.gold for x in r.results]
         cells = []
-        for p in precisions:
-            thr, cov, prec = operating_point(conf, ok, p)
+        for t in precision_trade(conf, ok, precisions):
+            thr, cov, prec = t["threshold"], t["coverage"], t["precision"]
             if cov == 0:
                 cells.append("never")
                 continue

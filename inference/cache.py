@@ -69,14 +69,16 @@ def _previous(folder: Path, name: str, graph: ModuleGraph, path: Path):
 
 def _write_summary(path: Path, name: str, graph: ModuleGraph, matcher) -> None:
     """Beside the pickle, what the build chose that people read without loading it (`modmatch doctor`): the
-    auto-label operating point."""
+    auto-label operating point, and the precision / coverage trade on the held-out changes it was read on."""
     import json
 
-    from .calibration import operating_of
+    from .calibration import held_out_of, operating_of, precision_trade
 
     op = operating_of(matcher)
+    held = held_out_of(matcher)
+    trade = precision_trade(held["confidence"], held["right"]) if held else None
     tmp = path.with_suffix(f".{os.getpid()}.json.tmp")
-    tmp.write_text(json.dumps({"matcher": name, "graph_version": graph.version, "operating": op}))
+    tmp.write_text(json.dumps({"matcher": name, "graph_version": graph.version, "operating": op, "trade": trade}))
     os.replace(tmp, path.with_suffix(".json"))
 
 

@@ -332,6 +332,26 @@ def operating_point(conf: Sequence[float], correct: Sequence[bool | int], precis
     return best
 
 
+def held_out_of(matcher) -> dict | None:
+    """The held-out first answers a built matcher's operating point was read on (its own, or its retrieval's)."""
+    for part in (matcher, getattr(matcher, "retrieval", None)):
+        held = getattr(part, "held_out", None)
+        if held:
+            return held
+    return None
+
+
+def precision_trade(conf: Sequence[float], correct: Sequence[bool | int],
+                    precisions: Sequence[float] = (0.99, 0.95, 0.90, 0.80)) -> list[dict]:
+    """For each wanted top-1 precision, the lowest threshold that reaches it (`operating_point`, no margin) and the
+    share of answers at or above it: [{"precision_target", "threshold", "coverage", "precision"}, ...]."""
+    out = []
+    for p in precisions:
+        thr, cov, prec = operating_point(conf, correct, p, z=0.0)
+        out.append({"precision_target": p, "threshold": thr, "coverage": cov, "precision": prec})
+    return out
+
+
 def validation_split(history: list, frac: float = 0.15, min_val: int = 10, max_val: int = 400,
                      leaves: set[str] | None = None) -> tuple[list, list]:
     """The latest `frac` of the history (by date) as validation, the rest as training.
