@@ -287,13 +287,18 @@ def ece_noise_floor(conf: Sequence[float], bins: int = 10, draws: int = 400, see
     return float(np.median([expected_calibration_error(c, rng.random(c.size) < c, bins) for _ in range(draws)]))
 
 
+def _built(matcher, name: str):
+    """What a built matcher carries as `name`: its own, or its retrieval's for a model fusion (None: neither)."""
+    for part in (matcher, getattr(matcher, "retrieval", None)):
+        value = getattr(part, name, None)
+        if value:
+            return value
+    return None
+
+
 def operating_of(matcher) -> dict | None:
     """The auto-label operating point a built matcher carries (its own, or its retrieval's for a model fusion)."""
-    for part in (matcher, getattr(matcher, "retrieval", None)):
-        op = getattr(part, "operating", None)
-        if op:
-            return op
-    return None
+    return _built(matcher, "operating")
 
 
 # A margin on the auto-label threshold (the Wilson lower bound of its held-out precision at this z must reach the
@@ -334,11 +339,7 @@ def operating_point(conf: Sequence[float], correct: Sequence[bool | int], precis
 
 def held_out_of(matcher) -> dict | None:
     """The held-out first answers a built matcher's operating point was read on (its own, or its retrieval's)."""
-    for part in (matcher, getattr(matcher, "retrieval", None)):
-        held = getattr(part, "held_out", None)
-        if held:
-            return held
-    return None
+    return _built(matcher, "held_out")
 
 
 def precision_trade(conf: Sequence[float], correct: Sequence[bool | int],
