@@ -413,14 +413,25 @@ class HistoryMatcher(ScoredMatcher):
         out[self._col] = p
         return self._with_repeats(text, out)
 
+    def _repeats_of(self, text: str) -> tuple[np.ndarray, float] | None:
+        """`RepeatIndex.distribution(text)` where repeats are used (None otherwise), remembered for the last text and
+        index: one question's scores (its subject and its whole text) and each answer's evidence read it."""
+        if self.params.get("repeat_prior") is None:
+            return None
+        last = self.__dict__.get("_last_repeats")
+        if last is not None and last[0] == text and last[1] is self.repeats:
+            return last[2]
+        rep = self.repeats.distribution(text)
+        self._last_repeats = (text, self.repeats, rep)
+        return rep
+
     def _with_repeats(self, text: str, p: np.ndarray) -> np.ndarray:
         """`p` with λ = n / (n + repeat_prior) of it given to what the n past changes of the same text touched
         (REPEAT_PRIOR)."""
-        prior = self.params.get("repeat_prior")
-        rep = self.repeats.distribution(text) if prior is not None else None
+        rep = self._repeats_of(text)
         if rep is None:
             return p
-        lam = rep[1] / (rep[1] + prior)
+        lam = rep[1] / (rep[1] + self.params["repeat_prior"])
         return (1.0 - lam) * p + lam * rep[0]
 
     def neighbours(self, text: str, k: int = NEIGHBOURS) -> np.ndarray | None:
@@ -445,7 +456,7 @@ class HistoryMatcher(ScoredMatcher):
 
     def evidence(self, text: str, mid: str) -> list[str]:
         ev = []
-        rep = self.repeats.distribution(text) if self.params.get("repeat_prior") is not None else None
+        rep = self._repeats_of(text)
         if rep is not None and rep[0][self.index[mid]] >= 0.005:  # what rounds to 0 % is not evidence
             ev.append(f"past changes with this same text: {rep[0][self.index[mid]]:.0%} of them touched it")
         if self.model is not None:
