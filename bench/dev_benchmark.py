@@ -4,7 +4,8 @@ abstention of what `ask` serves by default, on the repositories of a manifest, w
     nice -n 10 .venv/bin/python bench/dev_benchmark.py                     # every repository, 200 cases each
     nice -n 10 .venv/bin/python bench/dev_benchmark.py --only pytest etcd  # some; the others' last results stay
         [--manifest bench/dev_repos.toml] [--max-cases 200] [--foreign 25] [--out bench/results/dev]
-        [--work-dir /tmp/modmatch-dev] [--matcher hybrid --matcher lexical ...] [--no-abstention | --abstention-only] [--code LABEL]
+        [--work-dir /tmp/modmatch-dev] [--matcher hybrid --matcher lexical ...] [--no-abstention | --abstention-only]
+        [--no-refreshed | --refreshed-only] [--code LABEL]
 
 It measures the code it is run from: the working tree, other people's uncommitted changes included
 (recorded as "+uncommitted" in the JSON). To measure the last commit alone, run it from an export:
@@ -36,6 +37,11 @@ built once on the cut-off graph and scored on:
   confident 60 %; cases tied at the edge count at their average precision), the lowest threshold
   whose answered cases reach precision 0.95 and the coverage there (none: no threshold reaches it),
   and the share of answers whose five confidences are strictly decreasing;
+- kept up to date (default matcher only; `--no-refreshed` skips it, `--refreshed-only` runs it alone on the
+  matchers phase one pickled): the same cases asked of the matcher as a service whose git hooks refresh it would
+  hold it, every day's changes (cases or not) learned before the next day's texts (`inference.evaluate.
+  run_refreshed`: `updated`, or a full build where one is due, as `inference.cache.cached_matcher` does after a
+  refresh). Acc@1, Acc@3, ECE and precision at coverage 0.60 of that run, beside the matcher frozen at the cut-off;
 - abstention (default matcher only): the texts of the OTHER repositories' cases (the first
   `--foreign` of each, as they are) sent to this repository's matcher; the share whose top-1
   confidence stays below this repository's precision-0.95 threshold, i.e. that would get no label
@@ -99,7 +105,8 @@ from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa
 from inference.base import create  # noqa: E402
 from inference.errors import BadInputError  # noqa: E402
 from inference.evaluate import (Case, abstention_share, has_cjk, history_split, labeller_outcome,  # noqa: E402
-                                pooled_outcome, precision_at_coverage, run_matcher, strip_subject_tags, trust_metrics)
+                                pooled_outcome, precision_at_coverage, run_matcher, run_refreshed,
+                                strip_subject_tags, trust_metrics)
 from inference.metrics import CaseResult, accuracy_at, mrr  # noqa: E402
 
 DEFAULT = "hybrid"  # what `ask` serves without a trained model
@@ -183,6 +190,11 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
                "confidence@cov0.60": top_confidence_at_coverage(res),
                "stripped_trust": trust_metrics(res_s, COVERAGE, PRECISION),
                "build_seconds": round(build_s, 1), "ms_per_case": round(per * 1000, 1)}
+        if mname == DEFAULT and not a.no_refreshed:
+            row["refreshed"] = refreshed(m, graph, split.later, cases)
+            log(f"{name}/{mname} refreshed after each day: Acc@1 {row['refreshed']['acc@1']:.3f} Acc@3 "
+                f"{row['refreshed']['acc@3']:.3f}; {row['refreshed']['updates']} updates, "
+                f"{row['refreshed']['full_builds']} full builds")
         if getattr(m, "notes", None):  # what the build chose on its held-out slice (weights, vote shares) and why
             row["build_notes"] = list(m.notes)
         out["matchers"][mname] = row
@@ -194,6 +206,31 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
         del m
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def refreshed(m, graph, later, cases) -> dict:
+    """The cases answered by the matcher as the service's refreshes would have kept it (`run_refreshed`: a day's
+    changes learned before the next day's texts)."""
+    t0 = time.perf_counter()
+    res, stats = run_refreshed(DEFAULT, m, graph, later, cases)
+    trust = trust_metrics(res, COVERAGE, PRECISION)
+    return {**accuracy(res), "ece": trust["ece"], "ece_floor": trust.get("ece_floor"), PCOV: trust[PCOV], **stats,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def refreshed_only(entry: dict, a: argparse.Namespace) -> dict | None:
+    """The refreshed run alone, for a repository whose frozen matcher phase one pickled in --work-dir."""
+    from inference.cache import _attach
+
+    pkl = Path(a.work_dir) / entry["name"] / "default.pkl"
+    if not pkl.is_file():
+        return None
+    split = history_split(entry["path"], entry["cutoff"], Path(a.work_dir) / entry["name"])
+    cases = split.cases[: a.max_cases] if a.max_cases else split.cases
+    with open(pkl, "rb") as fh:
+        d = pickle.load(fh)
+    _attach(d["matcher"], d["graph"])
+    return refreshed(d["matcher"], d["graph"], split.later, cases)
 
 
 # --- phase two: abstention --------------------------------------------------------------------------
@@ -314,7 +351,28 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
                f"{mcol(lambda r: mixed(r, 'acc@3'))} | {mcol(lambda r: r['matchers'][DEFAULT]['english'].get('acc@1'))} "
                f"| {ref_mean} |")
     out += ["", f"Mixed: cases whose text holds CJK characters, where a repository has at least {a.min_cjk}; "
-            "English: the other cases of the same repository.", "",
+            "English: the other cases of the same repository.", ""]
+    fresh = [r for r in rows if r["matchers"][DEFAULT].get("refreshed")]
+    if fresh:
+        out += [f"### `{DEFAULT}` kept up to date: refreshed after each day's changes, as the service's git hooks "
+                "keep it", "",
+                "| repository | built at the cut-off: Acc@1 / Acc@3 | refreshed: Acc@1 / Acc@3 | refreshed: ECE / "
+                "P@cov0.60 | days, updates, full builds | seconds per update |", "|---|---|---|---|---|---|"]
+        for r in fresh:
+            h, x = r["matchers"][DEFAULT], r["matchers"][DEFAULT]["refreshed"]
+            out.append(f"| {r['name']} | {f3(h['acc@1'])} / {f3(h['acc@3'])} | **{f3(x['acc@1'])}** / "
+                       f"{f3(x['acc@3'])} | {f3(x['ece'])} / {f3(x[PCOV])} | {x['days']}, {x['updates']}, "
+                       f"{x['full_builds']} | {x['update_seconds'] / max(1, x['updates']):.1f} |")
+        out.append(f"| **mean** ({len(fresh)}) | {f3(mean_of(r['matchers'][DEFAULT]['acc@1'] for r in fresh))} / "
+                   f"{f3(mean_of(r['matchers'][DEFAULT]['acc@3'] for r in fresh))} | "
+                   f"**{f3(mean_of(r['matchers'][DEFAULT]['refreshed']['acc@1'] for r in fresh))}** / "
+                   f"{f3(mean_of(r['matchers'][DEFAULT]['refreshed']['acc@3'] for r in fresh))} | "
+                   f"{f3(mean_of(r['matchers'][DEFAULT]['refreshed']['ece'] for r in fresh))} / "
+                   f"{f3(mean_of(r['matchers'][DEFAULT]['refreshed'][PCOV] for r in fresh))} | | |")
+        out += ["", "A day's changes are learned (`HybridMatcher.updated`, a full build where it is due) before the "
+                "next day's texts are asked; the modules stay those of the cut-off (`inference.evaluate."
+                "run_refreshed`).", ""]
+    out += [
             f"### Label trust and abstention of `{DEFAULT}`", "",
             "| repository | ECE (floor; mean confidence − Acc@1) | precision @ coverage 0.60 | "
             "threshold for precision 0.95 (read on these cases) | coverage there | "
@@ -390,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-abstention", action="store_true")
     ap.add_argument("--abstention-only", action="store_true",
                     help="only phase two, for every repository with results and a pickled matcher in --work-dir")
+    ap.add_argument("--no-refreshed", action="store_true", help="skip the run refreshed after each day's changes")
+    ap.add_argument("--refreshed-only", action="store_true",
+                    help="only the refreshed run, for the repositories given (--only) with a pickled matcher")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
     a = ap.parse_args(argv)
     a.matcher = a.matcher or list(MATCHERS)
@@ -406,14 +467,25 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"not in the manifest: {', '.join(sorted(unknown))}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for r in ([] if a.abstention_only else todo):
+    for r in (todo if a.refreshed_only else []):
+        f = out / f"{r['name']}.json"
+        ref = refreshed_only(r, a) if f.is_file() else None
+        if ref is None:
+            log(f"{r['name']}: no results or pickled matcher to refresh; skipped")
+            continue
+        row = json.loads(f.read_text())
+        row["matchers"][DEFAULT]["refreshed"] = ref
+        f.write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
+        log(f"{r['name']} refreshed after each day: Acc@1 {ref['acc@1']:.3f} Acc@3 {ref['acc@3']:.3f}; "
+            f"{ref['updates']} updates, {ref['full_builds']} full builds, {ref['seconds']:.0f} s")
+    for r in ([] if a.abstention_only or a.refreshed_only else todo):
         if not Path(r["path"]).exists():
             log(f"{r['name']}: no clone at {r['path']} (see this script's docstring); skipped")
             continue
         row = run_repo(r, a)
         (out / f"{r['name']}.json").write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
     rows = [json.loads((out / f"{n}.json").read_text()) for n in names if (out / f"{n}.json").is_file()]
-    if not a.no_abstention:
+    if not (a.no_abstention or a.refreshed_only):
         for row in rows:
             if a.abstention_only or row["name"] in {r["name"] for r in todo} or not row.get("abstention"):
                 ab = abstention(row["name"], row["matchers"][DEFAULT], repos, a)

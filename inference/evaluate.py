@@ -93,6 +93,9 @@ class Split:
     cutoff_date: str
     cases: list[Case]
     dropped: dict = field(default_factory=dict)
+    # every change after the cut-off up to the last case, oldest first: what a service's refreshes would have learned
+    # between the cases (`run_refreshed`)
+    later: list[HistoryExample] = field(default_factory=list)
 
     @property
     def train_history(self) -> list[HistoryExample]:
@@ -154,7 +157,10 @@ def history_split(root: str | Path, cutoff: str, store_dir: str | Path | None = 
     if max_cases is not None and len(cases) > max_cases:
         cases = cases[-max_cases:]
     date = git(root, "show", "-s", "--format=%cI", commit).strip()
-    return Split(graph, commit, date, cases, stats)
+    ids = {c.id for c in cases}
+    upto = sorted(later, key=lambda h: (h.date, h.commit))
+    last = max((i for i, h in enumerate(upto) if h.commit in ids), default=-1)
+    return Split(graph, commit, date, cases, stats, upto[: last + 1])
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -206,6 +212,56 @@ def run_matcher(matcher, cases: Sequence[Case], k: int = 5) -> list[CaseResult]:
             ms = []
         out.append(CaseResult(c.gold, [m.module for m in ms], [m.confidence for m in ms]))
     return out
+
+
+def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[HistoryExample], cases: Sequence[Case], *,
+                  k: int = 5, opts: dict | None = None) -> tuple[list[CaseResult], dict]:
+    """`cases` answered as a service whose git hooks refresh the graph after every push would answer them, a day
+    being one push: each day's cases by the matcher as of the day before, then the day's changes (`later`, every
+    change after the cut-off, cases or not) learned the way a refresh learns them (`inference.cache.cached_matcher`:
+    `updated(graph)` where the matcher can be brought up to the new graph, a full build where it cannot). The
+    graph's modules stay those of the cut-off; only its history grows. A real service refreshes after each push,
+    so it knows a day's earlier changes by its later texts: this is the lower bound of that. Returns the results in
+    the order of `cases` and {"days", "updates", "full_builds", "update_seconds"}."""
+    from .calibration import with_history
+
+    by_id = {c.id: i for i, c in enumerate(cases)}
+    out: list[CaseResult | None] = [None] * len(cases)
+    stats = {"days": 0, "updates": 0, "full_builds": 0, "update_seconds": 0.0}
+    history, pending, day = list(graph.history), [], None
+    left = len(cases)
+
+    def learn(m):
+        nonlocal history, pending
+        history, pending = history + pending, []
+        g = with_history(graph, history)
+        t0 = time.perf_counter()
+        q = m.updated(g) if hasattr(m, "updated") else None
+        stats["update_seconds"] += time.perf_counter() - t0
+        if q is not None:
+            stats["updates"] += 1
+            return q
+        stats["full_builds"] += 1
+        return create(name, g, **(opts or {}))
+
+    for h in sorted(later, key=lambda h: (h.date, h.commit)):
+        if day is not None and h.date[:10] != day and pending:
+            matcher = learn(matcher)
+        if h.date[:10] != day:
+            stats["days"] += 1
+            day = h.date[:10]
+        if h.commit in by_id:
+            i = by_id[h.commit]
+            out[i] = run_matcher(matcher, [cases[i]], k)[0]
+            left -= 1
+            if not left:
+                break
+        pending.append(h)
+    missing = [i for i, r in enumerate(out) if r is None]  # cases not among `later` (none from a history split)
+    for i in missing:
+        out[i] = run_matcher(matcher, [cases[i]], k)[0]
+    stats["update_seconds"] = round(stats["update_seconds"], 2)
+    return [r for r in out if r is not None], stats
 
 
 def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] | None = None, *,

@@ -6,13 +6,15 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gitrepo import CUTOFF, git, make_repo
+from gitrepo import CUTOFF, commit, git, make_repo
 from indexer.build import index
 from indexer.store import Store
+from inference.base import create
 from inference.errors import CasesError
 from inference.evaluate import (Case, abstention_share, distinct_rank_share, evaluate, has_cjk, history_split,
                                 labeller_outcome, load_cases, pooled_outcome, precision_at_coverage, resolve_cutoff,
-                                strip_subject_tags, threshold_for_precision, trust_metrics, write_report)
+                                run_refreshed, strip_subject_tags, threshold_for_precision, trust_metrics,
+                                write_report)
 from inference.metrics import (CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall,
                                wilson_interval)
 
@@ -234,6 +236,33 @@ def test_split_never_sees_the_future(repo, tmp_path):
     assert git(repo, "rev-parse", "HEAD").strip() == head and git(repo, "status", "--porcelain") == status
     rep = evaluate(g, split.cases, ["lexical"])
     assert rep.runs[0].metrics["acc@1"] >= 0.6
+    # the changes a service would have learned between the cases: oldest first, after the cut-off, every case there
+    dates = [h.date for h in split.later]
+    assert dates == sorted(dates) and all(d > split.cutoff_date for d in dates)
+    assert {c.id for c in split.cases} <= {h.commit for h in split.later}
+
+
+def test_a_refreshed_service_answers_what_the_changes_since_the_cut_off_taught(tmp_path):
+    """A word born after the cut-off: the matcher frozen at the cut-off cannot place it, the one that a refresh
+    after each day's push brings up to date learns it from the first change that used it."""
+    root = make_repo(tmp_path / "proj")
+    widgets = root / "ui" / "widgets.py"
+    for day, msg in ((20, "ui: zorblax renders off by one pixel"), (24, "zorblax is blank on retina screens")):
+        widgets.write_text(widgets.read_text(encoding="utf-8") + f"# {day}\n", encoding="utf-8")
+        commit(root, {"ui/widgets.py": widgets.read_text(encoding="utf-8")}, msg, f"2024-07-{day}T12:00:00+00:00")
+    split = history_split(root, CUTOFF, tmp_path / "st")
+    case = next(c for c in split.cases if c.text.startswith("zorblax is blank"))
+    assert case.gold == ("ui",)
+    frozen = create("history", split.graph)
+    assert frozen.match(case.text, k=1)[0].module != "ui"  # nothing at the cut-off says where zorblax lives
+    results, stats = run_refreshed("history", frozen, split.graph, split.later, split.cases)
+    assert len(results) == len(split.cases)
+    at = split.cases.index(case)
+    assert results[at].predicted[0] == "ui" and results[at].gold == ("ui",)
+    assert stats["updates"] >= 3 and stats["full_builds"] == 0  # brought up to date, not rebuilt
+    # the cases before the word was first used are answered as the frozen matcher answers them
+    first = split.cases.index(next(c for c in split.cases if c.text.startswith("ui: zorblax")))
+    assert results[first].predicted == [m.module for m in frozen.match(split.cases[first].text, k=5)]
 
 
 # --- the CLI --------------------------------------------------------------------------------------
