@@ -234,6 +234,31 @@ def lifted(confidence: Callable[[float], np.ndarray], gain: float, lo: float = -
     return 0.5 * (lo + hi)
 
 
+def online_lift(answers: Sequence[Sequence[float]], build_lift: float, prior: float) -> float:
+    """The lift under which the served answers' mean confidence meets their hit rate. `answers`: [the logit of a
+    first answer's confidence with no lift, whether it was right], each given before the service learned the change
+    it answered; the hit rate is shrunk toward the mean confidence under `build_lift` (the full build's lift) by
+    `prior` pseudo-answers, so a few answers move it little."""
+    z = np.array([float(a[0]) for a in answers])
+    y = np.array([float(a[1]) for a in answers])
+    if not z.size:
+        return build_lift
+
+    def conf(lift: float) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(z + lift)))
+
+    goal = (z.size * float(y.mean()) + prior * float(conf(build_lift).mean())) / (z.size + prior)
+    return lifted(conf, goal - float(conf(0.0).mean()))
+
+
+def relift(confidence: float, delta: float) -> float:
+    """A confidence (or a threshold on confidences) moved by `delta` on the logit scale, as a change of the lift
+    moves every unshrunk confidence; 0, 1 and the labeller's "labels nothing" (> 1) stay where they are."""
+    if not 0.0 < confidence < 1.0 or not delta:
+        return confidence
+    return float(1.0 / (1.0 + (1.0 - confidence) / confidence * np.exp(-delta)))
+
+
 def _monotone_logistic(x: np.ndarray, y: np.ndarray, rising: Sequence[int]) -> list[float]:
     """[intercept, weights...] of a logistic fit of y on the columns of x, where the columns `rising` may not weigh
     against the outcome: the most negative of them is dropped (weight 0) and the fit repeated until none is."""

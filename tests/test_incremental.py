@@ -2,9 +2,11 @@
 answers stay within tolerance of a full build's, and a full build comes back when it is due."""
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from gitrepo import commit, make_repo
@@ -13,7 +15,7 @@ from indexer.records import HistoryExample
 from indexer.store import Store
 from inference import cache, history_clf, hybrid
 from inference.base import create
-from inference.calibration import with_history
+from inference.calibration import online_lift, relift, with_history
 
 TOPICS = {
     "storage": ["LRU eviction", "disk cache pages", "write-ahead log fsync", "segment compaction", "record append"],
@@ -91,6 +93,58 @@ def test_update_declines_when_a_full_build_is_due(graph, monkeypatch):
     before.lineage.update(drift_n=40, drift_hits=4)
     before.val_acc = 0.9
     assert "drift" in before.refit_reason()
+
+
+def test_confidences_follow_what_the_answers_before_learning_were_worth(graph, monkeypatch):
+    """Between full builds the service asks each push's changes before learning them. When those answers are right
+    far less often than their confidences said, the confidences come down, and the label threshold with them, so
+    the labeller still labels exactly the answers it labelled before."""
+    monkeypatch.setattr(history_clf, "LR_MAX_CELLS", 0)
+    hist = synthetic_history(300)
+    before = create("hybrid", with_history(graph, hist))
+    rc0, op0 = before.rank_calibrator, before.operating
+    assert rc0 is not None and op0 is not None and before.held_out is not None
+    # a reorganisation: what the storage words named now lives in `ui`; the matcher answers `storage`, sure of it
+    moved = [HistoryExample(f"{700 + i:040x}", (START + timedelta(days=300 + i // 20)).isoformat(),
+                            f"storage: {TOPICS['storage'][i % 5]} of table {i}", "", ("ui/x.py",), ("ui",))
+             for i in range(40)]
+    text = "storage: LRU eviction of table 7"
+    first = before.match(text, k=1)[0]
+    assert first.module == "storage"
+    monkeypatch.setattr(hybrid, "DRIFT_SAMPLE", 40)  # one push of 40 changes, all asked before they are learned
+    few = before.updated(with_history(graph, hist + moved[:20]))
+    assert few is not None and len(few.lineage["answers"]) == 20
+    assert few.rank_calibrator.lift == rc0.lift  # 20 answers: too few to recalibrate on (RECAL_MIN)
+    twice = before.updated(with_history(graph, hist + moved))
+    assert twice is not None
+    answers = twice.lineage["answers"]
+    assert len(answers) == 40 and sum(a[1] for a in answers) <= 2  # asked before learned: storage, mostly wrong
+    delta = twice.rank_calibrator.lift - rc0.lift
+    assert delta < -0.5, delta
+    # the same answer, with the same evidence, is now given a lower confidence
+    again = twice.match(text, k=5)
+    same = next(m for m in again if m.module == "storage")
+    assert same.confidence < first.confidence
+    # the threshold moved with the lift: every kept held-out answer is on the same side of it as before
+    thr0, thr = op0["threshold"], twice.operating["threshold"]
+    assert thr == pytest.approx(relift(thr0, delta), abs=1e-3) if thr0 < 1 else thr == thr0
+    side0 = [c >= thr0 for c in before.held_out["confidence"]]
+    side = [c >= thr for c in twice.held_out["confidence"]]
+    assert side == side0
+
+
+def test_online_lift_meets_the_hit_rate_and_shrinks_toward_the_build():
+    rnd = random.Random(1)
+    logits = [rnd.uniform(-1, 3) for _ in range(400)]
+    sure = [[z, rnd.random() < 1 / (1 + math.exp(-z))] for z in logits]  # right as often as the confidence says
+    assert online_lift(sure, 0.0, prior=30) == pytest.approx(0.0, abs=0.25)
+    wrong = [[z, False] for z in logits]
+    assert online_lift(wrong[:30], 0.0, prior=30) > online_lift(wrong, 0.0, prior=30)  # more evidence, further
+    fifth = [[z, i % 5 == 0] for i, z in enumerate(logits)]  # right one time in five, whatever the confidence
+    lift = online_lift(fifth, 0.0, prior=0)
+    assert np.mean([1 / (1 + math.exp(-(z + lift))) for z in logits]) == pytest.approx(0.2, abs=0.01)
+    assert online_lift([], 0.4, prior=30) == 0.4
+    assert relift(0.5, math.log(3)) == pytest.approx(0.75) and relift(1.01, -2.0) == 1.01
 
 
 def test_refresh_then_cache_updates_instead_of_building(tmp_path):
