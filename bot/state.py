@@ -449,8 +449,13 @@ class RepoState:
         lin = getattr(getattr(m, "retrieval", None) or m, "lineage", None)
         if not lin:
             return None
-        return {"updates": lin["updates"], "changes_learned_online": lin["changes"],
-                "full_build_age_days": round((time.time() - lin["built_at"]) / 86400, 2)}
+        out = {"updates": lin["updates"], "changes_learned_online": lin["changes"],
+               "full_build_age_days": round((time.time() - lin["built_at"]) / 86400, 2)}
+        answers = lin.get("answers") or []
+        if answers:  # the new changes asked before they were learned: what the confidences are recalibrated on
+            out["answers_before_learning"] = {"n": len(answers),
+                                              "right": round(sum(bool(a[1]) for a in answers) / len(answers), 3)}
+        return out
 
     def health(self) -> dict:
         """What /healthz reports for this repository."""

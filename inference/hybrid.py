@@ -475,9 +475,9 @@ class HybridMatcher(ScoredMatcher):
                 first = []
             right = bool(first) and first[0].module in h.modules
             hits += right
-            if first and rc is not None:
+            if first:
                 c = min(max(first[0].confidence, 1e-6), 1 - 1e-6)
-                answers.append([round(float(np.log(c / (1 - c))) - rc.lift, 4), right])
+                answers.append([round(float(np.log(c / (1 - c))) - (rc.lift if rc is not None else 0.0), 4), right])
         answers = answers[-RECAL_WINDOW:]
         operating, held_out = self.operating, self.held_out
         build_lift = self.lineage.get("build_lift", rc.lift if rc is not None else 0.0)

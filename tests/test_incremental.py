@@ -224,7 +224,9 @@ def test_served_repository_reports_its_matcher_updates(tmp_path, monkeypatch):
            "2024-08-01T12:00:00+00:00")
     refresh(root, rs.store)
     rs.reload()
-    assert rs.health()["matcher_build"]["updates"] == 1
+    build = rs.health()["matcher_build"]
+    assert build["updates"] == 1
+    assert build["answers_before_learning"]["n"] == 1  # the pushed change was asked before it was learned
     assert rs.match("resolve_hostname_zq fails", k=1).matches[0].module == "network"
 
 
