@@ -510,6 +510,18 @@ def test_the_operating_point_says_how_sure_its_precision_is():
     wide = _operating_point(SimpleNamespace(operating={"threshold": 0.9, "coverage": 0.05, "precision": 0.95,
                                                        "held_out": 400}))["precision_interval"]
     assert wide[0] < lo  # 19 of 20: the same precision, less sure
+    # with the held-out answers it was read on: where the lower precisions are reached, for more labels
+    conf = [0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    right = [True, True, True, True, False, True, True, False, True, False]
+    traded = _operating_point(SimpleNamespace(operating={"precision_target": 0.95, "threshold": 0.8,
+                                                         "coverage": 0.4, "precision": 1.0, "held_out": 10},
+                                              held_out={"confidence": conf, "right": right}))
+    # 90 % is first reached at 0.8, which labels no more than the operating point; 80 % at 0.5: 6 right of 7
+    assert traded["trade"] == [{"precision_target": 0.8, "threshold": 0.5, "coverage": 0.7, "precision": 0.8571}]
+    for t in traded["trade"]:
+        at = [r for c, r in zip(conf, right) if c >= t["threshold"]]
+        assert len(at) / len(conf) == pytest.approx(t["coverage"]) and sum(at) / len(at) >= t["precision_target"]
+        assert t["coverage"] > 0.4
     # a hybrid inside an lm-hybrid: the retrieval's operating point; none at all: None
     assert _operating_point(SimpleNamespace(retrieval=SimpleNamespace(operating={"threshold": 0.5})))["threshold"] == 0.5
     assert _operating_point(SimpleNamespace()) is None

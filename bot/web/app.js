@@ -48,7 +48,11 @@ function showVersions(r) {
       (r.reloading ? " · updating the matcher for a new graph (answers come from the previous one)" : "") +
       (r.matcher_build && r.matcher_build.updates
         ? ` · matcher updated ${r.matcher_build.updates}× (${r.matcher_build.changes_learned_online} new changes) ` +
-          `since its full build ${r.matcher_build.full_build_age_days} days ago`
+          `since its full build ${r.matcher_build.full_build_age_days} days ago` +
+          (r.matcher_build.answers_before_learning
+            ? `; ${Math.round(r.matcher_build.answers_before_learning.right * 100)}% of ` +
+              `${r.matcher_build.answers_before_learning.n} new changes answered right before they were learned`
+            : "")
         : "") +
       (r.operating_point && !r.operating_point.coverage
         ? ` · labels nothing by itself: no threshold reached ${Math.round(r.operating_point.precision_target * 100)}% ` +
@@ -62,7 +66,12 @@ function showVersions(r) {
               `${Math.round(r.operating_point.precision_interval[1] * 100)}% over ${r.operating_point.labelled} labels`
             : "") +
           `, coverage ` +
-          `${Math.round(r.operating_point.coverage * 100)}% on ${r.operating_point.held_out} held-out changes)`
+          `${Math.round(r.operating_point.coverage * 100)}% on ${r.operating_point.held_out} held-out changes)` +
+          ((r.operating_point.trade || []).length
+            ? "; for more labels: " + r.operating_point.trade.map((t) =>
+                `${Math.round(t.precision_target * 100)}% at ≥ ${Math.round(t.threshold * 100)}% ` +
+                `(${Math.round(t.coverage * 100)}% labelled)`).join(", ")
+            : "")
         : "")
     : "not indexed yet";
 }
