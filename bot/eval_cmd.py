@@ -49,8 +49,11 @@ def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write report.md, metrics.json and plots here.")
 @click.option("--k", default=5, show_default=True, help="Answers per case (at least 5 are scored).")
 @click.option("--max-cases", type=int, default=None, help="Only the latest N cases.")
+@click.option("--refreshed", is_flag=True,
+              help="With --history: answer as a service whose hooks refresh it would, each day's changes learned "
+                   "before the next day's texts.")
 def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str | None, matchers: tuple[str, ...],
-             as_json: bool, report_dir: str | None, k: int, max_cases: int | None) -> None:
+             as_json: bool, report_dir: str | None, k: int, max_cases: int | None, refreshed: bool) -> None:
     """Accuracy of matchers: Acc@1/3/5, MRR, calibration, per-module recall."""
     from inference.base import capabilities, default_eval_names
     from inference.evaluate import evaluate, format_table, history_split, load_cases, write_report
@@ -75,9 +78,12 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
                     "modules": len(graph.leaf_ids())}
             if not cases:
                 raise ModmatchError(f"no usable changes after the cut-off {cutoff}")
+            later = split.later if refreshed else None
+            info["refreshed"] = refreshed
         else:
-            if cutoff:
-                raise ModmatchError("--cutoff only applies with --history")
+            if cutoff or refreshed:
+                raise ModmatchError("--cutoff and --refreshed only apply with --history")
+            later = None
             graph = open_store(path).load_graph()
             cases = load_cases(cases_file, graph)
             if max_cases is not None:
@@ -85,7 +91,8 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
             info = {"cases_file": cases_file, "modules": len(graph.leaf_ids())}
         with progress_bar(not as_json) as cb:
             report = evaluate(graph, cases, names, k=k, opts=opts, progress=cb, info=info,
-                              lm_opts={"model_dir": settings.model_store(repo_root(path)).root, "compute": settings.compute()})
+                              lm_opts={"model_dir": settings.model_store(repo_root(path)).root, "compute": settings.compute()},
+                              later=later)
         if report_dir:
             write_report(report, report_dir)
         if as_json:

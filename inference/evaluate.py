@@ -266,9 +266,11 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
 
 def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] | None = None, *,
              k: int = 5, opts: dict | None = None, progress: Callable[[str, int, int], None] | None = None,
-             info: dict | None = None, lm_opts: dict | None = None) -> EvalReport:
+             info: dict | None = None, lm_opts: dict | None = None,
+             later: Sequence[HistoryExample] | None = None) -> EvalReport:
     """Build each matcher on `graph` and score it on `cases` (default: the matchers registered for eval). A matcher
-    that fails to build is reported, not fatal."""
+    that fails to build is reported, not fatal. `later` (a temporal split's changes after the cut-off): each matcher
+    answers as refreshed after each day's changes (`run_refreshed`), not frozen at the cut-off."""
     k = max(k, 5)
     matchers = list(matchers) if matchers else default_eval_names()
     runs = []
@@ -284,12 +286,19 @@ def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] 
         built = time.perf_counter() - t0
         t1 = time.perf_counter()
         results = []
-        for i, c in enumerate(cases):
+        notes = list(getattr(m, "notes", []))
+        if later is not None:
+            results, st = run_refreshed(name, m, graph, later, cases, k=k, opts=opts)
+            notes.append(f"refreshed after each day's changes: {st['updates']} updates and {st['full_builds']} full "
+                         f"builds over {st['days']} days")
+            if progress:
+                progress(name, len(cases), len(cases))
+        for i, c in enumerate(cases if later is None else ()):
             results += run_matcher(m, [c], k)
             if progress and (i % 20 == 0 or i == len(cases) - 1):
                 progress(name, i + 1, len(cases))
         per = (time.perf_counter() - t1) / max(1, len(cases))
-        runs.append(MatcherRun(name, compute_metrics(results), results, built, per, list(getattr(m, "notes", []))))
+        runs.append(MatcherRun(name, compute_metrics(results), results, built, per, notes))
     return EvalReport(runs, len(cases), dict(info or {}))
 
 

@@ -300,6 +300,21 @@ def test_cli_eval_history_json(cli_env, repo):
     assert data["info"]["cutoff_date"].startswith("2024-")
 
 
+def test_cli_eval_history_refreshed(cli_env, repo):
+    """`--refreshed`: the same cases, each matcher kept up to date as the service's refreshes keep it."""
+    runner, cli = cli_env
+    res = runner.invoke(cli, ["eval", str(repo), "--history", "--cutoff", CUTOFF, "--matcher", "history",
+                              "--refreshed", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["cases"] == 5 and data["info"]["refreshed"] is True
+    notes = data["matchers"]["history"]["notes"]
+    assert any(n.startswith("refreshed after each day's changes: 4 updates and 0 full builds over 5 days")
+               for n in notes), notes
+    res = runner.invoke(cli, ["eval", str(repo), "--cases", "x.jsonl", "--refreshed"])
+    assert res.exit_code != 0 and "only apply with --history" in res.output
+
+
 def test_cli_eval_errors_are_one_line(cli_env, repo, tmp_path):
     runner, cli = cli_env
     p = tmp_path / "c.jsonl"
