@@ -100,7 +100,9 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
             return
         console.print(f"{report.n_cases} cases, {info.get('modules')} modules"
                       + (f", cut-off {info['cutoff'][:10]} ({info['cutoff_date'][:10]}), "
-                         f"{info['training_history']} training changes" if use_history else ""))
+                         f"{info['training_history']} training changes" if use_history else "")
+                      + (", each matcher refreshed after each day's changes (as the service's hooks keep it)"
+                         if refreshed else ""))
         out.print(format_table(report), markup=False)
         out.print(operating_points(report), markup=False)
         if report_dir:
