@@ -152,9 +152,10 @@ def _labels(name: str, cache_dir: Path) -> Check:
 def _trade(trade: list | None, op: dict) -> str:
     """The lower precisions the same held-out changes reached, with the threshold and share each labels at: what to
     set github_label_threshold to for more labels (the build's `precision_trade`; empty where none labels more)."""
+    from inference.calibration import more_labels
+
     cells = [f"{t['precision_target']:.0%} at ≥ {t['threshold']:.2f} ({t['coverage']:.0%} labelled)"
-             for t in trade or []
-             if t["precision_target"] < op.get("precision_target", 0.95) and t["coverage"] > op.get("coverage", 0)]
+             for t in more_labels(trade, op)]
     return ("; for more labels, the same held-out changes reached " + ", ".join(cells)) if cells else ""
 
 

@@ -548,7 +548,7 @@ def auto_threshold(op: dict | None) -> float:
 def _operating_point(matcher) -> dict | None:
     """The matcher's auto-label operating point, with the Wilson 95 % interval of its precision on the held-out changes
     it labelled there (`precision_interval`): 0.95 on 20 labels is 0.76-0.99, on 400 0.92-0.97."""
-    from inference.calibration import held_out_of, operating_of, precision_trade
+    from inference.calibration import held_out_of, more_labels, operating_of, precision_trade
 
     op = operating_of(matcher)
     if not op:
@@ -557,8 +557,7 @@ def _operating_point(matcher) -> dict | None:
     held = held_out_of(matcher)
     if held and held.get("confidence"):  # the lower precisions the same held-out answers reached: for more labels
         op["trade"] = [{k: round(v, 4) for k, v in t.items()}
-                       for t in precision_trade(held["confidence"], held["right"], (0.90, 0.80))
-                       if t["coverage"] > op.get("coverage", 0.0)]
+                       for t in more_labels(precision_trade(held["confidence"], held["right"], (0.90, 0.80)), op)]
     return op
 
 

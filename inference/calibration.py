@@ -378,6 +378,13 @@ def precision_trade(conf: Sequence[float], correct: Sequence[bool | int],
     return out
 
 
+def more_labels(trade: Sequence[dict] | None, op: dict) -> list[dict]:
+    """The points of a `precision_trade` that label more than the operating point `op` at a lower precision target:
+    what github_label_threshold could be set to for more labels (`modmatch doctor`, the page)."""
+    return [t for t in trade or [] if t["precision_target"] < op.get("precision_target", 0.95)
+            and t["coverage"] > op.get("coverage", 0.0)]
+
+
 def validation_split(history: list, frac: float = 0.15, min_val: int = 10, max_val: int = 400,
                      leaves: set[str] | None = None) -> tuple[list, list]:
     """The latest `frac` of the history (by date) as validation, the rest as training.

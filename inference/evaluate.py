@@ -257,11 +257,10 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
             if not left:
                 break
         pending.append(h)
-    missing = [i for i, r in enumerate(out) if r is None]  # cases not among `later` (none from a history split)
-    for i in missing:
+    for i in [i for i, r in enumerate(out) if r is None]:  # cases not among `later` (none from a history split)
         out[i] = run_matcher(matcher, [cases[i]], k)[0]
     stats["update_seconds"] = round(stats["update_seconds"], 2)
-    return [r for r in out if r is not None], stats
+    return out, stats
 
 
 def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] | None = None, *,
@@ -293,10 +292,11 @@ def evaluate(graph: ModuleGraph, cases: Sequence[Case], matchers: Sequence[str] 
                          f"builds over {st['days']} days")
             if progress:
                 progress(name, len(cases), len(cases))
-        for i, c in enumerate(cases if later is None else ()):
-            results += run_matcher(m, [c], k)
-            if progress and (i % 20 == 0 or i == len(cases) - 1):
-                progress(name, i + 1, len(cases))
+        else:
+            for i, c in enumerate(cases):
+                results += run_matcher(m, [c], k)
+                if progress and (i % 20 == 0 or i == len(cases) - 1):
+                    progress(name, i + 1, len(cases))
         per = (time.perf_counter() - t1) / max(1, len(cases))
         runs.append(MatcherRun(name, compute_metrics(results), results, built, per, notes))
     return EvalReport(runs, len(cases), dict(info or {}))

@@ -391,14 +391,11 @@ class HybridMatcher(ScoredMatcher):
         text = clean_text(text)
         if not self.ids:
             return []
-        s = np.asarray(self.scores(text), dtype=np.float64)
+        s, order, conf = self._ranked_confidences(text, k)
         cov, fam = self._coverage_of(text), self._familiarity_of(text)
         rc = self.rank_calibrator
-        dists, fused = self._reading(text)
-        conf = ranked_confidences(rc, self.probs(fused), cov, self.rank(s)[: max(1, k)], fam,
-                                  evidence_features(dists, self.votes(text), s))
         out = []
-        for i, c in zip(self.rank(s)[: max(1, k)], conf):
+        for i, c in zip(order, conf):
             mid = self.ids[i]
             out.append(Match(mid, float(s[i]), c, self.evidence(text, mid)))
         if out and rc.abstains(cov, fam):
@@ -407,6 +404,29 @@ class HybridMatcher(ScoredMatcher):
                 why += f", nearest past change {fam:.2f} < {rc.min_familiarity:.2f}"
             out[0].evidence.insert(0, f"not about this repository: {why}")
         return out
+
+    def _ranked_confidences(self, text: str, k: int) -> tuple[np.ndarray, list[int], list[float]]:
+        """The cleaned `text`'s served scores, its first `k` answers (indexes) and their confidences from the rank
+        calibrator, as `match` gives them, without the evidence."""
+        s = np.asarray(self.scores(text), dtype=np.float64)
+        dists, fused = self._reading(text)
+        order = self.rank(s)[: max(1, k)]
+        conf = ranked_confidences(self.rank_calibrator, self.probs(fused), self._coverage_of(text), order,
+                                  self._familiarity_of(text), evidence_features(dists, self.votes(text), s))
+        return s, order, conf
+
+    def _first_answer(self, text: str) -> tuple[str, float] | None:
+        """The first answer and its confidence as `match` gives them, without building any evidence (a refresh asks
+        the new changes so before learning them)."""
+        text = clean_text(text)
+        if not self.ids:
+            return None
+        if self.rank_calibrator is None or self.coverage is None:
+            s = np.asarray(self.scores(text), dtype=np.float64)
+            i = self.rank(s)[0]
+            return self.ids[i], float(self.confidences(s)[i])
+        _, order, conf = self._ranked_confidences(text, 1)
+        return self.ids[order[0]], conf[0]
 
     def _coverage_of(self, text: str) -> float:
         """The coverage of `text`'s subject (`Coverage.subject`), remembered for the last text: the service asks
@@ -470,13 +490,13 @@ class HybridMatcher(ScoredMatcher):
         answers = list(self.lineage.get("answers", ()))  # [logit of the first confidence with no lift, right]
         for h in sample:
             try:
-                first = self.match(h.text, k=1)[:1]
+                first = self._first_answer(h.text)
             except BadInputError:
-                first = []
-            right = bool(first) and first[0].module in h.modules
+                first = None
+            right = first is not None and first[0] in h.modules
             hits += right
-            if first:
-                c = min(max(first[0].confidence, 1e-6), 1 - 1e-6)
+            if first is not None:
+                c = min(max(first[1], 1e-6), 1 - 1e-6)
                 answers.append([round(float(np.log(c / (1 - c))) - (rc.lift if rc is not None else 0.0), 4), right])
         answers = answers[-RECAL_WINDOW:]
         operating, held_out = self.operating, self.held_out
