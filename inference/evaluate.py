@@ -20,6 +20,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -214,6 +215,14 @@ def run_matcher(matcher, cases: Sequence[Case], k: int = 5) -> list[CaseResult]:
     return out
 
 
+def _timestamp(date: str) -> float:
+    """A change's date as a POSIX time (the clock's now where it is no ISO date)."""
+    try:
+        return datetime.fromisoformat(str(date).replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError):
+        return time.time()
+
+
 def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[HistoryExample], cases: Sequence[Case], *,
                   k: int = 5, opts: dict | None = None) -> tuple[list[CaseResult], dict]:
     """`cases` answered as a service whose git hooks refresh the graph after every push would answer them, a day
@@ -221,9 +230,18 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
     change after the cut-off, cases or not) learned the way a refresh learns them (`inference.cache.cached_matcher`:
     `updated(graph)` where the matcher can be brought up to the new graph, a full build where it cannot). The
     graph's modules stay those of the cut-off; only its history grows. A real service refreshes after each push,
-    so it knows a day's earlier changes by its later texts: this is the lower bound of that. Returns the results in
-    the order of `cases` and {"days", "updates", "full_builds", "update_seconds"}."""
+    so it knows a day's earlier changes by its later texts: this is the lower bound of that. Time is the history's:
+    `matcher` counts as built at the cut-off (its newest change) and a full build as made at the push that needed
+    it, so the full builds a service makes when its build grows old (`HybridMatcher.refit_reason`) happen here too.
+    Returns the results in the order of `cases` and {"days", "updates", "full_builds", "update_seconds"}."""
+    import copy
+
     from .calibration import with_history
+    from .hybrid import HybridMatcher
+
+    if isinstance(matcher, HybridMatcher) and graph.history:
+        matcher = copy.copy(matcher)
+        matcher.lineage = {**matcher.lineage, "built_at": max(_timestamp(h.date) for h in graph.history)}
 
     by_id = {c.id: i for i, c in enumerate(cases)}
     out: list[CaseResult | None] = [None] * len(cases)
@@ -233,16 +251,20 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
 
     def learn(m):
         nonlocal history, pending
+        now = _timestamp(pending[-1].date)  # the push's time: what a full build's age is read against
         history, pending = history + pending, []
         g = with_history(graph, history)
         t0 = time.perf_counter()
-        q = m.updated(g) if hasattr(m, "updated") else None
+        q = m.updated(g, now=now) if isinstance(m, HybridMatcher) else (m.updated(g) if hasattr(m, "updated") else None)
         stats["update_seconds"] += time.perf_counter() - t0
         if q is not None:
             stats["updates"] += 1
             return q
         stats["full_builds"] += 1
-        return create(name, g, **(opts or {}))
+        q = create(name, g, **(opts or {}))
+        if isinstance(q, HybridMatcher):
+            q.lineage["built_at"] = now  # built at the push, as the service would have built it then
+        return q
 
     for h in sorted(later, key=lambda h: (h.date, h.commit)):
         if day is not None and h.date[:10] != day and pending:

@@ -461,9 +461,9 @@ class HybridMatcher(ScoredMatcher):
                         "held out at the full build")
         return None
 
-    def updated(self, graph: ModuleGraph) -> "HybridMatcher | None":
-        """This matcher brought up to `graph` without a full build, or None when a full build is due (`refit_reason`)
-        or the answerable modules changed.
+    def updated(self, graph: ModuleGraph, now: float | None = None) -> "HybridMatcher | None":
+        """This matcher brought up to `graph` without a full build, or None when a full build is due (`refit_reason`,
+        its age read at `now`, default the clock's) or the answerable modules changed.
 
         What changed is redone: the lexical index (cheap), the embeddings of modules whose text changed, the
         history classifier's online pass over the new changes, the file/symbol mentions and the coverage. The fusion
@@ -479,7 +479,7 @@ class HybridMatcher(ScoredMatcher):
             log.info("hybrid.full-build reason=a learned change is gone or was re-mapped")
             return None
         fresh = changes[1]
-        reason = self.refit_reason(len(fresh))
+        reason = self.refit_reason(len(fresh), now)
         if reason:
             log.info("hybrid.full-build reason=%s", reason)
             return None

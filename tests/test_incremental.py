@@ -249,3 +249,20 @@ def test_a_correction_changes_later_answers_for_similar_texts(tmp_path, monkeypa
     assert rs.matcher_build()["changes_learned_online"] == 1  # an update, not a full build
     assert rs.match("TLS handshake fails: certificate rejected", k=1).matches[0].module == "network"
     assert not rs.add_feedback("quarterly ledger export hangs", ["payment"], "slack", key="q1")  # idempotent
+
+
+def test_a_replay_rebuilds_when_the_build_grows_old_by_the_historys_clock(graph):
+    """`run_refreshed` replays months of pushes in minutes: a full build's age is read on the pushes' dates, so the
+    full builds a service makes every REFIT_DAYS happen in the replay too, and none within that many days."""
+    from inference.evaluate import Case, run_refreshed
+
+    hist = synthetic_history(300)
+    base, later = hist[:260], hist[260:]  # one change a day: 40 days after the cut-off
+    g = with_history(graph, base)
+    before = create("hybrid", g)
+    cases = [Case(h.subject, h.modules, h.commit, h.date) for h in later[::4]]
+    _, stats = run_refreshed("hybrid", before, g, later, cases)
+    assert stats["full_builds"] == 2 and stats["updates"] > 20  # at the pushes of days 15 and 30
+    _, early = run_refreshed("hybrid", before, g, later[:12], [c for c in cases if c.id in {h.commit for h in later[:12]}])
+    assert early["full_builds"] == 0 and early["updates"] >= 2
+    assert before.lineage["updates"] == 0  # the replay left the served matcher as it was
