@@ -210,11 +210,36 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
 
 def refreshed(m, graph, later, cases) -> dict:
     """The cases answered by the matcher as the service's refreshes would have kept it (`run_refreshed`: a day's
-    changes learned before the next day's texts)."""
+    changes learned before the next day's texts), and its labeller on them two ways: at the threshold the service
+    of that day labels at (moved with the online lift, so it labels what the last full build would), and at the
+    last full build's threshold kept in confidence terms (labelling less where the latest answers were worth less
+    than promised)."""
+    from inference.calibration import operating_of, relift
+
+    seen: dict[int, tuple[float, float, bool]] = {}
+
+    def observe(i: int, cur) -> None:
+        op = _operating_point(cur)
+        moved = auto_threshold(op)
+        rc, lin = getattr(cur, "rank_calibrator", None), getattr(cur, "lineage", {}) or {}
+        kept = moved
+        if op and op.get("coverage", 0) > 0 and rc is not None and operating_of(cur):
+            kept = relift(moved, lin.get("build_lift", rc.lift) - rc.lift)
+        try:
+            flag = no_module_reason(cur, cases[i].text) is not None
+        except BadInputError:
+            flag = True
+        seen[i] = (moved, kept, flag)
+
     t0 = time.perf_counter()
-    res, stats = run_refreshed(DEFAULT, m, graph, later, cases)
+    res, stats = run_refreshed(DEFAULT, m, graph, later, cases, observe=observe)
     trust = trust_metrics(res, COVERAGE, PRECISION)
+
+    def labeller(pick: int) -> dict | None:
+        return pooled_outcome([labeller_outcome([r], seen[i][pick], [seen[i][2]]) for i, r in enumerate(res)])
+
     return {**accuracy(res), "ece": trust["ece"], "ece_floor": trust.get("ece_floor"), PCOV: trust[PCOV], **stats,
+            "labeller": labeller(0), "labeller_kept_threshold": labeller(1),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 

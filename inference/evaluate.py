@@ -224,7 +224,8 @@ def _timestamp(date: str) -> float:
 
 
 def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[HistoryExample], cases: Sequence[Case], *,
-                  k: int = 5, opts: dict | None = None) -> tuple[list[CaseResult], dict]:
+                  k: int = 5, opts: dict | None = None,
+                  observe: Callable[[int, object], None] | None = None) -> tuple[list[CaseResult], dict]:
     """`cases` answered as a service whose git hooks refresh the graph after every push would answer them, a day
     being one push: each day's cases by the matcher as of the day before, then the day's changes (`later`, every
     change after the cut-off, cases or not) learned the way a refresh learns them (`inference.cache.cached_matcher`:
@@ -233,7 +234,9 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
     so it knows a day's earlier changes by its later texts: this is the lower bound of that. Time is the history's:
     `matcher` counts as built at the cut-off (its newest change) and a full build as made at the push that needed
     it, so the full builds a service makes when its build grows old (`HybridMatcher.refit_reason`) happen here too.
-    Returns the results in the order of `cases` and {"days", "updates", "full_builds", "update_seconds"}."""
+    `observe(i, matcher)` is called with each case's index and the matcher that answered it (what a benchmark reads
+    off the service of that day, as its labeller's threshold). Returns the results in the order of `cases` and
+    {"days", "updates", "full_builds", "update_seconds"}."""
     import copy
 
     from .calibration import with_history
@@ -275,12 +278,16 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
         if h.commit in by_id:
             i = by_id[h.commit]
             out[i] = run_matcher(matcher, [cases[i]], k)[0]
+            if observe is not None:
+                observe(i, matcher)
             left -= 1
             if not left:
                 break
         pending.append(h)
     for i in [i for i, r in enumerate(out) if r is None]:  # cases not among `later` (none from a history split)
         out[i] = run_matcher(matcher, [cases[i]], k)[0]
+        if observe is not None:
+            observe(i, matcher)
     stats["update_seconds"] = round(stats["update_seconds"], 2)
     return out, stats
 
