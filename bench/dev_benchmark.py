@@ -255,7 +255,7 @@ def refreshed_only(entry: dict, a: argparse.Namespace) -> dict | None:
     with open(pkl, "rb") as fh:
         d = pickle.load(fh)
     _attach(d["matcher"], d["graph"])
-    return refreshed(d["matcher"], d["graph"], split.later, cases)
+    return {**refreshed(d["matcher"], d["graph"], split.later, cases), "code": a.code or code_commit()}
 
 
 # --- phase two: abstention --------------------------------------------------------------------------
@@ -382,18 +382,24 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
         out += [f"### `{DEFAULT}` kept up to date: refreshed after each day's changes, as the service's git hooks "
                 "keep it", "",
                 "| repository | built at the cut-off: Acc@1 / Acc@3 | refreshed: Acc@1 / Acc@3 | refreshed: ECE / "
-                "P@cov0.60 | days, updates, full builds | seconds per update |", "|---|---|---|---|---|---|"]
+                "P@cov0.60 | days, updates, full builds | seconds per update | labeller: labelled, first right (at "
+                "the day's threshold / the build's kept) | code |", "|---|---|---|---|---|---|---|---|"]
+
+        def lab(o: dict | None) -> str:
+            return f"{o['labelled']}, {f3(o['precision'])}" if o else "–"
+
         for r in fresh:
             h, x = r["matchers"][DEFAULT], r["matchers"][DEFAULT]["refreshed"]
             out.append(f"| {r['name']} | {f3(h['acc@1'])} / {f3(h['acc@3'])} | **{f3(x['acc@1'])}** / "
                        f"{f3(x['acc@3'])} | {f3(x['ece'])} / {f3(x[PCOV])} | {x['days']}, {x['updates']}, "
-                       f"{x['full_builds']} | {x['update_seconds'] / max(1, x['updates']):.1f} |")
+                       f"{x['full_builds']} | {x['update_seconds'] / max(1, x['updates']):.1f} | "
+                       f"{lab(x.get('labeller'))} / {lab(x.get('labeller_kept_threshold'))} | {x.get('code', '–')} |")
         out.append(f"| **mean** ({len(fresh)}) | {f3(mean_of(r['matchers'][DEFAULT]['acc@1'] for r in fresh))} / "
                    f"{f3(mean_of(r['matchers'][DEFAULT]['acc@3'] for r in fresh))} | "
                    f"**{f3(mean_of(r['matchers'][DEFAULT]['refreshed']['acc@1'] for r in fresh))}** / "
                    f"{f3(mean_of(r['matchers'][DEFAULT]['refreshed']['acc@3'] for r in fresh))} | "
                    f"{f3(mean_of(r['matchers'][DEFAULT]['refreshed']['ece'] for r in fresh))} / "
-                   f"{f3(mean_of(r['matchers'][DEFAULT]['refreshed'][PCOV] for r in fresh))} | | |")
+                   f"{f3(mean_of(r['matchers'][DEFAULT]['refreshed'][PCOV] for r in fresh))} | | | | |")
         out += ["", "A day's changes are learned (`HybridMatcher.updated`, a full build where it is due) before the "
                 "next day's texts are asked; the modules stay those of the cut-off (`inference.evaluate."
                 "run_refreshed`).", ""]
