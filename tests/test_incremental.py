@@ -263,6 +263,7 @@ def test_a_replay_rebuilds_when_the_build_grows_old_by_the_historys_clock(graph)
     cases = [Case(h.subject, h.modules, h.commit, h.date) for h in later[::4]]
     _, stats = run_refreshed("hybrid", before, g, later, cases)
     assert stats["full_builds"] == 2 and stats["updates"] > 20  # at the pushes of days 15 and 30
-    _, early = run_refreshed("hybrid", before, g, later[:12], [c for c in cases if c.id in {h.commit for h in later[:12]}])
+    first = {h.commit for h in later[:12]}
+    _, early = run_refreshed("hybrid", before, g, later[:12], [c for c in cases if c.id in first])
     assert early["full_builds"] == 0 and early["updates"] >= 2
     assert before.lineage["updates"] == 0  # the replay left the served matcher as it was
