@@ -219,11 +219,11 @@ def refreshed(m, graph, later, cases) -> dict:
     seen: dict[int, tuple[float, float, bool]] = {}
 
     def observe(i: int, cur) -> None:
-        op = _operating_point(cur)
+        op = operating_of(cur)  # what the service's threshold is read from (`RepoState.label_threshold`)
         moved = auto_threshold(op)
         rc, lin = getattr(cur, "rank_calibrator", None), getattr(cur, "lineage", {}) or {}
         kept = moved
-        if op and op.get("coverage", 0) > 0 and rc is not None and operating_of(cur):
+        if op and op.get("coverage", 0) > 0 and rc is not None:
             kept = relift(moved, lin.get("build_lift", rc.lift) - rc.lift)
         try:
             flag = no_module_reason(cur, cases[i].text) is not None

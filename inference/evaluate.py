@@ -14,13 +14,13 @@ exist yet are dropped).
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -217,10 +217,10 @@ def run_matcher(matcher, cases: Sequence[Case], k: int = 5) -> list[CaseResult]:
 
 def _timestamp(date: str) -> float:
     """A change's date as a POSIX time (the clock's now where it is no ISO date)."""
-    try:
-        return datetime.fromisoformat(str(date).replace("Z", "+00:00")).timestamp()
-    except (TypeError, ValueError):
-        return time.time()
+    from .history_clf import date_stamp
+
+    stamp = date_stamp(date)
+    return time.time() if stamp is None else stamp
 
 
 def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[HistoryExample], cases: Sequence[Case], *,
@@ -237,8 +237,6 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
     `observe(i, matcher)` is called with each case's index and the matcher that answered it (what a benchmark reads
     off the service of that day, as its labeller's threshold). Returns the results in the order of `cases` and
     {"days", "updates", "full_builds", "update_seconds"}."""
-    import copy
-
     from .calibration import with_history
     from .hybrid import HybridMatcher
 
@@ -258,7 +256,10 @@ def run_refreshed(name: str, matcher, graph: ModuleGraph, later: Sequence[Histor
         history, pending = history + pending, []
         g = with_history(graph, history)
         t0 = time.perf_counter()
-        q = m.updated(g, now=now) if isinstance(m, HybridMatcher) else (m.updated(g) if hasattr(m, "updated") else None)
+        if isinstance(m, HybridMatcher):
+            q = m.updated(g, now=now)
+        else:
+            q = m.updated(g) if hasattr(m, "updated") else None
         stats["update_seconds"] += time.perf_counter() - t0
         if q is not None:
             stats["updates"] += 1

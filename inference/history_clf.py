@@ -56,16 +56,19 @@ FEEDBACK_WEIGHT = 3.0
 HALF_LIFE_DAYS: float | None = 365.0
 
 
-def history_ages(history) -> list[float | None]:
-    """Each change's age in days before the newest change of the history (None when undated)."""
+def date_stamp(date) -> float | None:
+    """A change's ISO date as a POSIX time (None when it is none)."""
     from datetime import datetime
 
-    stamps = []
-    for h in history:
-        try:
-            stamps.append(datetime.fromisoformat(str(h.date).replace("Z", "+00:00")).timestamp())
-        except (TypeError, ValueError):
-            stamps.append(None)
+    try:
+        return datetime.fromisoformat(str(date).replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def history_ages(history) -> list[float | None]:
+    """Each change's age in days before the newest change of the history (None when undated)."""
+    stamps = [date_stamp(h.date) for h in history]
     newest = max((t for t in stamps if t is not None), default=None)
     return [None if t is None or newest is None else max(0.0, (newest - t) / 86400) for t in stamps]
 
