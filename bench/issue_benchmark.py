@@ -128,7 +128,8 @@ def referenced_issues(message: str, source: str) -> set[int]:
 
 
 def _git(path: str, *args: str) -> str:
-    return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True, errors="replace",
+                          check=True).stdout
 
 
 def fixes(path: str, source: str, changelog: bool = False) -> dict[int, dict[str, str]]:
