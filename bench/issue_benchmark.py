@@ -78,7 +78,11 @@ corpus `issues`, a query made of the repository name and the issue's subject; ke
 `· review` line, at most 1,200 characters) into the JSONL. The set was gathered that way: many
 searches per repository on its topics and on the subjects of fixes after the cut-off, keeping every
 issue of the repository that the results showed and that pairs with a fix. The selection therefore
-leans towards issues that the corpus's similarity search finds from such words. The corpus files
+leans towards issues that the corpus's similarity search finds from such words. jellyfin, laravel and
+brew (stop 38) were gathered the other way round: every issue their fix commits name (`fixes()`, first
+fix after 2023-08 for jellyfin and laravel, 2024-08 for brew) was looked up by the words of its fix
+commit, and kept where the corpus holds it as an issue (not a pull request): 44 of 48, 62 of 82 and
+93 of 110. The corpus files
 square/okhttp's issues under the name `lysine-dev/okhttp` (same numbers and texts; the commits say
 `Closes: https://github.com/square/okhttp/issues/N`): those results are kept under the square/okhttp URL.
 
