@@ -110,6 +110,7 @@ from dev_benchmark import (COV, COVERAGE, DEFAULT, MATCHERS, PCOV, PRECISION, TH
 from bot.github.text import issue_text  # noqa: E402
 from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa: E402
 from indexer.modules import ROOT_ID  # noqa: E402
+from indexer.source import git  # noqa: E402
 from inference.base import create  # noqa: E402
 from inference.evaluate import (Case, has_cjk, history_split, labeller_outcome, pooled_outcome,  # noqa: E402
                                 run_matcher, trust_metrics)
@@ -131,20 +132,15 @@ def referenced_issues(message: str, source: str) -> set[int]:
     return out
 
 
-def _git(path: str, *args: str) -> str:
-    return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True, errors="replace",
-                          check=True).stdout
-
-
 def fixes(path: str, source: str, changelog: bool = False) -> dict[int, dict[str, str]]:
     """issue number -> {fix commit sha: commit date} over every ref of the clone."""
     out: dict[int, dict[str, str]] = {}
-    for rec in _git(path, "log", "--all", "--format=\x1e%H\x1f%cI\x1f%B").split("\x1e")[1:]:
+    for rec in git(path, "log", "--all", "--format=\x1e%H\x1f%cI\x1f%B").split("\x1e")[1:]:
         sha, date, msg = rec.split("\x1f", 2)
         for n in referenced_issues(msg, source):
             out.setdefault(n, {})[sha] = date
     if changelog:  # hutool: the issue a fix names in the CHANGELOG.md line it adds
-        for rec in _git(path, "log", "--all", "--format=\x1e%H\x1f%cI", "-p", "--", "CHANGELOG.md").split("\x1e")[1:]:
+        for rec in git(path, "log", "--all", "--format=\x1e%H\x1f%cI", "-p", "--", "CHANGELOG.md").split("\x1e")[1:]:
             head, _, diff = rec.partition("\n")
             sha, date = head.split("\x1f")
             for line in diff.splitlines():
