@@ -363,6 +363,30 @@ def test_issue_text_keeps_what_the_reporter_wrote_and_drops_markup():
     assert len(issue_text("t", "word " * 5000)) <= 4000 + 3
 
 
+def test_issue_forms_environment_fields_are_dropped_and_the_report_kept():
+    """A filled-in issue form's environment fields (a `brew config` dump, versions, the platform) say nothing of the
+    module; the reporter's own fields stay, and the headings still mark the text as a form downstream."""
+    from indexer.text import strip_boilerplate
+
+    body = ("### `brew config` output\n\n```shell\nHOMEBREW_VERSION: 4.6.16\nHOMEBREW_PREFIX: /opt/homebrew\n"
+            "# a comment in the dump, no heading\nHomebrew Ruby: 3.4.5 => /opt/homebrew/Library/Homebrew/vendor/ruby\n"
+            "```\n\n### What happened?\n\n`brew bundle dump` leaves out the Go packages of a custom GOPATH.\n\n"
+            "### PHP Version\n\n8.2.9\n\n### 编译/运行环境\n\nUbuntu 22.04\n\n### Steps to reproduce\n\n"
+            "```shell\nbrew bundle dump --go\n```\n")
+    text = issue_text("[brew bundle] Missing Go packages", body)
+    for gone in ("HOMEBREW_PREFIX", "Library/Homebrew/vendor", "8.2.9", "Ubuntu", "a comment in the dump"):
+        assert gone not in text
+    for kept in ("leaves out the Go packages", "brew bundle dump --go", "### What happened?", "### PHP Version"):
+        assert kept in text
+    assert strip_boilerplate(text) == ("[brew bundle] Missing Go packages\n\n`brew bundle dump` leaves out the Go "
+                                       "packages of a custom GOPATH.\n\nbrew bundle dump --go")
+    # one heading is no form: a text that happens to say "## Version" keeps what it says there
+    assert "8.2.9 crashes" in issue_text("t", "## Version\n\n8.2.9 crashes on start")
+    # a form without an environment field is read as before
+    plain = "### What happened?\n\nIt broke.\n\n### Steps to reproduce\n\nRun it."
+    assert issue_text("t", plain) == "t\n\n" + plain
+
+
 def test_labels_fit_githubs_limits():
     long_id = "src/" + "very_long_folder_name/" * 4 + "leaf"
     name = label_for(long_id, "module:")
