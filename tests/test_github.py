@@ -382,8 +382,8 @@ def test_issue_forms_environment_fields_are_dropped_and_the_report_kept():
                                        "packages of a custom GOPATH.\n\nbrew bundle dump --go")
     # one heading is no form: a text that happens to say "## Version" keeps what it says there
     assert "8.2.9 crashes" in issue_text("t", "## Version\n\n8.2.9 crashes on start")
-    # a form without an environment field is read as before
-    plain = "### What happened?\n\nIt broke.\n\n### Steps to reproduce\n\nRun it."
+    # a form without an environment field is read as before ("conversion" is no version)
+    plain = "### Unit conversion\n\nIt broke.\n\n### Steps to reproduce\n\nRun it."
     assert issue_text("t", plain) == "t\n\n" + plain
 
 

@@ -30,7 +30,9 @@ PROSE_CHARS_PER_SPACE = 12  # a long line with at least one space per this many 
 MAX_CHARS = 4000
 _FENCE_OPEN = re.compile(r"^[ \t]*(?:```|~~~)")
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*)$")
-ENVIRONMENT = re.compile(r"version|environment|platform|system info|config\W*output|doctor|版本|环境", re.I)
+# whole words: "Type conversion" or "Subversion support" name no environment
+ENVIRONMENT = re.compile(r"\bversions?\b|\benvironments?\b|\bplatforms?\b|\bsystem info|\bconfig\W*output|\bdoctor\b|"
+                         r"版本|环境", re.I)
 
 
 def _no_prose(line: str) -> bool:
