@@ -197,8 +197,8 @@ _TEMPLATE_HEADING = re.compile(
 # any markdown heading: where a text holds FORM_HEADINGS or more (outside code blocks), it is a filled-in form (a
 # GitHub issue form renders each field's label as "### label": "Which github workflows are flaking?", "Anything
 # else we need to know?") and its headings are the form's words, not the writer's
-_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t].*$", re.M)
-_FENCE_SPLIT = re.compile(r"(^[ \t]*(?:```|~~~).*$)", re.M)
+_HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t](.*)")
+_FENCE = re.compile(r"[ \t]*(?:```|~~~)")
 FORM_HEADINGS = 2
 # a link to a GitHub page that is no code (a workflow run, a pull request, an issue, a commit, a release) or to an
 # uploaded image: its words ("github", "actions", "runs", "jobs", "pull", "user-images") name the `.github` module
@@ -211,18 +211,28 @@ _GITHUB_PAGE_URL = re.compile(
 _VERSION_ROW = re.compile(r"^\s*[A-Za-z][\w.\-]*(?:\s+|==|\s*:\s*)v?\d+(?:\.\d+)+\S*\s*(?:\S+\s*)?$", re.M)
 
 
+def prose_headings(lines: list[str]) -> dict[int, str]:
+    """Line index -> text of each markdown heading among `lines` outside fenced code (a `# comment` in a code block
+    is no heading)."""
+    out: dict[int, str] = {}
+    code = False
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            code = not code
+        elif not code and (m := _HEADING.match(line)):
+            out[i] = m.group(1)
+    return out
+
+
 def _form_headings(text: str) -> str:
     """`text` without its markdown headings after the first line, where it holds at least FORM_HEADINGS of them
-    outside fenced code (a `# comment` in a code block is no heading); the content under them stays."""
-    parts = _FENCE_SPLIT.split(text)  # prose, fence, code, fence, prose, ...: prose where i % 4 == 0
-    prose = range(0, len(parts), 4)
-    first, nl, rest = parts[0].partition("\n")
-    if sum(len(_HEADING.findall(rest if i == 0 else parts[i])) for i in prose) < FORM_HEADINGS:
+    outside fenced code; the content under them stays."""
+    lines = text.split("\n")
+    heads = prose_headings(lines)
+    heads.pop(0, None)
+    if len(heads) < FORM_HEADINGS:
         return text
-    parts[0] = first + nl + _HEADING.sub("", rest)
-    for i in prose[1:]:
-        parts[i] = _HEADING.sub("", parts[i])
-    return "".join(parts)
+    return "\n".join("" if i in heads else line for i, line in enumerate(lines))
 
 
 def strip_boilerplate(text: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from indexer.text import FORM_HEADINGS
+from indexer.text import FORM_HEADINGS, prose_headings
 
 _FENCE_LINE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.M)
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
@@ -28,8 +28,6 @@ _DETAILS = re.compile(r"<details>.*?(?:</details>|\Z)", re.S | re.I)
 MAX_LINE = 200
 PROSE_CHARS_PER_SPACE = 12  # a long line with at least one space per this many characters reads as prose
 MAX_CHARS = 4000
-_FENCE_OPEN = re.compile(r"^[ \t]*(?:```|~~~)")
-_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*)$")
 # whole words: "Type conversion" or "Subversion support" name no environment
 ENVIRONMENT = re.compile(r"\bversions?\b|\benvironments?\b|\bplatforms?\b|\bsystem info|\bconfig\W*output|\bdoctor\b|"
                          r"版本|环境", re.I)
@@ -42,21 +40,13 @@ def _no_prose(line: str) -> bool:
 def without_environment(body: str) -> str:
     """`body` less the content of a filled-in form's environment fields (see the module's docstring)."""
     lines = body.splitlines()
-    heads: dict[int, bool] = {}  # line index of each heading outside fenced code -> it names the environment
-    code = False
-    for i, line in enumerate(lines):
-        if _FENCE_OPEN.match(line):
-            code = not code
-        elif not code and (m := _HEADING.match(line)):
-            heads[i] = bool(ENVIRONMENT.search(m.group(1)))
+    heads = {i: bool(ENVIRONMENT.search(h)) for i, h in prose_headings(lines).items()}  # -> names the environment
     if len(heads) < FORM_HEADINGS or not any(heads.values()):
         return body
     kept, drop = [], False
     for i, line in enumerate(lines):
-        if i in heads:
-            drop = heads[i]
-            kept.append(line)
-        elif not drop:
+        drop = heads.get(i, drop)  # a heading starts a section, and stays
+        if i in heads or not drop:
             kept.append(line)
     return "\n".join(kept)
 
