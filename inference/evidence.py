@@ -96,24 +96,30 @@ class MentionIndex:
         """module -> the names of it the text mentions."""
         hits: dict[str, list[str]] = defaultdict(list)
         # test names a text defines are its reproduction's (an index pickled before test names were kept has none)
-        seen = {n.lower() for n in _DEFINED.findall(text)} & getattr(self, "test_names", frozenset())
-        candidates = (set(_IDENT.findall(text)) | set(_HYPHEN_FILE.findall(text))
-                      | set(re.findall(r"[\w./-]+/[\w./-]+", text)))
-        for raw in candidates:
-            key = raw.lower().strip("./")
-            if key in seen:
+        defined = {n.lower() for n in _DEFINED.findall(text)} & getattr(self, "test_names", frozenset())
+        forms: dict[str, list[str]] = defaultdict(list)  # one name as the text writes it: `gradlew`, `./gradlew`
+        for raw in (set(_IDENT.findall(text)) | set(_HYPHEN_FILE.findall(text))
+                    | set(re.findall(r"[\w./-]+/[\w./-]+", text))):
+            forms[raw.lower().strip("./")].append(raw)
+        # in a fixed order, and a name counts where any of its forms does: the first form met used to decide, and
+        # the set's order, which changes with each process's hash seed, changed the answer (okhttp's "Run all the
+        # tests in CI ... ./gradlew test" answered `(root)` or `.github`)
+        for key in sorted(forms):
+            raws = sorted(forms[key])
+            if key in defined:
                 continue
-            seen.add(key)
             mods = self.owners.get(key)
             if mods is None:
                 mid = self._folder_module(key) if "/" in key else None
                 if mid is not None:
-                    hits[mid].append(raw)
+                    hits[mid].append(raws[0])
                 continue
-            if "/" not in key and "." not in key and not _distinctive(raw):
-                continue  # a plain word in the text ("buffer") is not a mention of `Buffer`
+            if "/" not in key and "." not in key:
+                raws = [r for r in raws if _distinctive(r)]
+                if not raws:
+                    continue  # a plain word in the text ("buffer") is not a mention of `Buffer`
             for mid in mods:
-                hits[mid].append(raw)
+                hits[mid].append(raws[0])
         return dict(hits)
 
     def _folder_module(self, path: str) -> str | None:

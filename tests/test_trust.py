@@ -590,6 +590,40 @@ def test_a_file_name_with_hyphens_names_its_module(git_repo, tmp_path):
     assert mentions.find("my own-file.js and a well-known phrase") == {}
 
 
+def test_a_name_written_two_ways_is_one_mention_whatever_the_hash_seed(git_repo, tmp_path):
+    """`gradlew` and `./gradlew` in one text are one name, and it names the root's `gradlew` whichever form is read
+    first. The forms came out of a set, whose order changes with each process's hash seed, and the first form read
+    decided (the bare word is no mention, the path is): okhttp's "Run all the tests in CI ... ./gradlew test"
+    answered `(root)` after one start of the service and `.github` after another. Each run below is a new process
+    with its own seed."""
+    import json
+    import os
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from inference.evidence import MentionIndex
+
+    git_repo.commit("layout", {
+        "gradlew": "#!/bin/sh\nexec java -jar wrapper.jar \"$@\"\n", "README.md": "# app\n",
+        "net/client.py": "class HttpClient:\n    pass\n", "net/pool.py": "def acquire():\n    pass\n",
+        "ui/menu.py": "class MenuBar:\n    pass\n", "ui/theme.py": "def dark():\n    pass\n"})
+    g = index(git_repo.root, Store(tmp_path / "g.db")).graph
+    root = g.module_of("gradlew")
+    assert root != g.module_of("net/client.py")
+    pkl = tmp_path / "mentions.pkl"
+    pkl.write_bytes(pickle.dumps(MentionIndex(g, g.leaf_ids())))
+    text = "Run all the tests in CI\n\nI expected gradlew test to run everything; ./gradlew jvmTest does."
+    code = ("import json, pickle, sys; m = pickle.load(open(sys.argv[1], 'rb')); "
+            "print(json.dumps(m.find(sys.argv[2]), sort_keys=True))")
+    runs = {subprocess.run([sys.executable, "-c", code, str(pkl), text], cwd=Path(__file__).resolve().parents[1],
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}, capture_output=True, text=True,
+                           check=True).stdout for seed in range(8)}
+    assert len(runs) == 1, runs
+    assert json.loads(runs.pop()) == {root: ["./gradlew"]}
+
+
 def test_a_path_into_a_modules_folder_names_that_module(git_repo, tmp_path):
     """A file the index never saw (added since, or linked from GitHub) still names the module whose folder holds it;
     a path that starts outside the repository (a reporter's own) names nothing."""
