@@ -32,7 +32,6 @@ import pickle
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inference.base import clean_text  # noqa: E402
-from inference.hybrid import VOTES  # noqa: E402
+from inference.history_clf import date_stamp  # noqa: E402
+from inference.hybrid import VOTES, fuse_distributions  # noqa: E402
 
 PARTS = ("lexical", "history", "dense")
 TOP = 15  # the reranker's candidates: the served first 15
@@ -52,10 +52,6 @@ SHARES = (0.0, 1.0, 2.0)  # the oracle's vote-share factors
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _ts(date: str) -> float:
-    return datetime.fromisoformat(date.replace("Z", "+00:00")).timestamp()
 
 
 def dump(folder: Path) -> dict[str, np.ndarray] | None:
@@ -77,8 +73,7 @@ def dump(folder: Path) -> dict[str, np.ndarray] | None:
     cases = json.loads(cases_file.read_text())
     ids, n_mod = m.ids, len(m.ids)
     index = {x: i for i, x in enumerate(ids)}
-    hist, dense = m.parts.get("history"), m.parts.get("dense")
-    tags = m.tags or TagIndex(graph, ids)
+    tags = None if m.tags is not None else TagIndex(graph, ids)  # a build whose tag share is 0 keeps no index
     out: dict[str, list] = {k: [] for k in PARTS + VOTES + ("fused", "served", "gold")}
     zero = np.zeros(n_mod)
     for c in cases:
@@ -88,11 +83,9 @@ def dump(folder: Path) -> dict[str, np.ndarray] | None:
             out[n].append(dists.get(n, zero))
         out["fused"].append(fused)
         out["served"].append(np.asarray(m.scores(text), dtype=np.float64))
-        votes = {"mention": m.mentions.distribution(text, m.index, n_mod) if m.mentions is not None else None,
-                 "words": hist.neighbours(text) if hist is not None else None,
-                 "meaning": dense.neighbours(text) if dense is not None else None,
-                 "semantic": dense.classify(text) if dense is not None and dense.classifier is not None else None,
-                 "tag": tags.distribution(text)}
+        votes = dict(m.votes(text, every=True))
+        if tags is not None:
+            votes["tag"] = tags.distribution(text)
         for v in VOTES:
             out[v].append(zero if votes[v] is None else np.asarray(votes[v], dtype=np.float64))
         out["gold"].append(np.isin(np.arange(n_mod), [index[g] for g in c["gold"] if g in index]))
@@ -103,8 +96,8 @@ def dump(folder: Path) -> dict[str, np.ndarray] | None:
             if g in index:
                 count[index[g]] += 1 / len(h.modules)
                 recent[index[g]] += (j >= len(history) - RECENT) / len(h.modules)
-                last[index[g]] = max(last[index[g]], _ts(h.date))
-    end = _ts(history[-1].date) if history else 0.0
+                last[index[g]] = max(last[index[g]], date_stamp(h.date) or -np.inf)
+    end = (date_stamp(history[-1].date) or 0.0) if history else 0.0
     shares = m.shares()
     ev = {k: np.array(v) for k, v in out.items()}
     ev.update(count=count, recent=recent, age_days=np.where(np.isfinite(last), (end - last) / 86400, 1e4),
@@ -118,8 +111,7 @@ def dump(folder: Path) -> dict[str, np.ndarray] | None:
 def mixed(ev: dict, weights: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """The served ranking's scores rebuilt from the evidence (`fuse_distributions`, then `mix_votes`) at these part
     weights and vote shares, for every case at once."""
-    total = weights.sum() or 1.0
-    s = sum(w / total * ev[n] for n, w in zip(PARTS, weights))
+    s = fuse_distributions({n: ev[n] for n in PARTS}, dict(zip(PARTS, weights)))
     for v, w in zip(VOTES, shares):
         vote = ev[v]
         has = vote.any(axis=1, keepdims=True)
@@ -129,8 +121,13 @@ def mixed(ev: dict, weights: np.ndarray, shares: np.ndarray) -> np.ndarray:
     return s
 
 
+def first_right(gold: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per case (row), whether the highest-scored candidate is right."""
+    return gold[np.arange(len(scores)), scores.argmax(axis=1)]
+
+
 def acc1(ev: dict, scores: np.ndarray) -> float:
-    return float(ev["gold"][np.arange(len(scores)), scores.argmax(axis=1)].mean())
+    return float(first_right(ev["gold"], scores).mean())
 
 
 def oracle(ev: dict) -> tuple[float, dict]:
@@ -205,10 +202,6 @@ def fit(x: np.ndarray, gold: np.ndarray, l2: float = 1.0):
     return lambda x2: ((x2 - mu) / sd) @ w
 
 
-def reranked(x: np.ndarray, gold: np.ndarray, model) -> float:
-    return float(gold[np.arange(len(x)), model(x).argmax(axis=1)].mean())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work-dir", default="/tmp/modmatch-dev", help="dev_benchmark.py's --work-dir")
@@ -245,20 +238,21 @@ def main() -> None:
             test = np.arange(f * n // 5, (f + 1) * n // 5)
             train = np.setdiff1d(np.arange(n), test)
             model = fit(x[train], gold[train])
-            hits[test] = gold[test, model(x[test]).argmax(axis=1)]
+            hits[test] = first_right(gold[test], model(x[test]))
         others = [o for o in data if o != name]
-        loro = (reranked(x, gold, fit(np.concatenate([data[o][0] for o in others]),
-                                      np.concatenate([data[o][1] for o in others]))) if others else None)
-        rows.append({"repository": name, "cases": n, "served": served, "rebuilt": rebuilt, "oracle": best,
+        loro = (float(first_right(gold, fit(np.concatenate([data[o][0] for o in others]),
+                                            np.concatenate([data[o][1] for o in others]))(x)).mean())
+                if others else None)
+        rows.append({"repository": name, "cases": n, "served": served, "oracle": best,
                      "oracle_setting": setting, "reranker_folds": float(hits.mean()), "reranker_others": loro,
                      "in_top": float(gold.any(axis=1).mean())})
         r = rows[-1]
-        print(f"{name:13s} cases {n:3d}  served {served:.3f} (rebuilt {rebuilt:.3f})  oracle {best:.3f}  "
+        print(f"{name:13s} cases {n:3d}  served {served:.3f}  oracle {best:.3f}  "
               f"reranker: folds {r['reranker_folds']:.3f}, other repositories "
               f"{'–' if loro is None else f'{loro:.3f}'}  right answer in the top {TOP}: {r['in_top']:.3f}",
               flush=True)
     mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None]))
-            for k in ("served", "rebuilt", "oracle", "reranker_folds", "reranker_others", "in_top")}
+            for k in ("served", "oracle", "reranker_folds", "reranker_others", "in_top")}
     print("mean          " + "  ".join(f"{k} {v:.4f}" for k, v in mean.items()))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

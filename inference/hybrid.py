@@ -360,23 +360,26 @@ class HybridMatcher(ScoredMatcher):
         return {"mention": self.mention_weight, "words": self.neighbour_weight,
                 "meaning": self.dense_neighbour_weight, "semantic": self.semantic_weight, "tag": self.tag_weight}
 
-    def votes(self, text: str) -> dict[str, np.ndarray | None]:
-        """Each vote served beside the fusion (VOTES), None where it is not served or the text gives it nothing."""
-        key = (text, tuple(self.shares().values()))
+    def votes(self, text: str, every: bool = False) -> dict[str, np.ndarray | None]:
+        """Each vote served beside the fusion (VOTES), None where it is not served or the text gives it nothing.
+        `every`: each vote this matcher can read, whatever its share (bench/fusion_ceiling.py weighs them anew)."""
+        shares = self.shares()
+        key = (text, tuple(shares.values()), every)
         last = self._last_votes
         if last is not None and last[0] == key:
             return last[1]
+        read = {v: every or shares[v] > 0 for v in VOTES}
         hist, dense = self.parts.get("history"), self.parts.get("dense")
         out: dict[str, np.ndarray | None] = dict.fromkeys(VOTES)
-        if self.mentions is not None and self.mention_weight > 0:
+        if self.mentions is not None and read["mention"]:
             out["mention"] = self.mentions.distribution(text, self.index, len(self.ids))
-        if self.neighbour_weight > 0 and hist is not None:
+        if hist is not None and read["words"]:
             out["words"] = hist.neighbours(text)
-        if self.dense_neighbour_weight > 0 and dense is not None:
+        if dense is not None and read["meaning"]:
             out["meaning"] = dense.neighbours(text)
-        if self.semantic_weight > 0 and dense is not None:
+        if dense is not None and read["semantic"]:
             out["semantic"] = dense.classify(text)
-        if self.tags is not None and self.tag_weight > 0:
+        if self.tags is not None and read["tag"]:
             out["tag"] = self.tags.distribution(text)
         self._last_votes = (key, out)
         return out
