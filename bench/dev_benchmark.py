@@ -210,21 +210,21 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
 
 def refreshed(m, graph, later, cases) -> dict:
     """The cases answered by the matcher as the service's refreshes would have kept it (`run_refreshed`: a day's
-    changes learned before the next day's texts), and its labeller on them two ways: at the threshold the service
-    of that day labels at (moved with the online lift, so it labels what the last full build would), and at the
-    last full build's threshold kept in confidence terms (labelling less where the latest answers were worth less
-    than promised)."""
+    changes learned before the next day's texts), and its labeller on them two ways: (a) at the last full build's
+    threshold moved with the online lift (so it labels what the last full build would; what the service did until
+    December 2026), and (b) at that threshold kept in confidence terms (labelling less where the latest answers
+    were worth less than promised; what the service does)."""
     from inference.calibration import operating_of, relift
 
     seen: dict[int, tuple[float, float, bool]] = {}
 
     def observe(i: int, cur) -> None:
         op = operating_of(cur)  # what the service's threshold is read from (`RepoState.label_threshold`)
-        moved = auto_threshold(op)
+        kept = auto_threshold(op)
         rc, lin = getattr(cur, "rank_calibrator", None), getattr(cur, "lineage", {}) or {}
-        kept = moved
+        moved = kept
         if op and op.get("coverage", 0) > 0 and rc is not None:
-            kept = relift(moved, lin.get("build_lift", rc.lift) - rc.lift)
+            moved = relift(kept, rc.lift - lin.get("build_lift", rc.lift))
         try:
             flag = no_module_reason(cur, cases[i].text) is not None
         except BadInputError:
@@ -382,8 +382,9 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
         out += [f"### `{DEFAULT}` kept up to date: refreshed after each day's changes, as the service's git hooks "
                 "keep it", "",
                 "| repository | built at the cut-off: Acc@1 / Acc@3 | refreshed: Acc@1 / Acc@3 | refreshed: ECE / "
-                "P@cov0.60 | days, updates, full builds | seconds per update | labeller: labelled, first right (at "
-                "the day's threshold / the build's kept) | code |", "|---|---|---|---|---|---|---|---|"]
+                "P@cov0.60 | days, updates, full builds | seconds per update | labeller: labelled, first right ((a) "
+                "the threshold moved with the lift / (b) the build's kept, as served) | code |",
+                "|---|---|---|---|---|---|---|---|"]
 
         def lab(o: dict | None) -> str:
             return f"{o['labelled']}, {f3(o['precision'])}" if o else "–"
