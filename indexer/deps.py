@@ -4,19 +4,27 @@ Resolution is by path suffix, which works across languages without a build syste
 ``#include "core/tensor.h"`` resolves to any file ending in ``/core/tensor.h`` (the one closest to
 the including file wins); ``from pkg.sub import x`` to ``pkg/sub.py`` or ``pkg/sub/__init__.py``;
 a Go, Java, Kotlin or Scala import to the folder or file whose path ends with it; a C# namespace to its
-folder; a PHP ``use Foo\\Bar`` to ``Foo/Bar.php`` (the PSR-4 layout); a Ruby ``require "a/b"`` to ``a/b.rb``; a
-relative JS/TS import, ``require_relative`` or ``require __DIR__ . '/x.php'`` against the importing file's folder.
+folder; a PHP ``use Foo\\Bar`` to ``Foo/Bar.php`` (the PSR-4 layout); a Ruby ``require "a/b"`` to ``a/b.rb``; an
+Elixir ``alias Foo.BarBaz`` to ``foo/bar_baz.ex``; a relative JS/TS import, ``require_relative`` or
+``require __DIR__ . '/x.php'`` against the importing file's folder.
 Unresolved imports (the standard library, third-party packages) are simply not edges.
 """
 from __future__ import annotations
 
 import posixpath
+import re
 from collections import Counter, defaultdict
 
 from .records import FileRecord
 
 CODE_EXTS = ("", ".py", ".pyi", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".h", ".hpp", ".hh", ".c", ".cc",
              ".cpp", ".go", ".java", ".kt", ".rs", ".swift", ".m", ".mm", ".rb", ".php", ".cs", ".scala")
+
+
+def _underscore(name: str) -> str:
+    """Elixir's `Macro.underscore` of one alias part: `LiveView` -> `live_view`, `HTTPClient` -> `http_client`."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 class Resolver:
@@ -52,6 +60,22 @@ class Resolver:
             return None
         key = "/".join(suffix.split("/")[-4:])  # the table holds suffixes of up to four components
         return self._closest([c for c in self.by_suffix.get(key, []) if c == suffix or c.endswith("/" + suffix)], src)
+
+    def _elixir(self, imp: str, src: str) -> str | None:
+        """An Elixir module to its file by the convention `Phoenix.Socket.Message` -> `phoenix/socket/message.ex`
+        (`Macro.underscore`), else the file of its nearest enclosing module (`Phoenix.Socket.InvalidMessageError`
+        is defined in `phoenix/socket.ex`), else the one file named after its last part (a Phoenix app's
+        `MyAppWeb.UserController` lives in `my_app_web/controllers/user_controller.ex`). A one-part name
+        (`Logger`, `Enum`) is the standard library's or a dependency's: no file."""
+        parts = [_underscore(p) for p in imp.split(".")]
+        if len(parts) < 2 or not all(parts):
+            return None
+        for end in range(len(parts), 1, -1):
+            hit = self._suffix("/".join(parts[:end]) + ".ex", src)
+            if hit:
+                return hit
+        named = self.by_suffix.get(parts[-1] + ".ex", [])
+        return named[0] if len(named) == 1 else None
 
     def resolve(self, imp: str, src: str, lang: str) -> str | None:
         """The repository file an import / include in `src` (written in `lang`) refers to."""
@@ -130,6 +154,8 @@ class Resolver:
                 if hit and i >= min(2, len(parts)):
                     return hit[0]
             return None
+        if lang == "elixir":
+            return self._elixir(imp, src)
         if lang == "rust":
             parts = [p for p in imp.split("::") if p not in ("crate", "self", "super", "*") and p[:1].islower()]
             while parts:

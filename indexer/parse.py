@@ -253,7 +253,58 @@ def _preceding_comments(node: Node) -> list[Node]:
     return comments
 
 
+def _elixir_string(node: Node | None) -> str:
+    """The text of an Elixir string or sigil (`"..."`, `\"\"\"...\"\"\"`, `~S\"\"\"...\"\"\"`); "" for anything else
+    (`@doc false`)."""
+    if node is None or node.type not in ("string", "sigil"):
+        return ""
+    return "".join(_text(c) for c in node.named_children if c.type == "quoted_content")
+
+
+def _elixir_attribute(node: Node) -> tuple[str, Node | None] | None:
+    """(name, value) of a module attribute `@name value`, or None for any other node."""
+    if node.type != "unary_operator" or not _text(node).startswith("@"):
+        return None
+    operand = node.child_by_field_name("operand")
+    if operand is None or operand.type != "call":
+        return None
+    target = operand.child_by_field_name("target")
+    args = next((c for c in operand.named_children if c.type == "arguments"), None)
+    return (_text(target) if target is not None else "",
+            args.named_children[0] if args is not None and args.named_child_count else None)
+
+
+def _elixir_moduledoc(module: Node) -> str:
+    """The `@moduledoc` of a `defmodule` / `defprotocol` call: among the first statements of its body."""
+    body = next((c for c in module.named_children if c.type == "do_block"), None)
+    for child in (body.named_children[:12] if body is not None else []):
+        attr = _elixir_attribute(child)
+        if attr is not None and attr[0] == "moduledoc":
+            return inspect.cleandoc(_elixir_string(attr[1]))
+    return ""
+
+
+def _elixir_doc(def_node: Node) -> str:
+    """A module's `@moduledoc`, or the `@doc` above a function (other attributes, `@spec`, `@impl`, may stand between)."""
+    target = def_node.child_by_field_name("target")
+    if target is not None and _text(target) in ("defmodule", "defprotocol"):
+        return clean_docstring(_elixir_moduledoc(def_node))
+    sib = def_node.prev_named_sibling
+    while sib is not None:
+        attr = _elixir_attribute(sib)
+        if attr is None:
+            break
+        if attr[0] == "doc":
+            return clean_docstring(inspect.cleandoc(_elixir_string(attr[1])))
+        sib = sib.prev_named_sibling
+    return ""
+
+
 def _doc_for(lang: str, def_node: Node) -> str:
+    if lang == "elixir":
+        ds = _elixir_doc(def_node)
+        if ds:
+            return ds
     if lang == "python":
         ds = _python_docstring(def_node.child_by_field_name("body"))
         if ds:
@@ -315,6 +366,12 @@ def _header(lang: str, root: Node) -> str:
         h = _header_text(lines)
         if h:
             return h
+    if lang == "elixir":  # no header comment: the first module's @moduledoc says what the file is
+        for child in root.named_children:
+            target = child.child_by_field_name("target") if child.type == "call" else None
+            if target is not None and _text(target) in ("defmodule", "defprotocol"):
+                doc = _elixir_moduledoc(child)
+                return _header_text(doc.splitlines(), docstring=True) if doc else ""
     return ""
 
 
@@ -465,6 +522,10 @@ def _clean_import(lang: str, node: Node) -> list[str]:
         if node.type == "string_content":  # require __DIR__ . '/x.php': relative to the file
             return ["." + s if s.startswith("/") else s]
         return [s.replace("\\", "/").strip("/")]  # a namespaced name: Foo\Bar\Baz -> Foo/Bar/Baz
+    elif lang == "elixir":  # `alias Phoenix.Socket.{Broadcast, Message}`: each module of the braces
+        s = _WS_RE.sub("", s)
+        m = re.fullmatch(r"([\w.]+)\.\{([^}]*)\}", s)
+        return [f"{m.group(1)}.{x}" for x in m.group(2).split(",") if x] if m else [s]
     elif lang == "scala":  # `import a.b.{C, D => E}`, `import a.b._`, `import a.b.*`
         s = _WS_RE.sub("", s[len("import"):] if s.startswith("import") else s)
         s = re.sub(r"([\w.`]+)\{([^}]*)\}",

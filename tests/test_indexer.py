@@ -104,6 +104,27 @@ def test_csharp_ruby_php_and_scala_give_symbols_and_dependency_edges(git_repo, t
     assert dict(g.dependencies("actors")) == {"akka-util": 1}
 
 
+def test_elixir_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
+    """An Elixir project, end to end: each module's symbols with their @doc / @moduledoc, the module's description
+    from them, and an edge from an `alias` to the module that defines the aliased name."""
+    files = {"channels/lib/acme/channel.ex": (FIXTURES / "sample.ex").read_text(),
+             "wire/lib/acme/socket/message.ex": 'defmodule Acme.Socket.Message do\n  @moduledoc "A message on the wire."\n'
+                                           "  defstruct [:topic, :payload]\nend\n",
+             "routing/lib/acme/router.ex": "defmodule Acme.Router do\n  def route(path), do: path\nend\n",
+             "mix.exs": "defmodule Acme.MixProject do\n  use Mix.Project\n  def project, do: [app: :acme]\nend\n"}
+    git_repo.commit("initial import", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    assert not any("without a grammar" in n for n in res.notes)
+    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    assert {"Acme.Channel", "join", "push", "Acme.Serializer", "Acme.Socket.Message", "route"} <= set(owner)
+    chan, msg = owner["Acme.Channel"], owner["Acme.Socket.Message"]
+    assert chan != msg and dict(g.dependencies(chan)).get(msg) == 1
+    doc = {s.name: s.doc for s in g.modules[chan].symbols}
+    assert doc["join"] == "Join a topic with its parameters."
+    assert g.modules[msg].description.startswith("A message on the wire.")  # no header comment: its @moduledoc
+
+
 def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, tmp_path):
     """A repository written mostly in a language with no grammar here is still indexed, module by module,
     and the index says that its symbols are missing; a few such scripts beside parsed code are no news."""
@@ -573,3 +594,21 @@ def test_php_ruby_csharp_and_scala_imports_resolve():
     assert r.resolve("Acme.Http.Pipeline.Stages", "Src/Acme.Http/Client.cs", "csharp") == paths[7]
     assert r.resolve("System.Text", "Src/Acme.Http/Client.cs", "csharp") is None
     assert r.resolve("akka.util.Timeout", "core/src/main/scala/akka/actor/A.scala", "scala") == paths[6]
+
+
+def test_elixir_aliases_resolve_by_the_underscore_convention():
+    from indexer.deps import Resolver
+
+    paths = ["lib/phoenix/socket.ex", "lib/phoenix/socket/message.ex", "lib/phoenix/live_view.ex",
+             "lib/my_app_web/controllers/user_controller.ex", "lib/phoenix/logger.ex", "lib/a/router.ex",
+             "lib/b/router.ex"]
+    r = Resolver(paths)
+    assert r.resolve("Phoenix.Socket.Message", "lib/phoenix/channel.ex", "elixir") == paths[1]
+    assert r.resolve("Phoenix.LiveView", "lib/phoenix/channel.ex", "elixir") == paths[2]
+    # a module defined inside its parent's file
+    assert r.resolve("Phoenix.Socket.InvalidMessageError", "lib/phoenix/channel.ex", "elixir") == paths[0]
+    # a Phoenix app's controller lives in a folder its name does not say: the one file of its name
+    assert r.resolve("MyAppWeb.UserController", "lib/my_app_web/router.ex", "elixir") == paths[3]
+    assert r.resolve("Other.Router", "lib/phoenix/channel.ex", "elixir") is None  # two files of that name
+    assert r.resolve("Logger", "lib/phoenix/channel.ex", "elixir") is None  # Elixir's, not lib/phoenix/logger.ex
+    assert r.resolve("Plug.Conn", "lib/phoenix/channel.ex", "elixir") is None  # a dependency

@@ -195,6 +195,19 @@ CASES = [
         ["scala.concurrent.Future", "akka.util.Timeout", "akka.util.ByteString", "akka.dispatch"],
         "sample.scala - actors for the message router.",
     ),
+    (
+        "sample.ex",
+        "elixir",
+        {"Acme.Channel": "module", "join": "function", "push": "function", "__internal__": "function",
+         "encode": "function", "__using__": "function", "is_topic": "function", "Reply": "module",
+         "Acme.Serializer": "interface", "encode!": "function"},
+        {"Acme.Channel": "Joins topics and pushes messages to the clients of a socket.",
+         "join": "Join a topic with its parameters.",  # an @spec between the @doc and the def
+         "push": "Push an event to the client.", "__internal__": "",  # @doc false
+         "Reply": "A reply to a pushed message.", "encode!": "Encode a term for the wire."},
+        ["Acme.Socket.Broadcast", "Acme.Socket.Message", "Acme.Router", "Logger"],
+        "sample.ex - channels over a socket.",
+    ),
 ]
 
 
