@@ -35,6 +35,7 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "php": (".php",),
     "scala": (".scala", ".sc"),
     "elixir": (".ex", ".exs"),
+    "lua": (".lua",),
 }
 
 _BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
@@ -54,7 +55,7 @@ def language_for(path: str) -> str:
 
 #: extensions of code in languages without a grammar here: their files are read as text, with no symbols
 NO_GRAMMAR: dict[str, str] = {
-    ".lua": "Lua", ".erl": "Erlang", ".hrl": "Erlang", ".hs": "Haskell",
+    ".erl": "Erlang", ".hrl": "Erlang", ".hs": "Haskell",
     ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".dart": "Dart", ".r": "R",
     ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".zig": "Zig", ".nim": "Nim", ".groovy": "Groovy",
     ".vue": "Vue", ".svelte": "Svelte", ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
@@ -146,6 +147,10 @@ def _raw_language(lang: str):
         return m.language()
     if lang == "elixir":
         import tree_sitter_elixir as m
+
+        return m.language()
+    if lang == "lua":
+        import tree_sitter_lua as m
 
         return m.language()
     raise KeyError(f"no grammar for language {lang!r}")

@@ -66,6 +66,7 @@ _FUNCTIONS: dict[str, frozenset[str]] = {
     "ruby": frozenset({"method", "singleton_method", "lambda"}),
     "php": frozenset({"function_definition", "method_declaration", "anonymous_function", "arrow_function"}),
     "scala": frozenset({"function_definition", "lambda_expression"}),
+    "lua": frozenset({"function_declaration", "function_definition"}),
 }
 _FUNCTIONS["typescript"] = _FUNCTIONS["tsx"] = _FUNCTIONS["javascript"]
 
@@ -121,6 +122,8 @@ _DECOR_LINE_RE = re.compile(r"^[\s=\-*#/_~+<>.!]*$")
 _MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^!/|^ex:")
 _RUBY_MAGIC_RE = re.compile(r"^(?:frozen_string_literal|(?:en)?coding|typed|warn_indent|shareable_constant_value):")
 # C# XML documentation: the tags around the text go, a parameter's or exception's line goes as a whole
+_LUA_COMMENT_RE = re.compile(r"^\s*--+(?:\[=*\[)?-*\s*")
+_LUA_CLOSE_RE = re.compile(r"\s*(?:--)?\]=*\]\s*$")
 _XML_DOC_TAG_RE = re.compile(r"</?(?:summary|remarks|para|returns|value|example|c|code|inheritdoc|see|seealso)\b[^>]*>")
 _XML_DOC_LINE_RE = re.compile(r"^<(?:param|typeparam|exception|include)\b")
 _TAG_LINE_RE = re.compile(
@@ -173,6 +176,10 @@ def _truncate(s: str, limit: int) -> str:
 def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
     out: list[str] = []
     for line in text.splitlines():
+        if lang == "lua":  # `--`, LDoc's `---`, a block's `--[[` / `--[==[` and its closing `]]`
+            line = _LUA_COMMENT_RE.sub("", _LUA_CLOSE_RE.sub("", line))
+            if line.startswith("@"):
+                continue  # an LDoc tag line (`@param`, `@table`, `@module`)
         line = _COMMENT_SUFFIX_RE.sub("", line)
         line = _COMMENT_PREFIX_RE.sub("", line, count=1).strip()
         if line.startswith("--"):  # sql / lua style, harmless elsewhere

@@ -125,18 +125,38 @@ def test_elixir_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
     assert g.modules[msg].description.startswith("A message on the wire.")  # no header comment: its @moduledoc
 
 
+def test_lua_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
+    """A Lua application, end to end: its classes, methods and functions with their LDoc comments, and an edge for
+    a `require` of another module's file."""
+    files = {"frontend/ui/widget/button.lua": (FIXTURES / "sample.lua").read_text(),
+             "frontend/ui/widget/container/inputcontainer.lua":
+                 "--- Handles taps.\nlocal InputContainer = {}\nfunction InputContainer:onTap() end\n"
+                 "return InputContainer\n",
+             "plugins/wiki.koplugin/main.lua": 'local Button = require("ui/widget/button")\n'
+                                               "local function lookupWord(w) return Button end\n"}
+    git_repo.commit("initial import", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    assert not any("without a grammar" in n for n in res.notes)
+    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    assert {"Button", "init", "fromSpec", "onTap", "lookupWord"} <= set(owner)
+    assert owner["lookupWord"] != owner["init"]
+    assert dict(g.dependencies(owner["lookupWord"])).get(owner["init"]) == 1
+    assert {s.name: s.doc for s in g.modules[owner["init"]].symbols}["init"] == "Lay the button out."
+
+
 def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, tmp_path):
     """A repository written mostly in a language with no grammar here is still indexed, module by module,
     and the index says that its symbols are missing; a few such scripts beside parsed code are no news."""
-    files = {f"game/ai_{i}.lua": f"-- enemy behaviour {i}\nfunction chase_player_{i}(e)\n  return e\nend\n"
+    files = {f"game/ai_{i}.erl": f"%% enemy behaviour {i}\n-module(ai_{i}).\nchase_player(E) -> E.\n"
              for i in range(24)}
     files["tools/build.py"] = "def main():\n    pass\n"
     git_repo.commit("initial", files)
     res = index(git_repo.root, store_for(tmp_path), full=True)
     note = next(n for n in res.notes if "without a grammar" in n)
-    assert note.startswith("24 of 25 code files") and "Lua 24" in note
+    assert note.startswith("24 of 25 code files") and "Erlang 24" in note
     assert "game" in res.graph.modules and len(res.graph.modules["game"].files) == 24
-    git_repo.commit("one more enemy", {"game/ai_boss.lua": "function boss(e)\n  return e\nend\n"})
+    git_repo.commit("one more enemy", {"game/ai_boss.erl": "-module(ai_boss).\nboss(E) -> E.\n"})
     assert not any("without a grammar" in n for n in refresh(git_repo.root, store_for(tmp_path)).notes)  # said once
 
     git_repo.commit("more python", {f"tools/t{i}.py": f"def tool_{i}():\n    pass\n" for i in range(300)})
@@ -612,3 +632,16 @@ def test_elixir_aliases_resolve_by_the_underscore_convention():
     assert r.resolve("Other.Router", "lib/phoenix/channel.ex", "elixir") is None  # two files of that name
     assert r.resolve("Logger", "lib/phoenix/channel.ex", "elixir") is None  # Elixir's, not lib/phoenix/logger.ex
     assert r.resolve("Plug.Conn", "lib/phoenix/channel.ex", "elixir") is None  # a dependency
+
+
+def test_lua_requires_resolve_on_the_module_path():
+    from indexer.deps import Resolver
+
+    paths = ["frontend/ui/widget/button.lua", "frontend/ui/font.lua", "lua/telescope/init.lua",
+             "frontend/device.lua"]
+    r = Resolver(paths)
+    assert r.resolve("ui/widget/button", "frontend/apps/reader.lua", "lua") == paths[0]
+    assert r.resolve("ui.font", "frontend/apps/reader.lua", "lua") == paths[1]
+    assert r.resolve("telescope", "lua/telescope/builtin.lua", "lua") == paths[2]  # a package's init.lua
+    assert r.resolve("device", "frontend/apps/reader.lua", "lua") == paths[3]
+    assert r.resolve("ffi/blitbuffer", "frontend/apps/reader.lua", "lua") is None  # another repository's

@@ -208,6 +208,16 @@ CASES = [
         ["Acme.Socket.Broadcast", "Acme.Socket.Message", "Acme.Router", "Logger"],
         "sample.ex - channels over a socket.",
     ),
+    (
+        "sample.lua",
+        "lua",
+        {"Button": "class", "init": "method", "setText": "function", "private_helper": "function",
+         "fromSpec": "function"},  # `clamp`, local to `init`, is no symbol
+        {"Button": "A tappable button.",  # LDoc's `---`, its `@table` line dropped
+         "init": "Lay the button out.", "setText": "Set the label.", "fromSpec": "Make a button from a spec."},
+        ["ui/widget/container/inputcontainer", "ui.font"],
+        "sample.lua - a button that runs a callback when tapped.",
+    ),
 ]
 
 
