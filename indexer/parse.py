@@ -121,9 +121,10 @@ _COPYRIGHT_LINE_RE = re.compile(
 _DECOR_LINE_RE = re.compile(r"^[\s=\-*#/_~+<>.!]*$")
 _MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^!/|^ex:")
 _RUBY_MAGIC_RE = re.compile(r"^(?:frozen_string_literal|(?:en)?coding|typed|warn_indent|shareable_constant_value):")
-# C# XML documentation: the tags around the text go, a parameter's or exception's line goes as a whole
+# Lua: a comment's dashes (`--`, LDoc's `---`, a block's `--[[` / `--[==[`) and a block's closing `]]`
 _LUA_COMMENT_RE = re.compile(r"^\s*--+(?:\[=*\[)?-*\s*")
 _LUA_CLOSE_RE = re.compile(r"\s*(?:--)?\]=*\]\s*$")
+# C# XML documentation: the tags around the text go, a parameter's or exception's line goes as a whole
 _XML_DOC_TAG_RE = re.compile(r"</?(?:summary|remarks|para|returns|value|example|c|code|inheritdoc|see|seealso)\b[^>]*>")
 _XML_DOC_LINE_RE = re.compile(r"^<(?:param|typeparam|exception|include)\b")
 _TAG_LINE_RE = re.compile(
@@ -292,7 +293,8 @@ def _elixir_moduledoc(module: Node) -> str:
 
 
 def _elixir_doc(def_node: Node) -> str:
-    """A module's `@moduledoc`, or the `@doc` above a function (other attributes, `@spec`, `@impl`, may stand between)."""
+    """A module's `@moduledoc`, or the `@doc` above a function (other attributes, `@spec` or `@impl`, may stand
+    between them)."""
     target = def_node.child_by_field_name("target")
     if target is not None and _text(target) in ("defmodule", "defprotocol"):
         return clean_docstring(_elixir_moduledoc(def_node))
