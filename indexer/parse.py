@@ -282,6 +282,12 @@ def _elixir_attribute(node: Node) -> tuple[str, Node | None] | None:
             args.named_children[0] if args is not None and args.named_child_count else None)
 
 
+def _elixir_module(node: Node) -> bool:
+    """A `defmodule` or `defprotocol` call."""
+    target = node.child_by_field_name("target") if node.type == "call" else None
+    return target is not None and _text(target) in ("defmodule", "defprotocol")
+
+
 def _elixir_moduledoc(module: Node) -> str:
     """The `@moduledoc` of a `defmodule` / `defprotocol` call: among the first statements of its body."""
     body = next((c for c in module.named_children if c.type == "do_block"), None)
@@ -295,8 +301,7 @@ def _elixir_moduledoc(module: Node) -> str:
 def _elixir_doc(def_node: Node) -> str:
     """A module's `@moduledoc`, or the `@doc` above a function (other attributes, `@spec` or `@impl`, may stand
     between them)."""
-    target = def_node.child_by_field_name("target")
-    if target is not None and _text(target) in ("defmodule", "defprotocol"):
+    if _elixir_module(def_node):
         return clean_docstring(_elixir_moduledoc(def_node))
     sib = def_node.prev_named_sibling
     while sib is not None:
@@ -376,11 +381,9 @@ def _header(lang: str, root: Node) -> str:
         if h:
             return h
     if lang == "elixir":  # no header comment: the first module's @moduledoc says what the file is
-        for child in root.named_children:
-            target = child.child_by_field_name("target") if child.type == "call" else None
-            if target is not None and _text(target) in ("defmodule", "defprotocol"):
-                doc = _elixir_moduledoc(child)
-                return _header_text(doc.splitlines(), docstring=True) if doc else ""
+        first = next((c for c in root.named_children if _elixir_module(c)), None)
+        doc = _elixir_moduledoc(first) if first is not None else ""
+        return _header_text(doc.splitlines(), docstring=True) if doc else ""
     return ""
 
 
