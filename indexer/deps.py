@@ -5,8 +5,10 @@ Resolution is by path suffix, which works across languages without a build syste
 the including file wins); ``from pkg.sub import x`` to ``pkg/sub.py`` or ``pkg/sub/__init__.py``;
 a Go, Java, Kotlin or Scala import to the folder or file whose path ends with it; a C# namespace to its
 folder; a PHP ``use Foo\\Bar`` to ``Foo/Bar.php`` (the PSR-4 layout); a Ruby ``require "a/b"`` to ``a/b.rb``; an
-Elixir ``alias Foo.BarBaz`` to ``foo/bar_baz.ex``; a Lua ``require "a.b"`` to ``a/b.lua``; a relative JS/TS import,
-``require_relative`` or ``require __DIR__ . '/x.php'`` against the importing file's folder.
+Elixir ``alias Foo.BarBaz`` to ``foo/bar_baz.ex``; a Lua ``require "a.b"`` to ``a/b.lua``; a Dart
+``import 'package:p/x.dart'`` to ``p/lib/x.dart`` (or the root's ``lib/x.dart``); a relative JS/TS import,
+``require_relative``, ``require __DIR__ . '/x.php'`` or Dart ``import 'src/x.dart'`` against the importing
+file's folder.
 Unresolved imports (the standard library, third-party packages) are simply not edges.
 """
 from __future__ import annotations
@@ -159,6 +161,19 @@ class Resolver:
         if lang == "lua":  # `require "ui/widget/button"` or `require "a.b"`: a.b.lua or a/b/init.lua on the path
             base = imp if "/" in imp else imp.replace(".", "/")
             return self._suffix(base + ".lua", src) or self._suffix(base + "/init.lua", src)
+        if lang == "dart":  # `package:flame/src/game.dart`: that package's lib/ (packages/flame/lib/... in a
+            # monorepo; the root's lib/... in a one-package repository, whose own name its folders do not say);
+            # `src/x.dart` without a scheme: beside the file
+            if imp.startswith("dart:"):
+                return None
+            if imp.startswith("package:"):
+                name, _, rest = imp[len("package:"):].partition("/")
+                if not rest:
+                    return None
+                hit = self._suffix(f"{name}/lib/{rest}", src)
+                return hit or (f"lib/{rest}" if f"lib/{rest}" in self.paths else None)
+            target = posixpath.normpath(posixpath.join(sdir, imp))
+            return target if target in self.paths else None
         if lang == "rust":
             parts = [p for p in imp.split("::") if p not in ("crate", "self", "super", "*") and p[:1].islower()]
             while parts:

@@ -36,6 +36,7 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "scala": (".scala", ".sc"),
     "elixir": (".ex", ".exs"),
     "lua": (".lua",),
+    "dart": (".dart",),
 }
 
 _BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
@@ -56,7 +57,7 @@ def language_for(path: str) -> str:
 #: extensions of code in languages without a grammar here: their files are read as text, with no symbols
 NO_GRAMMAR: dict[str, str] = {
     ".erl": "Erlang", ".hrl": "Erlang", ".hs": "Haskell",
-    ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".dart": "Dart", ".r": "R",
+    ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".r": "R",
     ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".zig": "Zig", ".nim": "Nim", ".groovy": "Groovy",
     ".vue": "Vue", ".svelte": "Svelte", ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
     ".cr": "Crystal", ".elm": "Elm", ".pas": "Pascal", ".sv": "SystemVerilog",
@@ -151,6 +152,10 @@ def _raw_language(lang: str):
         return m.language()
     if lang == "lua":
         import tree_sitter_lua as m
+
+        return m.language()
+    if lang == "dart":
+        import tree_sitter_dart as m
 
         return m.language()
     raise KeyError(f"no grammar for language {lang!r}")

@@ -28,7 +28,8 @@ MAX_TEXT = 4000
 MAX_SYMBOLS = 5000
 BINARY_SNIFF = 8192
 
-_COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment", "multiline_comment"})
+_COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment", "multiline_comment",
+                            "documentation_comment"})  # dart's `///`
 
 # Nodes that wrap a definition: its doc comment precedes the wrapper, not the definition.
 _WRAPPERS = frozenset(
@@ -42,6 +43,7 @@ _WRAPPERS = frozenset(
         "type_declaration",  # go `type X struct` (single spec)
         "declaration",  # c `struct s {...};` / `typedef` wrappers
         "linkage_specification",  # c++ extern "C"
+        "method_signature",  # dart: a method's signature (its body is the next sibling)
     }
 )
 
@@ -67,6 +69,7 @@ _FUNCTIONS: dict[str, frozenset[str]] = {
     "php": frozenset({"function_definition", "method_declaration", "anonymous_function", "arrow_function"}),
     "scala": frozenset({"function_definition", "lambda_expression"}),
     "lua": frozenset({"function_declaration", "function_definition"}),
+    "dart": frozenset({"function_body", "local_function_declaration", "lambda_expression"}),
 }
 _FUNCTIONS["typescript"] = _FUNCTIONS["tsx"] = _FUNCTIONS["javascript"]
 
@@ -87,6 +90,7 @@ _CLASSES: dict[str, frozenset[str]] = {
     "ruby": frozenset({"class", "module", "singleton_class"}),
     "php": frozenset({"class_declaration", "interface_declaration", "trait_declaration", "enum_declaration"}),
     "scala": frozenset({"class_definition", "trait_definition", "object_definition", "enum_definition"}),
+    "dart": frozenset({"class_body", "extension_body", "enum_body"}),
 }
 _CLASSES["tsx"] = _CLASSES["typescript"]
 
@@ -176,7 +180,13 @@ def _truncate(s: str, limit: int) -> str:
 
 def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
     out: list[str] = []
+    fenced = False
     for line in text.splitlines():
+        if lang == "dart" and line.lstrip(" /*").startswith("```"):
+            fenced = not fenced  # a dartdoc example: code, not what the symbol is for
+            continue
+        if fenced:
+            continue
         if lang == "lua":  # `--`, LDoc's `---`, a block's `--[[` / `--[==[` and its closing `]]`
             line = _LUA_COMMENT_RE.sub("", _LUA_CLOSE_RE.sub("", line))
             if line.startswith("@"):
@@ -523,7 +533,7 @@ def _clean_import(lang: str, node: Node) -> list[str]:
     s = _text(node).strip()
     if lang in _C_FAMILY or lang == "go":
         s = s.strip('"<>`')
-    elif lang in ("javascript", "typescript", "tsx"):
+    elif lang in ("javascript", "typescript", "tsx", "dart"):
         s = s.strip("\"'`")
     elif lang == "ruby":  # the path of `require "x/y"`; `require_relative "y"` is relative to the file
         call = node.parent.parent.parent if node.parent and node.parent.parent else None

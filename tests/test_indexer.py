@@ -145,6 +145,28 @@ def test_lua_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
     assert {s.name: s.doc for s in g.modules[owner["init"]].symbols}["init"] == "Lay the button out."
 
 
+def test_dart_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
+    """A Dart repository of two packages (as cfug/dio lays them out), end to end: classes, mixins and methods with their dartdoc, and edges for a
+    `package:` import of another package's library and for a library's `export` of its own src/ file."""
+    files = {"flame/lib/src/sprite_batch.dart": (FIXTURES / "sample.dart").read_text(),
+             "flame/lib/components.dart": "export 'src/sprite_batch.dart';\nexport 'src/anchor.dart';\n",
+             "flame/lib/src/anchor.dart": "/// Where a component is pinned.\nclass Anchor {}\n",
+             "flame_tiled/lib/src/tiled_component.dart":
+                 "import 'package:flame/components.dart';\nimport 'package:flutter/widgets.dart';\n\n"
+                 "/// A map made in Tiled.\nclass TiledComponent extends SpriteBatch {\n"
+                 "  /// Renders the map's layers.\n  void renderTree() {}\n}\n"}
+    git_repo.commit("initial import", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    assert not any("without a grammar" in n for n in res.notes)
+    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    assert {"SpriteBatch", "HasGameRef", "add", "Anchor", "TiledComponent", "renderTree"} <= set(owner)
+    tiled, flame = owner["TiledComponent"], owner["SpriteBatch"]
+    assert tiled != flame
+    assert dict(g.dependencies(tiled)).get(owner["SpriteBatch"]) == 1  # flutter's widgets.dart is no file here
+    assert {s.name: s.doc for s in g.modules[tiled].symbols}["renderTree"] == "Renders the map's layers."
+
+
 def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, tmp_path):
     """A repository written mostly in a language with no grammar here is still indexed, module by module,
     and the index says that its symbols are missing; a few such scripts beside parsed code are no news."""
@@ -645,3 +667,20 @@ def test_lua_requires_resolve_on_the_module_path():
     assert r.resolve("telescope", "lua/telescope/builtin.lua", "lua") == paths[2]  # a package's init.lua
     assert r.resolve("device", "frontend/apps/reader.lua", "lua") == paths[3]
     assert r.resolve("ffi/blitbuffer", "frontend/apps/reader.lua", "lua") is None  # another repository's
+
+
+def test_dart_imports_resolve_to_a_package_lib_or_beside_the_file():
+    from indexer.deps import Resolver
+
+    paths = ["packages/flame/lib/components.dart", "packages/flame/lib/src/game/game.dart",
+             "packages/flame/lib/widgets.dart", "packages/flame/lib/src/cache/images.dart", "lib/screens/home.dart",
+             "lib/main.dart"]
+    r = Resolver(paths)
+    src = "packages/flame/lib/src/game/game_widget.dart"
+    assert r.resolve("'package:flame/components.dart'", src, "dart") == paths[0]
+    assert r.resolve("package:flame/src/game/game.dart", "packages/flame_tiled/lib/x.dart", "dart") == paths[1]
+    assert r.resolve("game.dart", "packages/flame/lib/src/game/game_widget.dart", "dart") == paths[1]  # beside it
+    assert r.resolve("../cache/images.dart", src, "dart") == paths[3]
+    assert r.resolve("package:flutter/widgets.dart", src, "dart") is None  # Flutter's, not flame's widgets.dart
+    assert r.resolve("package:my_app/screens/home.dart", "lib/main.dart", "dart") == paths[4]  # the root package
+    assert r.resolve("dart:math", src, "dart") is None

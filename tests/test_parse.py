@@ -218,6 +218,20 @@ CASES = [
         ["ui/widget/container/inputcontainer", "ui.font"],
         "sample.lua - a button that runs a callback when tapped.",
     ),
+    (
+        "sample.dart",
+        "dart",
+        {"SpriteBatch": "class", "length": "method", "add": "method", "empty": "method", "Drawable": "class",
+         "draw": "method", "HasGameRef": "class", "Squares": "extension", "squared": "method", "BlendMode": "enum",
+         "TickCallback": "type", "loadAll": "function"},  # `helper` and `inner`, local to a body, are no symbols
+        {"SpriteBatch": "Draws many sprites with one call.",  # the dartdoc's code example dropped
+         "add": "Adds a sprite at [offset].",  # `@override` between the doc and the method
+         "length": "The number of sprites.", "Squares": "Extra helpers on numbers.",
+         "TickCallback": "A callback for every tick.", "loadAll": "Loads all images of a folder."},
+        ["dart:math", "package:flame/components.dart", "../cache/images.dart", "src/sprite_batch_item.dart",
+         "sprite_batch_stats.dart"],
+        "sample.dart - sprites drawn in one batch.",
+    ),
 ]
 
 
