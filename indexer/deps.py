@@ -7,8 +7,8 @@ a Go, Java, Kotlin or Scala import to the folder or file whose path ends with it
 folder; a PHP ``use Foo\\Bar`` to ``Foo/Bar.php`` (the PSR-4 layout); a Ruby ``require "a/b"`` to ``a/b.rb``; an
 Elixir ``alias Foo.BarBaz`` to ``foo/bar_baz.ex``; a Lua ``require "a.b"`` to ``a/b.lua``; a Dart
 ``import 'package:p/x.dart'`` to ``p/lib/x.dart`` (or the root's ``lib/x.dart``); a relative JS/TS import,
-``require_relative``, ``require __DIR__ . '/x.php'`` or Dart ``import 'src/x.dart'`` against the importing
-file's folder.
+``require_relative``, ``require __DIR__ . '/x.php'``, Dart ``import 'src/x.dart'`` or Zig ``@import("x.zig")``
+against the importing file's folder.
 Unresolved imports (the standard library, third-party packages) are simply not edges.
 """
 from __future__ import annotations
@@ -172,6 +172,13 @@ class Resolver:
                     return None
                 hit = self._suffix(f"{name}/lib/{rest}", src)
                 return hit or (f"lib/{rest}" if f"lib/{rest}" in self.paths else None)
+            target = posixpath.normpath(posixpath.join(sdir, imp))
+            return target if target in self.paths else None
+        if lang == "zig":  # `@import("lsm/tree.zig")`: beside the file; a package of build.zig (`@import("stdx")`):
+            # the one file of that name (src/stdx/stdx.zig), if one; `root` and `builtin` are the compiler's
+            if not imp.endswith(".zig"):
+                named = self.by_suffix.get(imp + ".zig", []) if imp not in ("root", "builtin") else []
+                return named[0] if len(named) == 1 else None
             target = posixpath.normpath(posixpath.join(sdir, imp))
             return target if target in self.paths else None
         if lang == "rust":

@@ -37,6 +37,7 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "elixir": (".ex", ".exs"),
     "lua": (".lua",),
     "dart": (".dart",),
+    "zig": (".zig",),
 }
 
 _BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
@@ -58,7 +59,7 @@ def language_for(path: str) -> str:
 NO_GRAMMAR: dict[str, str] = {
     ".erl": "Erlang", ".hrl": "Erlang", ".hs": "Haskell",
     ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".r": "R",
-    ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".zig": "Zig", ".nim": "Nim", ".groovy": "Groovy",
+    ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".nim": "Nim", ".groovy": "Groovy",
     ".vue": "Vue", ".svelte": "Svelte", ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
     ".cr": "Crystal", ".elm": "Elm", ".pas": "Pascal", ".sv": "SystemVerilog",
     ".vhd": "VHDL", ".sol": "Solidity", ".ps1": "PowerShell",
@@ -156,6 +157,10 @@ def _raw_language(lang: str):
         return m.language()
     if lang == "dart":
         import tree_sitter_dart as m
+
+        return m.language()
+    if lang == "zig":
+        import tree_sitter_zig as m
 
         return m.language()
     raise KeyError(f"no grammar for language {lang!r}")

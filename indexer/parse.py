@@ -70,6 +70,8 @@ _FUNCTIONS: dict[str, frozenset[str]] = {
     "scala": frozenset({"function_definition", "lambda_expression"}),
     "lua": frozenset({"function_declaration", "function_definition"}),
     "dart": frozenset({"function_body", "local_function_declaration", "lambda_expression"}),
+    # not Zig's functions: a generic type is a function that returns a struct, whose methods are real methods
+    "zig": frozenset({"test_declaration"}),
 }
 _FUNCTIONS["typescript"] = _FUNCTIONS["tsx"] = _FUNCTIONS["javascript"]
 
@@ -91,6 +93,7 @@ _CLASSES: dict[str, frozenset[str]] = {
     "php": frozenset({"class_declaration", "interface_declaration", "trait_declaration", "enum_declaration"}),
     "scala": frozenset({"class_definition", "trait_definition", "object_definition", "enum_definition"}),
     "dart": frozenset({"class_body", "extension_body", "enum_body"}),
+    "zig": frozenset({"struct_declaration", "union_declaration", "enum_declaration", "opaque_declaration"}),
 }
 _CLASSES["tsx"] = _CLASSES["typescript"]
 

@@ -146,8 +146,8 @@ def test_lua_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
 
 
 def test_dart_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
-    """A Dart repository of two packages (as cfug/dio lays them out), end to end: classes, mixins and methods with their dartdoc, and edges for a
-    `package:` import of another package's library and for a library's `export` of its own src/ file."""
+    """A Dart repository of two packages (as cfug/dio lays them out), end to end: classes, mixins and methods
+    with their dartdoc, and edges for a `package:` import of another package's library and for a library's `export` of its own src/ file."""
     files = {"flame/lib/src/sprite_batch.dart": (FIXTURES / "sample.dart").read_text(),
              "flame/lib/components.dart": "export 'src/sprite_batch.dart';\nexport 'src/anchor.dart';\n",
              "flame/lib/src/anchor.dart": "/// Where a component is pinned.\nclass Anchor {}\n",
@@ -165,6 +165,26 @@ def test_dart_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
     assert tiled != flame
     assert dict(g.dependencies(tiled)).get(owner["SpriteBatch"]) == 1  # flutter's widgets.dart is no file here
     assert {s.name: s.doc for s in g.modules[tiled].symbols}["renderTree"] == "Renders the map's layers."
+
+
+def test_zig_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
+    """A Zig program, end to end: containers and functions with their doc comments, the methods of a generic
+    type, and edges for a relative `@import` and for a build.zig package imported by name."""
+    files = {"io/io.zig": (FIXTURES / "sample.zig").read_text(),
+             "vsr.zig": "//! Viewstamped replication.\n/// A replica of the cluster.\npub const Replica = struct {};\n",
+             "stdx/stdx.zig": "//! What the standard library lacks.\npub fn maybe(ok: bool) void {\n    _ = ok;\n}\n",
+             "lsm/tree.zig": 'const stdx = @import("stdx");\nconst IO = @import("../io/io.zig").IO;\n\n'
+                                 "/// Compacts the levels.\npub fn compact() void {}\n"}
+    git_repo.commit("initial import", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    assert not any("without a grammar" in n for n in res.notes)
+    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    assert {"IO", "flush", "TreeType", "lookup", "Replica", "maybe", "compact"} <= set(owner)
+    assert len({owner["IO"], owner["Replica"], owner["maybe"], owner["compact"]}) == 4
+    assert dict(g.dependencies(owner["compact"])) == {owner["IO"]: 1, owner["maybe"]: 1}
+    assert dict(g.dependencies(owner["IO"])) == {owner["Replica"]: 1, owner["maybe"]: 1}  # `std` is no file
+    assert {s.name: s.doc for s in g.modules[owner["lookup"]].symbols}["lookup"] == "Looks a key up."
 
 
 def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, tmp_path):
@@ -684,3 +704,16 @@ def test_dart_imports_resolve_to_a_package_lib_or_beside_the_file():
     assert r.resolve("package:flutter/widgets.dart", src, "dart") is None  # Flutter's, not flame's widgets.dart
     assert r.resolve("package:my_app/screens/home.dart", "lib/main.dart", "dart") == paths[4]  # the root package
     assert r.resolve("dart:math", src, "dart") is None
+
+
+def test_zig_imports_resolve_beside_the_file_or_to_the_package_of_that_name():
+    from indexer.deps import Resolver
+
+    paths = ["src/vsr.zig", "src/stdx/stdx.zig", "src/lsm/tree.zig", "src/io/root.zig", "lib/root.zig"]
+    r = Resolver(paths)
+    assert r.resolve("../vsr.zig", "src/lsm/tree.zig", "zig") == paths[0]
+    assert r.resolve("lsm/tree.zig", "src/vsr.zig", "zig") == paths[2]
+    assert r.resolve("stdx", "src/lsm/tree.zig", "zig") == paths[1]  # a build.zig module, by its file's name
+    assert r.resolve("std", "src/lsm/tree.zig", "zig") is None  # the standard library's
+    assert r.resolve("root", "src/lsm/tree.zig", "zig") is None  # the compiler's name for the root file
+    assert r.resolve("tree.zig", "src/vsr.zig", "zig") is None  # not beside src/vsr.zig

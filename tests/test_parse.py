@@ -232,6 +232,17 @@ CASES = [
          "sprite_batch_stats.dart"],
         "sample.dart - sprites drawn in one batch.",
     ),
+    (
+        "sample.zig",
+        "zig",
+        {"IO": "struct", "flush": "method", "DirectIO": "enum", "Error": "type", "TreeType": "function",
+         "lookup": "method", "Value": "struct", "buffer_limit": "function"},  # a test's local `Fixture` is none
+        {"IO": "A ring of submissions.", "flush": "Submits every queued operation.", "Error": "What can go wrong.",
+         "lookup": "Looks a key up.",  # a method of the struct a generic function returns
+         "Value": ""},
+        ["std", "stdx", "../vsr.zig"],
+        "sample.zig - the event loop over io_uring and kqueue.",  # the file's `//!` doc
+    ),
 ]
 
 
