@@ -8,7 +8,7 @@ folder; a PHP ``use Foo\\Bar`` to ``Foo/Bar.php`` (the PSR-4 layout); a Ruby ``r
 Elixir ``alias Foo.BarBaz`` to ``foo/bar_baz.ex``; a Lua ``require "a.b"`` to ``a/b.lua``; a Dart
 ``import 'package:p/x.dart'`` to ``p/lib/x.dart`` (or the root's ``lib/x.dart``); a relative JS/TS import,
 ``require_relative``, ``require __DIR__ . '/x.php'``, Dart ``import 'src/x.dart'`` or Zig ``@import("x.zig")``
-against the importing file's folder.
+against the importing file's folder; a JS/TS/Vue ``import '@/api/user'`` against the ``src`` folder the file is under.
 Unresolved imports (the standard library, third-party packages) are simply not edges.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 
 from .records import FileRecord
 
+JS_FAMILY = frozenset({"javascript", "typescript", "tsx", "vue", "svelte"})
 CODE_EXTS = ("", ".py", ".pyi", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".h", ".hpp", ".hh", ".c", ".cc",
              ".cpp", ".go", ".java", ".kt", ".rs", ".swift", ".m", ".mm", ".rb", ".php", ".cs", ".scala")
 
@@ -63,6 +64,16 @@ class Resolver:
         key = "/".join(suffix.split("/")[-4:])  # the table holds suffixes of up to four components
         return self._closest([c for c in self.by_suffix.get(key, []) if c == suffix or c.endswith("/" + suffix)], src)
 
+    def _file_or_index(self, target: str) -> str | None:
+        """`target` as written or with a code extension, else its folder's index file (widgets -> widgets/index.ts)."""
+        for ext in CODE_EXTS:
+            if target + ext in self.paths:
+                return target + ext
+        for ext in (".ts", ".tsx", ".js", ".jsx"):
+            if f"{target}/index{ext}" in self.paths:
+                return f"{target}/index{ext}"
+        return None
+
     def _elixir(self, imp: str, src: str) -> str | None:
         """An Elixir module to its file by the convention `Phoenix.Socket.Message` -> `phoenix/socket/message.ex`
         (`Macro.underscore`), else the file of its nearest enclosing module (`Phoenix.Socket.InvalidMessageError`
@@ -97,14 +108,13 @@ class Resolver:
                     if cand in self.paths:
                         return cand
                 return None
-            target = posixpath.normpath(posixpath.join(sdir, imp))
-            for ext in CODE_EXTS:
-                if target + ext in self.paths:
-                    return target + ext
-            for ext in (".ts", ".tsx", ".js", ".jsx"):
-                if f"{target}/index{ext}" in self.paths:
-                    return f"{target}/index{ext}"
-            return None
+            return self._file_or_index(posixpath.normpath(posixpath.join(sdir, imp)))
+        if lang in JS_FAMILY and imp.startswith(("@/", "~/")):
+            # the bundlers' alias for the package's source folder (Vite, Vue CLI, Nuxt): the `src` the importing
+            # file is under (apps/web/src in a monorepo), else the root's
+            parts = src.split("/")[:-1]
+            base = "/".join(parts[: parts.index("src") + 1]) if "src" in parts else "src"
+            return self._file_or_index(posixpath.normpath(posixpath.join(base, imp[2:])))
         if lang in ("c", "cpp", "objc", "swift") or imp.endswith((".h", ".hpp", ".hh", ".inl", ".inc")):
             if lang == "swift":
                 return self.dirs.get(imp, [None])[0]

@@ -42,6 +42,10 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
 
 _BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
 
+#: single-file components: markup with the code in `<script>` blocks, which the JavaScript or TypeScript grammar
+#: reads (``indexer.parse``); the language name is the component format's
+SFC: dict[str, str] = {".vue": "vue", ".svelte": "svelte"}
+
 
 def language_for(path: str) -> str:
     """The language name for ``path`` by its extension, or "" if no grammar handles it."""
@@ -52,7 +56,7 @@ def language_for(path: str) -> str:
     if ext == ".C":  # upper-case .C is C++ by convention
         return "cpp"
     # ``.d.ts`` etc. fall out naturally (the last suffix is .ts)
-    return _BY_EXT.get(ext.lower(), "")
+    return _BY_EXT.get(ext.lower(), "") or SFC.get(ext.lower(), "")
 
 
 #: extensions of code in languages without a grammar here: their files are read as text, with no symbols
@@ -60,7 +64,7 @@ NO_GRAMMAR: dict[str, str] = {
     ".erl": "Erlang", ".hrl": "Erlang", ".hs": "Haskell",
     ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".r": "R",
     ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".nim": "Nim", ".groovy": "Groovy",
-    ".vue": "Vue", ".svelte": "Svelte", ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
+    ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
     ".cr": "Crystal", ".elm": "Elm", ".pas": "Pascal", ".sv": "SystemVerilog",
     ".vhd": "VHDL", ".sol": "Solidity", ".ps1": "PowerShell",
 }

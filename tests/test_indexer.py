@@ -717,3 +717,41 @@ def test_zig_imports_resolve_beside_the_file_or_to_the_package_of_that_name():
     assert r.resolve("std", "src/lsm/tree.zig", "zig") is None  # the standard library's
     assert r.resolve("root", "src/lsm/tree.zig", "zig") is None  # the compiler's name for the root file
     assert r.resolve("tree.zig", "src/vsr.zig", "zig") is None  # not beside src/vsr.zig
+
+
+def test_js_ts_and_vue_imports_resolve_the_src_alias():
+    from indexer.deps import Resolver
+
+    paths = ["src/api/mall/product/brand/index.ts", "src/utils/dict.ts", "src/components/UploadImg.vue",
+             "apps/web/src/api/user.ts", "src/api/user.ts"]
+    r = Resolver(paths)
+    view = "src/views/mall/product/brand/BrandForm.vue"
+    assert r.resolve("@/api/mall/product/brand", view, "vue") == paths[0]  # a folder's index.ts
+    assert r.resolve("@/utils/dict", "src/store/modules/app.ts", "typescript") == paths[1]
+    assert r.resolve("~/components/UploadImg.vue", view, "vue") == paths[2]
+    assert r.resolve("@/api/user", "apps/web/src/views/home.vue", "vue") == paths[3]  # this package's src
+    assert r.resolve("@/api/user", "vite.config.ts", "typescript") == paths[4]  # the root's src
+    assert r.resolve("@/api/user", "src/main.py", "python") is None
+    assert r.resolve("@vueuse/core", view, "vue") is None  # a package
+    assert r.resolve("../../components/UploadImg.vue", "src/views/mall/Brand.vue", "vue") == paths[2]
+
+
+def test_vue_components_give_symbols_and_dependency_edges(git_repo, tmp_path):
+    """A Vue application, end to end: a component's script functions become its module's symbols, and its imports
+    through the `@/` alias become dependency edges; .vue files are not reported as code without a grammar."""
+    files = {f"src/views/mall/Brand{i}.vue":
+             "<!-- 商品品牌 -->\n<template><div /></template>\n<script setup lang=\"ts\">\n"
+             f"import {{ getBrand{i} }} from '@/api/mall'\n/** Loads brand {i}. */\nconst loadBrand{i} = () => getBrand{i}()\n"
+             "</script>\n" for i in range(85)}  # enough for src to split into its folders
+    files["src/api/mall/index.ts"] = "/** Fetches a brand. */\nexport function getBrand0() {}\n"
+    files["src/api/system.ts"] = "export function getUser() {}\n"
+    files["src/api/infra.ts"] = "export function getConfig() {}\n"
+    git_repo.commit("initial import", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    assert not any("without a grammar" in n for n in res.notes)
+    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    assert {"loadBrand0", "loadBrand84", "getBrand0", "getUser"} <= set(owner)
+    assert owner["loadBrand3"] != owner["getBrand0"]
+    assert dict(g.dependencies(owner["loadBrand3"])).get(owner["getBrand0"]) == 85
+    assert {s.name: s.doc for s in g.modules[owner["loadBrand3"]].symbols}["loadBrand3"] == "Loads brand 3."

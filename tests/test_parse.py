@@ -465,6 +465,74 @@ def test_kotlin_and_swift_kinds():
     assert kinds(sw) == {"Foo": "extension", "clear": "method", "Counter": "class"}
 
 
+VUE_SFC = """<!-- 商品品牌的表单: create or edit a brand -->
+<template>
+  <el-form :model="formData">
+    <el-form-item label="品牌名称" prop="name" />
+  </el-form>
+</template>
+
+<script>
+export default { name: 'BrandForm' }
+</script>
+
+<script setup lang="ts">
+import { DICT_TYPE } from '@/utils/dict'
+import * as BrandApi from '@/api/mall/product/brand'
+import UploadImg from '../components/UploadImg.vue'
+
+/** Opens the dialog for a brand. */
+const open = async (type: string, id?: number) => {
+  formType.value = type
+}
+
+/** Saves the brand. */
+async function submitForm(): Promise<void> {
+  await BrandApi.updateBrand(formData.value)
+}
+
+interface BrandVO { id: number }
+</script>
+
+<style scoped>
+.el-form { width: 100%; }
+</style>
+"""
+
+
+def test_a_vue_component_is_read_through_its_script_blocks():
+    """A Vue single-file component: each `<script>` block parsed as TypeScript or JavaScript by its `lang`, the
+    symbols' lines counted in the whole file, the imports of every block, a leading `<!-- -->` as the header, and the
+    markup kept as text."""
+    rec = parse_file("src/views/mall/brand/BrandForm.vue", VUE_SFC.encode(), "v")
+    assert rec.language == "vue" and rec.error == ""
+    assert kinds(rec) == {"open": "function", "submitForm": "function", "BrandVO": "interface"}  # TS: an interface
+    lines = VUE_SFC.splitlines()
+    for sym in rec.symbols:
+        assert sym.name in lines[sym.line - 1], sym
+    assert doc(rec, "open") == "Opens the dialog for a brand." and doc(rec, "submitForm") == "Saves the brand."
+    assert rec.imports == ["@/utils/dict", "@/api/mall/product/brand", "../components/UploadImg.vue"]
+    assert rec.header == "商品品牌的表单: create or edit a brand"
+    assert "品牌名称" in rec.text
+
+
+def test_a_svelte_component_and_a_component_without_script():
+    svelte = (b"<script context=\"module\">\n  // Preloads the page.\n  export function preload() {}\n</script>\n"
+              b"<script>\n  import Nav from './Nav.svelte';\n  let count = 0;\n"
+              b"  const inc = () => count++;\n</script>\n"
+              b"<button on:click={inc}>{count}</button>\n")
+    rec = parse_file("src/routes/Counter.svelte", svelte, "s")
+    assert rec.language == "svelte" and rec.error == ""
+    assert kinds(rec) == {"preload": "function", "inc": "function"}
+    assert {s.name: s.line for s in rec.symbols} == {"preload": 3, "inc": 8}
+    assert rec.imports == ["./Nav.svelte"]
+    bare = parse_file("src/App.vue", b"<template><div>hello</div></template>\n", "b")
+    assert bare.language == "vue" and bare.symbols == [] and bare.error == "" and "hello" in bare.text
+    broken = parse_file("src/Bad.vue", b"<script setup lang=\"ts\">\nconst f = (: => {\nfunction ok() {}\n</script>\n",
+                        "x")
+    assert broken.error == "syntax errors" and "ok" in kinds(broken)
+
+
 def test_js_require_and_reexport():
     rec = parse_file("a.js", b"export { foo } from './foo.js';\nconst x = require('lodash/fp');\n", "j")
     assert rec.imports == ["./foo.js", "lodash/fp"]
