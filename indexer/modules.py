@@ -16,7 +16,8 @@ The automatic rule, applied from the repository root down:
     the first word of their name (``conv_x86.cc``, ``conv_arm.cc`` → ``conv``) form a sub-module
     when there are at least ``max(min_files, max_files // 8)`` of them (10 by default);
   * the folders of the JVM source layout (``_layout_folders``: ``src/main/java`` and the package folders that
-    lead to one folder only) do not count toward the depth, and are no modules when a split goes through them.
+    lead to one folder only) and of a Dart package (``lib`` and ``lib/src`` beside a ``pubspec.yaml``) do not
+    count toward the depth, and are no modules when a split goes through them.
 
 Explicit modules from ``.modmatch.toml`` own their path prefixes; a file belongs to the module with
 the longest matching prefix. Module IDs are the folder paths (``src/layer/vulkan``), the root is
@@ -88,8 +89,13 @@ def _first_word(filename: str) -> str:
 def _layout_folders(children: dict[str, set[str]], direct: dict[str, list[str]]) -> set[str]:
     """The folders of the Maven / Gradle source layout: ``src``, ``src/<set>`` and ``src/<set>/<lang>`` above a JVM
     source root (``src/main/java``, ``src/jvmTest/kotlin``), and the package folders below it that own no file and
-    lead to one folder only (``org/apache``). They say how a build tool finds the code, not how it is organised."""
+    lead to one folder only (``org/apache``); and a Dart package's ``lib`` and ``lib/src``. They say how a build
+    tool finds the code, not how it is organised."""
     out: set[str] = set()
+    for d, files in direct.items():  # a Dart package: its code is in lib/src, its public libraries in lib
+        lib = f"{d}/lib" if d else "lib"
+        if f"{lib}/src" in children.get(lib, ()) and any(f.rsplit("/", 1)[-1] == "pubspec.yaml" for f in files):
+            out.update((lib, f"{lib}/src"))
     for d in children:
         parts = d.split("/")
         if len(parts) < 3 or parts[-3] != "src" or parts[-1] not in JVM_SOURCE_ROOTS:

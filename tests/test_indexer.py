@@ -450,6 +450,29 @@ def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
     assert f"{main}/time" in g.modules
 
 
+def test_dart_package_layout_gives_the_folders_of_lib_src_as_modules(git_repo, tmp_path):
+    """A Dart package keeps its code in lib/src and its public libraries in lib: neither folder is architecture, so
+    the folders of lib/src become the modules (as its tests' folders do), and lib/src's own files go to the package.
+    A lib/src without a pubspec.yaml beside it is an ordinary folder."""
+    files = {"packages/game/pubspec.yaml": "name: game\n", "packages/game/lib/game.dart": "export 'src/sprite.dart';\n",
+             "packages/game/lib/src/sprite.dart": "/// A picture.\nclass Sprite {}\n"}
+    for folder, n in (("components", 30), ("effects", 30), ("collisions", 25)):
+        for i in range(n):
+            files[f"packages/game/lib/src/{folder}/{folder}_{i}.dart"] = f"class {folder.title()}{i} {{}}\n"
+            files[f"packages/game/test/{folder}/{folder}_{i}_test.dart"] = f"void main{i}() {{}}\n"
+    for i in range(90):
+        files[f"tools/lib/src/part{i % 3}/t{i}.dart"] = f"class T{i} {{}}\n"
+    git_repo.commit("initial", files)
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    src = "packages/game/lib/src"
+    assert {f"{src}/components", f"{src}/effects", f"{src}/collisions", "packages/game/test/effects"} <= set(g.modules)
+    assert not {"packages/game/lib", src} & set(g.modules)
+    assert g.module_of(f"{src}/effects/effects_3.dart") == f"{src}/effects"
+    assert g.module_of(f"{src}/sprite.dart") == g.module_of("packages/game/lib/game.dart") == "packages/game"
+    assert g.modules[f"{src}/effects"].parent == "packages/game"
+    assert {"tools/lib", "tools/lib/src", "tools/lib/src/part1"} <= set(g.modules)  # no pubspec.yaml: folders
+
+
 def test_bad_input_never_crashes(git_repo, tmp_path):
     files = polyglot_files()
     files["core/broken.py"] = "def ok():\n    '''fine'''\n    return 1\n\ndef broken(:\n    pass\n"
