@@ -42,14 +42,15 @@ PARALLEL_MIN_FILES = 400
 
 
 def parser_version() -> str:
-    """Changes whenever the queries or the parser change, invalidating the parse cache."""
+    """Changes whenever the queries, the parser or the import resolution change, invalidating the parse cache and
+    the resolved imports kept for unchanged files."""
     h = hashlib.sha1(b"parse-v2")
     qdir = resources.files("indexer") / "queries"
     for q in sorted(qdir.iterdir(), key=lambda p: p.name):
         if q.name.endswith(".scm"):
             h.update(q.name.encode())
             h.update(q.read_bytes())
-    for name in ("parse.py", "languages.py"):  # what is parsed, and how
+    for name in ("parse.py", "languages.py", "deps.py"):  # what is parsed, and how; what an import resolves to
         h.update((resources.files("indexer") / name).read_bytes())
     return h.hexdigest()[:12]
 

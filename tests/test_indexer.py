@@ -778,3 +778,23 @@ def test_vue_components_give_symbols_and_dependency_edges(git_repo, tmp_path):
     assert owner["loadBrand3"] != owner["getBrand0"]
     assert dict(g.dependencies(owner["loadBrand3"])).get(owner["getBrand0"]) == 85
     assert {s.name: s.doc for s in g.modules[owner["loadBrand3"]].symbols}["loadBrand3"] == "Loads brand 3."
+
+
+def test_the_parser_version_follows_the_queries_the_parser_and_the_import_resolution(tmp_path, monkeypatch):
+    """A refresh keeps unchanged files' parses and resolved imports while the parser version is the same: a change
+    to how imports resolve (deps.py) must change it too, or an upgrade would keep old, unresolved imports."""
+    import shutil
+    from importlib import resources
+
+    pkg = resources.files("indexer")
+    copy = tmp_path / "indexer"
+    shutil.copytree(pkg / "queries", copy / "queries")
+    for name in ("parse.py", "languages.py", "deps.py"):
+        shutil.copy(pkg / name, copy / name)
+    monkeypatch.setattr(build_mod.resources, "files", lambda _name: copy)
+    versions = [build_mod.parser_version()]
+    for name in ("deps.py", "parse.py", "queries/dart.scm"):
+        with open(copy / name, "a") as fh:
+            fh.write("\n# changed\n")
+        versions.append(build_mod.parser_version())
+    assert len(set(versions)) == 4
