@@ -38,6 +38,7 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "lua": (".lua",),
     "dart": (".dart",),
     "zig": (".zig",),
+    "haskell": (".hs",),
 }
 
 _BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
@@ -61,7 +62,7 @@ def language_for(path: str) -> str:
 
 #: extensions of code in languages without a grammar here: their files are read as text, with no symbols
 NO_GRAMMAR: dict[str, str] = {
-    ".erl": "Erlang", ".hrl": "Erlang", ".hs": "Haskell",
+    ".erl": "Erlang", ".hrl": "Erlang",
     ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".r": "R",
     ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".nim": "Nim", ".groovy": "Groovy",
     ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
@@ -165,6 +166,10 @@ def _raw_language(lang: str):
         return m.language()
     if lang == "zig":
         import tree_sitter_zig as m
+
+        return m.language()
+    if lang == "haskell":
+        import tree_sitter_haskell as m
 
         return m.language()
     raise KeyError(f"no grammar for language {lang!r}")

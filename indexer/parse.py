@@ -29,7 +29,8 @@ MAX_SYMBOLS = 5000
 BINARY_SNIFF = 8192
 
 _COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment", "multiline_comment",
-                            "documentation_comment"})  # dart's `///`
+                            "documentation_comment",  # dart's `///`
+                            "haddock"})  # haskell's `-- |` and `{- | -}`
 
 # Nodes that wrap a definition: its doc comment precedes the wrapper, not the definition.
 _WRAPPERS = frozenset(
@@ -72,6 +73,8 @@ _FUNCTIONS: dict[str, frozenset[str]] = {
     "dart": frozenset({"function_body", "local_function_declaration", "lambda_expression"}),
     # not Zig's functions: a generic type is a function that returns a struct, whose methods are real methods
     "zig": frozenset({"test_declaration"}),
+    # a function's `where` and `let` bindings, and an instance's equations (its class says what they are)
+    "haskell": frozenset({"function", "bind", "instance_declarations"}),
 }
 _FUNCTIONS["typescript"] = _FUNCTIONS["tsx"] = _FUNCTIONS["javascript"]
 
@@ -94,6 +97,7 @@ _CLASSES: dict[str, frozenset[str]] = {
     "scala": frozenset({"class_definition", "trait_definition", "object_definition", "enum_definition"}),
     "dart": frozenset({"class_body", "extension_body", "enum_body"}),
     "zig": frozenset({"struct_declaration", "union_declaration", "enum_declaration", "opaque_declaration"}),
+    "haskell": frozenset({"class_declarations"}),
 }
 _CLASSES["tsx"] = _CLASSES["typescript"]
 
@@ -112,7 +116,7 @@ _C_FUNCTION_HOLDERS = frozenset({"function_definition", "declaration", "field_de
 # Nodes allowed before the header comment (the header may follow them).
 _PREAMBLE = frozenset(
     {"package_clause", "package_declaration", "package_header", "preproc_call", "preproc_def", "shebang_line",
-     "php_tag"}
+     "php_tag", "pragma"}
 )
 _GUARDS = frozenset({"preproc_ifdef", "preproc_if"})
 
@@ -131,6 +135,9 @@ _RUBY_MAGIC_RE = re.compile(r"^(?:frozen_string_literal|(?:en)?coding|typed|warn
 # Lua: a comment's dashes (`--`, LDoc's `---`, a block's `--[[` / `--[==[`) and a block's closing `]]`
 _LUA_COMMENT_RE = re.compile(r"^\s*--+(?:\[=*\[)?-*\s*")
 _LUA_CLOSE_RE = re.compile(r"\s*(?:--)?\]=*\]\s*$")
+_HASKELL_COMMENT_RE = re.compile(r"^\s*(?:\{-+|--+)\s*[|^*$]?\s?")
+_HASKELL_CLOSE_RE = re.compile(r"\s*-+\}\s*$")
+_HADDOCK_FIELD_RE = re.compile(r"^\s*(?:Module|Copyright|License|Maintainer|Stability|Portability)\s*:", re.I)
 # C# XML documentation: the tags around the text go, a parameter's or exception's line goes as a whole
 _XML_DOC_TAG_RE = re.compile(r"</?(?:summary|remarks|para|returns|value|example|c|code|inheritdoc|see|seealso)\b[^>]*>")
 _XML_DOC_LINE_RE = re.compile(r"^<(?:param|typeparam|exception|include)\b")
@@ -190,6 +197,10 @@ def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
             continue
         if fenced:
             continue
+        if lang == "haskell":  # `-- |`, `-- ^`, `{- |` ... `-}`; a module header's Haddock fields
+            line = _HASKELL_CLOSE_RE.sub("", _HASKELL_COMMENT_RE.sub("", line))
+            if _HADDOCK_FIELD_RE.match(line):
+                continue
         if lang == "lua":  # `--`, LDoc's `---`, a block's `--[[` / `--[==[` and its closing `]]`
             line = _LUA_COMMENT_RE.sub("", _LUA_CLOSE_RE.sub("", line))
             if line.startswith("@"):
@@ -327,6 +338,20 @@ def _elixir_doc(def_node: Node) -> str:
     return ""
 
 
+def _haskell_doc(node: Node) -> str:
+    """The Haddock comment above the first declaration of a block, which the grammar leaves at the end of what comes
+    before the block (the imports, or the class head): the comment that ends on the line above."""
+    anchor = node
+    while anchor.prev_named_sibling is None and anchor.parent is not None:
+        before = anchor.parent.prev_named_sibling
+        while before is not None and before.type != "haddock" and before.named_child_count:
+            before = before.named_children[-1]  # the last thing inside what comes before
+        if before is not None and before.type == "haddock" and before.end_point.row == node.start_point.row - 1:
+            return _text(before)
+        anchor = anchor.parent
+    return ""
+
+
 def _doc_for(lang: str, def_node: Node) -> str:
     if lang == "elixir":
         ds = _elixir_doc(def_node)
@@ -336,6 +361,10 @@ def _doc_for(lang: str, def_node: Node) -> str:
         ds = _python_docstring(def_node.child_by_field_name("body"))
         if ds:
             return clean_docstring(ds)
+    if lang == "haskell":
+        doc = _haskell_doc(def_node)
+        if doc:
+            return clean_comment(doc, lang=lang)
     anchor = def_node
     for _ in range(4):
         comments = _preceding_comments(anchor)

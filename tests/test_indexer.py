@@ -187,6 +187,26 @@ def test_zig_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
     assert {s.name: s.doc for s in g.modules[owner["lookup"]].symbols}["lookup"] == "Looks a key up."
 
 
+def test_haskell_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
+    """A Haskell library, end to end: types, classes and functions with their Haddock comments, and an edge for a
+    module imported by its dotted name."""
+    files = {"src/Acme/Writers/Report.hs": (FIXTURES / "sample.hs").read_text(),
+             "src/Acme/Class.hs": "-- | The monad every writer runs in.\nmodule Acme.Class where\n\n"
+                                  "-- | Effects a writer needs.\nclass Monad m => AcmeMonad m where\n"
+                                  "  -- | Read a file.\n  readFileStrict :: FilePath -> m ByteString\n",
+             "app/Main.hs": "module Main where\n\nimport Acme.Writers.Report (writeReport)\n\n"
+                            "-- | The command line.\nmain :: IO ()\nmain = pure ()\n"}
+    git_repo.commit("initial import", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    assert not any("without a grammar" in n for n in res.notes)
+    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    assert {"writeReport", "ReportState", "AcmeMonad", "readFileStrict", "main"} <= set(owner)
+    assert owner["main"] != owner["writeReport"]
+    assert dict(g.dependencies(owner["main"])).get(owner["writeReport"]) == 1
+    assert {s.name: s.doc for s in g.modules[owner["readFileStrict"]].symbols}["readFileStrict"] == "Read a file."
+
+
 def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, tmp_path):
     """A repository written mostly in a language with no grammar here is still indexed, module by module,
     and the index says that its symbols are missing; a few such scripts beside parsed code are no news."""
@@ -798,3 +818,14 @@ def test_the_parser_version_follows_the_queries_the_parser_and_the_import_resolu
             fh.write("\n# changed\n")
         versions.append(build_mod.parser_version())
     assert len(set(versions)) == 4
+
+
+
+def test_haskell_imports_resolve_to_the_module_file():
+    from indexer.deps import Resolver
+
+    paths = ["src/Text/Pandoc/Class.hs", "src/Text/Pandoc/Writers/Docx.hs", "app/Main.hs"]
+    r = Resolver(paths)
+    assert r.resolve("Text.Pandoc.Class", "src/Text/Pandoc/Writers/Docx.hs", "haskell") == paths[0]
+    assert r.resolve("Text.Pandoc.Writers.Docx", "app/Main.hs", "haskell") == paths[1]
+    assert r.resolve("Data.Map", "app/Main.hs", "haskell") is None  # a library's

@@ -243,6 +243,17 @@ CASES = [
         ["std", "stdx", "../vsr.zig"],
         "sample.zig - the event loop over io_uring and kqueue.",  # the file's `//!` doc
     ),
+    (
+        "sample.hs",
+        "haskell",
+        {"ReportState": "type", "Width": "type", "Renderable": "interface", "render": "method", "Env": "type",
+         "writeReport": "function", "totalWidth": "function"},  # `helper` and `local` are local; instances none
+        {"ReportState": "The state of the writer.",  # the grammar leaves it at the end of the imports
+         "render": "Render it.", "writeReport": "Write a report as a spreadsheet.",
+         "totalWidth": "Sum of the widths.", "Env": ""},
+        ["Data.Map", "Acme.Class", "Acme.Writers.Report.Types"],
+        "sample.hs - renders a report as a spreadsheet.",  # the Haddock header without its fields
+    ),
 ]
 
 
