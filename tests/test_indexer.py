@@ -104,6 +104,14 @@ def test_csharp_ruby_php_and_scala_give_symbols_and_dependency_edges(git_repo, t
     assert dict(g.dependencies("actors")) == {"akka-util": 1}
 
 
+def index_parsed(git_repo, tmp_path, files: dict[str, str]):
+    """Commit `files`, index them, check that every code file had a grammar: -> (graph, {symbol name: module})."""
+    git_repo.commit("initial import", files)
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    assert not any("without a grammar" in n for n in res.notes)
+    return res.graph, {s.name: mid for mid, m in res.graph.modules.items() for s in m.symbols}
+
+
 def test_elixir_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
     """An Elixir project, end to end: each module's symbols with their @doc / @moduledoc, the module's description
     from them, and an edge from an `alias` to the module that defines the aliased name."""
@@ -112,11 +120,7 @@ def test_elixir_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
                                            "  defstruct [:topic, :payload]\nend\n",
              "routing/lib/acme/router.ex": "defmodule Acme.Router do\n  def route(path), do: path\nend\n",
              "mix.exs": "defmodule Acme.MixProject do\n  use Mix.Project\n  def project, do: [app: :acme]\nend\n"}
-    git_repo.commit("initial import", files)
-    res = index(git_repo.root, store_for(tmp_path), full=True)
-    g = res.graph
-    assert not any("without a grammar" in n for n in res.notes)
-    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    g, owner = index_parsed(git_repo, tmp_path, files)
     assert {"Acme.Channel", "join", "push", "Acme.Serializer", "Acme.Socket.Message", "route"} <= set(owner)
     chan, msg = owner["Acme.Channel"], owner["Acme.Socket.Message"]
     assert chan != msg and dict(g.dependencies(chan)).get(msg) == 1
@@ -134,11 +138,7 @@ def test_lua_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
                  "return InputContainer\n",
              "plugins/wiki.koplugin/main.lua": 'local Button = require("ui/widget/button")\n'
                                                "local function lookupWord(w) return Button end\n"}
-    git_repo.commit("initial import", files)
-    res = index(git_repo.root, store_for(tmp_path), full=True)
-    g = res.graph
-    assert not any("without a grammar" in n for n in res.notes)
-    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    g, owner = index_parsed(git_repo, tmp_path, files)
     assert {"Button", "init", "fromSpec", "onTap", "lookupWord"} <= set(owner)
     assert owner["lookupWord"] != owner["init"]
     assert dict(g.dependencies(owner["lookupWord"])).get(owner["init"]) == 1
@@ -155,11 +155,7 @@ def test_dart_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
                  "import 'package:flame/components.dart';\nimport 'package:flutter/widgets.dart';\n\n"
                  "/// A map made in Tiled.\nclass TiledComponent extends SpriteBatch {\n"
                  "  /// Renders the map's layers.\n  void renderTree() {}\n}\n"}
-    git_repo.commit("initial import", files)
-    res = index(git_repo.root, store_for(tmp_path), full=True)
-    g = res.graph
-    assert not any("without a grammar" in n for n in res.notes)
-    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    g, owner = index_parsed(git_repo, tmp_path, files)
     assert {"SpriteBatch", "HasGameRef", "add", "Anchor", "TiledComponent", "renderTree"} <= set(owner)
     tiled, flame = owner["TiledComponent"], owner["SpriteBatch"]
     assert tiled != flame
@@ -175,11 +171,7 @@ def test_zig_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
              "stdx/stdx.zig": "//! What the standard library lacks.\npub fn maybe(ok: bool) void {\n    _ = ok;\n}\n",
              "lsm/tree.zig": 'const stdx = @import("stdx");\nconst IO = @import("../io/io.zig").IO;\n\n'
                                  "/// Compacts the levels.\npub fn compact() void {}\n"}
-    git_repo.commit("initial import", files)
-    res = index(git_repo.root, store_for(tmp_path), full=True)
-    g = res.graph
-    assert not any("without a grammar" in n for n in res.notes)
-    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    g, owner = index_parsed(git_repo, tmp_path, files)
     assert {"IO", "flush", "TreeType", "lookup", "Replica", "maybe", "compact"} <= set(owner)
     assert len({owner["IO"], owner["Replica"], owner["maybe"], owner["compact"]}) == 4
     assert dict(g.dependencies(owner["compact"])) == {owner["IO"]: 1, owner["maybe"]: 1}
@@ -196,11 +188,7 @@ def test_haskell_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
                                   "  -- | Read a file.\n  readFileStrict :: FilePath -> m ByteString\n",
              "app/Main.hs": "module Main where\n\nimport Acme.Writers.Report (writeReport)\n\n"
                             "-- | The command line.\nmain :: IO ()\nmain = pure ()\n"}
-    git_repo.commit("initial import", files)
-    res = index(git_repo.root, store_for(tmp_path), full=True)
-    g = res.graph
-    assert not any("without a grammar" in n for n in res.notes)
-    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    g, owner = index_parsed(git_repo, tmp_path, files)
     assert {"writeReport", "ReportState", "AcmeMonad", "readFileStrict", "main"} <= set(owner)
     assert owner["main"] != owner["writeReport"]
     assert dict(g.dependencies(owner["main"])).get(owner["writeReport"]) == 1
@@ -789,11 +777,7 @@ def test_vue_components_give_symbols_and_dependency_edges(git_repo, tmp_path):
     files["src/api/mall/index.ts"] = "/** Fetches a brand. */\nexport function getBrand0() {}\n"
     files["src/api/system.ts"] = "export function getUser() {}\n"
     files["src/api/infra.ts"] = "export function getConfig() {}\n"
-    git_repo.commit("initial import", files)
-    res = index(git_repo.root, store_for(tmp_path), full=True)
-    g = res.graph
-    assert not any("without a grammar" in n for n in res.notes)
-    owner = {s.name: mid for mid, m in g.modules.items() for s in m.symbols}
+    g, owner = index_parsed(git_repo, tmp_path, files)
     assert {"loadBrand0", "loadBrand84", "getBrand0", "getUser"} <= set(owner)
     assert owner["loadBrand3"] != owner["getBrand0"]
     assert dict(g.dependencies(owner["loadBrand3"])).get(owner["getBrand0"]) == 85
