@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tree_sitter import Query
 
-from indexer.languages import LANGUAGES, get_language, get_parser, language_for
+from indexer.languages import LANGUAGES, SFC, get_language, get_parser, language_for
 from indexer.parse import QUERY_FILE, get_query, parse_file, query_source
 from indexer.records import FileRecord
 
@@ -302,6 +302,8 @@ def test_language_for():
     assert language_for("index.d.ts") == "typescript"
     assert language_for("view.mm") == "objc"
     assert language_for("build.gradle.kts") == "kotlin"
+    assert [language_for(p) for p in ("a.dart", "b.zig", "C.hs", "D.vue", "E.svelte")] == \
+        ["dart", "zig", "haskell", "vue", "svelte"]
     assert language_for("README.md") == ""
     assert language_for("Makefile") == ""
     assert language_for(".gitignore") == ""
@@ -416,9 +418,11 @@ def test_garbage_never_raises():
     import random
 
     rnd = random.Random(0)
-    for lang, exts in LANGUAGES.items():
+    for lang, exts in [*LANGUAGES.items(), *((lang, (ext,)) for ext, lang in SFC.items())]:
         for _ in range(5):
             data = bytes(rnd.randrange(1, 256) for _ in range(rnd.randrange(0, 400)))
+            if lang in SFC.values():  # a component's script block holds the garbage
+                data = b'<template><p>x</p></template>\n<script lang="ts">' + data + b"</script>\n"
             rec = parse_file(f"g{exts[0]}", data, "g")
             assert isinstance(rec, FileRecord)
             assert not rec.error.startswith("parse failed"), rec.error
