@@ -6,10 +6,11 @@ the including file wins); ``from pkg.sub import x`` to ``pkg/sub.py`` or ``pkg/s
 a Go, Java, Kotlin or Scala import to the folder or file whose path ends with it; a C# namespace to its
 folder; a PHP ``use Foo\\Bar`` to ``Foo/Bar.php`` (the PSR-4 layout); a Ruby ``require "a/b"`` to ``a/b.rb``; an
 Elixir ``alias Foo.BarBaz`` to ``foo/bar_baz.ex``; a Haskell ``import Text.Pandoc.Class`` to
-``Text/Pandoc/Class.hs``; a Lua ``require "a.b"`` to ``a/b.lua``; a Dart ``import 'package:p/x.dart'`` to
-``p/lib/x.dart`` (or the root's ``lib/x.dart``); a relative JS/TS import, ``require_relative``,
-``require __DIR__ . '/x.php'``, Dart ``import 'src/x.dart'`` or Zig ``@import("x.zig")`` against the importing
-file's folder; a JS/TS/Vue ``import '@/api/user'`` against the ``src`` folder the file is under.
+``Text/Pandoc/Class.hs``; an OCaml ``open Stdune`` to the one ``stdune.ml``; a Lua ``require "a.b"`` to
+``a/b.lua``; a Dart ``import 'package:p/x.dart'`` to ``p/lib/x.dart`` (or the root's ``lib/x.dart``); a relative
+JS/TS import, ``require_relative``, ``require __DIR__ . '/x.php'``, Dart ``import 'src/x.dart'`` or Zig
+``@import("x.zig")`` against the importing file's folder; a JS/TS/Vue ``import '@/api/user'`` against the ``src``
+folder the file is under.
 Unresolved imports (the standard library, third-party packages) are simply not edges.
 """
 from __future__ import annotations
@@ -194,6 +195,10 @@ class Resolver:
             return target if target in self.paths else None
         if lang == "haskell":  # `import Text.Pandoc.Class`: Text/Pandoc/Class.hs under a source folder
             return self._suffix(imp.replace(".", "/") + ".hs", src) if "." in imp or imp[:1].isupper() else None
+        if lang in ("ocaml", "ocaml_interface"):  # `open Stdune`, `include Foo.Bar`: the one file of that module
+            name = imp.split(".")[0]
+            named = self.by_suffix.get(name[:1].lower() + name[1:] + ".ml", [])
+            return named[0] if len(named) == 1 else None
         if lang == "rust":
             parts = [p for p in imp.split("::") if p not in ("crate", "self", "super", "*") and p[:1].islower()]
             while parts:

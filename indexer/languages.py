@@ -39,6 +39,8 @@ LANGUAGES: dict[str, tuple[str, ...]] = {
     "dart": (".dart",),
     "zig": (".zig",),
     "haskell": (".hs",),
+    "ocaml": (".ml",),
+    "ocaml_interface": (".mli",),
 }
 
 _BY_EXT: dict[str, str] = {ext: lang for lang, exts in LANGUAGES.items() for ext in exts}
@@ -63,7 +65,7 @@ def language_for(path: str) -> str:
 #: extensions of code in languages without a grammar here: their files are read as text, with no symbols
 NO_GRAMMAR: dict[str, str] = {
     ".erl": "Erlang", ".hrl": "Erlang",
-    ".ml": "OCaml", ".mli": "OCaml", ".clj": "Clojure", ".cljs": "Clojure", ".r": "R",
+    ".clj": "Clojure", ".cljs": "Clojure", ".r": "R",
     ".jl": "Julia", ".pl": "Perl", ".pm": "Perl", ".nim": "Nim", ".groovy": "Groovy",
     ".fs": "F#", ".vb": "Visual Basic", ".f90": "Fortran", ".f": "Fortran",
     ".cr": "Crystal", ".elm": "Elm", ".pas": "Pascal", ".sv": "SystemVerilog",
@@ -172,6 +174,10 @@ def _raw_language(lang: str):
         import tree_sitter_haskell as m
 
         return m.language()
+    if lang in ("ocaml", "ocaml_interface"):
+        import tree_sitter_ocaml as m
+
+        return m.language_ocaml() if lang == "ocaml" else m.language_ocaml_interface()
     raise KeyError(f"no grammar for language {lang!r}")
 
 

@@ -75,6 +75,7 @@ _FUNCTIONS: dict[str, frozenset[str]] = {
     "zig": frozenset({"test_declaration"}),
     # a function's `where` and `let` bindings, and an instance's equations (its class says what they are)
     "haskell": frozenset({"function", "bind", "instance_declarations"}),
+    "ocaml": frozenset({"let_binding", "object_expression"}),  # `let ... in`, a class's methods
 }
 _FUNCTIONS["typescript"] = _FUNCTIONS["tsx"] = _FUNCTIONS["javascript"]
 
@@ -135,6 +136,8 @@ _RUBY_MAGIC_RE = re.compile(r"^(?:frozen_string_literal|(?:en)?coding|typed|warn
 # Lua: a comment's dashes (`--`, LDoc's `---`, a block's `--[[` / `--[==[`) and a block's closing `]]`
 _LUA_COMMENT_RE = re.compile(r"^\s*--+(?:\[=*\[)?-*\s*")
 _LUA_CLOSE_RE = re.compile(r"\s*(?:--)?\]=*\]\s*$")
+_OCAML_OPEN_RE = re.compile(r"^\s*\(\*+")
+_OCAML_CLOSE_RE = re.compile(r"\*+\)\s*$")
 _HASKELL_COMMENT_RE = re.compile(r"^\s*(?:\{-+|--+)\s*[|^*$]?\s?")
 _HASKELL_CLOSE_RE = re.compile(r"\s*-+\}\s*$")
 _HADDOCK_FIELD_RE = re.compile(r"^\s*(?:Module|Copyright|License|Maintainer|Stability|Portability)\s*:", re.I)
@@ -197,6 +200,8 @@ def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
             continue
         if fenced:
             continue
+        if lang in ("ocaml", "ocaml_interface"):  # `(** ... *)`, `(* ... *)`
+            line = _OCAML_CLOSE_RE.sub("", _OCAML_OPEN_RE.sub("", line))
         if lang == "haskell":  # `-- |`, `-- ^`, `{- |` ... `-}`; a module header's Haddock fields
             line = _HASKELL_CLOSE_RE.sub("", _HASKELL_COMMENT_RE.sub("", line))
             if _HADDOCK_FIELD_RE.match(line):

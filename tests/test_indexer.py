@@ -195,6 +195,22 @@ def test_haskell_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
     assert {s.name: s.doc for s in g.modules[owner["readFileStrict"]].symbols}["readFileStrict"] == "Read a file."
 
 
+def test_ocaml_gives_symbols_docs_and_dependency_edges(git_repo, tmp_path):
+    """An OCaml project, end to end: an implementation and its interface, whose doc comments are read, and an edge
+    for an `open` of another library's module, found by its file's name."""
+    files = {"src/rules/build.ml": (FIXTURES / "sample.ml").read_text(),
+             "src/rules/build.mli": (FIXTURES / "sample.mli").read_text(),
+             "otherlibs/stdune/stdune.ml":
+                 "(** The standard library, extended. *)\n\n(** A path. *)\nmodule Path = struct end\n",
+             "app/main.ml": "open Stdune\n\n(** The command line. *)\nlet main () = ()\n"}
+    g, owner = index_parsed(git_repo, tmp_path, files)
+    assert {"compile", "Archive", "Path", "main"} <= set(owner)
+    assert len({owner["compile"], owner["Path"], owner["main"]}) == 3
+    assert dict(g.dependencies(owner["main"])).get(owner["Path"]) == 1
+    assert dict(g.dependencies(owner["compile"])).get(owner["Path"]) == 2  # the .ml and the .mli open it
+    assert {s.name: s.doc for s in g.modules[owner["main"]].symbols}["main"] == "The command line."
+
+
 def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, tmp_path):
     """A repository written mostly in a language with no grammar here is still indexed, module by module,
     and the index says that its symbols are missing; a few such scripts beside parsed code are no news."""
@@ -813,3 +829,16 @@ def test_haskell_imports_resolve_to_the_module_file():
     assert r.resolve("Text.Pandoc.Class", "src/Text/Pandoc/Writers/Docx.hs", "haskell") == paths[0]
     assert r.resolve("Text.Pandoc.Writers.Docx", "app/Main.hs", "haskell") == paths[1]
     assert r.resolve("Data.Map", "app/Main.hs", "haskell") is None  # a library's
+
+
+
+def test_ocaml_opens_resolve_to_the_one_file_of_the_module():
+    from indexer.deps import Resolver
+
+    paths = ["otherlibs/stdune/stdune.ml", "src/dune_rules/import.ml", "src/dune_engine/import.ml",
+             "src/dune_rules/lib_info.ml"]
+    r = Resolver(paths)
+    assert r.resolve("Stdune", "bin/main.ml", "ocaml") == paths[0]
+    assert r.resolve("Lib_info.Status", "src/dune_rules/lib.mli", "ocaml_interface") == paths[3]
+    assert r.resolve("Import", "src/dune_rules/lib.ml", "ocaml") is None  # two modules of that name
+    assert r.resolve("List", "bin/main.ml", "ocaml") is None  # the standard library's

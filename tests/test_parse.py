@@ -254,6 +254,26 @@ CASES = [
         ["Data.Map", "Acme.Class", "Acme.Writers.Report.Types"],
         "sample.hs - renders a report as a spreadsheet.",  # the Haddock header without its fields
     ),
+    (
+        "sample.ml",
+        "ocaml",
+        {"Info": "module", "mode": "type", "artifact": "type", "Cycle": "type", "compile": "function",
+         "loop": "function", "Archive": "module", "make": "function", "S": "interface", "printer": "class",
+         "now": "function"},  # `helper`, local to `compile`, is none
+        {"mode": "The mode a library is built in.", "compile": "Compile [lib] for [mode].",
+         "make": "Make an archive.", "loop": ""},
+        ["Import", "Stdune"],
+        "sample.ml - building rules for a library.",
+    ),
+    (
+        "sample.mli",
+        "ocaml_interface",
+        {"mode": "type", "compile": "function", "Archive": "module", "make": "function", "Cycle": "type",
+         "now": "function"},
+        {"compile": "Compile [lib] for [mode].", "Archive": "Everything about archives.", "make": "Make an archive."},
+        ["Stdune"],
+        "sample.mli - what building a library offers.",
+    ),
 ]
 
 
@@ -302,8 +322,8 @@ def test_language_for():
     assert language_for("index.d.ts") == "typescript"
     assert language_for("view.mm") == "objc"
     assert language_for("build.gradle.kts") == "kotlin"
-    assert [language_for(p) for p in ("a.dart", "b.zig", "C.hs", "D.vue", "E.svelte")] == \
-        ["dart", "zig", "haskell", "vue", "svelte"]
+    assert [language_for(p) for p in ("a.dart", "b.zig", "C.hs", "d.ml", "d.mli", "E.vue", "F.svelte")] == \
+        ["dart", "zig", "haskell", "ocaml", "ocaml_interface", "vue", "svelte"]
     assert language_for("README.md") == ""
     assert language_for("Makefile") == ""
     assert language_for(".gitignore") == ""
