@@ -12,6 +12,7 @@ their C-level declarations and ``#import``/``#include`` lines.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 
 from tree_sitter import Language, Parser
@@ -89,96 +90,30 @@ def no_grammar_note(paths: list[str], *, min_files: int = 20, min_share: float =
             "but no symbols, so a text naming their classes or functions is matched by words only")
 
 
+#: language -> (the grammar wheel's module, the function that gives its grammar); imported on first use
+_GRAMMARS: dict[str, tuple[str, str]] = {
+    "c": ("tree_sitter_c", "language"), "cpp": ("tree_sitter_cpp", "language"),
+    "objc": ("tree_sitter_objc", "language"), "python": ("tree_sitter_python", "language"),
+    "go": ("tree_sitter_go", "language"), "java": ("tree_sitter_java", "language"),
+    "kotlin": ("tree_sitter_kotlin", "language"), "javascript": ("tree_sitter_javascript", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "tsx": ("tree_sitter_typescript", "language_tsx"),
+    "rust": ("tree_sitter_rust", "language"), "swift": ("tree_sitter_swift", "language"),
+    "csharp": ("tree_sitter_c_sharp", "language"), "ruby": ("tree_sitter_ruby", "language"),
+    "php": ("tree_sitter_php", "language_php"),  # PHP with its HTML around it, as files are written
+    "scala": ("tree_sitter_scala", "language"), "elixir": ("tree_sitter_elixir", "language"),
+    "lua": ("tree_sitter_lua", "language"), "dart": ("tree_sitter_dart", "language"),
+    "zig": ("tree_sitter_zig", "language"), "haskell": ("tree_sitter_haskell", "language"),
+    "ocaml": ("tree_sitter_ocaml", "language_ocaml"),
+    "ocaml_interface": ("tree_sitter_ocaml", "language_ocaml_interface"),
+}
+
+
 def _raw_language(lang: str):
-    if lang == "c":
-        import tree_sitter_c as m
-
-        return m.language()
-    if lang == "cpp":
-        import tree_sitter_cpp as m
-
-        return m.language()
-    if lang == "objc":
-        import tree_sitter_objc as m
-
-        return m.language()
-    if lang == "python":
-        import tree_sitter_python as m
-
-        return m.language()
-    if lang == "go":
-        import tree_sitter_go as m
-
-        return m.language()
-    if lang == "java":
-        import tree_sitter_java as m
-
-        return m.language()
-    if lang == "kotlin":
-        import tree_sitter_kotlin as m
-
-        return m.language()
-    if lang == "javascript":
-        import tree_sitter_javascript as m
-
-        return m.language()
-    if lang == "typescript":
-        import tree_sitter_typescript as m
-
-        return m.language_typescript()
-    if lang == "tsx":
-        import tree_sitter_typescript as m
-
-        return m.language_tsx()
-    if lang == "rust":
-        import tree_sitter_rust as m
-
-        return m.language()
-    if lang == "swift":
-        import tree_sitter_swift as m
-
-        return m.language()
-    if lang == "csharp":
-        import tree_sitter_c_sharp as m
-
-        return m.language()
-    if lang == "ruby":
-        import tree_sitter_ruby as m
-
-        return m.language()
-    if lang == "php":
-        import tree_sitter_php as m
-
-        return m.language_php()  # PHP with its HTML around it, as files are written
-    if lang == "scala":
-        import tree_sitter_scala as m
-
-        return m.language()
-    if lang == "elixir":
-        import tree_sitter_elixir as m
-
-        return m.language()
-    if lang == "lua":
-        import tree_sitter_lua as m
-
-        return m.language()
-    if lang == "dart":
-        import tree_sitter_dart as m
-
-        return m.language()
-    if lang == "zig":
-        import tree_sitter_zig as m
-
-        return m.language()
-    if lang == "haskell":
-        import tree_sitter_haskell as m
-
-        return m.language()
-    if lang in ("ocaml", "ocaml_interface"):
-        import tree_sitter_ocaml as m
-
-        return m.language_ocaml() if lang == "ocaml" else m.language_ocaml_interface()
-    raise KeyError(f"no grammar for language {lang!r}")
+    if lang not in _GRAMMARS:
+        raise KeyError(f"no grammar for language {lang!r}")
+    module, function = _GRAMMARS[lang]
+    return getattr(importlib.import_module(module), function)()
 
 
 @functools.lru_cache(maxsize=None)
