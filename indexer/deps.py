@@ -66,6 +66,11 @@ class Resolver:
         key = "/".join(suffix.split("/")[-4:])  # the table holds suffixes of up to four components
         return self._closest([c for c in self.by_suffix.get(key, []) if c == suffix or c.endswith("/" + suffix)], src)
 
+    def _beside(self, imp: str, sdir: str) -> str | None:
+        """The file `imp` names relative to the importing file's folder `sdir`, exactly as written."""
+        target = posixpath.normpath(posixpath.join(sdir, imp))
+        return target if target in self.paths else None
+
     def _file_or_index(self, target: str) -> str | None:
         """`target` as written or with a code extension, else its folder's index file (widgets -> widgets/index.ts)."""
         for ext in CODE_EXTS:
@@ -75,6 +80,12 @@ class Resolver:
             if f"{target}/index{ext}" in self.paths:
                 return f"{target}/index{ext}"
         return None
+
+    def _only_file(self, name: str) -> str | None:
+        """The one file called `name` anywhere in the repository, else None (none, or several: which is meant is
+        not known)."""
+        named = self.by_suffix.get(name, [])
+        return named[0] if len(named) == 1 else None
 
     def _elixir(self, imp: str, src: str) -> str | None:
         """An Elixir module to its file by the convention `Phoenix.Socket.Message` -> `phoenix/socket/message.ex`
@@ -89,8 +100,7 @@ class Resolver:
             hit = self._suffix("/".join(parts[:end]) + ".ex", src)
             if hit:
                 return hit
-        named = self.by_suffix.get(parts[-1] + ".ex", [])
-        return named[0] if len(named) == 1 else None
+        return self._only_file(parts[-1] + ".ex")
 
     def resolve(self, imp: str, src: str, lang: str) -> str | None:
         """The repository file an import / include in `src` (written in `lang`) refers to."""
@@ -184,21 +194,17 @@ class Resolver:
                     return None
                 hit = self._suffix(f"{name}/lib/{rest}", src)
                 return hit or (f"lib/{rest}" if f"lib/{rest}" in self.paths else None)
-            target = posixpath.normpath(posixpath.join(sdir, imp))
-            return target if target in self.paths else None
+            return self._beside(imp, sdir)
         if lang == "zig":  # `@import("lsm/tree.zig")`: beside the file; a package of build.zig (`@import("stdx")`):
             # the one file of that name (src/stdx/stdx.zig), if one; `root` and `builtin` are the compiler's
             if not imp.endswith(".zig"):
-                named = self.by_suffix.get(imp + ".zig", []) if imp not in ("root", "builtin") else []
-                return named[0] if len(named) == 1 else None
-            target = posixpath.normpath(posixpath.join(sdir, imp))
-            return target if target in self.paths else None
+                return self._only_file(imp + ".zig") if imp not in ("root", "builtin") else None
+            return self._beside(imp, sdir)
         if lang == "haskell":  # `import Text.Pandoc.Class`: Text/Pandoc/Class.hs under a source folder
             return self._suffix(imp.replace(".", "/") + ".hs", src) if "." in imp or imp[:1].isupper() else None
         if lang in ("ocaml", "ocaml_interface"):  # `open Stdune`, `include Foo.Bar`: the one file of that module
             name = imp.split(".")[0]
-            named = self.by_suffix.get(name[:1].lower() + name[1:] + ".ml", [])
-            return named[0] if len(named) == 1 else None
+            return self._only_file(name[:1].lower() + name[1:] + ".ml")
         if lang == "rust":
             parts = [p for p in imp.split("::") if p not in ("crate", "self", "super", "*") and p[:1].islower()]
             while parts:
