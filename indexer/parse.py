@@ -627,9 +627,8 @@ def _parse_sfc(path: str, text: str) -> tuple[list[Symbol], list[str], str, list
     errors: list[str] = []
     seen: set[tuple[str, str]] = set()
     for m in _SCRIPT_RE.finditer(text):
-        sub = "typescript" if _SCRIPT_LANG_RE.search(m.group(1)) else "javascript"
-        if "tsx" in m.group(1).lower():
-            sub = "tsx"
+        lang_attr = _SCRIPT_LANG_RE.search(m.group(1))
+        sub = "javascript" if lang_attr is None else "tsx" if lang_attr.group(1).lower() == "tsx" else "typescript"
         body = m.group(2)
         offset = text.count("\n", 0, m.start(2))
         root = get_parser(sub).parse(body.encode("utf-8")).root_node
