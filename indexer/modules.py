@@ -1,8 +1,12 @@
 """From a list of file paths to modules: the skip rule, the automatic rule, and assignment.
 
 The skip rule (files that never belong to any module):
-  * folders named like vendored code, build output, caches or test data (``SKIP_DIRS``,
+  * folders named like vendored code, published bundles, caches or test data (``SKIP_DIRS``,
     plus ``bazel-*``, ``cmake-build-*`` and ``*.egg-info``), and hidden folders other than ``.github``;
+  * folders named like build output (``OUTPUT_DIRS``: ``bin``, ``build``, ``out``, ``target``, ...) only where
+    their files are untracked (``indexer.source`` never lists them): files a git repository tracks there were
+    committed on purpose (dune's command line in ``bin/``, yudao's ``src/api/erp/sale/out``, an OBJ parser
+    in ``parser/obj``);
   * lock files and minified bundles (``SKIP_FILES``, ``*.min.js``, ``*.map``);
   * files excluded (or not included) by ``.modmatch.toml``.
 
@@ -36,12 +40,13 @@ ROOT_ID = "(root)"
 SKIP_DIRS = frozenset({
     "node_modules", "bower_components", "vendor", "vendors", "third_party", "third-party", "thirdparty",
     "3rdparty", "3rd_party", "external", "externals", "extern", "deps",
-    "build", "builds", "dist", "out", "target", "bin", "obj", "_build", "site",
+    "dist", "_build",
     "__pycache__", ".venv", "venv", "site-packages", ".tox", ".nox", ".mypy_cache", ".pytest_cache",
-    ".ruff_cache", ".gradle", ".idea", ".vscode", ".git", ".hg", ".svn", "coverage", "htmlcov",
+    ".ruff_cache", ".gradle", ".idea", ".vscode", ".git", ".hg", ".svn",
     "generated", "__generated__", "autogen",
     "testdata", "test_data", "test-data", "__snapshots__",
 })
+OUTPUT_DIRS = frozenset({"build", "builds", "out", "target", "bin", "obj", "site", "coverage", "htmlcov"})
 SKIP_FILES = frozenset({
     "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.sum", "Cargo.lock", "poetry.lock",
     "Pipfile.lock", "uv.lock", "composer.lock", "Gemfile.lock", ".DS_Store",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from .errors import SourceError
+from .modules import OUTPUT_DIRS
 
 GIT_ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
@@ -152,21 +153,25 @@ class GitSource(Source):
 class FolderSource(Source):
     """A plain folder (not a git repository, or a repository with no commits).
 
-    Symlinks are never followed, so symlink loops cannot trap the walk.
+    Symlinks are never followed, so symlink loops cannot trap the walk. Folders named like build output
+    (``OUTPUT_DIRS``) are not entered: nothing says their files were written by people, as tracking does in a
+    repository. In a repository with no commits, its staged files there are listed, the others are not.
     """
 
     def __init__(self, root: str | Path, skip_dir=None):
         self.root = Path(root)
         self.commit = None
-        self._skip_dir = skip_dir or (lambda name: name == ".git")
+        self._skip_dir = skip_dir or (lambda name: name == ".git" or name in OUTPUT_DIRS)
         self._cache: dict[str, bytes] = {}
 
     def _git_listed(self) -> list[str] | None:
         """In a git repository with no commits, the files git would track (.gitignore applies)."""
         if not is_git_repo(self.root):
             return None
-        out = git(self.root, "ls-files", "-co", "--exclude-standard", "-z", check=False)
-        return sorted({p for p in out.split("\0") if p})
+        staged = git(self.root, "ls-files", "-c", "-z", check=False).split("\0")
+        others = git(self.root, "ls-files", "-o", "--exclude-standard", "-z", check=False).split("\0")
+        others = [p for p in others if not any(self._skip_dir(d) for d in p.split("/")[:-1])]
+        return sorted({p for p in staged + others if p})
 
     def entries(self) -> list[Entry]:
         result = []

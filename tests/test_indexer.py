@@ -15,6 +15,7 @@ from indexer.errors import ConfigError, IndexerError, NotIndexedError, SourceErr
 from indexer.modules import ROOT_ID
 from indexer.parse import parse_file
 from indexer.store import Store
+from conftest import GitRepo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "langs"
 
@@ -438,6 +439,39 @@ def test_auto_rule_splits_big_and_folds_small(git_repo, tmp_path):
     assert g.module_of("src/layer/conv_3.c") == "src/layer/conv"
     assert not any(i.startswith(("node_modules", "third_party")) for i in ids)
     assert g.modules["src/layer/conv"].parent == "src/layer"
+
+
+def test_tracked_files_in_folders_named_like_build_output_are_kept(git_repo, tmp_path):
+    """A repository's command line in bin/, an API folder named out/ and a parser folder named obj/ are code
+    someone committed; only the untracked files of such folders (what a build wrote) stay out, in a plain folder
+    and in a repository with no commits alike."""
+    code = {"bin/main.ml": "let () = Cli.run ()\n", "bin/cli.ml": "let run () = print_endline \"dune\"\n",
+            "src/api/sale/out/order.ts": "export function getSaleOutPage() { return 1 }\n",
+            "lib/parser/obj/obj_parser.py": "def parse_obj(text):\n    return text.split()\n",
+            "src/core.py": "def core():\n    pass\n"}
+    git_repo.commit("initial", {**code, "dist/bundle.js": "function b() {}\n"})
+
+    def indexed(root, name):
+        g = index(root, store_for(tmp_path, name), full=True).graph
+        return g, {f for m in g.modules.values() for f in m.files}
+
+    g, files = indexed(git_repo.root, "repo")
+    assert set(code) <= files and "dist/bundle.js" not in files  # a published bundle stays out, tracked or not
+    assert "bin" in g.modules and "run" in {s.name for s in g.modules["bin"].symbols}
+
+    plain = tmp_path / "plain"  # no git: nothing says bin/ and obj/ were written by people
+    for rel, text in {**code, "bin/Debug/App.cs": "class App {}\n", "obj/Gen.cs": "class Gen {}\n"}.items():
+        (plain / rel).parent.mkdir(parents=True, exist_ok=True)
+        (plain / rel).write_text(text)
+    _, files = indexed(plain, "plain")
+    assert "src/core.py" in files and not any(f.startswith(("bin/", "obj/")) for f in files)
+    assert "src/api/sale/out/order.ts" not in files
+
+    fresh = GitRepo(tmp_path / "fresh")  # a repository with no commits: its staged bin/ file counts, not the rest
+    fresh.write({"bin/tool.py": "def tool():\n    pass\n", "bin/Release/out.py": "x = 1\n", "a/x.py": "y = 2\n"})
+    fresh.git("add", "bin/tool.py")
+    _, files = indexed(fresh.root, "fresh")
+    assert {"bin/tool.py", "a/x.py"} <= set(files) and "bin/Release/out.py" not in files
 
 
 def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
