@@ -520,6 +520,8 @@ def no_module_reason(matcher, text: str) -> str | None:
             a = assess(text)
             if not a.get("abstain"):
                 return None
+            if a.get("wordless"):
+                return "this text holds no word to match, too little to go on"
             why = f"its words are {a['coverage']:.0%} known here, below {a['min_coverage']:.0%}"
             if a.get("min_familiarity") and a.get("familiarity") is not None and a["familiarity"] < a["min_familiarity"]:
                 why += (f", and no past change comes near it: similarity {a['familiarity']:.2f}, below "

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from indexer.graph import ModuleGraph
+from indexer.text import words
 
 from .base import Match, clean_text, register
 from .calibration import (LABEL_MARGIN_Z, Calibrator, RankCalibrator, falling, lifted, online_lift, operating_point,
@@ -405,7 +406,9 @@ class HybridMatcher(ScoredMatcher):
         for i, c in zip(order, conf):
             mid = self.ids[i]
             out.append(Match(mid, float(s[i]), c, self.evidence(text, mid)))
-        if out and rc.abstains(cov, fam):
+        if out and not words(text):
+            out[0].evidence.insert(0, "no word to match: too little text")
+        elif out and rc.abstains(cov, fam):
             why = f"coverage {cov:.2f} < {rc.min_coverage:.2f}"
             if rc.unfamiliar(fam):
                 why += f", nearest past change {fam:.2f} < {rc.min_familiarity:.2f}"
@@ -538,10 +541,11 @@ class HybridMatcher(ScoredMatcher):
         cov = self._coverage_of(text) if self.coverage is not None else 1.0
         fam = self._familiarity_of(text)
         rc = self.rank_calibrator
+        wordless = not words(text)  # "x", "??", "的": nothing to match, however near a junk past subject ("_") comes
         return {"coverage": round(cov, 4), "min_coverage": round(rc.min_coverage, 4) if rc else 0.0,
                 "familiarity": None if fam is None else round(fam, 4),
-                "min_familiarity": round(rc.min_familiarity, 4) if rc else 0.0,
-                "abstain": bool(rc and rc.abstains(cov, fam))}
+                "min_familiarity": round(rc.min_familiarity, 4) if rc else 0.0, "wordless": wordless,
+                "abstain": wordless or bool(rc and rc.abstains(cov, fam))}
 
     def probs(self, scores: np.ndarray) -> np.ndarray:
         tot = scores.sum()

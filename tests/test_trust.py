@@ -78,6 +78,9 @@ def trained(tmp_path_factory):
         git("add", "-A")
         date = f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T12:00:00+00:00"
         git("commit", "-qm", text, env={**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
+        if i == 80:  # a junk subject, as real histories hold ("_", dune): a wordless question comes near it
+            f.write_text(f.read_text() + "# junk\n")
+            git("commit", "-qam", "_", env={**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
     g = index(root, Store(tmp_path_factory.mktemp("store") / "db.sqlite")).graph
     assert len(g.history) >= 150
     return g, create("hybrid", g), later, root
@@ -262,6 +265,22 @@ def test_foreign_text_and_noise_get_no_confident_answer(trained):
     assert m.rank_calibrator.min_familiarity > 0
     own_fam = np.median([m.assess(t)["familiarity"] for t, _ in later])
     assert all(m.assess(t)["familiarity"] < own_fam for t in foreign[2:])
+
+
+def test_a_text_with_no_word_is_answered_as_not_confident(trained):
+    """"x", "??" or a lone particle give nothing to match: `ask`, Slack and the labeller say so, even where the history
+    holds a junk subject ("_") that such a text comes near in meaning."""
+    from bot.state import no_module_reason
+
+    g, m, later, _ = trained
+    assert any(h.subject.strip() == "_" for h in g.history)
+    for t in ("x", "??", "的", " - "):
+        a = m.assess(t)
+        assert a["wordless"] is True and a["abstain"] is True, (t, a)
+        assert no_module_reason(m, t) == "this text holds no word to match, too little to go on"
+    assert m.assess("_")["familiarity"] > m.rank_calibrator.min_familiarity  # near the junk subject: not the gate
+    assert all(not m.assess(t)["wordless"] for t, _ in later[:10])
+    assert no_module_reason(m, later[0][0]) is None
 
 
 def test_a_long_issue_is_as_sure_as_its_title(trained):
