@@ -5,7 +5,7 @@ the modules its fix touched, asked of the matchers built on the history BEFORE t
     nice -n 10 .venv/bin/python bench/issue_benchmark.py          # run: -> bench/results/issues/
         [--only pytest svelte] [--cases bench/issue_cases.toml] [--texts /work/bench-data/issue_texts]
         [--out bench/results/issues] [--work-dir /tmp/modmatch-issues] [--matcher hybrid --matcher lexical ...]
-        [--min-cjk 5] [--code LABEL] [--keep]
+        [--min-cjk 5] [--code LABEL] [--keep] [--matchers-from DEV_WORK_DIR]
 
 What a case is. A GitHub issue (not a pull request) of one of the dev repositories of
 `bench/dev_repos.toml`, whose text is its title, a blank line and the start of its description as the
@@ -329,6 +329,24 @@ def labeller_only(entry: dict, spec: dict, row: dict, a: argparse.Namespace) -> 
     return row
 
 
+def reused(a: argparse.Namespace, name: str, graph):
+    """The dev benchmark's pickled default matcher (`--matchers-from`) where it was built on this very graph (same
+    commit, same graph version, same training history), else None: the build is deterministic, so this saves
+    building it twice (a quarter of an hour on a large repository)."""
+    if not a.matchers_from:
+        return None
+    pkl = Path(a.matchers_from) / name / "default.pkl"
+    if not pkl.is_file():
+        return None
+    with open(pkl, "rb") as fh:
+        d = pickle.load(fh)
+    g = d["graph"]
+    same = (g.commit == graph.commit and g.version == graph.version
+            and [h.commit for h in g.history] == [h.commit for h in graph.history])
+    log(f"{name}: {'reusing' if same else 'not reusing (another graph)'} the {DEFAULT} of {pkl} (code {d.get('code')})")
+    return d["matcher"] if same else None
+
+
 def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
     name = entry["name"]
     t0 = time.perf_counter()
@@ -354,7 +372,8 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
         cases += wcases
         for mname in a.matcher:
             t2 = time.perf_counter()
-            m = create(mname, graph)
+            m = reused(a, name, graph) if mname == DEFAULT else None
+            m = m or create(mname, graph)
             t3 = time.perf_counter()
             wres = run_matcher(m, wcases)
             results[mname] += wres
@@ -509,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labeller-only", action="store_true",
                     help="run: only (re)compute the labeller's outcome into the existing JSON files, from the builds "
                          "`--keep` pickled into --work-dir")
+    ap.add_argument("--matchers-from", help="a dev benchmark --work-dir: reuse its pickled default matcher for a "
+                    "window whose graph is the one it was built on")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
     a = ap.parse_args(argv)
     a.matcher = a.matcher or list(MATCHERS)
