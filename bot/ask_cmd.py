@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import click
 
@@ -42,12 +43,15 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
         out.print(f"[dim]matcher: {name}" + (f" (model {answer.model_version})" if answer.model_version else "")
                   + ("" if capabilities(name).needs_model else
                      f" — not using a fine-tuned model: {repo.no_model_reason or 'none trained yet (modmatch train)'}")
-                  + "[/]", markup=True, highlight=False)
+                  + "[/]", markup=True, highlight=False, soft_wrap=True)
         if answer.no_module:
-            out.print(f"[yellow]not confident: {answer.no_module}; none of these may be right[/]", highlight=False)
+            out.print(f"[yellow]not confident: {answer.no_module}; none of these may be right[/]", highlight=False,
+                      soft_wrap=True)
         for i, x in enumerate(matches, 1):
             mod = graph.modules[x.module]
             paths = ", ".join(p or "(repository root)" for p in mod.paths)
-            out.print(f"{i}. [bold cyan]{x.module}[/]  {x.confidence:.0%}  [dim]{paths}[/]", highlight=False)
-            for ev in x.evidence:
-                out.print(f"     {ev}", markup=False, highlight=False)
+            out.print(f"{i}. [bold cyan]{x.module}[/]  {x.confidence:.0%}  [dim]{paths}[/]", highlight=False,
+                      soft_wrap=True)
+            for ev in x.evidence:  # wrapped lines keep the indent, so they do not read as the next answer's
+                out.print(textwrap.fill(ev, width=max(40, out.width), initial_indent=" " * 5, subsequent_indent=" " * 5),
+                          markup=False, highlight=False, soft_wrap=True)

@@ -335,6 +335,11 @@ def test_cli_ask_json(cli_env, repo):
     res = runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo), "--k", "2"])
     assert res.exit_code == 0, res.output
     assert "storage" in res.output and "matcher: hybrid" in res.output
+    answers = [ln for ln in res.output.splitlines() if ln[:1].isdigit()]
+    assert len(answers) == 2 and answers[0].startswith("1. storage")
+    # an answer's evidence, however long, stays indented under it (a wrapped line at the margin read as an answer)
+    assert all(ln.startswith("     ") for ln in res.output.splitlines()[1:] if ln.strip() and ln not in answers
+               and not ln.startswith("matcher:")), res.output
     res = runner.invoke(cli, ["ask", "   ", "--path", str(repo)])
     assert res.exit_code != 0 and "empty" in res.output
 
