@@ -344,7 +344,12 @@ def reused(a: argparse.Namespace, name: str, graph):
     same = (g.commit == graph.commit and g.version == graph.version
             and [h.commit for h in g.history] == [h.commit for h in graph.history])
     log(f"{name}: {'reusing' if same else 'not reusing (another graph)'} the {DEFAULT} of {pkl} (code {d.get('code')})")
-    return d["matcher"] if same else None
+    if not same:
+        return None
+    from inference.cache import _attach
+
+    _attach(d["matcher"], graph)  # a pickled matcher leaves its graph out
+    return d["matcher"]
 
 
 def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
