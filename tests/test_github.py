@@ -387,6 +387,25 @@ def test_issue_forms_environment_fields_are_dropped_and_the_report_kept():
     assert issue_text("t", plain) == "t\n\n" + plain
 
 
+def test_a_templates_bold_environment_fields_are_dropped_too():
+    """Templates written as bold lines (pandoc's "**Explain the problem.**" / "**Pandoc version?**", GitHub's default
+    "**Describe the bug**") are forms as well: the answer to the version question, on its line or under it, goes
+    (its "macOS" named pandoc's `macos` packaging folder first), and what the reporter wrote stays, macOS included."""
+    same_line = ("**Explain the problem.**\n\nThe output is missing the page break.\n\n"
+                 "**Pandoc version?** MacOS and commit: `22ff5a8909dc`\n")
+    text = issue_text("Parse `#pagebreak()` in Typst", same_line)
+    assert "MacOS" not in text and "22ff5a8909dc" not in text
+    assert "missing the page break" in text and "**Pandoc version?**" in text
+    below = "**Explain the problem.**\nFootnotes become superscript.\n\n**Pandoc version?**\npandoc 3.1, macOS 13.2.1\n"
+    text = issue_text("Footnotes", below)
+    assert "13.2.1" not in text and "Footnotes become superscript." in text
+    report = "**Describe the bug**\nIt crashes on macOS when saving.\n\n**To Reproduce**\nclick save\n"
+    assert issue_text("t", report) == "t\n\n" + report.strip()  # no environment field: read as it is
+    # bold words inside a sentence are no heading
+    prose = "The **version** flag is ignored.\n\n**Expected**: it prints 3.1\n"
+    assert issue_text("t", prose) == "t\n\n" + prose.strip()
+
+
 def test_labels_fit_githubs_limits():
     long_id = "src/" + "very_long_folder_name/" * 4 + "leaf"
     name = label_for(long_id, "module:")

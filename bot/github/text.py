@@ -40,12 +40,15 @@ def _no_prose(line: str) -> bool:
 def without_environment(body: str) -> str:
     """`body` less the content of a filled-in form's environment fields (see the module's docstring)."""
     lines = body.splitlines()
-    heads = {i: bool(ENVIRONMENT.search(h)) for i, h in prose_headings(lines).items()}  # -> names the environment
+    named = prose_headings(lines, bold=True)
+    heads = {i: bool(ENVIRONMENT.search(h)) for i, h in named.items()}  # -> names the environment
     if len(heads) < FORM_HEADINGS or not any(heads.values()):
         return body
     kept, drop = [], False
     for i, line in enumerate(lines):
         drop = heads.get(i, drop)  # a heading starts a section, and stays
+        if i in heads and drop and not line.rstrip().endswith(("**", "__")):  # "**Pandoc version?** 3.8, macOS"
+            line = line[: line.index(named[i]) + len(named[i]) + 2]
         if i in heads or not drop:
             kept.append(line)
     return "\n".join(kept)
