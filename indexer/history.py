@@ -1,7 +1,9 @@
 """Mine git history into supervision examples: change text → modules touched.
 
 Kept: ordinary commits (subject + body) and pull-request merges ("Merge pull request #12 ...":
-the PR title / body, with the files the merge brought in against its first parent). A commit that is no merge
+the PR title / body, with the files the merge brought in against its first parent; or a merge whose subject is the
+PR's title and number, "fix(pkg): lock relative paths (#13915)", as GitHub's merge queue and its "pull request
+title" merge message write it: dune merges every pull request so). A commit that is no merge
 but says "Merge / Backport pull request #12 from ..." (a cherry-pick, a squash) is read the same way: its
 subject is the body's first line.
 Dropped, by rule: other merges, bot authors, reverts, version bumps and releases,
@@ -35,6 +37,7 @@ FORMAT_RE = re.compile(
     re.I,
 )
 PR_MERGE_RE = re.compile(r"^(?:Merge|Backport) pull request #(\d+) from \S+", re.I)
+PR_TITLED_RE = re.compile(r"\S.*\(#\d+\)$")  # a merge named by its pull request: "title (#123)"
 TRAILER_RE = re.compile(
     r"^\s*(signed-off-by|co-authored-by|reviewed-by|acked-by|tested-by|reported-by|suggested-by|change-id|"
     r"cc|reviewed-on|pr-url|closes|fixes-jira|git-svn-id|helped-by|approved-by)\s*:.*$",
@@ -182,7 +185,7 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
             subject = subject.strip()
             body = strip_trailers(body)
             m = PR_MERGE_RE.match(subject)
-            if merges and not m:
+            if merges and not m and not PR_TITLED_RE.match(subject):
                 stats["merge"] = stats.get("merge", 0) + 1
                 continue
             kind = "pr" if merges else "commit"

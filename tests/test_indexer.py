@@ -250,6 +250,11 @@ def test_history_rules(git_repo, tmp_path):
     git_repo.commit("other work", {"server/other.go": "package server\n"})
     git_repo.git("checkout", "-q", "main")
     git_repo.git("merge", "--no-ff", "-q", "other", "-m", "Merge branch 'other'")
+    # a pull request merged by GitHub's merge queue: the merge commit is named by the PR's title and number
+    git_repo.git("checkout", "-q", "-b", "queued")
+    git_repo.commit("address review", {"net/retry.go": "package net\n\n// Retry with backoff.\nfunc Retry() {}\n"})
+    git_repo.git("checkout", "-q", "main")
+    git_repo.git("merge", "--no-ff", "-q", "queued", "-m", "fix(net): retry with backoff (#42)\n\nFixes #41.")
     # a pull request cherry-picked onto a release branch by a backport script: a commit, not a merge
     git_repo.commit("Backport pull request #9 from dev/release-1.x\n\nFix subtitle burn-in for HDR videos\n\n"
                     "Original-merge: abc", {"gpu/hdr.cpp": "// tone mapping\n"})
@@ -266,8 +271,11 @@ def test_history_rules(git_repo, tmp_path):
     for dropped in ("Bump version to 1.2.3", "Update deps", 'Revert "Fix crash"', "Run clang-format", "Touch everything",
                     "Merge branch 'other'"):
         assert dropped not in subjects
-    pr = [h for h in hist if h.kind == "pr"]
-    assert len(pr) == 1 and pr[0].subject == "Add a physics step to the engine" and pr[0].modules == ("engine",)
+    pr = {h.subject: h for h in hist if h.kind == "pr"}
+    assert set(pr) == {"Add a physics step to the engine", "fix(net): retry with backoff (#42)"}
+    assert pr["Add a physics step to the engine"].modules == ("engine",)
+    queued = pr["fix(net): retry with backoff (#42)"]
+    assert queued.files == ("net/retry.go",) and queued.body == "Fixes #41."
     assert "wip" in subjects and "other work" in subjects
     backport = next(h for h in hist if h.modules == ("gpu",) and "hdr" in h.body + h.subject.lower())
     assert backport.subject == "Fix subtitle burn-in for HDR videos" and backport.kind == "commit"
