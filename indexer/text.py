@@ -201,8 +201,7 @@ _HEADING = re.compile(r"[ \t]{0,3}#{1,6}[ \t](.*)")
 # an issue template's bold line is a heading too ("**Explain the problem.**", "**Pandoc version?**": pandoc's, and
 # GitHub's default bug report's "**Describe the bug**"), and so is a bold lead-in with the answer on its line
 # ("**Pandoc version?** 3.8 on macOS"): the bold part is the heading, what follows it the section's first line
-_BOLD_LINE = re.compile(r"[ \t]{0,3}(?:\*\*|__)([^*_\n]{1,100}?)(?:\*\*|__)[ \t]*[:：]?[ \t]*$")
-_BOLD_LEAD = re.compile(r"[ \t]{0,3}(?:\*\*|__)([^*_\n]{1,100}?)(?:\*\*|__)[ \t]*[:：]?[ \t]*\S")
+BOLD_HEADING = re.compile(r"[ \t]{0,3}(?:\*\*|__)([^*_\n]{1,100}?)(?:\*\*|__)")
 _FENCE = re.compile(r"[ \t]*(?:```|~~~)")
 FORM_HEADINGS = 2
 # a link to a GitHub page that is no code (a workflow run, a pull request, an issue, a commit, a release) or to an
@@ -218,13 +217,13 @@ _VERSION_ROW = re.compile(r"^\s*[A-Za-z][\w.\-]*(?:\s+|==|\s*:\s*)v?\d+(?:\.\d+)
 
 def prose_headings(lines: list[str], bold: bool = False) -> dict[int, str]:
     """Line index -> text of each markdown heading among `lines` outside fenced code (a `# comment` in a code block
-    is no heading); with `bold`, also each bold line and bold lead-in (`_BOLD_LINE`, `_BOLD_LEAD`)."""
+    is no heading); with `bold`, also each line that opens with a bold phrase (`BOLD_HEADING`)."""
     out: dict[int, str] = {}
     code = False
     for i, line in enumerate(lines):
         if _FENCE.match(line):
             code = not code
-        elif not code and (m := _HEADING.match(line) or (bold and (_BOLD_LINE.match(line) or _BOLD_LEAD.match(line)))):
+        elif not code and (m := _HEADING.match(line) or (bold and BOLD_HEADING.match(line))):
             out[i] = m.group(1)
     return out
 

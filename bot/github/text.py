@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from indexer.text import FORM_HEADINGS, prose_headings
+from indexer.text import BOLD_HEADING, FORM_HEADINGS, prose_headings
 
 _FENCE_LINE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.M)
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
@@ -40,15 +40,14 @@ def _no_prose(line: str) -> bool:
 def without_environment(body: str) -> str:
     """`body` less the content of a filled-in form's environment fields (see the module's docstring)."""
     lines = body.splitlines()
-    named = prose_headings(lines, bold=True)
-    heads = {i: bool(ENVIRONMENT.search(h)) for i, h in named.items()}  # -> names the environment
+    heads = {i: bool(ENVIRONMENT.search(h)) for i, h in prose_headings(lines, bold=True).items()}  # -> the environment
     if len(heads) < FORM_HEADINGS or not any(heads.values()):
         return body
     kept, drop = [], False
     for i, line in enumerate(lines):
         drop = heads.get(i, drop)  # a heading starts a section, and stays
-        if i in heads and drop and not line.rstrip().endswith(("**", "__")):  # "**Pandoc version?** 3.8, macOS"
-            line = line[: line.index(named[i]) + len(named[i]) + 2]
+        if i in heads and drop and (m := BOLD_HEADING.match(line)):  # "**Pandoc version?** 3.8, macOS": the answer goes
+            line = line[: m.end()]
         if i in heads or not drop:
             kept.append(line)
     return "\n".join(kept)
