@@ -5,7 +5,8 @@
 docstring), imports and the file's header comment; for other files it keeps a
 capped excerpt of the text.
 
-Queries live in ``indexer/queries/<lang>.scm`` (package data). Capture names:
+Queries live in ``indexer/queries/<lang>.scm`` (package data; a shared part is pulled in by a
+``; include: part.scm`` line, see :func:`query_source`). Capture names:
 ``@definition.<kind>`` on the definition node, ``@name`` on its name, ``@import``
 on an imported module / included header. Parsers and compiled queries are cached
 per language (per process; they are not thread-safe, use processes to go wide).
@@ -161,11 +162,18 @@ _WS_RE = re.compile(r"\s+")
 QUERY_FILE = {"tsx": "typescript"}  # the tsx grammar shares TypeScript's node types, so its query too
 
 
+INCLUDE_RE = re.compile(r"^; include: ([a-z_]+\.scm)$", re.M)  # a query's line standing for a shared part's text
+
+
 @functools.lru_cache(maxsize=None)
 def query_source(lang: str) -> str:
-    """The text of ``indexer/queries/<lang>.scm`` (tsx: typescript.scm)."""
+    """The text of ``indexer/queries/<lang>.scm`` (tsx: typescript.scm), each ``; include: part.scm`` line replaced by
+    that file's text (one level: a part includes nothing; OCaml's .ml and .mli queries share their type, module and
+    class patterns so)."""
     name = QUERY_FILE.get(lang, lang)
-    return (importlib.resources.files("indexer") / "queries" / f"{name}.scm").read_text(encoding="utf-8")
+    qdir = importlib.resources.files("indexer") / "queries"
+    return INCLUDE_RE.sub(lambda m: (qdir / m.group(1)).read_text(encoding="utf-8").rstrip("\n"),
+                          (qdir / f"{name}.scm").read_text(encoding="utf-8"))
 
 
 @functools.lru_cache(maxsize=None)

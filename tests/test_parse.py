@@ -8,7 +8,7 @@ import pytest
 from tree_sitter import Query
 
 from indexer.languages import LANGUAGES, SFC, get_language, get_parser, language_for
-from indexer.parse import QUERY_FILE, get_query, parse_file, query_source
+from indexer.parse import INCLUDE_RE, QUERY_FILE, get_query, parse_file, query_source
 from indexer.records import FileRecord
 
 FIXTURES = Path(__file__).parent / "fixtures" / "langs"
@@ -332,7 +332,24 @@ def test_language_for():
 def test_every_language_has_a_query_file():
     qdir = importlib.resources.files("indexer") / "queries"
     files = {p.name for p in qdir.iterdir() if p.name.endswith(".scm")}
-    assert files == {f"{QUERY_FILE.get(lang, lang)}.scm" for lang in LANGUAGES}
+    own = {f"{QUERY_FILE.get(lang, lang)}.scm" for lang in LANGUAGES}
+    included = {name for f in own for name in INCLUDE_RE.findall((qdir / f).read_text(encoding="utf-8"))}
+    assert files == own | included  # every file is some language's query or a part one includes
+    assert not included & own
+
+
+def test_a_query_includes_a_shared_part_in_place():
+    ml, mli = query_source("ocaml"), query_source("ocaml_interface")
+    assert not INCLUDE_RE.search(ml) and not INCLUDE_RE.search(mli)
+    for src in (ml, mli):  # the shared patterns, between each file's own ones
+        assert "(type_definition" in src and "(class_definition" in src and "(external" in src
+    assert ml.index("(value_definition") < ml.index("(type_definition") < ml.index("(open_module")
+    assert "(value_specification" in mli and "(value_definition" not in mli
+    src = "type t = A\nexception Oops of string\nmodule M = struct end\nlet run x = x\n"
+    rec = parse_file("lib/a.ml", src.encode(), "b1")
+    assert {s.name for s in rec.symbols} >= {"t", "Oops", "M", "run"}
+    rec = parse_file("lib/a.mli", b"type t\nexception Oops of string\nval run : t -> t\n", "b2")
+    assert {s.name for s in rec.symbols} >= {"t", "Oops", "run"}
 
 
 @pytest.mark.parametrize("lang", sorted(LANGUAGES))

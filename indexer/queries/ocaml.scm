@@ -4,23 +4,7 @@
 (value_definition
   (let_binding pattern: (value_name) @name)) @definition.function
 
-(type_definition
-  (type_binding name: (type_constructor) @name)) @definition.type
-
-(exception_definition
-  (constructor_declaration (constructor_name) @name)) @definition.type
-
-(module_definition
-  (module_binding (module_name) @name)) @definition.module
-
-(module_type_definition
-  (module_type_name) @name) @definition.interface
-
-(class_definition
-  (class_binding (class_name) @name)) @definition.class
-
-(external
-  (value_name) @name) @definition.function
+; include: ocaml_shared.scm
 
 (open_module
   (module_path) @import)
