@@ -50,7 +50,7 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
         for i, x in enumerate(matches, 1):
             mod = graph.modules[x.module]
             paths = ", ".join(p or "(repository root)" for p in mod.paths)
-            out.print(f"{i}. [bold cyan]{x.module}[/]  {x.confidence:.0%}  [dim]{paths}[/]", highlight=False,
+            out.print(f"{i}. [bold cyan]{x.module}[/]  {x.percent}  [dim]{paths}[/]", highlight=False,
                       soft_wrap=True)
             for ev in x.evidence:  # wrapped lines keep the indent, so they do not read as the next answer's
                 out.print(textwrap.fill(ev, width=max(40, out.width), initial_indent=" " * 5, subsequent_indent=" " * 5),

@@ -83,7 +83,7 @@ def answer_blocks(question: str, answer, graph, *, repo: str, question_id: int |
     shown = [m for i, m in enumerate(answer.matches) if i == 0 or m.evidence or m.confidence >= 0.05]
     for i, m in enumerate(shown, 1):
         module = graph.modules.get(m.module)
-        head = f"*{i}. {code(m.module)}* — {m.confidence:.0%} confident"
+        head = f"*{i}. {code(m.module)}* — {m.percent} confident"
         if module is not None and module.description:
             head += f"\n{esc(clip(' '.join(module.description.split()), 300))}"
         lines = [head, *_module_details(module, m.evidence)]

@@ -35,6 +35,24 @@ class Match:
         return {"module": self.module, "score": round(float(self.score), 6),
                 "confidence": round(float(self.confidence), 4), "evidence": list(self.evidence)}
 
+    @property
+    def percent(self) -> str:
+        return percent(self.confidence)
+
+
+def percent(confidence: float) -> str:
+    """A confidence as people read it, in whole percent, where rounding never turns a calibrated chance into a
+    certainty: above 99 % reads ">99%" and below 1 % (not 0) "<1%", so an answer right 998 times in 1,000 is not
+    shown as sure and a long shot is not shown as impossible."""
+    c = float(confidence)
+    if c >= 1.0 or c <= 0.0:
+        return f"{c:.0%}"
+    if c > 0.99:
+        return ">99%"
+    if c < 0.01:
+        return "<1%"
+    return f"{c:.0%}"
+
 
 class Matcher(Protocol):
     name: str

@@ -280,3 +280,18 @@ def test_answer_blocks_fit_slack_limits(served):
     out = blocks.answer_blocks("disk cache " * 2000, ans, rs.graph, repo="app", question_id=1)
     assert all(len(b["text"]["text"]) <= 3000 for b in out if b["type"] == "section")
     assert blocks.module_from_value(blocks.option_value("x" * 200), ["x" * 200]) == "x" * 200
+
+
+def test_a_confidence_is_never_shown_as_certain_or_impossible(served):
+    from bot.github.labeler import suggestions_comment
+    from bot.state import Answer
+    from inference.base import Match, percent
+    assert [percent(c) for c in (0.998, 0.99, 0.5, 0.012, 0.004, 0.0, 1.0)] == \
+        [">99%", "99%", "50%", "1%", "<1%", "0%", "100%"]
+    rs = served.repo()
+    mids = sorted(rs.graph.modules)[:2]
+    ans = Answer([Match(mids[0], 9.0, 0.998, ["words: disk"]), Match(mids[1], 1.0, 0.003, [])], "hybrid", "g1")
+    text = json.dumps(blocks.answer_blocks("disk cache", ans, rs.graph, repo="app", question_id=1))
+    assert ">99% confident" in text and "100%" not in text
+    comment = suggestions_comment(ans, "module:", 2.0)
+    assert f"`{mids[0]}` — >99% —" in comment and f"`{mids[1]}` — <1% —" in comment

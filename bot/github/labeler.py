@@ -35,7 +35,7 @@ def suggestions_comment(answer, prefix: str, threshold: float) -> str:
              "Modules that may be involved:", ""]
     for i, m in enumerate(answer.matches, 1):
         why = "; ".join(_quiet(e, 160) for e in m.evidence[:3]) or "—"
-        lines.append(f"{i}. `{m.module}` — {m.confidence:.0%} — {why}")
+        lines.append(f"{i}. `{m.module}` — {m.percent} — {why}")
     lines += ["", f"A maintainer can apply the right `{prefix}<module>` label; modmatch learns from it.",
               f"<sub>matcher `{answer.matcher}` · graph `{answer.graph_version}` · model `{answer.model_version or '—'}`</sub>"]
     return "\n".join(lines)
