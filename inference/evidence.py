@@ -9,7 +9,9 @@ digit or a file extension) rather than an English word, since "Buffer" or "test"
 Neither do the file names every project has (`pyproject.toml`, `package.json`, `CMakeLists.txt`: in an issue they
 are the reporter's own). A test's name counts where it is at least `TEST_MIN_LEN` characters long and the text does
 not define it: "TestOpenWithMaxIndex fails on main" names this repository's test (in etcd's issues, 10 of 11 such
-names were in the module of the fix), while `def test_it():` is a reporter's reproduction.
+names were in the module of the fix), while `def test_it():` is a reporter's reproduction. A path written from the
+root of a file system (`/bin/sh`, `/usr/local/bin/node`) is the reporter's machine, not a folder of this repository,
+though a file name in it still counts (`/home/me/ncnn/src/cpu.cpp` names `cpu.cpp`).
 
 `Coverage` says how much of a text the repository's own vocabulary knows: each informative word weighs its
 inverse document frequency over the module documents (a word the repository never uses weighs the most), and
@@ -53,6 +55,13 @@ docker-compose.yml .gitignore .editorconfig
 
 def _distinctive(name: str) -> bool:
     return len(name) >= MIN_LEN and bool(_SHAPED.search(name.strip("_")))
+
+
+def _absolute(path: str) -> bool:
+    """A path from the root of someone's file system (`/bin/sh`, `/home/me/app/src`), not a GitHub link's path
+    (`//github.com/o/r/blob/main/src/a.c`, `/o/r/tree/main/src`): its first folder is theirs, not this repository's,
+    even where the names agree (dune's `bin`, Homebrew's `Library`)."""
+    return path.startswith("/") and not path.startswith("//") and not _URL_PATH.search(path)
 
 
 def _test_name(name: str) -> bool:
@@ -108,6 +117,10 @@ class MentionIndex:
             raws = sorted(forms[key])
             if key in defined:
                 continue
+            if "/" in key:  # `/bin/sh`, `/usr/bin/git`, `/Library/Caches`: the reporter's machine, not this repository
+                raws = [r for r in raws if not _absolute(r)]
+                if not raws:
+                    continue
             mods = self.owners.get(key)
             if mods is None:
                 mid = self._folder_module(key) if "/" in key else None

@@ -661,6 +661,11 @@ def test_a_path_into_a_modules_folder_names_that_module(git_repo, tmp_path):
         assert set(mentions.find(text)) == {net}, text
     assert mentions.find("/home/me/project/net2/dns/main.py crashed") == {}
     assert mentions.find('Traceback: File "/usr/lib/python3/site-packages/acme/app.py"') == {}
+    # from the root of the reporter's file system, though its first folder has a name of this repository's
+    assert mentions.find("sh: /net/bin/sh: not found, and /ui/x.py too") == {}
+    assert set(mentions.find("cannot exec /net/tools/run (see net/tools/run)")) == {net}  # written both ways
+    assert set(mentions.find("/home/me/app/net/resolver.py line 3")) == {net}  # a file of it, by its name
+    assert set(mentions.find("https://github.com/acme/app/tree/main/net/tls")) == {net}
 
 
 def test_doctor_shows_where_the_labeller_labels(trained, tmp_path, monkeypatch):
