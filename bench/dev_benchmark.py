@@ -103,6 +103,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa: E402
 from inference.base import create  # noqa: E402
+from inference.cache import code_version  # noqa: E402
 from inference.errors import BadInputError  # noqa: E402
 from inference.evaluate import (Case, abstention_share, has_cjk, history_split, labeller_outcome,  # noqa: E402
                                 pooled_outcome, precision_at_coverage, run_matcher, run_refreshed,
@@ -202,7 +203,8 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
             f"{row['stripped']['acc@1']:.3f}; ECE {row['ece']:.3f}; build {build_s:.0f}s, {per * 1000:.0f} ms/case")
         if mname == DEFAULT:
             with open(work / "default.pkl", "wb") as fh:
-                pickle.dump({"graph": graph, "matcher": m, "code": out["code"]}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump({"graph": graph, "matcher": m, "code": out["code"], "matcher_code": code_version()}, fh,
+                            protocol=pickle.HIGHEST_PROTOCOL)
         del m
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out

@@ -5,7 +5,7 @@ the modules its fix touched, asked of the matchers built on the history BEFORE t
     nice -n 10 .venv/bin/python bench/issue_benchmark.py          # run: -> bench/results/issues/
         [--only pytest svelte] [--cases bench/issue_cases.toml] [--texts /work/bench-data/issue_texts]
         [--out bench/results/issues] [--work-dir /tmp/modmatch-issues] [--matcher hybrid --matcher lexical ...]
-        [--min-cjk 5] [--code LABEL] [--keep] [--matchers-from DEV_WORK_DIR]
+        [--min-cjk 5] [--code LABEL] [--keep] [--matchers-from DEV_WORK_DIR] [--zh-titles /work/bench-data/zh_titles]
 
 What a case is. A GitHub issue (not a pull request) of one of the dev repositories of
 `bench/dev_repos.toml`, whose text is its title, a blank line and the start of its description as the
@@ -62,6 +62,12 @@ on its held-out history for precision 0.95, what the service uses without a conf
 label where the matcher says the issue is not about the repository, and two labels at most: the share of
 issues labelled, how often the first label is right (Wilson 95 % interval), the share of labels right
 (`--labeller-only` adds it to existing results from the builds `--keep` pickled).
+Chinese titles (`--zh-titles DIR`): cross-language matching, a Chinese requirement against a repository whose
+code, docs and history are English. Where `<DIR>/<name>.jsonl` gives an issue's title as a Chinese-speaking
+reporter would write it (url, title_zh; translated by hand, identifiers, commands and file names kept as
+written, outside the repository as the texts are), the issue is also asked by its English title alone and by
+its Chinese title alone, with the same gold (`titles` in the JSON: Acc@1, Acc@3, and how many each language
+had answered as not about the repository).
 Each issue is read as the GitHub labeller reads it: title and body through `bot.github.text.issue_text`
 (until stop 33 the stored text as it is). Means are over repositories. Writes `<out>/<name>.json` per repository (with the modmatch commit it
 ran on, the cut-off, per-case results by issue URL: gold, top-3, confidence; never the texts),
@@ -112,6 +118,7 @@ from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa
 from indexer.modules import ROOT_ID  # noqa: E402
 from indexer.source import git  # noqa: E402
 from inference.base import create  # noqa: E402
+from inference.cache import code_version  # noqa: E402
 from inference.evaluate import (Case, has_cjk, history_split, labeller_outcome, pooled_outcome,  # noqa: E402
                                 run_matcher, trust_metrics)
 
@@ -156,6 +163,27 @@ def read_texts(folder: Path, name: str) -> dict[int, dict]:
         return {}
     rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {int(r["number"]): r for r in rows}
+
+
+def read_zh_titles(folder: Path, name: str) -> dict[str, str]:
+    """Issue URL -> its title as a Chinese-speaking reporter would write it (`<folder>/<name>.jsonl`: url, title_zh)."""
+    f = folder / f"{name}.jsonl"
+    if not f.is_file():
+        return {}
+    rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["url"]: r["title_zh"] for r in rows}
+
+
+def titles_window(m, wcases: list, en: dict[str, str], zh: dict[str, str]) -> dict[str, list]:
+    """The window's issues that have a Chinese title, asked by their English title and by their Chinese title alone
+    (same gold): what a Chinese-speaking reporter's one line gets against an English repository."""
+    pairs = [c for c in wcases if c.id in zh and c.id in en]
+    out: dict[str, list] = {}
+    for lang, title in (("en", en), ("zh", zh)):
+        asked = [Case(title[c.id], c.gold, c.id) for c in pairs]
+        out[lang] = run_matcher(m, asked)
+        out[lang + "_not_about"] = [no_module_reason(m, c.text) is not None for c in asked]
+    return out
 
 
 def choose_cutoff(first_fixes: list[str], dev_cutoff: str, min_cases: int) -> str:
@@ -331,8 +359,9 @@ def labeller_only(entry: dict, spec: dict, row: dict, a: argparse.Namespace) -> 
 
 def reused(a: argparse.Namespace, name: str, graph):
     """The dev benchmark's pickled default matcher (`--matchers-from`) where it was built on this very graph (same
-    commit, same graph version, same training history), else None: the build is deterministic, so this saves
-    building it twice (a quarter of an hour on a large repository)."""
+    commit, same graph version, same training history) by the same matcher code (`inference.cache.code_version`: the
+    matchers' modules and the glossary, which a build copies into its parts), else None: the build is deterministic,
+    so this saves building it twice (a quarter of an hour on a large repository)."""
     if not a.matchers_from:
         return None
     pkl = Path(a.matchers_from) / name / "default.pkl"
@@ -343,8 +372,10 @@ def reused(a: argparse.Namespace, name: str, graph):
     g = d["graph"]
     same = (g.commit == graph.commit and g.version == graph.version
             and [h.commit for h in g.history] == [h.commit for h in graph.history])
-    log(f"{name}: {'reusing' if same else 'not reusing (another graph)'} the {DEFAULT} of {pkl} (code {d.get('code')})")
-    if not same:
+    code = d.get("matcher_code") == code_version()
+    why = "reusing" if same and code else "not reusing (another graph)" if not same else "not reusing (other matcher code)"
+    log(f"{name}: {why} the {DEFAULT} of {pkl} (code {d.get('code')})")
+    if not (same and code):
         return None
     from inference.cache import _attach
 
@@ -358,6 +389,9 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
     windows, cases, dropped, results, priors = [], [], {}, {m: [] for m in a.matcher}, []
     builds, scoring = {m: 0.0 for m in a.matcher}, {m: 0.0 for m in a.matcher}
     split_s = 0.0
+    zh = read_zh_titles(Path(a.zh_titles), name) if a.zh_titles else {}
+    en = {r["url"]: r["title"] for r in read_texts(Path(a.texts), name).values()} if zh else {}
+    titles: dict[str, list] = {}
     for cut in case_windows(spec):
         t1 = time.perf_counter()
         split, wcases, wdropped = split_cases(entry, spec, a, cut)
@@ -386,6 +420,9 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
             scoring[mname] += time.perf_counter() - t3
             if mname == DEFAULT:
                 windows[-1]["labeller"] = labeller_window(m, wcases, wres)
+                if zh:
+                    for k, v in titles_window(m, wcases, en, zh).items():
+                        titles.setdefault(k, []).extend(v)
             if a.keep and mname == "hybrid":  # for offline probes: the window's build and its cases
                 with open(Path(a.work_dir) / name / f"hybrid-{cut}.pkl", "wb") as fh:
                     pickle.dump({"matcher": m, "cases": [(c.id, c.text, list(c.gold)) for c in wcases]}, fh,
@@ -423,6 +460,12 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
                                             "confidence": round(float(r.top_confidence), 4)}
         log(f"{name}/{mname}: Acc@1 {row['acc@1']:.3f} Acc@3 {row['acc@3']:.3f} MRR {row['mrr']:.3f}; "
             f"build {builds[mname]:.0f}s over {len(windows)} window(s)")
+    if titles.get("en"):
+        out["titles"] = {"n": len(titles["en"]), "code": out["code"],
+                         **{lang: {**accuracy(titles[lang]), "not_about": sum(titles[lang + "_not_about"])}
+                            for lang in ("en", "zh")}}
+        log(f"{name}: titles alone, English Acc@1 {out['titles']['en']['acc@1']:.3f}, Chinese "
+            f"{out['titles']['zh']['acc@1']:.3f} ({out['titles']['n']} issues)")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -496,6 +539,25 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
         pooled = pooled_outcome([o for _, o in lab])
         if pooled:
             out.append(f"| **pooled** | {outcome_cells(pooled)} | {pooled['no_module']} |")
+    tit = [r for r in rows if r.get("titles")]
+    if tit:
+        out += ["", "### Chinese titles against English repositories", "",
+                "Each issue asked by its title alone, in English as filed and in Chinese as a Chinese-speaking reporter "
+                "would write it (translated by hand, identifiers, commands and names kept as written; `--zh-titles`), "
+                "with the same gold. not about: answered as not about the repository.", "",
+                "| repository | issues | English title: Acc@1 / Acc@3 | Chinese title: Acc@1 / Acc@3 | "
+                "not about (English / Chinese) | code |", "|---|---|---|---|---|---|"]
+        for r in tit:
+            t = r["titles"]
+            out.append(f"| {r['name']} | {t['n']} | {f3(t['en']['acc@1'])} / {f3(t['en']['acc@3'])} | "
+                       f"{f3(t['zh']['acc@1'])} / {f3(t['zh']['acc@3'])} | {t['en']['not_about']} / "
+                       f"{t['zh']['not_about']} | {t['code']} |")
+        tot = sum(r["titles"]["n"] for r in tit)
+
+        def pooled_t(lang, key):
+            return f3(sum(r["titles"][lang][key] * r["titles"]["n"] for r in tit) / tot)
+        out.append(f"| **pooled** | {tot} | {pooled_t('en', 'acc@1')} / {pooled_t('en', 'acc@3')} | "
+                   f"{pooled_t('zh', 'acc@1')} / {pooled_t('zh', 'acc@3')} | | |")
     codes = sorted({r["code"] for r in rows} | {r["labeller_code"] for r in rows if r.get("labeller_code")})
     out += ["", f"modmatch code: {', '.join(codes)}; runs: "
             + ", ".join(f"{r['name']} {r['date']} ({r['seconds']:.0f} s)" for r in rows) + "."]
@@ -535,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
                          "`--keep` pickled into --work-dir")
     ap.add_argument("--matchers-from", help="a dev benchmark --work-dir: reuse its pickled default matcher for a "
                     "window whose graph is the one it was built on")
+    ap.add_argument("--zh-titles", help="a folder of <name>.jsonl (url, title_zh): also ask each such issue by its "
+                    "English title alone and by its Chinese title alone (outside the repository, as the texts)")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
     a = ap.parse_args(argv)
     a.matcher = a.matcher or list(MATCHERS)
