@@ -251,8 +251,10 @@ class RepoState:
 
     def _warm(self):
         t0 = time.perf_counter()
+        stale = None
         try:
             graph = self._load_graph()
+            stale = self._serve_stale(graph)
             matcher, label, model_version = self._build_matcher(graph)
         except RepoUnavailable:
             return None
@@ -263,8 +265,12 @@ class RepoState:
             log.exception("state.matcher-build-failed repo=%s", self.name)
             self.status, self.error = "broken", f"{type(e).__name__}: {e}"
             return None
+        finally:
+            if stale is not None:
+                with self._lock:
+                    self.reloading = False
         with self._lock:
-            if self._matcher is None:
+            if self._matcher is None or (stale is not None and self._matcher is stale):
                 self._graph, self._matcher, self._matcher_label, self.model_version = graph, matcher, label, model_version
             serving = (self._matcher, self._matcher_label, graph if self._graph is None else self._graph)
             loading = self.status == "loading"
@@ -273,6 +279,31 @@ class RepoState:
             log.info("state.loaded repo=%s seconds=%.2f", self.name, time.perf_counter() - t0)
         self._notify_loaded()
         return serving
+
+    def _serve_stale(self, graph: ModuleGraph):
+        """Where this code has no build of the graph yet but an earlier version of modmatch left one for the very
+        same graph (an upgrade), answer with that one while this code's build runs (`inference.cache.stale_matcher`),
+        as a refresh answers with the last matcher while the next builds: /healthz says `reloading` meanwhile. The
+        stale matcher, or None."""
+        from inference.cache import is_cached, stale_matcher
+
+        name = self._retrieval_name
+        if self._matcher is not None or capabilities(name).needs_model:
+            return None
+        g, variant = self._with_feedback(graph)
+        if is_cached(name, g, self._cache_dir, variant):
+            return None  # this code's build is there: loading it takes a moment
+        m = stale_matcher(name, g, self._cache_dir, variant)
+        if m is None:
+            return None
+        with self._lock:
+            if self._matcher is not None:
+                return None
+            self._graph, self._matcher, self._matcher_label, self.model_version = graph, m, name, None
+            self.status, self.error, self.reloading = "ready", "", True
+        log.info("state.serving-earlier-build repo=%s matcher=%s", self.name, name)
+        self._notify_loaded()
+        return m
 
     def _load_graph(self) -> ModuleGraph:
         """The graph in memory, else read from the store (not kept: the caller keeps it with its matcher)."""
@@ -410,6 +441,9 @@ class RepoState:
             try:
                 serving = fut.result(timeout=wait)
             except FutureTimeout:
+                with self._lock:  # an earlier version's build answers while this one's runs (`_serve_stale`)
+                    if self._matcher is not None:
+                        return self._held()
                 what = "loaded" if self.status == "loading" else "built"
                 raise RepoUnavailable(self.status, f"the matcher of {self.name!r} is still being {what}; "
                                                    "retry in a few seconds") from None

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -65,6 +66,31 @@ def _previous(folder: Path, name: str, graph: ModuleGraph, path: Path):
     except Exception as e:
         log.warning("matcher-cache.unreadable path=%s error=%s", newest, e)
         return None
+
+
+def stale_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, variant: str = ""):
+    """The matcher another version of this code cached for this very graph (and variant), or None: what a service
+    answers with after an upgrade of modmatch while this code's build runs (minutes; a quarter of an hour on a large
+    repository), as a refresh answers with the last matcher while the next one builds. It must load and answer a
+    question here, or it is not used."""
+    if not capabilities(name).cacheable:
+        return None
+    folder = Path(cache_dir)
+    stem = f"{name}-{graph.version}{variant}-"
+    current = _file(folder, name, graph, variant)
+    olds = [p for p in folder.glob(f"{stem}*.pkl")
+            if p != current and re.fullmatch(r"[0-9a-f]{10}", p.name[len(stem):-len(".pkl")])]
+    if not olds:
+        return None
+    newest = max(olds, key=lambda p: p.stat().st_mtime)
+    try:
+        m = _load(newest, graph)
+        m.match(next(iter(graph.modules)), k=1)  # the earlier code's objects must still answer with this code
+    except Exception as e:
+        log.warning("matcher-cache.stale-unusable path=%s error=%s", newest, e)
+        return None
+    log.info("matcher-cache.stale path=%s", newest)
+    return m
 
 
 def _write_summary(path: Path, name: str, graph: ModuleGraph, matcher) -> None:

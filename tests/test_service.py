@@ -339,3 +339,51 @@ def test_repos_setting_and_doctor_never_print_secrets(git_repo, monkeypatch, tmp
     assert r.exit_code == 0, r.output
     monkeypatch.setenv("MODMATCH_RETRAIN_AT", "25:99")
     assert CliRunner().invoke(doctor_cmd, []).exit_code == 1
+
+
+def test_after_an_upgrade_the_earlier_build_answers_while_this_one_builds(git_repo, monkeypatch):
+    """A matcher cached by another version of modmatch for the same graph answers at once (its code suffix differs,
+    as after an upgrade) while this code's build runs; then the new build takes over and the old file goes. A cached
+    file that does not load is not served: the service waits for its build as before."""
+    state = make_state(git_repo)
+    first = state.repos["core"]
+    first.matcher()  # this code's build, cached
+    folder = first._cache_dir
+    [built] = folder.glob("lexical-*.pkl")
+    earlier = built.with_name(built.name[: -len("0123456789.pkl")] + "0123456789.pkl")
+    built.rename(earlier)  # as if an earlier modmatch had built it
+
+    gate = threading.Event()
+    build = RepoState._build_matcher
+    monkeypatch.setattr(RepoState, "_build_matcher", lambda self, graph: (gate.wait(60), build(self, graph))[1])
+    monkeypatch.setenv("MODMATCH_API_TOKEN", TOKEN)
+    upgraded = AppState()
+    rs = upgraded.add(RepoState("core", git_repo.root, matcher="lexical"))
+    client = TestClient(create_app(upgraded, body_limit=4096))
+    pending = rs.warm()
+    deadline = time.monotonic() + 30
+    while rs.status != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pending.done()  # this code's build waits at the gate
+    r = client.post("/api/match", json={"text": "evict the least recently used page", "repo": "core"})
+    assert r.status_code == 200, r.text
+    assert r.json()["matches"][0]["module"] == "storage"
+    assert client.get("/healthz").json()["repos"]["core"]["reloading"] is True
+    gate.set()
+    pending.result(timeout=60)
+    assert "reloading" not in client.get("/healthz").json()["repos"]["core"]
+    assert rs.matcher()[0] is not None and not earlier.exists()  # the new build replaced the earlier one's file
+    assert len(list(folder.glob("lexical-*.pkl"))) == 1
+
+    # an earlier build that does not load is not served: the first question waits for this code's build
+    [built] = folder.glob("lexical-*.pkl")
+    built.rename(earlier)
+    earlier.write_bytes(b"not a pickle")
+    gate.clear()
+    again = RepoState("core", git_repo.root, matcher="lexical")
+    pending = again.warm()
+    time.sleep(0.5)
+    assert again.status == "building" and not again.loaded
+    gate.set()
+    pending.result(timeout=60)
+    assert again.status == "ready"
