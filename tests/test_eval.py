@@ -260,9 +260,10 @@ def test_a_refreshed_service_answers_what_the_changes_since_the_cut_off_taught(t
     at = split.cases.index(case)
     assert results[at].predicted[0] == "ui" and results[at].gold == ("ui",)
     assert stats["updates"] >= 3 and stats["full_builds"] == 0  # brought up to date, not rebuilt
-    # the cases before the word was first used are answered as the frozen matcher answers them
+    # the case that first used the word is answered before it is learned: first as the frozen matcher answers it
+    # (the weak ranks below may move: the changes learned meanwhile, a refund failing in `payment`, shift them)
     first = split.cases.index(next(c for c in split.cases if c.text.startswith("ui: zorblax")))
-    assert results[first].predicted == [m.module for m in frozen.match(split.cases[first].text, k=5)]
+    assert results[first].predicted[0] == frozen.match(split.cases[first].text, k=1)[0].module
 
 
 # --- the CLI --------------------------------------------------------------------------------------
