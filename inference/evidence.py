@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from indexer.graph import ModuleGraph
-from indexer.text import glossary, has_han, words
+from indexer.text import glossary, has_cjk, words
 
 MAX_OWNERS = 2
 MIN_LEN = 4
@@ -178,7 +178,7 @@ class Coverage:
         n = max(1, len(docs))
         self.idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in df.items()}
         self.unknown = math.log((n + 1) / 0.5)  # a word no module uses: the rarest of all
-        self.chinese = any(has_han(w) for w in self.idf)  # whether the documents hold any Chinese word
+        self.chinese = any(has_cjk(w) for w in self.idf)  # whether the documents hold any Chinese word
 
     def __call__(self, text: str) -> float:
         ws = set(words(text))
@@ -195,7 +195,7 @@ class Coverage:
             eq = [self.idf[e] for e in gloss.get(w, ()) if e in self.idf]
             if eq:
                 known += max(eq)
-            elif not getattr(self, "chinese", True) and has_han(w) and w not in gloss:
+            elif not getattr(self, "chinese", True) and has_cjk(w) and w not in gloss:
                 continue  # a Chinese word the glossary cannot put in English, in a repository with no Chinese text:
                 # it could not be known here in any language, so it says nothing either way
             else:

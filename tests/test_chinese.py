@@ -200,4 +200,3 @@ def test_a_chinese_word_no_glossary_translates_is_no_evidence_against_an_english
     assert english("卷积 theme") < 1.0  # 卷积 -> conv: translatable, and not this repository's word
     chinese = Coverage(docs + [words("按钮的主题颜色")])
     assert chinese(title) < 1.0  # a repository that writes Chinese could know those words: unknown ones count
-    assert Coverage(docs + [words("한글 입력기")])(title) == 1.0  # Korean words (koreader's keyboards) are no Chinese
