@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from indexer.graph import ModuleGraph
-from indexer.text import glossary, has_cjk, words
+from indexer.text import glossary, words
 
 MAX_OWNERS = 2
 MIN_LEN = 4
@@ -166,10 +166,7 @@ class MentionIndex:
 
 
 class Coverage:
-    """IDF-weighted share of a text's informative words that the repository's module documents use. A Chinese word
-    counts as known where the documents hold its glossary English; in a repository whose documents hold no Chinese
-    at all, a Chinese word the glossary cannot translate counts neither way (no language of this repository could
-    know it), so a Chinese title about an English repository is not read as foreign for its untranslatable words."""
+    """IDF-weighted share of a text's informative words that the repository's module documents use."""
 
     def __init__(self, docs: list[list[str]]):
         df: Counter = Counter()
@@ -178,7 +175,6 @@ class Coverage:
         n = max(1, len(docs))
         self.idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in df.items()}
         self.unknown = math.log((n + 1) / 0.5)  # a word no module uses: the rarest of all
-        self.chinese = any(has_cjk(w) for w in self.idf)  # whether the documents hold any Chinese word
 
     def __call__(self, text: str) -> float:
         ws = set(words(text))
@@ -195,9 +191,6 @@ class Coverage:
             eq = [self.idf[e] for e in gloss.get(w, ()) if e in self.idf]
             if eq:
                 known += max(eq)
-            elif not getattr(self, "chinese", True) and has_cjk(w) and w not in gloss:
-                continue  # a Chinese word the glossary cannot put in English, in a repository with no Chinese text:
-                # it could not be known here in any language, so it says nothing either way
             else:
                 unknown += self.unknown
         total = known + unknown

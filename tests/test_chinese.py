@@ -183,20 +183,3 @@ def test_chinese_words_known_in_english_count_as_covered(matchers):
     cov = Coverage(matchers["lexical"].docs)
     assert cov("命令") > 0.9 and cov("卷积算子的内核需要优化") > 0.5  # the repository's words, asked in Chinese
     assert cov("发票金额不对") < 0.1  # invoices: not this repository's subject in any language
-
-
-def test_a_chinese_word_no_glossary_translates_is_no_evidence_against_an_english_repository():
-    """Coverage: in a repository with no Chinese text, a Chinese word the glossary cannot put in English could not be
-    known in any language, so it neither counts as known nor as foreign (Chinese issue titles of English
-    repositories were said to be "not about this repository" for such words: 36 of 168, bench/README.md); where the
-    repository holds Chinese text, or the glossary translates the word, it counts as before."""
-    from inference.evidence import Coverage
-
-    docs = [words("HTTP client retries a request with backoff"), words("Widgets: a button in the dark theme")]
-    english = Coverage(docs)
-    title = "按钮 theme 在横屏时错位"  # the button's theme is misplaced in landscape: 横屏 is in no glossary
-    assert english(title) == 1.0  # 按钮 -> button and theme are known; the rest says nothing
-    assert english("发票金额不对") == 0.0  # invoices: nothing this repository could know
-    assert english("卷积 theme") < 1.0  # 卷积 -> conv: translatable, and not this repository's word
-    chinese = Coverage(docs + [words("按钮的主题颜色")])
-    assert chinese(title) < 1.0  # a repository that writes Chinese could know those words: unknown ones count
