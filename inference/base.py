@@ -45,11 +45,9 @@ def percent(confidence: float) -> str:
     certainty: above 99 % reads ">99%" and below 1 % (not 0) "<1%", so an answer right 998 times in 1,000 is not
     shown as sure and a long shot is not shown as impossible."""
     c = float(confidence)
-    if c >= 1.0 or c <= 0.0:
-        return f"{c:.0%}"
-    if c > 0.99:
+    if 0.99 < c < 1.0:
         return ">99%"
-    if c < 0.01:
+    if 0.0 < c < 0.01:
         return "<1%"
     return f"{c:.0%}"
 

@@ -6,6 +6,7 @@ older code, different library versions) is rebuilt; a cache that cannot be writt
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -24,7 +25,10 @@ _CODE = ("base.py", "scoring.py", "calibration.py", "lexical.py", "dense.py", "h
 _INDEXER_CODE = ("text.py", "zh_terms.tsv")  # how words are cut, and the glossary
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
+    """A hash of the matchers' code and the glossary as this process loaded them (read once: every cache lookup
+    names its file by it)."""
     h = hashlib.sha1()
     for name in _CODE:
         h.update((resources.files("inference") / name).read_bytes())
@@ -55,41 +59,42 @@ def _load(path: Path, graph: ModuleGraph):
     return m
 
 
+def _newest(paths: list[Path], graph: ModuleGraph, answers: bool = False):
+    """The matcher pickled in the newest of `paths`, attached to `graph` (with `answers`, it must also answer a
+    question with this code), or None: none there, or it does not load."""
+    if not paths:
+        return None
+    newest = max(paths, key=lambda p: p.stat().st_mtime)
+    try:
+        m = _load(newest, graph)
+        if answers:
+            m.match(next(iter(graph.modules)), k=1)
+    except Exception as e:
+        log.warning("matcher-cache.unusable path=%s error=%s", newest, e)
+        return None
+    return m
+
+
 def _previous(folder: Path, name: str, graph: ModuleGraph, path: Path):
     """The matcher cached for another graph version by this code (the one a refresh replaced), or None."""
-    olds = [p for p in folder.glob(f"{name}-*-{code_version()}.pkl") if p != path]
-    if not olds:
-        return None
-    newest = max(olds, key=lambda p: p.stat().st_mtime)
-    try:
-        return _load(newest, graph)
-    except Exception as e:
-        log.warning("matcher-cache.unreadable path=%s error=%s", newest, e)
-        return None
+    return _newest([p for p in folder.glob(f"{name}-*-{code_version()}.pkl") if p != path], graph)
 
 
 def stale_matcher(name: str, graph: ModuleGraph, cache_dir: str | Path, variant: str = ""):
     """The matcher another version of this code cached for this very graph (and variant), or None: what a service
     answers with after an upgrade of modmatch while this code's build runs (minutes; a quarter of an hour on a large
     repository), as a refresh answers with the last matcher while the next one builds. It must load and answer a
-    question here, or it is not used."""
+    question here (the earlier code's objects, with this code), or it is not used."""
     if not capabilities(name).cacheable:
         return None
     folder = Path(cache_dir)
     stem = f"{name}-{graph.version}{variant}-"
     current = _file(folder, name, graph, variant)
-    olds = [p for p in folder.glob(f"{stem}*.pkl")
-            if p != current and re.fullmatch(r"[0-9a-f]{10}", p.name[len(stem):-len(".pkl")])]
-    if not olds:
-        return None
-    newest = max(olds, key=lambda p: p.stat().st_mtime)
-    try:
-        m = _load(newest, graph)
-        m.match(next(iter(graph.modules)), k=1)  # the earlier code's objects must still answer with this code
-    except Exception as e:
-        log.warning("matcher-cache.stale-unusable path=%s error=%s", newest, e)
-        return None
-    log.info("matcher-cache.stale path=%s", newest)
+    code = re.compile(rf"[0-9a-f]{{{len(code_version())}}}")  # another code's suffix, not another variant's
+    m = _newest([p for p in folder.glob(f"{stem}*.pkl")
+                 if p != current and code.fullmatch(p.name[len(stem):-len(".pkl")])], graph, answers=True)
+    if m is not None:
+        log.info("matcher-cache.stale matcher=%s version=%s", name, graph.version)
     return m
 
 
