@@ -168,6 +168,11 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
 
+def has_han(text: str) -> bool:
+    """Whether `text` holds Chinese characters (Han; not kana or Hangul)."""
+    return bool(_HAN_RUN.search(text))
+
+
 def path_words(path: str) -> list[str]:
     out = []
     for comp in path.replace("\\", "/").split("/"):

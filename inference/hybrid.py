@@ -330,7 +330,7 @@ class HybridMatcher(ScoredMatcher):
         self.lineage = lineage or {"built_at": time.time(), "history": len(graph.history), "updates": 0,
                                    "changes": 0, "drift_n": 0, "drift_hits": 0}
         self._last: tuple[str, dict[str, np.ndarray]] | None = None
-        self._last_cov: tuple[str, float] | None = None
+        self._last_cov: tuple[str, dict[bool, float]] | None = None
         self._last_fused: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._last_votes: tuple[tuple, dict[str, np.ndarray | None]] | None = None
 
@@ -400,7 +400,7 @@ class HybridMatcher(ScoredMatcher):
         if not self.ids:
             return []
         s, order, conf = self._ranked_confidences(text, k)
-        cov, fam = self._coverage_of(text), self._familiarity_of(text)
+        cov, fam = self._coverage_of(text, claim=True), self._familiarity_of(text)
         rc = self.rank_calibrator
         out = []
         for i, c in zip(order, conf):
@@ -438,14 +438,15 @@ class HybridMatcher(ScoredMatcher):
         _, order, conf = self._ranked_confidences(text, 1)
         return self.ids[order[0]], conf[0]
 
-    def _coverage_of(self, text: str) -> float:
-        """The coverage of `text`'s subject (`Coverage.subject`), remembered for the last text: the service asks
-        `match` then `assess` of one text."""
+    def _coverage_of(self, text: str, claim: bool = False) -> float:
+        """The coverage of `text`'s subject (`Coverage.subject`; `claim`: as read for the claim that the text is not
+        about this repository), remembered for the last text: the service asks `match` then `assess` of one text."""
         last = self._last_cov
         if last is None or last[0] != text:
-            last = (text, self.coverage.subject(text))
-            self._last_cov = last
-        return last[1]
+            last = self._last_cov = (text, {})
+        if claim not in last[1]:
+            last[1][claim] = self.coverage.subject(text, claim)
+        return last[1][claim]
 
     def _familiarity_of(self, text: str) -> float | None:
         """The dense part's `familiarity(text)` where the calibrator uses it (None otherwise)."""
@@ -538,7 +539,7 @@ class HybridMatcher(ScoredMatcher):
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
         text = clean_text(text)
-        cov = self._coverage_of(text) if self.coverage is not None else 1.0
+        cov = self._coverage_of(text, claim=True) if self.coverage is not None else 1.0
         fam = self._familiarity_of(text)
         rc = self.rank_calibrator
         wordless = not words(text)  # "x", "??", "的": nothing to match, however near a junk past subject ("_") comes
