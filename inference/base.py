@@ -33,7 +33,8 @@ class Match:
 
     def to_dict(self) -> dict:
         return {"module": self.module, "score": round(float(self.score), 6),
-                "confidence": round(float(self.confidence), 4), "evidence": list(self.evidence)}
+                "confidence": round(float(self.confidence), 4), "percent": self.percent,
+                "evidence": list(self.evidence)}
 
     @property
     def percent(self) -> str:

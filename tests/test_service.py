@@ -58,6 +58,9 @@ def test_match_ranks_modules_with_versions(client):
     assert 1 <= len(d["matches"]) <= 3
     top = d["matches"][0]
     assert top["module"] == "storage" and 0 <= top["confidence"] <= 1 and isinstance(top["evidence"], list)
+    from inference.base import percent
+
+    assert top["percent"] == percent(top["confidence"])  # as people read it: the page shows this, not its own rounding
     assert "model_version" in d
 
 

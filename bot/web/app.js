@@ -91,14 +91,12 @@ async function ask(event) {
     });
     list.replaceChildren(...data.matches.map((m) => {
       const pct = Math.round(m.confidence * 100);
-      // as inference.base.percent: rounding never shows a chance as certain or impossible
-      const shown = m.confidence > 0.99 && m.confidence < 1 ? ">99" : m.confidence > 0 && m.confidence < 0.01 ? "<1" : `${pct}`;
       const evidence = el("ul", { class: "evidence" }, ...m.evidence.slice(0, 4).map((e) => el("li", {}, e)));
       const bar = el("span", { class: "bar" });
       bar.style.width = Math.max(2, pct) + "px";  // CSSOM, allowed by the page's CSP (no inline style)
       return el("li", { class: "result" },
         el("span", { class: "module" }, m.module), bar,
-        el("span", { class: "dim" }, `${shown}% confident`), evidence);
+        el("span", { class: "dim" }, `${m.percent} confident`), evidence);
     }));
     if (!data.matches.length) list.replaceChildren(el("li", {}, "no module matched"));
     status.textContent = `${data.matcher} · graph ${data.graph_version} · ${data.seconds}s`;
