@@ -37,6 +37,7 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
         if as_json:
             click.echo(json.dumps({"matcher": name, "graph_version": graph.version, "commit": graph.commit,
                                    "model_version": answer.model_version, "no_module": answer.no_module,
+                                   "unread": answer.unread,
                                    "matches": [{**x.to_dict(), "paths": graph.modules[x.module].paths}
                                                for x in matches]}, indent=1, ensure_ascii=False))
             return
@@ -44,9 +45,8 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
                   + ("" if capabilities(name).needs_model else
                      f" — not using a fine-tuned model: {repo.no_model_reason or 'none trained yet (modmatch train)'}")
                   + "[/]", markup=True, highlight=False, soft_wrap=True)
-        if answer.no_module:
-            out.print(f"[yellow]not confident: {answer.no_module}; none of these may be right[/]", highlight=False,
-                      soft_wrap=True)
+        for note in answer.notes():
+            out.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
         for i, x in enumerate(matches, 1):
             mod = graph.modules[x.module]
             paths = ", ".join(p or "(repository root)" for p in mod.paths)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable
 
+from inference.base import unread_note
+
 SECTION_MAX = 2900
 OPTION_TEXT_MAX = 75
 OPTION_VALUE_MAX = 150
@@ -93,6 +95,9 @@ def answer_blocks(question: str, answer, graph, *, repo: str, question_id: int |
     if getattr(answer, "no_module", None):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                        f":grey_question: Not confident: {esc(answer.no_module)}. None of these may be right."}]})
+    if getattr(answer, "unread", None):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                       f":abc: {esc(unread_note(answer.unread))}"}]})
     elif answer.matches and threshold and answer.matches[0].confidence < threshold:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                        ":warning: Low confidence — please confirm or pick the right module."}]})

@@ -24,7 +24,7 @@ from typing import Callable
 from indexer.errors import NotIndexedError
 from indexer.graph import ModuleGraph
 from indexer.store import Store, db_path_for, quarantined
-from inference.base import Match, capabilities, clean_text, create
+from inference.base import Match, capabilities, clean_text, create, unread_note
 from inference.cache import cached_matcher
 from inference.errors import ModelNotFoundError
 from inference.modelstore import ModelStore
@@ -42,11 +42,20 @@ class Answer:
     model_version: str | None = None
     seconds: float = 0.0
     no_module: str | None = None  # why no module should be named: the text is not about this repository
+    unread: list[str] = field(default_factory=list)  # its Chinese words this repository cannot read (`unread_words`)
+
+    def notes(self) -> list[str]:
+        """What a person should read before the answers: why none may be right, words that were not read."""
+        out = [f"not confident: {self.no_module}; none of these may be right"] if self.no_module else []
+        if self.unread:
+            out.append(unread_note(self.unread))
+        return out
 
     def to_dict(self) -> dict:
         return {"matches": [m.to_dict() for m in self.matches], "matcher": self.matcher,
                 "graph_version": self.graph_version, "model_version": self.model_version,
-                "seconds": round(self.seconds, 4), "no_module": self.no_module}
+                "seconds": round(self.seconds, 4), "no_module": self.no_module, "unread": list(self.unread),
+                "notes": self.notes()}
 
 
 class RepoUnavailable(Exception):
@@ -462,7 +471,7 @@ class RepoState:
         matcher, label, graph = self._serving(wait)
         matches = matcher.match(text, k=k)
         return Answer(matches, label, graph.version, self.model_version, time.perf_counter() - t0,
-                      no_module=no_module_reason(matcher, text))
+                      no_module=no_module_reason(matcher, text), unread=unread_words(matcher, text))
 
     def operating_point(self) -> dict | None:
         """The auto-label operating point of the served matcher (threshold, precision, coverage on held-out history),
@@ -562,6 +571,16 @@ def no_module_reason(matcher, text: str) -> str | None:
                         f"{a['min_familiarity']:.2f}")
             return f"this text is not about this repository ({why})"
     return None
+
+
+def unread_words(matcher, text: str) -> list[str]:
+    """The Chinese words of `text` that the repository cannot read in any language (`Coverage.unread`): none where
+    the matcher reads no coverage."""
+    for m in (matcher, getattr(matcher, "retrieval", None)):
+        cov = getattr(m, "coverage", None)
+        if cov is not None and hasattr(cov, "unread"):
+            return cov.unread(text)
+    return []
 
 
 NEVER_LABEL = 1.01  # above every confidence

@@ -53,6 +53,12 @@ def percent(confidence: float) -> str:
     return f"{c:.0%}"
 
 
+def unread_note(unread: list[str]) -> str:
+    """What to tell a person whose text holds words the repository cannot read (`Coverage.unread`)."""
+    return (f"read nothing of {'、'.join(unread)}: no English for them in the glossary, and this repository writes no "
+            "Chinese; the English word or a name from the code helps")
+
+
 class Matcher(Protocol):
     name: str
 

@@ -213,6 +213,22 @@ class Coverage:
             return 1.0 if neutral else 0.0
         return known / total
 
+    def unread(self, text: str, limit: int = 8) -> list[str]:
+        """The Chinese words of `text` that this repository cannot read in any language (in the order written, at
+        most `limit`): in a repository whose documents hold no Chinese, those the glossary cannot put in English.
+        Shown to the person asking, who can rephrase them ("发票金额不对" against an English repository reads
+        nothing)."""
+        if self._chinese():
+            return []
+        gloss = glossary()
+        out: list[str] = []
+        for w in dict.fromkeys(words(text)):
+            if w not in self.idf and w not in gloss and has_han(w):
+                out.append(w)
+                if len(out) >= limit:
+                    break
+        return out
+
     def subject(self, text: str, claim: bool = False) -> float:
         """The coverage of `text`'s subject (`subject_of`). The whole text's coverage falls with its length (every
         log line, version or name of the reporter's own code is a word the repository does not use), so a

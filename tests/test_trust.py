@@ -737,3 +737,26 @@ def test_a_chinese_title_an_english_repository_cannot_translate_is_not_called_fo
     m._last = m._last_fused = m._last_votes = m._last_cov = None
     assert {t: [(x.module, x.confidence) for x in m.match(t, k=3)] for t in served} == served
     assert m.assess(title)["abstain"] is True  # read strictly, the claim was made
+
+
+def test_the_chinese_words_an_english_repository_cannot_read_are_named(trained):
+    """A person who asks an English repository in Chinese is told which of their words were read as nothing (no
+    English for them in the glossary), in `ask`, Slack, the API and the page (`Answer.notes`): "发票金额不对" reads
+    nothing here, and says so instead of ranking five modules at <1 % with no word why. A repository that writes
+    Chinese could know any Chinese word: nothing is named there."""
+    from bot.blocks import answer_blocks
+    from bot.state import Answer, unread_words
+    from inference.evidence import Coverage
+
+    g, m, _, _ = trained
+    assert unread_words(m, "发票金额不对") == ["发票", "金额"]
+    assert unread_words(m, "按钮的主题 LRU page eviction") == []  # 按钮 button, 主题 theme: the glossary's
+    assert unread_words(m, "The refund amount is wrong on invoices") == []  # English words are matched or not
+    assert Coverage([["发票"], ["theme"]]).unread("发票金额不对") == []
+    text = "发票金额不对"
+    answer = Answer(m.match(text, k=3), "hybrid", g.version, unread=unread_words(m, text))
+    assert answer.to_dict()["unread"] == ["发票", "金额"]
+    note = answer.to_dict()["notes"][-1]
+    assert "发票、金额" in note and "glossary" in note
+    blocks = answer_blocks(text, answer, g, repo="trust")
+    assert any(note in e.get("text", "") for b in blocks if b["type"] == "context" for e in b["elements"])

@@ -82,6 +82,7 @@ async function ask(event) {
   const list = $("#results");
   status.textContent = "asking…";
   status.className = "dim";
+  $("#notes").replaceChildren();
   try {
     const k = parseInt($("#k").value, 10) || 5;
     const data = await api("/api/match", {
@@ -99,6 +100,7 @@ async function ask(event) {
         el("span", { class: "dim" }, `${m.percent} confident`), evidence);
     }));
     if (!data.matches.length) list.replaceChildren(el("li", {}, "no module matched"));
+    $("#notes").replaceChildren(...(data.notes || []).map((n) => el("li", { class: "note" }, n)));
     status.textContent = `${data.matcher} · graph ${data.graph_version} · ${data.seconds}s`;
   } catch (e) {
     status.textContent = e.message;
