@@ -206,7 +206,7 @@ class Coverage:
             eq = [self.idf[e] for e in gloss.get(w, ()) if e in self.idf]
             if eq:
                 known += max(eq)
-            elif not (neutral and w not in gloss and has_han(w)):
+            elif not (neutral and self._unreadable(w, gloss)):
                 unknown += self.unknown
         total = known + unknown
         if total <= 0:  # no word, or (claim) none this repository could know in any language: nothing to claim on
@@ -223,11 +223,15 @@ class Coverage:
         gloss = glossary()
         out: list[str] = []
         for w in dict.fromkeys(words(text)):
-            if w not in self.idf and w not in gloss and has_han(w):
+            if self._unreadable(w, gloss):
                 out.append(w)
                 if len(out) >= limit:
                     break
         return out
+
+    def _unreadable(self, w: str, gloss: dict) -> bool:
+        """A Chinese word that neither the documents nor the glossary hold."""
+        return w not in self.idf and w not in gloss and has_han(w)
 
     def subject(self, text: str, claim: bool = False) -> float:
         """The coverage of `text`'s subject (`subject_of`). The whole text's coverage falls with its length (every
