@@ -437,3 +437,8 @@ def test_suggestions_comment_says_why_there_is_no_label():
     never = suggestions_comment(answer, "module:", 1.01)
     assert "101%" not in never and "no confidence reached the precision it labels at" in never
     assert "`storage` — 42%" in never
+    assert "read nothing" not in never
+    # a Chinese issue of an English repository: the words nothing here could read are named for the reporter
+    answer.unread = ["发票", "金额"]
+    zh = suggestions_comment(answer, "module:", 0.83)
+    assert "_read nothing of 发票、金额:" in zh and zh.index("发票") < zh.index("`storage`")

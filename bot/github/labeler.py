@@ -10,6 +10,7 @@ import logging
 
 from github import GithubException
 
+from inference.base import unread_note
 from inference.errors import BadInputError
 
 from .labels import color_for, description_for, label_for
@@ -33,6 +34,8 @@ def suggestions_comment(answer, prefix: str, threshold: float) -> str:
            "no confidence reached the precision it labels at on this repository's history")
     lines = [COMMENT_MARKER, f"**modmatch** is not confident enough ({why}) to label this issue. "
              "Modules that may be involved:", ""]
+    if getattr(answer, "unread", None):  # the reporter can say those words another way
+        lines[-1:-1] = ["", f"_{_quiet(unread_note(answer.unread))}_"]
     for i, m in enumerate(answer.matches, 1):
         why = "; ".join(_quiet(e, 160) for e in m.evidence[:3]) or "—"
         lines.append(f"{i}. `{m.module}` — {m.percent} — {why}")
@@ -92,7 +95,8 @@ def label_issue(event: Event, ctx: Context) -> dict:
     if opts.comment and valid and ctx.db.claim_comment(full_name, number):
         try:
             body = suggestions_comment(answer.__class__(valid, answer.matcher, answer.graph_version,
-                                                        answer.model_version), opts.label_prefix, threshold)
+                                                        answer.model_version, unread=answer.unread),
+                                       opts.label_prefix, threshold)
             c = ctx.clients.repo(full_name, event.installation_id).get_issue(number).create_comment(body)
         except Exception:
             ctx.db.release_comment(full_name, number)  # not posted: a redelivery may try again
