@@ -574,12 +574,15 @@ def no_module_reason(matcher, text: str) -> str | None:
 
 
 def unread_words(matcher, text: str) -> list[str]:
-    """The Chinese words of `text` that the repository cannot read in any language (`Coverage.unread`): none where
-    the matcher reads no coverage."""
+    """The Chinese words of `text` that the repository cannot read in any language (`Coverage.unread`), less those
+    its parts learned from the history (people's corrections of Chinese questions teach an English repository
+    Chinese words too); none where the matcher reads no coverage."""
     for m in (matcher, getattr(matcher, "retrieval", None)):
         cov = getattr(m, "coverage", None)
         if cov is not None and hasattr(cov, "unread"):
-            return cov.unread(text)
+            learned = {w for part in getattr(m, "parts", {}).values()
+                       for w in getattr(getattr(part, "bilingual", None), "learned", {})}
+            return [w for w in cov.unread(text) if w not in learned]
     return []
 
 

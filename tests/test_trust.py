@@ -753,6 +753,13 @@ def test_the_chinese_words_an_english_repository_cannot_read_are_named(trained):
     assert unread_words(m, "按钮的主题 LRU page eviction") == []  # 按钮 button, 主题 theme: the glossary's
     assert unread_words(m, "The refund amount is wrong on invoices") == []  # English words are matched or not
     assert Coverage([["发票"], ["theme"]]).unread("发票金额不对") == []
+    bilingual = m.parts["history"].bilingual  # pairs learned from Chinese texts in the history (or corrections)
+    saved = bilingual.learned
+    try:
+        bilingual.learned = {**saved, "发票": [("invoice", 1.0)]}
+        assert unread_words(m, "发票金额不对") == ["金额"]
+    finally:
+        bilingual.learned = saved
     text = "发票金额不对"
     answer = Answer(m.match(text, k=3), "hybrid", g.version, unread=unread_words(m, text))
     assert answer.to_dict()["unread"] == ["发票", "金额"]
