@@ -165,25 +165,41 @@ class MentionIndex:
         return p / tot if tot > 0 else None
 
 
+WRITES_CHINESE = 0.01  # the share of past change subjects in Chinese from which a team is taken to write Chinese
+
+
+def writes_chinese(history) -> bool | None:
+    """Whether the team writes its change texts in Chinese (at least `WRITES_CHINESE` of the subjects hold Chinese);
+    None without a history. A repository's documents can hold Chinese that nobody writes there: jellyfin's
+    translations of its interface (2 of its 17,994 change texts hold Chinese), and its Chinese issue titles were
+    read as foreign for words no glossary holds."""
+    hist = list(history)
+    if not hist:
+        return None
+    return sum(1 for h in hist if has_han(h.subject)) >= WRITES_CHINESE * len(hist)
+
+
 class Coverage:
     """IDF-weighted share of a text's informative words that the repository's module documents use.
 
     `claim=True` reads it for the claim that a text is not about this repository (`RankCalibrator.abstains`), not
-    for the confidences: in a repository whose documents hold no Chinese at all, a Chinese word the glossary cannot
+    for the confidences: in a repository that does not write Chinese, a Chinese word the glossary cannot
     put in English counts neither way there (no language of this repository could know it). Chinese issue titles of
     English repositories were said not to be about them for such words (36 of 168 hand-translated titles of four
     repositories; "横屏模式下睡眠屏幕的封面没对齐", a koreader title, is 3 % known). The confidences keep reading
     such words as unknown: counted neither way there too, the calibrator (fitted on English change texts) was too
     sure of Chinese titles (labels 15 of 15 right became 23 of 29)."""
 
-    def __init__(self, docs: list[list[str]]):
+    def __init__(self, docs: list[list[str]], chinese: bool | None = None):
         df: Counter = Counter()
         for d in docs:
             df.update(set(d))
         n = max(1, len(docs))
         self.idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in df.items()}
         self.unknown = math.log((n + 1) / 0.5)  # a word no module uses: the rarest of all
-        self.chinese = any(has_han(w) for w in self.idf)  # whether the documents hold any Chinese word
+        # whether this repository writes Chinese (`writes_chinese` of its history; None: whether the documents hold
+        # any Chinese word)
+        self.chinese = any(has_han(w) for w in self.idf) if chinese is None else chinese
 
     def _chinese(self) -> bool:
         if "chinese" not in self.__dict__:  # pickled by an earlier modmatch (served while this one builds)
@@ -215,7 +231,7 @@ class Coverage:
 
     def unread(self, text: str, limit: int = 8) -> list[str]:
         """The Chinese words of `text` that this repository cannot read in any language (in the order written, at
-        most `limit`): in a repository whose documents hold no Chinese, those the glossary cannot put in English.
+        most `limit`): in a repository that does not write Chinese, those the glossary cannot put in English.
         Shown to the person asking, who can rephrase them ("发票金额不对" against an English repository reads
         nothing)."""
         if self._chinese():

@@ -24,7 +24,7 @@ from indexer.text import words
 from .base import Match, clean_text, register
 from .calibration import (LABEL_MARGIN_Z, Calibrator, RankCalibrator, falling, lifted, online_lift, operating_point,
                           validation_split, with_history)
-from .evidence import Coverage, MentionIndex, TagIndex, subject_of
+from .evidence import Coverage, MentionIndex, TagIndex, subject_of, writes_chinese
 from .errors import BadInputError, InferenceError
 from .scoring import ScoredMatcher, answer_ids
 
@@ -526,7 +526,8 @@ class HybridMatcher(ScoredMatcher):
                    build_lift=build_lift)
         return HybridMatcher(graph, parts, self.weights, fusion=self.fusion, calibrator=self.calibrator,
                              notes=self.notes, mentions=MentionIndex(graph, self.ids),
-                             coverage=Coverage(parts["lexical"].docs) if "lexical" in parts else None,
+                             coverage=(Coverage(parts["lexical"].docs, writes_chinese(graph.history))
+                                       if "lexical" in parts else None),
                              rank_calibrator=rc, mention_weight=self.mention_weight,
                              operating=self.operating, held_out=self.held_out, val_acc=self.val_acc, lineage=lin,
                              neighbour_weight=self.neighbour_weight,
@@ -738,7 +739,8 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             full_parts[n].calibrator = part_cals[n]
     if mention_weight is None:
         mention_weight = MENTION_WEIGHT
-    coverage = Coverage(full_parts["lexical"].docs) if "lexical" in full_parts else None
+    coverage = (Coverage(full_parts["lexical"].docs, writes_chinese(graph.history)) if "lexical" in full_parts
+                else None)
     if semantic_weight > 0:
         full_parts["dense"].classifier = full_parts["dense"].fit_classifier()
         notes.append(f"semantic classifier of past changes: share {semantic_weight:.2f}")

@@ -183,3 +183,19 @@ def test_chinese_words_known_in_english_count_as_covered(matchers):
     cov = Coverage(matchers["lexical"].docs)
     assert cov("命令") > 0.9 and cov("卷积算子的内核需要优化") > 0.5  # the repository's words, asked in Chinese
     assert cov("发票金额不对") < 0.1  # invoices: not this repository's subject in any language
+
+
+def test_a_repository_writes_chinese_when_its_history_does(graph):
+    """Whether a repository writes Chinese is read off its change texts, not its documents: an English project's
+    interface translations (jellyfin's zh-CN strings) put Chinese in its documents, yet a Chinese word no glossary
+    holds says nothing against a Chinese question there, as in a repository with no Chinese at all."""
+    from inference.evidence import Coverage, writes_chinese
+
+    assert writes_chinese(graph.history) is True  # this repository's commit texts are partly Chinese
+    assert writes_chinese([]) is None
+    docs = [words("HTTP client retries a request with backoff"), words("按钮 button 主题")]  # a translated label
+    title = "按钮在深色主题下错位"
+    assert Coverage(docs).chinese and Coverage(docs).subject(title, claim=True) < 1.0  # read off the documents
+    english = Coverage(docs, chinese=False)  # as the hybrid builds it for a team that writes English
+    assert english.subject(title, claim=True) == 1.0 and english.unread(title)
+    assert Coverage(docs, chinese=True).unread(title) == []
