@@ -580,9 +580,9 @@ def unread_words(matcher, text: str) -> list[str]:
     for m in (matcher, getattr(matcher, "retrieval", None)):
         cov = getattr(m, "coverage", None)
         if cov is not None and hasattr(cov, "unread"):
-            learned = {w for part in getattr(m, "parts", {}).values()
-                       for w in getattr(getattr(part, "bilingual", None), "learned", {})}
-            return [w for w in cov.unread(text) if w not in learned]
+            learned = [getattr(getattr(part, "bilingual", None), "learned", {})
+                       for part in getattr(m, "parts", {}).values()]
+            return [w for w in cov.unread(text) if not any(w in pairs for pairs in learned)]
     return []
 
 

@@ -197,13 +197,15 @@ class Coverage:
         n = max(1, len(docs))
         self.idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in df.items()}
         self.unknown = math.log((n + 1) / 0.5)  # a word no module uses: the rarest of all
-        # whether this repository writes Chinese (`writes_chinese` of its history; None: whether the documents hold
-        # any Chinese word)
-        self.chinese = any(has_han(w) for w in self.idf) if chinese is None else chinese
+        # whether this repository writes Chinese (`writes_chinese` of its history; None: read off the documents)
+        self.chinese = self._documents_chinese() if chinese is None else chinese
+
+    def _documents_chinese(self) -> bool:
+        return any(has_han(w) for w in self.idf)
 
     def _chinese(self) -> bool:
         if "chinese" not in self.__dict__:  # pickled by an earlier modmatch (served while this one builds)
-            self.chinese = any(has_han(w) for w in self.idf)
+            self.chinese = self._documents_chinese()
         return self.chinese
 
     def __call__(self, text: str, claim: bool = False) -> float:
@@ -234,7 +236,7 @@ class Coverage:
         most `limit`): in a repository that does not write Chinese, those the glossary cannot put in English.
         Shown to the person asking, who can rephrase them ("发票金额不对" against an English repository reads
         nothing)."""
-        if self._chinese():
+        if not has_han(text) or self._chinese():
             return []
         gloss = glossary()
         out: list[str] = []
