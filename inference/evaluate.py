@@ -348,6 +348,25 @@ def format_table(report: EvalReport) -> str:
     return "\n".join(lines)
 
 
+def plot_reliability(ax, curves: Sequence[tuple[str, list[dict]]]) -> None:
+    """Reliability diagram on a matplotlib axis: for each (label, `metrics.reliability` bins), the bins' mean
+    confidence against their accuracy, each point as large as its share of the cases, with the diagonal of a
+    calibrated answerer."""
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for label, bins in curves:
+        if not bins:
+            continue
+        total = sum(b["cases"] for b in bins)
+        line, = ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], linewidth=1, label=label)
+        ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=line.get_color(),
+                   s=[10 + 300 * b["cases"] / total for b in bins], alpha=0.7)
+    ax.set_xlabel("top-1 confidence (bin mean)")
+    ax.set_ylabel("share of top-1 answers right")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+
+
 def write_report(report: EvalReport, folder: str | Path) -> Path:
     import matplotlib
 
@@ -388,6 +407,14 @@ def write_report(report: EvalReport, folder: str | Path) -> Path:
     fig.savefig(folder / "precision_coverage.png", dpi=100)
     plt.close(fig)
 
+    # reliability: each confidence bin's mean confidence against how often its answers were right
+    fig, ax = plt.subplots(figsize=(5, 5))
+    plot_reliability(ax, [(r.name, r.metrics.get("reliability", [])) for r in ok])
+    ax.set_title("Reliability of the top-1 confidence")
+    fig.tight_layout()
+    fig.savefig(folder / "reliability.png", dpi=100)
+    plt.close(fig)
+
     # per-module recall
     mods = sorted({m for r in ok for m in r.metrics["per_module_recall"]},
                   key=lambda m: -max(r.metrics["per_module_recall"].get(m, {"cases": 0})["cases"] for r in ok))[:30]
@@ -420,7 +447,16 @@ def write_report(report: EvalReport, folder: str | Path) -> Path:
             p = next(p for p in r.metrics["coverage_curve"] if abs(p["threshold"] - t) < 1e-9)
             cells.append(f"{p['precision']:.2f} @ {p['coverage']:.0%}" if p["precision"] is not None else "–")
         md.append(f"| {t:.1f} | " + " | ".join(cells) + " |")
-    md += ["", "![precision/coverage](precision_coverage.png)", "", "## Per-module recall@1", "",
+    md += ["", "![precision/coverage](precision_coverage.png)", "", "## Calibration", "",
+           "The cases binned by the top answer's confidence: each bin's mean confidence against how often its answers "
+           "were right (a calibrated answerer's points lie on the diagonal; the ECE is their case-weighted mean "
+           "distance from it, read against its floor: what a calibrated answerer shows on as many cases).", ""]
+    for r in ok:
+        bins = r.metrics.get("reliability", [])
+        md.append(f"- {r.name}: ECE {r.metrics['ece']:.3f} (floor {r.metrics.get('ece_floor', 0.0):.3f}); "
+                  + ", ".join(f"{b['lo']:.1f}–{b['hi']:.1f}: {b['accuracy']:.2f} right at {b['confidence']:.2f} "
+                              f"({b['cases']})" for b in bins))
+    md += ["", "![reliability](reliability.png)", "", "## Per-module recall@1", "",
            "![per-module recall](per_module_recall.png)", ""]
     for r in ok:
         if r.notes:

@@ -4,7 +4,9 @@ A case's answer is the ranked list of module IDs (with the top answer's confiden
 gold module is among the first k. MRR: 1 / rank of the first gold module (0 when absent from the
 list). The precision/coverage curve: as the confidence threshold rises, the share of cases still
 answered (coverage) and how often their top-1 answer is right (precision). Per-module recall: for
-every gold module, how often it was the top-1 answer of the cases naming it.
+every gold module, how often it was the top-1 answer of the cases naming it. Reliability: the cases binned by
+their top answer's confidence, each bin's mean confidence beside how often its answers were right (what the ECE
+sums up; a calibrated answerer's bins lie on the diagonal).
 """
 from __future__ import annotations
 
@@ -73,6 +75,26 @@ def coverage_curve(results: Sequence[CaseResult], thresholds: Sequence[float] = 
     return out
 
 
+def reliability(conf: Sequence[float], right: Sequence[bool | int], bins: int = 10) -> list[dict]:
+    """The top-1 confidences in `bins` equal-width bins (the bins of `expected_calibration_error`): for each bin
+    with cases, {lo, hi, cases, confidence: their mean confidence, accuracy: the share right}. The ECE is the
+    case-weighted mean of |confidence - accuracy| over these bins."""
+    if len(conf) != len(right):
+        raise ValueError(f"{len(conf)} confidences for {len(right)} outcomes")
+    import numpy as np
+
+    c = np.asarray(conf, dtype=np.float64)
+    y = np.asarray(right, dtype=np.float64)
+    edges = np.linspace(0, 1, bins + 1)  # as `expected_calibration_error` bins them
+    out = []
+    for i in range(bins):
+        m = (c >= edges[i]) & ((c < edges[i + 1]) if i < bins - 1 else (c <= edges[i + 1]))
+        if m.any():
+            out.append({"lo": round(float(edges[i]), 6), "hi": round(float(edges[i + 1]), 6), "cases": int(m.sum()),
+                        "confidence": float(c[m].mean()), "accuracy": float(y[m].mean())})
+    return out
+
+
 def per_module_recall(results: Sequence[CaseResult]) -> dict[str, dict]:
     """{module: {"cases": n, "recall@1": share of its cases whose top-1 answer was it}}."""
     n: dict[str, int] = defaultdict(int)
@@ -94,6 +116,7 @@ def compute_metrics(results: Sequence[CaseResult], ks: Sequence[int] = (1, 3, 5)
     out["ece_floor"] = ece_noise_floor([r.top_confidence for r in results])  # what a calibrated answerer would show
     out["mean_confidence"] = (sum(r.top_confidence for r in results) / len(results)) if results else 0.0
     out["coverage_curve"] = coverage_curve(results)
+    out["reliability"] = reliability([r.top_confidence for r in results], [r.rank() == 1 for r in results])
     out["per_module_recall"] = per_module_recall(results)
     return out
 

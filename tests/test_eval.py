@@ -15,8 +15,9 @@ from inference.evaluate import (Case, abstention_share, distinct_rank_share, eva
                                 labeller_outcome, load_cases, pooled_outcome, precision_at_coverage, resolve_cutoff,
                                 run_refreshed, strip_subject_tags, threshold_for_precision, trust_metrics,
                                 write_report)
+from inference.calibration import expected_calibration_error
 from inference.metrics import (CaseResult, accuracy_at, compute_metrics, coverage_curve, mrr, per_module_recall,
-                               wilson_interval)
+                               reliability, wilson_interval)
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +198,31 @@ def test_evaluate_and_report(tmp_path, graph):
     for r in rep.runs:
         assert r.metrics["acc@1"] == 1.0, r.name
     folder = write_report(rep, tmp_path / "rep")
-    for f in ("report.md", "metrics.json", "accuracy.png", "precision_coverage.png", "per_module_recall.png"):
+    for f in ("report.md", "metrics.json", "accuracy.png", "precision_coverage.png", "reliability.png",
+              "per_module_recall.png"):
         assert (folder / f).stat().st_size > 0
-    assert json.loads((folder / "metrics.json").read_text())["matchers"]["lexical"]["acc@1"] == 1.0
+    metrics = json.loads((folder / "metrics.json").read_text())["matchers"]
+    assert metrics["lexical"]["acc@1"] == 1.0
+    # every case sits in one reliability bin, and the bins add up to the ECE the report gives
+    for m in metrics.values():
+        bins = m["reliability"]
+        assert sum(b["cases"] for b in bins) == len(cases)
+        assert sum(b["cases"] * abs(b["confidence"] - b["accuracy"]) for b in bins) / len(cases) == \
+            pytest.approx(m["ece"])
+    assert "## Calibration" in (folder / "report.md").read_text()
+
+
+def test_reliability_bins_match_the_ece():
+    conf = [0.05, 0.15, 0.15, 0.55, 0.95, 1.0, 0.999]
+    right = [0, 0, 1, 1, 1, 1, 0]
+    bins = reliability(conf, right)
+    assert [(b["lo"], b["cases"]) for b in bins] == [(0.0, 1), (0.1, 2), (0.5, 1), (0.9, 3)]
+    assert bins[1]["accuracy"] == 0.5 and bins[1]["confidence"] == pytest.approx(0.15)
+    assert bins[-1]["accuracy"] == pytest.approx(2 / 3)  # a confidence of exactly 1 is in the last bin
+    assert sum(b["cases"] * abs(b["confidence"] - b["accuracy"]) for b in bins) / len(conf) == \
+        pytest.approx(expected_calibration_error(conf, right))
+    with pytest.raises(ValueError):
+        reliability([0.5], [])
 
 
 # --- the temporal split ---------------------------------------------------------------------------
