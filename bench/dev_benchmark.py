@@ -191,6 +191,8 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
                "confidence@cov0.60": top_confidence_at_coverage(res),
                "stripped_trust": trust_metrics(res_s, COVERAGE, PRECISION),
                "build_seconds": round(build_s, 1), "ms_per_case": round(per * 1000, 1)}
+        if mname == DEFAULT:
+            row["answers"] = answers_of(res)
         if mname == DEFAULT and not a.no_refreshed:
             row["refreshed"] = refreshed(m, graph, split.later, cases)
             log(f"{name}/{mname} refreshed after each day: Acc@1 {row['refreshed']['acc@1']:.3f} Acc@3 "
@@ -208,6 +210,42 @@ def run_repo(entry: dict, a: argparse.Namespace) -> dict:
         del m
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def answers_of(results) -> dict:
+    """Each case's top-1 confidence and whether that answer was right, in case order: what the pooled calibration
+    (`calibration_section`) and the plots read."""
+    return {"confidence": [round(r.top_confidence, 5) for r in results],
+            "right": [int(r.rank() == 1) for r in results]}
+
+
+def results_of(answers: dict) -> list[CaseResult]:
+    """`answers_of`'s record as top-1 results (for the trust metrics of `inference.evaluate`)."""
+    return [CaseResult(gold=("right",), predicted=["right" if y else "wrong"], confidences=[c])
+            for c, y in zip(answers["confidence"], answers["right"], strict=True)]
+
+
+def answers_only(entry: dict, row: dict, a: argparse.Namespace) -> dict | None:
+    """The per-case answers of a result from before they were recorded, re-read from the matcher phase one pickled
+    in --work-dir; kept only where they give the recorded Acc@1 and Acc@3 exactly (the same build and code)."""
+    from inference.cache import _attach
+
+    pkl, cases_f = Path(a.work_dir) / entry["name"] / "default.pkl", Path(a.work_dir) / entry["name"] / "cases.json"
+    if not (pkl.is_file() and cases_f.is_file()):
+        log(f"{entry['name']}: no pickled matcher and cases in {a.work_dir}; answers not recorded")
+        return None
+    with open(pkl, "rb") as fh:
+        d = pickle.load(fh)
+    _attach(d["matcher"], d["graph"])
+    cases = [Case(c["text"], tuple(c["gold"]), c["id"]) for c in json.loads(cases_f.read_text())]
+    res = run_matcher(d["matcher"], cases)
+    h = row["matchers"][DEFAULT]
+    got = accuracy(res)
+    if len(res) != h["n"] or abs(got["acc@1"] - h["acc@1"]) > 1e-9 or abs(got["acc@3"] - h["acc@3"]) > 1e-9:
+        log(f"{entry['name']}: the pickled matcher gives Acc@1 {got['acc@1']:.3f} / Acc@3 {got['acc@3']:.3f} on "
+            f"{len(res)} cases, not the recorded {h['acc@1']:.3f} / {h['acc@3']:.3f} on {h['n']}; not recorded")
+        return None
+    return answers_of(res)
 
 
 def refreshed(m, graph, later, cases) -> dict:
@@ -452,6 +490,7 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
     if pooled:
         out.append(f"| **pooled** | | {outcome_cells(pooled)} | {pooled['no_module']} | "
                    f"{mcol(lambda r: served(r).get('foreign_no_label'))} (mean) |")
+    out += calibration_section(rows)
     if refs:
         out += ["", "### Label trust of the references", "",
                 "| repository | matcher | ECE | precision @ cov 0.60 | threshold for precision 0.95 | coverage there | "
@@ -468,6 +507,94 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
+def calibration_section(rows: list[dict]) -> list[str]:
+    """The first answers' calibration pooled over the repositories whose results carry per-case answers: one
+    repository's 200 cases put the ECE of a perfectly calibrated answerer near 0.05 (its floor), so the mean of
+    per-repository ECEs cannot show an ECE below that; pooled, the floor is a fraction of it."""
+    from inference.calibration import ece_noise_floor, expected_calibration_error
+    from inference.metrics import reliability
+
+    have = [r for r in rows if r["matchers"][DEFAULT].get("answers")]
+    out = ["", "### Calibration of the first answer, pooled over the repositories", ""]
+    if not have:
+        return out + ["No result carries per-case answers yet (`--answers-only` records them from pickled matchers)."]
+    conf = [c for r in have for c in r["matchers"][DEFAULT]["answers"]["confidence"]]
+    right = [y for r in have for y in r["matchers"][DEFAULT]["answers"]["right"]]
+    gap = (sum(conf) - sum(right)) / len(conf)
+    out += [f"{len(conf)} cases of {len(have)} repositories ({', '.join(r['name'] for r in have)}): ECE "
+            f"**{expected_calibration_error(conf, right):.3f}** (floor {ece_noise_floor(conf):.3f}: what a perfectly "
+            f"calibrated answerer shows on as many cases), mean confidence − Acc@1 {gap:+.3f}. Each repository's "
+            f"confidences are fitted on its own held-out history, so the pool mixes {len(have)} calibrations; the "
+            "per-repository ECEs above are each read on 200 cases, where the floor is about 0.05.", "",
+            "| top-1 confidence | cases | mean confidence | share right |", "|---|---|---|---|"]
+    for b in reliability(conf, right):
+        out.append(f"| {b['lo']:.1f}–{b['hi']:.1f} | {b['cases']} | {b['confidence']:.3f} | {b['accuracy']:.3f} |")
+    out += ["", "![reliability](reliability.png) ![precision and coverage](precision_coverage.png) "
+            "![accuracy](accuracy.png)"]
+    return out
+
+
+def plots(rows: list[dict], out: Path) -> None:
+    """accuracy.png (each repository's Acc@1 as is, stripped and of `lexical`), reliability.png (the first answers'
+    calibration pooled, `calibration_section`) and precision_coverage.png (each repository's top-1 precision against
+    the share of its cases answered as the threshold rises), under `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from inference.evaluate import plot_reliability
+    from inference.metrics import reliability
+
+    rows = [r for r in rows if DEFAULT in r["matchers"]]
+    fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(rows) + 2), 4))
+    width = 0.27
+    series = [("Acc@1", lambda r: r["matchers"][DEFAULT]["acc@1"]),
+              ("stripped Acc@1", lambda r: r["matchers"][DEFAULT]["stripped"]["acc@1"]),
+              ("lexical Acc@1", lambda r: r["matchers"].get("lexical", {}).get("acc@1", 0.0))]
+    for j, (label, get) in enumerate(series):
+        ax.bar([i + j * width for i in range(len(rows))], [get(r) for r in rows], width, label=label)
+    ax.axhline(0.85, color="grey", linestyle="--", linewidth=1, label="issue 11's bar (0.85)")
+    ax.set_xticks([i + width for i in range(len(rows))], [r["name"] for r in rows], rotation=60, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{DEFAULT}: first answer right, per repository")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=100)
+    plt.close(fig)
+
+    have = [r for r in rows if r["matchers"][DEFAULT].get("answers")]
+    conf = [c for r in have for c in r["matchers"][DEFAULT]["answers"]["confidence"]]
+    right = [y for r in have for y in r["matchers"][DEFAULT]["answers"]["right"]]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    plot_reliability(ax, [(f"pooled, {len(have)} repositories", reliability(conf, right))] if conf else [])
+    ax.set_title("First answer's confidence against how often it was right")
+    fig.tight_layout()
+    fig.savefig(out / "reliability.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in have:
+        res = results_of(r["matchers"][DEFAULT]["answers"])
+        ts = sorted({x.top_confidence for x in res}, reverse=True)
+        pts = []
+        for t in ts:  # every threshold a case sits at
+            kept = [x for x in res if x.top_confidence >= t]
+            pts.append((len(kept) / len(res), sum(x.rank() == 1 for x in kept) / len(kept)))
+        ax.plot([c for c, _ in pts], [p for _, p in pts], linewidth=0.8, alpha=0.7, label=r["name"])
+    ax.axhline(0.95, color="grey", linestyle="--", linewidth=1)
+    ax.axvline(0.60, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("coverage (share of cases answered)")
+    ax.set_ylabel("top-1 precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Precision against coverage (bar: 0.95 at 0.60)")
+    ax.legend(fontsize=5, ncol=3, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out / "precision_coverage.png", dpi=100)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", default=str(ROOT / "bench" / "dev_repos.toml"))
@@ -482,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-abstention", action="store_true")
     ap.add_argument("--abstention-only", action="store_true",
                     help="only phase two, for every repository with results and a pickled matcher in --work-dir")
+    ap.add_argument("--answers-only", action="store_true",
+                    help="only record the per-case answers of the repositories given (--only) whose results lack "
+                         "them, from the matcher phase one pickled in --work-dir")
     ap.add_argument("--no-refreshed", action="store_true", help="skip the run refreshed after each day's changes")
     ap.add_argument("--refreshed-only", action="store_true",
                     help="only the refreshed run, for the repositories given (--only) with a pickled matcher")
@@ -501,6 +631,18 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"not in the manifest: {', '.join(sorted(unknown))}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    for r in (todo if a.answers_only else []):
+        f = out / f"{r['name']}.json"
+        if not f.is_file():
+            continue
+        row = json.loads(f.read_text())
+        if row["matchers"][DEFAULT].get("answers"):
+            continue
+        ans = answers_only(r, row, a)
+        if ans is not None:
+            row["matchers"][DEFAULT]["answers"] = ans
+            f.write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
+            log(f"{r['name']}: {len(ans['right'])} answers recorded")
     for r in (todo if a.refreshed_only else []):
         f = out / f"{r['name']}.json"
         ref = refreshed_only(r, a) if f.is_file() else None
@@ -512,14 +654,14 @@ def main(argv: list[str] | None = None) -> int:
         f.write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
         log(f"{r['name']} refreshed after each day: Acc@1 {ref['acc@1']:.3f} Acc@3 {ref['acc@3']:.3f}; "
             f"{ref['updates']} updates, {ref['full_builds']} full builds, {ref['seconds']:.0f} s")
-    for r in ([] if a.abstention_only or a.refreshed_only else todo):
+    for r in ([] if a.abstention_only or a.refreshed_only or a.answers_only else todo):
         if not Path(r["path"]).exists():
             log(f"{r['name']}: no clone at {r['path']} (see this script's docstring); skipped")
             continue
         row = run_repo(r, a)
         (out / f"{r['name']}.json").write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
     rows = [json.loads((out / f"{n}.json").read_text()) for n in names if (out / f"{n}.json").is_file()]
-    if not (a.no_abstention or a.refreshed_only):
+    if not (a.no_abstention or a.refreshed_only or a.answers_only):
         for row in rows:
             if a.abstention_only or row["name"] in {r["name"] for r in todo} or not row.get("abstention"):
                 ab = abstention(row["name"], row["matchers"][DEFAULT], repos, a)
@@ -531,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"manifest": str(Path(a.manifest).resolve().relative_to(ROOT)) if Path(a.manifest).resolve()
                .is_relative_to(ROOT) else a.manifest, "max_cases": a.max_cases, "foreign_per_repo": a.foreign,
                "default_matcher": DEFAULT, "repos": {r["name"]: r for r in rows}}
+    plots(rows, out)
     write_outputs(out, summary, text, "bench/dev_benchmark.py", "Dev benchmark (issue 11)", argv)
     return 0
 
