@@ -92,15 +92,17 @@ def answer_blocks(question: str, answer, graph, *, repo: str, question_id: int |
         if m.evidence:
             lines.append("*Why:* " + esc("; ".join(clip(" ".join(e.split()), 240) for e in m.evidence[:3])))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), SECTION_MAX)}})
+    # one caution about the answer (why none may be right, else a first answer below the label threshold), then
+    # the words that were not read, which hold whatever the confidence
     if getattr(answer, "no_module", None):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                        f":grey_question: Not confident: {esc(answer.no_module)}. None of these may be right."}]})
-    if getattr(answer, "unread", None):
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
-                       f":abc: {esc(unread_note(answer.unread))}"}]})
     elif answer.matches and threshold and answer.matches[0].confidence < threshold:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                        ":warning: Low confidence — please confirm or pick the right module."}]})
+    if getattr(answer, "unread", None):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                       f":abc: {esc(unread_note(answer.unread))}"}]})
     blocks.append(version_context(answer, repo))
     if question_id is not None:
         blocks.append(feedback_actions(question_id, answer, graph))

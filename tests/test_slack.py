@@ -282,6 +282,30 @@ def test_answer_blocks_fit_slack_limits(served):
     assert blocks.module_from_value(blocks.option_value("x" * 200), ["x" * 200]) == "x" * 200
 
 
+def test_an_answer_carries_one_caution_and_the_words_not_read(served):
+    """Under the answer, Slack says why none may be right or, failing that, that the first answer is below the label
+    threshold (one caution, not both), and names the words it could not read whatever the confidence."""
+    from bot.state import Answer
+    from inference.base import Match
+
+    rs = served.repo()
+    mid = sorted(rs.graph.modules)[0]
+
+    def context(ans) -> list[str]:
+        out = blocks.answer_blocks("发票金额不对", ans, rs.graph, repo="app", question_id=1, threshold=0.8)
+        return [e["text"] for b in out[:-2] if b["type"] == "context" for e in b["elements"]]  # less versions, buttons
+
+    low = [Match(mid, 1.0, 0.2, [])]
+    assert [t.split(" ", 1)[0] for t in context(Answer(low, "hybrid", "g1"))] == [":warning:"]
+    assert [t.split(" ", 1)[0] for t in context(Answer(low, "hybrid", "g1", no_module="no word it knows"))] == \
+        [":grey_question:"]
+    notes = context(Answer(low, "hybrid", "g1", unread=["发票", "金额"]))
+    assert [t.split(" ", 1)[0] for t in notes] == [":warning:", ":abc:"] and "发票、金额" in notes[1]
+    sure = [Match(mid, 9.0, 0.95, ["words: disk"])]
+    assert [t.split(" ", 1)[0] for t in context(Answer(sure, "hybrid", "g1", unread=["发票"]))] == [":abc:"]
+    assert context(Answer(sure, "hybrid", "g1")) == []
+
+
 def test_a_confidence_is_never_shown_as_certain_or_impossible(served):
     from bot.github.labeler import suggestions_comment
     from bot.state import Answer
