@@ -37,7 +37,7 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
         if as_json:
             click.echo(json.dumps({"matcher": name, "graph_version": graph.version, "commit": graph.commit,
                                    "model_version": answer.model_version, "no_module": answer.no_module,
-                                   "unread": answer.unread,
+                                   "unread": answer.unread, "notes": answer.notes(),
                                    "matches": [{**x.to_dict(), "paths": graph.modules[x.module].paths}
                                                for x in matches]}, indent=1, ensure_ascii=False))
             return

@@ -356,6 +356,10 @@ def test_cli_ask_json(cli_env, repo):
     data = json.loads(res.output)
     assert data["matcher"] == "lexical" and data["matches"][0]["module"] == "payment"
     assert data["matches"][0]["paths"] == ["payment/"]
+    assert data["notes"] == [] and data["unread"] == [] and data["no_module"] is None  # this repository writes Chinese
+    res = runner.invoke(cli, ["ask", "!!! ??? ...", "--path", str(repo), "--json"])
+    data = json.loads(res.output)  # what `ask` prints above the answers, as the API gives it
+    assert data["no_module"] and data["notes"] == [f"not confident: {data['no_module']}; none of these may be right"]
     res = runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo), "--k", "2"])
     assert res.exit_code == 0, res.output
     assert "storage" in res.output and "matcher: hybrid" in res.output
