@@ -490,7 +490,8 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
     if pooled:
         out.append(f"| **pooled** | | {outcome_cells(pooled)} | {pooled['no_module']} | "
                    f"{mcol(lambda r: served(r).get('foreign_no_label'))} (mean) |")
-    out += calibration_section(rows)
+    out += calibration_section(answered(rows))
+    out[-1] += " ![accuracy](accuracy.png)"
     if refs:
         out += ["", "### Label trust of the references", "",
                 "| repository | matcher | ECE | precision @ cov 0.60 | threshold for precision 0.95 | coverage there | "
@@ -507,37 +508,39 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
-def calibration_section(rows: list[dict]) -> list[str]:
-    """The first answers' calibration pooled over the repositories whose results carry per-case answers: one
-    repository's 200 cases put the ECE of a perfectly calibrated answerer near 0.05 (its floor), so the mean of
-    per-repository ECEs cannot show an ECE below that; pooled, the floor is a fraction of it."""
+def answered(rows: list[dict]) -> list[tuple[str, dict]]:
+    """(repository, `answers_of` record) of the results that carry per-case first answers."""
+    return [(r["name"], r["matchers"][DEFAULT]["answers"]) for r in rows
+            if DEFAULT in r["matchers"] and r["matchers"][DEFAULT].get("answers")]
+
+
+def calibration_section(named: list[tuple[str, dict]], per_repo: str = "200 cases") -> list[str]:
+    """The first answers' calibration pooled over the repositories' answers (`answered`): one repository's 200
+    cases put the ECE of a perfectly calibrated answerer near 0.05 (its floor), so the mean of per-repository ECEs
+    cannot show an ECE below that; pooled, the floor is a fraction of it."""
     from inference.calibration import ece_noise_floor, expected_calibration_error
     from inference.metrics import reliability
 
-    have = [r for r in rows if r["matchers"][DEFAULT].get("answers")]
     out = ["", "### Calibration of the first answer, pooled over the repositories", ""]
-    if not have:
+    if not named:
         return out + ["No result carries per-case answers yet (`--answers-only` records them from pickled matchers)."]
-    conf = [c for r in have for c in r["matchers"][DEFAULT]["answers"]["confidence"]]
-    right = [y for r in have for y in r["matchers"][DEFAULT]["answers"]["right"]]
+    conf = [c for _, a in named for c in a["confidence"]]
+    right = [y for _, a in named for y in a["right"]]
     gap = (sum(conf) - sum(right)) / len(conf)
-    out += [f"{len(conf)} cases of {len(have)} repositories ({', '.join(r['name'] for r in have)}): ECE "
+    out += [f"{len(conf)} cases of {len(named)} repositories ({', '.join(n for n, _ in named)}): ECE "
             f"**{expected_calibration_error(conf, right):.3f}** (floor {ece_noise_floor(conf):.3f}: what a perfectly "
             f"calibrated answerer shows on as many cases), mean confidence − Acc@1 {gap:+.3f}. Each repository's "
-            f"confidences are fitted on its own held-out history, so the pool mixes {len(have)} calibrations; the "
-            "per-repository ECEs above are each read on 200 cases, where the floor is about 0.05.", "",
+            f"confidences are fitted on its own held-out history, so the pool mixes {len(named)} calibrations; the "
+            f"per-repository ECEs above are each read on {per_repo}, where the floor is far higher.", "",
             "| top-1 confidence | cases | mean confidence | share right |", "|---|---|---|---|"]
     for b in reliability(conf, right):
         out.append(f"| {b['lo']:.1f}–{b['hi']:.1f} | {b['cases']} | {b['confidence']:.3f} | {b['accuracy']:.3f} |")
-    out += ["", "![reliability](reliability.png) ![precision and coverage](precision_coverage.png) "
-            "![accuracy](accuracy.png)"]
-    return out
+    return out + ["", "![reliability](reliability.png) ![precision and coverage](precision_coverage.png)"]
 
 
-def plots(rows: list[dict], out: Path) -> None:
-    """accuracy.png (each repository's Acc@1 as is, stripped and of `lexical`), reliability.png (the first answers'
-    calibration pooled, `calibration_section`) and precision_coverage.png (each repository's top-1 precision against
-    the share of its cases answered as the threshold rises), under `out`."""
+def calibration_plots(named: list[tuple[str, dict]], out: Path) -> None:
+    """reliability.png (the first answers' calibration pooled, `calibration_section`) and precision_coverage.png
+    (each repository's top-1 precision against the share of its cases answered as the threshold rises)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -545,6 +548,44 @@ def plots(rows: list[dict], out: Path) -> None:
 
     from inference.evaluate import plot_reliability
     from inference.metrics import reliability
+
+    conf = [c for _, a in named for c in a["confidence"]]
+    right = [y for _, a in named for y in a["right"]]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    plot_reliability(ax, [(f"pooled, {len(named)} repositories", reliability(conf, right))] if conf else [])
+    ax.set_title("First answer: confidence and share right")
+    fig.tight_layout()
+    fig.savefig(out / "reliability.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, a in named:
+        res = results_of(a)
+        pts = []
+        for t in sorted({x.top_confidence for x in res}, reverse=True):  # every threshold a case sits at
+            kept = [x for x in res if x.top_confidence >= t]
+            pts.append((len(kept) / len(res), sum(x.rank() == 1 for x in kept) / len(kept)))
+        ax.plot([c for c, _ in pts], [p for _, p in pts], linewidth=0.8, alpha=0.7, label=name)
+    ax.axhline(0.95, color="grey", linestyle="--", linewidth=1)
+    ax.axvline(0.60, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("coverage (share of cases answered)")
+    ax.set_ylabel("top-1 precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Precision against coverage (bar: 0.95 at 0.60)")
+    ax.legend(fontsize=5, ncol=3, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out / "precision_coverage.png", dpi=100)
+    plt.close(fig)
+
+
+def plots(rows: list[dict], out: Path) -> None:
+    """accuracy.png (each repository's Acc@1 as is, stripped and of `lexical`) and `calibration_plots`, under
+    `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     rows = [r for r in rows if DEFAULT in r["matchers"]]
     fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(rows) + 2), 4))
@@ -562,37 +603,7 @@ def plots(rows: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=100)
     plt.close(fig)
-
-    have = [r for r in rows if r["matchers"][DEFAULT].get("answers")]
-    conf = [c for r in have for c in r["matchers"][DEFAULT]["answers"]["confidence"]]
-    right = [y for r in have for y in r["matchers"][DEFAULT]["answers"]["right"]]
-    fig, ax = plt.subplots(figsize=(5, 5))
-    plot_reliability(ax, [(f"pooled, {len(have)} repositories", reliability(conf, right))] if conf else [])
-    ax.set_title("First answer: confidence and share right")
-    fig.tight_layout()
-    fig.savefig(out / "reliability.png", dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for r in have:
-        res = results_of(r["matchers"][DEFAULT]["answers"])
-        ts = sorted({x.top_confidence for x in res}, reverse=True)
-        pts = []
-        for t in ts:  # every threshold a case sits at
-            kept = [x for x in res if x.top_confidence >= t]
-            pts.append((len(kept) / len(res), sum(x.rank() == 1 for x in kept) / len(kept)))
-        ax.plot([c for c, _ in pts], [p for _, p in pts], linewidth=0.8, alpha=0.7, label=r["name"])
-    ax.axhline(0.95, color="grey", linestyle="--", linewidth=1)
-    ax.axvline(0.60, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("coverage (share of cases answered)")
-    ax.set_ylabel("top-1 precision")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Precision against coverage (bar: 0.95 at 0.60)")
-    ax.legend(fontsize=5, ncol=3, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(out / "precision_coverage.png", dpi=100)
-    plt.close(fig)
+    calibration_plots(answered(rows), out)
 
 
 def main(argv: list[str] | None = None) -> int:

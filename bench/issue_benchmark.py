@@ -112,7 +112,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dev_benchmark import (COV, COVERAGE, DEFAULT, MATCHERS, PCOV, PRECISION, THR, accuracy,  # noqa: E402
-                           code_commit, f3, load_manifest, log, mean_of, outcome_cells, write_outputs)
+                           calibration_plots, calibration_section, code_commit, f3, load_manifest, log, mean_of,
+                           outcome_cells, write_outputs)
 from bot.github.text import issue_text  # noqa: E402
 from bot.state import _operating_point, auto_threshold, no_module_reason  # noqa: E402
 from indexer.modules import ROOT_ID  # noqa: E402
@@ -558,10 +559,25 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             return f3(sum(r["titles"][lang][key] * r["titles"]["n"] for r in tit) / tot)
         out.append(f"| **pooled** | {tot} | {pooled_t('en', 'acc@1')} / {pooled_t('en', 'acc@3')} | "
                    f"{pooled_t('zh', 'acc@1')} / {pooled_t('zh', 'acc@3')} | | |")
+    named = answered(rows)
+    sizes = [len(x["right"]) for _, x in named] or [0]
+    out += calibration_section(named, per_repo=f"its {min(sizes)} to {max(sizes)} issues")
     codes = sorted({r["code"] for r in rows} | {r["labeller_code"] for r in rows if r.get("labeller_code")})
     out += ["", f"modmatch code: {', '.join(codes)}; runs: "
             + ", ".join(f"{r['name']} {r['date']} ({r['seconds']:.0f} s)" for r in rows) + "."]
     return "\n".join(out)
+
+
+def answered(rows: list[dict]) -> list[tuple[str, dict]]:
+    """(repository, first answers: confidence and whether right, in case order) of each result, from its per-case
+    record (`calibration_section`)."""
+    out = []
+    for r in rows:
+        per = [v[DEFAULT] for v in (r.get("per_case") or {}).values() if DEFAULT in v]
+        if per:
+            out.append((r["name"], {"confidence": [p["confidence"] for p in per],
+                                    "right": [int(p["rank"] == 1) for p in per]}))
+    return out
 
 
 def load_cases(path: str | Path) -> dict[str, dict]:
@@ -643,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"cases_manifest": str(Path(a.cases).resolve().relative_to(ROOT)) if Path(a.cases).resolve()
                .is_relative_to(ROOT) else a.cases, "default_matcher": DEFAULT,
                "repos": {r["name"]: {k: v for k, v in r.items() if k != "per_case"} for r in rows}}
+    calibration_plots(answered(rows), out)
     write_outputs(out, summary, text, "bench/issue_benchmark.py", "Issue benchmark (issue 11): real issue texts", argv)
     return 0
 
