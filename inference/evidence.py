@@ -239,9 +239,13 @@ class Coverage:
         if not has_han(text) or self._chinese():
             return []
         gloss = glossary()
+        ws = list(dict.fromkeys(words(text)))
+        long = [w for w in ws if len(w) > 2 and has_han(w)]
         out: list[str] = []
-        for w in dict.fromkeys(words(text)):
-            if self._unreadable(w, gloss):
+        for w in ws:
+            # the segmenter's search mode also yields the pieces of a long word (数据库: 数据, 据库; 艺术家: 艺术,
+            # 术家): a piece is not a word the person wrote, and the whole is read or named itself
+            if self._unreadable(w, gloss) and not any(w != o and w in o for o in long):
                 out.append(w)
                 if len(out) >= limit:
                     break
