@@ -619,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", default="/tmp/modmatch-dev", help="split databases, cases, pickled matchers")
     ap.add_argument("--no-abstention", action="store_true")
     ap.add_argument("--abstention-only", action="store_true",
-                    help="only phase two, for every repository with results and a pickled matcher in --work-dir")
+                    help="only phase two, for the repositories given (--only; default: all) with results and a "
+                         "pickled matcher in --work-dir")
     ap.add_argument("--answers-only", action="store_true",
                     help="only record the per-case answers of the repositories given (--only) whose results lack "
                          "them, from the matcher phase one pickled in --work-dir")
@@ -673,8 +674,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"{r['name']}.json").write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
     rows = [json.loads((out / f"{n}.json").read_text()) for n in names if (out / f"{n}.json").is_file()]
     if not (a.no_abstention or a.refreshed_only or a.answers_only):
+        chosen = {r["name"] for r in todo}  # every repository without --only
         for row in rows:
-            if a.abstention_only or row["name"] in {r["name"] for r in todo} or not row.get("abstention"):
+            if row["name"] in chosen or (not a.abstention_only and not row.get("abstention")):
                 ab = abstention(row["name"], row["matchers"][DEFAULT], repos, a)
                 if ab is not None:
                     row["abstention"] = ab
