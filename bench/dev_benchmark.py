@@ -5,7 +5,7 @@ abstention of what `ask` serves by default, on the repositories of a manifest, w
     nice -n 10 .venv/bin/python bench/dev_benchmark.py --only pytest etcd  # some; the others' last results stay
         [--manifest bench/dev_repos.toml] [--max-cases 200] [--foreign 25] [--out bench/results/dev]
         [--work-dir /tmp/modmatch-dev] [--matcher hybrid --matcher lexical ...] [--no-abstention | --abstention-only]
-        [--no-refreshed | --refreshed-only] [--code LABEL]
+        [--no-refreshed | --refreshed-only | --answers-only] [--code LABEL]
 
 It measures the code it is run from: the working tree, other people's uncommitted changes included
 (recorded as "+uncommitted" in the JSON). To measure the last commit alone, run it from an export:
@@ -36,7 +36,10 @@ built once on the cut-off graph and scored on:
   Acc@1), top-1 precision at coverage 0.60 (the most
   confident 60 %; cases tied at the edge count at their average precision), the lowest threshold
   whose answered cases reach precision 0.95 and the coverage there (none: no threshold reaches it),
-  and the share of answers whose five confidences are strictly decreasing;
+  and the share of answers whose five confidences are strictly decreasing; each case's first answer (its
+  confidence, whether right) is kept, and the report pools them over the repositories into one calibration table
+  (where the ECE's floor is a fraction of one repository's) with reliability, precision/coverage and accuracy
+  plots (`--answers-only` records them for an earlier result from its pickled matcher, where that reproduces it);
 - kept up to date (default matcher only; `--no-refreshed` skips it, `--refreshed-only` runs it alone on the
   matchers phase one pickled): the same cases asked of the matcher as a service whose git hooks refresh it would
   hold it, every day's changes (cases or not) learned before the next day's texts (`inference.evaluate.
