@@ -286,18 +286,27 @@ def falling(confidences: Iterable[float]) -> list[float]:
     return out
 
 
-def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool | int], bins: int = 10) -> float:
+def reliability(conf: Sequence[float], correct: Sequence[bool | int], bins: int = 10) -> list[dict]:
+    """The confidences in `bins` equal-width bins (the last one closed): for each bin with cases, {lo, hi, cases,
+    confidence: their mean confidence, accuracy: the share correct}. A calibrated answerer's bins lie on the
+    diagonal; `expected_calibration_error` is their case-weighted distance from it."""
+    if len(conf) != len(correct):
+        raise ValueError(f"{len(conf)} confidences for {len(correct)} outcomes")
     c = np.asarray(conf, dtype=np.float64)
     y = np.asarray(correct, dtype=np.float64)
-    if c.size == 0:
-        return 0.0
     edges = np.linspace(0, 1, bins + 1)
-    err = 0.0
+    out = []
     for i in range(bins):
         m = (c >= edges[i]) & ((c < edges[i + 1]) if i < bins - 1 else (c <= edges[i + 1]))
         if m.any():
-            err += m.sum() / c.size * abs(c[m].mean() - y[m].mean())
-    return float(err)
+            out.append({"lo": round(float(edges[i]), 6), "hi": round(float(edges[i + 1]), 6), "cases": int(m.sum()),
+                        "confidence": float(c[m].mean()), "accuracy": float(y[m].mean())})
+    return out
+
+
+def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool | int], bins: int = 10) -> float:
+    n = len(conf)
+    return float(sum(b["cases"] / n * abs(b["confidence"] - b["accuracy"]) for b in reliability(conf, correct, bins)))
 
 
 def ece_noise_floor(conf: Sequence[float], bins: int = 10, draws: int = 400, seed: int = 0) -> float:

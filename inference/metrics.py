@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .calibration import ece_noise_floor, expected_calibration_error
+from .calibration import ece_noise_floor, expected_calibration_error, reliability
 
 THRESHOLDS = [round(i / 20, 2) for i in range(20)]  # 0.0, 0.05, ... 0.95
 
@@ -72,26 +72,6 @@ def coverage_curve(results: Sequence[CaseResult], thresholds: Sequence[float] = 
         right = sum(1 for r in kept if r.rank() == 1)
         out.append({"threshold": float(t), "coverage": (len(kept) / n) if n else 0.0,
                     "precision": (right / len(kept)) if kept else None, "answered": len(kept)})
-    return out
-
-
-def reliability(conf: Sequence[float], right: Sequence[bool | int], bins: int = 10) -> list[dict]:
-    """The top-1 confidences in `bins` equal-width bins (the bins of `expected_calibration_error`): for each bin
-    with cases, {lo, hi, cases, confidence: their mean confidence, accuracy: the share right}. The ECE is the
-    case-weighted mean of |confidence - accuracy| over these bins."""
-    if len(conf) != len(right):
-        raise ValueError(f"{len(conf)} confidences for {len(right)} outcomes")
-    import numpy as np
-
-    c = np.asarray(conf, dtype=np.float64)
-    y = np.asarray(right, dtype=np.float64)
-    edges = np.linspace(0, 1, bins + 1)  # as `expected_calibration_error` bins them
-    out = []
-    for i in range(bins):
-        m = (c >= edges[i]) & ((c < edges[i + 1]) if i < bins - 1 else (c <= edges[i + 1]))
-        if m.any():
-            out.append({"lo": round(float(edges[i]), 6), "hi": round(float(edges[i + 1]), 6), "cases": int(m.sum()),
-                        "confidence": float(c[m].mean()), "accuracy": float(y[m].mean())})
     return out
 
 
