@@ -517,18 +517,21 @@ def answered(rows: list[dict]) -> list[tuple[str, dict]]:
             if DEFAULT in r["matchers"] and r["matchers"][DEFAULT].get("answers")]
 
 
+def pooled(named: list[tuple[str, dict]]) -> tuple[list[float], list[int]]:
+    """The first answers of all the repositories (`answered`) as one list of confidences and one of outcomes."""
+    return [c for _, a in named for c in a["confidence"]], [y for _, a in named for y in a["right"]]
+
+
 def calibration_section(named: list[tuple[str, dict]], per_repo: str = "200 cases") -> list[str]:
     """The first answers' calibration pooled over the repositories' answers (`answered`): one repository's 200
     cases put the ECE of a perfectly calibrated answerer near 0.05 (its floor), so the mean of per-repository ECEs
     cannot show an ECE below that; pooled, the floor is a fraction of it."""
-    from inference.calibration import ece_noise_floor, expected_calibration_error
-    from inference.metrics import reliability
+    from inference.calibration import ece_noise_floor, expected_calibration_error, reliability
 
     out = ["", "### Calibration of the first answer, pooled over the repositories", ""]
     if not named:
         return out + ["No result carries per-case answers yet (`--answers-only` records them from pickled matchers)."]
-    conf = [c for _, a in named for c in a["confidence"]]
-    right = [y for _, a in named for y in a["right"]]
+    conf, right = pooled(named)
     gap = (sum(conf) - sum(right)) / len(conf)
     out += [f"{len(conf)} cases of {len(named)} repositories ({', '.join(n for n, _ in named)}): ECE "
             f"**{expected_calibration_error(conf, right):.3f}** (floor {ece_noise_floor(conf):.3f}: what a perfectly "
@@ -549,11 +552,11 @@ def calibration_plots(named: list[tuple[str, dict]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from inference.calibration import reliability
     from inference.evaluate import plot_reliability
-    from inference.metrics import reliability
+    from inference.metrics import coverage_curve
 
-    conf = [c for _, a in named for c in a["confidence"]]
-    right = [y for _, a in named for y in a["right"]]
+    conf, right = pooled(named)
     fig, ax = plt.subplots(figsize=(5, 5))
     plot_reliability(ax, [(f"pooled, {len(named)} repositories", reliability(conf, right))] if conf else [])
     ax.set_title("First answer: confidence and share right")
@@ -563,12 +566,8 @@ def calibration_plots(named: list[tuple[str, dict]], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, a in named:
-        res = results_of(a)
-        pts = []
-        for t in sorted({x.top_confidence for x in res}, reverse=True):  # every threshold a case sits at
-            kept = [x for x in res if x.top_confidence >= t]
-            pts.append((len(kept) / len(res), sum(x.rank() == 1 for x in kept) / len(kept)))
-        ax.plot([c for c, _ in pts], [p for _, p in pts], linewidth=0.8, alpha=0.7, label=name)
+        pts = coverage_curve(results_of(a), sorted(set(a["confidence"]), reverse=True))  # each case's as a threshold
+        ax.plot([p["coverage"] for p in pts], [p["precision"] for p in pts], linewidth=0.8, alpha=0.7, label=name)
     ax.axhline(0.95, color="grey", linestyle="--", linewidth=1)
     ax.axvline(0.60, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("coverage (share of cases answered)")
