@@ -526,8 +526,7 @@ class HybridMatcher(ScoredMatcher):
                    build_lift=build_lift)
         return HybridMatcher(graph, parts, self.weights, fusion=self.fusion, calibrator=self.calibrator,
                              notes=self.notes, mentions=MentionIndex(graph, self.ids),
-                             coverage=(Coverage(parts["lexical"].docs, writes_chinese(graph.history))
-                                       if "lexical" in parts else None),
+                             coverage=served_coverage(parts, graph),
                              rank_calibrator=rc, mention_weight=self.mention_weight,
                              operating=self.operating, held_out=self.held_out, val_acc=self.val_acc, lineage=lin,
                              neighbour_weight=self.neighbour_weight,
@@ -578,6 +577,12 @@ class HybridMatcher(ScoredMatcher):
             bar = self.rank_calibrator.min_familiarity if self.rank_calibrator is not None else 0.0
             ev += self.parts["dense"].neighbour_evidence(text, mid, min_sim=bar)
         return ev
+
+
+def served_coverage(parts: dict, graph: ModuleGraph) -> Coverage | None:
+    """The coverage a served hybrid reads (`Coverage`: its lexical part's documents, and whether the team writes
+    Chinese, read off the history), the same after a full build and an online update; None without a lexical part."""
+    return Coverage(parts["lexical"].docs, writes_chinese(graph.history)) if "lexical" in parts else None
 
 
 def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("lexical", "history", "dense"),
@@ -739,8 +744,7 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
             full_parts[n].calibrator = part_cals[n]
     if mention_weight is None:
         mention_weight = MENTION_WEIGHT
-    coverage = (Coverage(full_parts["lexical"].docs, writes_chinese(graph.history)) if "lexical" in full_parts
-                else None)
+    coverage = served_coverage(full_parts, graph)
     if semantic_weight > 0:
         full_parts["dense"].classifier = full_parts["dense"].fit_classifier()
         notes.append(f"semantic classifier of past changes: share {semantic_weight:.2f}")
