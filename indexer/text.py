@@ -49,7 +49,13 @@ CJK_STOPWORDS = frozenset("""
 已经 正在 目前 现在 当前 之前 之后 以前 以后 时候 的时候 同时 另外 此外 比如 例如 关于 对于 通过 根据 按照
 一般 比较 非常 特别 很多 更多 所有 全部 每个 各种 任何 什么 怎么 怎样 如何 为什么 是否 有些 有点 有时 的话 之类
 以下 以上 如下 如上 上述 下面 上面 感谢 谢谢 请问 麻烦 希望 应该 必须 尽量 直接
+作为 由于 之间 至少 一起 好像 多个 两个 不再 重新 自己 还有 只有 里面 其实 前面 后面 同一个 具体 不同 给出 方式 情况
+办法 每次
 """.split())
+
+# Words of jieba's dictionary that software text never means: "运行时报错" is 运行 / 时 / 报错 ("when run, reports an
+# error"), but jieba cuts 时报 (a newspaper) first, and 报错 is lost.
+_NOT_WORDS = ("时报",)
 
 _GLOSSARY_FILE = "zh_terms.tsv"
 _log = logging.getLogger(__name__)
@@ -110,6 +116,8 @@ def segmenter():
             for term in glossary():
                 if len(term) > 1:
                     tok.add_word(term, freq=max(tok.suggest_freq(term, False), 1000))
+            for word in _NOT_WORDS:
+                tok.del_word(word)
             _segmenter = tok
     return _segmenter
 

@@ -93,6 +93,16 @@ def test_stop_words_dropped_and_glossary_single_characters_kept():
     assert {"修复", "问题"} <= set(ws)  # content words stay, generic or not
     assert "锁" in ws  # a glossary term (lock) though one character
     assert not {"我们", "需要", "一个", "这个", "了", "太"} & set(ws), ws
+    ws = words("由于缓存作为索引，至少两个查询之间不再返回结果")
+    assert {"缓存", "索引", "查询", "返回", "结果"} <= set(ws)
+    assert not {"由于", "作为", "至少", "两个", "之间", "不再"} & set(ws), ws
+
+
+def test_when_it_reports_is_not_a_newspaper():
+    """"运行时报错" is 运行 / 时 / 报错 (when run, it reports an error), not jieba's 时报 (a newspaper), which lost 报错
+    and was named as a word the repository cannot read in eight Chinese issue titles of six repositories."""
+    assert words("运行时报错") == ["运行", "报错"]
+    assert "时报" not in words('升级时报 "process has already locked"')
 
 
 def test_identifiers_inside_chinese_split_like_in_english():

@@ -753,10 +753,12 @@ def test_the_chinese_words_an_english_repository_cannot_read_are_named(trained):
     assert unread_words(m, "按钮的主题 LRU page eviction") == []  # 按钮 button, 主题 theme: the glossary's
     assert unread_words(m, "The refund amount is wrong on invoices") == []  # English words are matched or not
     assert Coverage([["发票"], ["theme"]]).unread("发票金额不对") == []
-    # the pieces the segmenter also cuts out of a long word are not named: 据库 of 数据库 (database, read), 艺术 and
-    # 术家 of 艺术家 (artist, named whole), 不正 of 不正确 (incorrect, read)
+    # the pieces the segmenter also cuts out of a long word are not named: 据库 of 数据库 (database, read), 纪录 of
+    # 纪录片 and 音乐 of 音乐家 (documentary, musician: named whole), 不正 of 不正确 (incorrect, read)
     assert Coverage([["theme"]]).unread("数据库迁移时报错") == []
-    assert Coverage([["theme"]]).unread("艺术家查询的排序不正确") == ["艺术家", "查询"]
+    assert Coverage([["theme"]]).unread("纪录片和音乐家的排序不正确") == ["纪录片", "音乐家"]
+    # nor are function words, and the core terms of the glossary are read (返回 return, 查询 query, 索引 index)
+    assert Coverage([["theme"]]).unread("由于索引之间的查询至少返回错误") == []
     bilingual = m.parts["history"].bilingual  # pairs learned from Chinese texts in the history (or corrections)
     saved = bilingual.learned
     try:
