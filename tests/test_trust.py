@@ -759,6 +759,8 @@ def test_the_chinese_words_an_english_repository_cannot_read_are_named(trained):
     assert Coverage([["theme"]]).unread("纪录片和音乐家的排序不正确") == ["纪录片", "音乐家"]
     # nor are function words, and the core terms of the glossary are read (返回 return, 查询 query, 索引 index)
     assert Coverage([["theme"]]).unread("由于索引之间的查询至少返回错误") == []
+    # nor words of how a problem is reported (导致 cause, 不起作用 does not work), which say nothing of where it lies
+    assert Coverage([["theme"]]).unread("升级后导致发票不起作用") == ["发票"]
     bilingual = m.parts["history"].bilingual  # pairs learned from Chinese texts in the history (or corrections)
     saved = bilingual.learned
     try:
