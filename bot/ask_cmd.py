@@ -20,11 +20,11 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
     """Rank the modules a REQUIREMENT touches, with confidence and evidence."""
     from inference.base import capabilities
 
-    from .clibase import repo_root
+    from .clibase import indexed_root
     from .state import RepoState
 
     with errors():
-        root = repo_root(path)
+        root = indexed_root(path)
         repo = RepoState(root.name, root, matcher=matcher)  # "auto": the fine-tuned model if any, else hybrid
         if repo.cold() and not as_json:  # no silent wait: say what is being built, once per graph version
             from .clibase import console

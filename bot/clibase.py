@@ -53,11 +53,81 @@ def repo_root(path: str) -> Path:
     return p
 
 
-def open_store(path: str, check: bool = False) -> Store:
-    """The repository's database; `check`: verify it first (a damaged file is moved aside and starts empty)."""
-    store = Store(db_path_for(settings.home(), repo_root(path)), check=check)
+def _holds_graph(db: Path) -> bool:
+    """Whether the database `db` holds an indexed graph, read only: looking creates nothing. A file that is not a
+    database counts, so that opening it says it is damaged."""
+    if not db.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT 1 FROM graph WHERE id=1").fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # no graph table: created by an older command that found nothing indexed
+        return False
+    except sqlite3.DatabaseError:
+        return True
+
+
+def indexed_repositories() -> list[Path]:
+    """The folders indexed under $MODMATCH_HOME, as their databases recorded them."""
+    roots = []
+    for db in sorted((settings.home() / "repos").glob("*.db")):
+        if not _holds_graph(db):
+            continue
+        try:
+            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key='root'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            continue
+        if row:
+            roots.append(Path(row[0]))
+    return roots
+
+
+def _indexed_at_or_above(p: Path) -> Path | None:
+    home = settings.home()
+    return next((c for c in (p, *p.parents) if _holds_graph(db_path_for(home, c))), None)
+
+
+def _git_top(p: Path) -> Path | None:
+    from indexer.source import git  # noqa: WPS433 (lazy: the read commands need it only to word an error)
+
+    top = git(p, "rev-parse", "--show-toplevel", check=False).strip()
+    return Path(top).resolve() if top else None
+
+
+def indexed_root(path: str) -> Path:
+    """The indexed repository a command reads: PATH itself, or the nearest folder above it that was indexed, so
+    that `modmatch ask` run in `src/` of an indexed repository answers for that repository."""
+    p = repo_root(path)
+    found = _indexed_at_or_above(p)
+    if found is not None:
+        return found
+    known = indexed_repositories()
+    listed = ", ".join(str(k) for k in known[:5]) + (", ..." if len(known) > 5 else "")
+    raise ModmatchError(f"{p} is not in an indexed repository: run `modmatch index {_git_top(p) or p}` first"
+                        + (f" (indexed under {settings.home()}: {listed}; or pass its path)" if known else ""))
+
+
+def index_root(path: str) -> Path:
+    """The folder `modmatch index PATH` (or a service) works on: the nearest folder at or above PATH that was
+    indexed, else the top of the git work tree PATH is in (git's HEAD and history are the repository's), else
+    PATH itself (a plain folder)."""
+    p = repo_root(path)
+    return _indexed_at_or_above(p) or _git_top(p) or p
+
+
+def open_store(root: Path, check: bool = False) -> Store:
+    """The database of the repository at `root`; `check`: verify it first (a damaged file is moved aside and starts
+    empty)."""
+    store = Store(db_path_for(settings.home(), root), check=check)
     if store.recovered:
-        console.print(f"[yellow]the database of {path} was damaged and was moved aside: {store.recovered}[/yellow]")
+        console.print(f"[yellow]the database of {root} was damaged and was moved aside: {store.recovered}[/yellow]")
     return store
 
 
@@ -99,7 +169,9 @@ def parse_repos(items: list[str] | tuple[str, ...]) -> dict[str, Path]:
 
 
 def configured_repos(cli_items=()) -> dict[str, Path]:
-    items = list(cli_items) or ([settings.get("repos")] if settings.get("repos") else ["."])
+    """The repositories named on the command line, else by the `repos` setting, else the one here (run in one of
+    its folders: the repository, as `index_root` finds it)."""
+    items = list(cli_items) or ([settings.get("repos")] if settings.get("repos") else [str(index_root("."))])
     return parse_repos(items)
 
 

@@ -6,7 +6,7 @@ import json
 import click
 
 from . import settings
-from .clibase import ModmatchError, console, errors, open_store, out, progress_bar, repo_root
+from .clibase import ModmatchError, console, errors, index_root, indexed_root, open_store, out, progress_bar
 
 
 def operating_points(report, precisions=(0.99, 0.95, 0.90, 0.80)) -> str:
@@ -70,7 +70,8 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
             if lm_names:  # the served model has seen the history after the cut-off: scoring it there would leak
                 raise ModmatchError(f"{', '.join(lm_names)}: a temporal split needs a model trained on the history before "
                                     "the cut-off only; run bench/eval_lm.py, or evaluate a model with --cases")
-            split = history_split(repo_root(path), cutoff, settings.home() / "eval")
+            root = index_root(path)  # a temporal split reads git: the work tree's top, not a folder of it
+            split = history_split(root, cutoff, settings.home() / "eval")
             graph, cases = split.graph, split.cases
             if max_cases is not None:
                 cases = cases[-max_cases:]
@@ -84,14 +85,15 @@ def eval_cmd(path: str, cases_file: str | None, use_history: bool, cutoff: str |
             if cutoff or refreshed:
                 raise ModmatchError("--cutoff and --refreshed only apply with --history")
             later = None
-            graph = open_store(path).load_graph()
+            root = indexed_root(path)
+            graph = open_store(root).load_graph()
             cases = load_cases(cases_file, graph)
             if max_cases is not None:
                 cases = cases[-max_cases:]
             info = {"cases_file": cases_file, "modules": len(graph.leaf_ids())}
         with progress_bar(not as_json) as cb:
             report = evaluate(graph, cases, names, k=k, opts=opts, progress=cb, info=info,
-                              lm_opts={"model_dir": settings.model_store(repo_root(path)).root, "compute": settings.compute()},
+                              lm_opts={"model_dir": settings.model_store(root).root, "compute": settings.compute()},
                               later=later)
         if report_dir:
             write_report(report, report_dir)

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from .clibase import console, errors, open_store, out, print_tree, progress_bar, repo_root
+from .clibase import console, errors, index_root, open_store, out, print_tree, progress_bar, repo_root
 
 
 def _print_index_result(res, as_json: bool) -> None:
@@ -29,11 +29,10 @@ def _print_index_result(res, as_json: bool) -> None:
         console.print(f"  note: {n}")
 
 
-def _prepare_matcher(path: str, as_json: bool) -> None:
+def _prepare_matcher(root, as_json: bool) -> None:
     """Leave the default matcher built for the new graph: the first `ask` (or the service) loads it at once."""
     from .state import RepoState
 
-    root = repo_root(path)
     repo = RepoState(root.name, root)
     if as_json:
         repo.prepare()
@@ -61,12 +60,15 @@ def index_cmd(path: str, rev: str | None, show_tree: bool, as_json: bool, prepar
     from indexer.build import index
 
     with errors():
-        store = open_store(path, check=True)
+        root = index_root(path)
+        if root != repo_root(path) and not as_json:
+            console.print(f"indexing {root} ({path} is a folder of it)")
+        store = open_store(root, check=True)
         with progress_bar(not as_json) as cb:
-            res = index(repo_root(path), store, rev=rev, full=True, progress=cb)
+            res = index(root, store, rev=rev, full=True, progress=cb)
         _print_index_result(res, as_json)
         if prepare and not rev:  # a graph of another commit is not what `ask` answers from
-            _prepare_matcher(path, as_json)
+            _prepare_matcher(root, as_json)
         if show_tree:
             print_tree(res.graph)
 
@@ -80,9 +82,10 @@ def refresh_cmd(path: str, as_json: bool, prepare: bool) -> None:
     from indexer.build import refresh
 
     with errors():
-        store = open_store(path, check=True)
+        root = index_root(path)  # never indexed: a refresh indexes it
+        store = open_store(root, check=True)
         with progress_bar(not as_json) as cb:
-            res = refresh(repo_root(path), store, progress=cb)
+            res = refresh(root, store, progress=cb)
         _print_index_result(res, as_json)
         if prepare:
-            _prepare_matcher(path, as_json)
+            _prepare_matcher(root, as_json)

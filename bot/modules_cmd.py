@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import click
-from .clibase import errors, open_store, out, print_tree
+from .clibase import errors, indexed_root, open_store, out, print_tree
 
 
 @click.command("modules")
@@ -18,7 +18,7 @@ from .clibase import errors, open_store, out, print_tree
 def modules_cmd(path: str, as_json: bool) -> None:
     """The module tree with sizes and descriptions."""
     with errors():
-        graph = open_store(path).load_graph(with_history=False)
+        graph = open_store(indexed_root(path)).load_graph(with_history=False)
         if as_json:
             click.echo(json.dumps(graph.to_json(include_history=False), indent=1))
         else:
@@ -32,7 +32,7 @@ def modules_cmd(path: str, as_json: bool) -> None:
 def show_cmd(module_id: str, path: str, as_json: bool) -> None:
     """Files, symbols, keywords, dependencies and recent history of one module."""
     with errors():
-        graph = open_store(path).load_graph()
+        graph = open_store(indexed_root(path)).load_graph()
         m = graph.get(module_id)
         hist = [h for h in graph.history if module_id in h.modules][-10:]
         if as_json:

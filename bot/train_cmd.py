@@ -12,7 +12,7 @@ import time
 import click
 
 from . import settings
-from .clibase import ModmatchError, console, errors, open_store, out, repo_root
+from .clibase import ModmatchError, console, errors, indexed_root, open_store, out
 
 
 def _cutoff_history(graph, root, cutoff: str | None):
@@ -77,10 +77,8 @@ def train_cmd(path: str, base_model: str | None, max_minutes: float | None, cuto
 
     started = time.time()  # --max-minutes bounds the whole command
     with errors():
-        root = repo_root(path)
-        store = open_store(path)
-        if not store.has_graph():
-            raise ModmatchError(f"{root} is not indexed yet: run `modmatch index {path}` first")
+        root = indexed_root(path)
+        store = open_store(root)
         graph = store.load_graph()
         from indexer.config import load_config
 

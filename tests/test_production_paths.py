@@ -5,6 +5,7 @@ The job runner's default training command (`python -m bot.cli train PATH --json`
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,42 @@ def test_hook_fallback_refreshes_with_the_real_command(git_repo, tmp_path, monke
 
     wait_for(refreshed, 120, "the hook's refresh")
     wait_for(lambda: log.exists() and "ran " in log.read_text() and "rc=0" in log.read_text(), 30, "the log")
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_commands_run_in_a_folder_of_the_repository_use_the_repository(git_repo, tmp_path):
+    """An operator indexes a repository and asks from wherever they stand. In a folder of the repository, `index`
+    indexes the repository (with its history, not the folder as a plain one) and `modules` / `show` / `refresh`
+    read it. Elsewhere, `ask` says where nothing is indexed and which repository is, and leaves no empty database
+    behind."""
+    git_repo.commit("initial", FILES)
+    head = git_repo.commit("Evict pages sooner when the cache is full",
+                           {"storage/cache.py": FILES["storage/cache.py"] + "# sooner\n"})
+    home = Path(os.environ["MODMATCH_HOME"])
+    inner = git_repo.root / "storage"
+
+    r = _cli(inner, "index", "--no-matcher", "--json")
+    assert r.returncode == 0, r.stderr
+    assert Store(db_path_for(home, git_repo.root)).graph_info()["commit"] == head
+    assert not db_path_for(home, inner).exists()
+    assert json.loads(r.stdout)["history_added"] == 2
+
+    r = _cli(inner, "modules", "--json")
+    assert r.returncode == 0, r.stderr
+    assert {"storage", "network"} <= {n["id"] for n in json.loads(r.stdout)["nodes"]}
+    r = _cli(inner, "show", "network")
+    assert r.returncode == 0 and "tls_handshake" in r.stdout, r.stderr
+    r = _cli(inner, "refresh", "--no-matcher", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["parsed"] == 0, r.stderr
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = sorted((home / "repos").iterdir())
+    r = _cli(elsewhere, "ask", "evict cache pages")
+    assert r.returncode == 1
+    assert "is not in an indexed repository" in r.stderr and str(git_repo.root.resolve()) in r.stderr, r.stderr
+    assert sorted((home / "repos").iterdir()) == before
