@@ -270,6 +270,7 @@ class Coverage:
 # answers, bench/README.md, stop 47).
 NOT_NAMED = frozenset("""
 导致 出现 不起作用 出错 遇到 困惑 开始 完成 工作 生效 某些 或许 额外 单独 当作 加上 保留 接受 要求 代替 大量 清楚
+不够 足够
 """.split())
 
 

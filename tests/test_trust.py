@@ -761,6 +761,7 @@ def test_the_chinese_words_an_english_repository_cannot_read_are_named(trained):
     assert Coverage([["theme"]]).unread("由于索引之间的查询至少返回错误") == []
     # nor words of how a problem is reported (导致 cause, 不起作用 does not work), which say nothing of where it lies
     assert Coverage([["theme"]]).unread("升级后导致发票不起作用") == ["发票"]
+    assert Coverage([["theme"]]).unread("发票的显存不够") == ["发票"]  # 显存 GPU memory: glossed; 不够 not enough
     bilingual = m.parts["history"].bilingual  # pairs learned from Chinese texts in the history (or corrections)
     saved = bilingual.learned
     try:
