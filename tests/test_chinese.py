@@ -140,7 +140,8 @@ def test_glossary_terms_are_segmenter_words():
     gl = glossary()
     assert len(gl) >= 300
     assert gl["卷积"][0] == "conv" and gl["后端"] == ("backend",) and gl["熔断器"][0] == "breaker"
-    for term in ("后端", "算子", "卷积", "线程池", "内存泄漏", "熔断器", "限流", "服务发现"):
+    assert gl["微调"][0] == "finetune" and gl["多模态"][0] == "multimodal"
+    for term in ("后端", "算子", "卷积", "线程池", "内存泄漏", "熔断器", "限流", "服务发现", "多模态", "断点续训"):
         assert term in words(f"这是{term}的测试"), term
 
 
