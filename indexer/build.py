@@ -163,15 +163,20 @@ def _parse_all(source: Source, todo: list, max_bytes: int, workers: int | None =
         yield from pool.imap(_parse_one, items, chunksize=32)
 
 
-def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], moves: Moves | None = None):
+def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], moves: Moves | None = None,
+                      *, new_folders_only: bool = False):
     """How a past change's files map to today's modules: a file that was moved since maps to where it
     lives now (`moves`, git's renames); skipped files and folders that no longer exist map to None (so
-    stale history never points at the wrong module)."""
+    stale history never points at the wrong module). `new_folders_only`: a file that was not itself moved
+    follows its folder's move only where the folder holds none of `paths` (with `moves` followed back from
+    a later change to a snapshot: a new file of a folder that the snapshot has stays in that folder)."""
     tops = {p.split("/", 1)[0] for p in paths if "/" in p}
     present = set(paths) if moves else set()
+    folders = {p.rsplit("/", 1)[0] if "/" in p else "" for p in paths} if new_folders_only else None
 
     def module_of(path: str) -> str | None:
-        if moves and path not in present:
+        if moves and path not in present and (
+                folders is None or path in moves.file or (path.rsplit("/", 1)[0] if "/" in path else "") not in folders):
             path = moves.resolve(path, present.__contains__) or path
         if skipped(path, config):
             return None

@@ -142,9 +142,12 @@ class Moves:
         return p if p != path else None
 
 
-def mine_moves(root: str | Path, rev: str) -> Moves:
+def mine_moves(root: str | Path, rev: str, backward: bool = False) -> Moves:
     """The renames of `rev`'s history (git's rename detection; exact renames only where a blob
-    cannot be read, as in a partial clone; none where even that fails)."""
+    cannot be read, as in a partial clone; none where even that fails). `backward`: followed back in
+    time instead, from where a file went to where it was at the start of `rev` (`A..B`): a change after a
+    snapshot that touches a moved file (or a new file of a moved folder) belongs to the module the file
+    had in the snapshot."""
     for similarity in ("-M", "-M100%"):
         try:
             out = git(root, "log", "--no-merges", "--diff-filter=R", similarity, "--name-status", "-z",
@@ -164,6 +167,8 @@ def mine_moves(root: str | Path, rev: str) -> Moves:
             i += 3
         else:
             i += 1
+    if backward:  # newest first, so that the rename nearest the start wins
+        return Moves([(b, a) for a, b in renames])
     renames.reverse()  # git log is newest first
     return Moves(renames)
 

@@ -126,7 +126,7 @@ def history_split(root: str | Path, cutoff: str, store_dir: str | Path | None = 
                   head: str = "HEAD", max_cases: int | None = None) -> Split:
     """The graph and history as of `cutoff`; the later changes as evaluation cases."""
     from indexer import build
-    from indexer.history import mine_history
+    from indexer.history import mine_history, mine_moves
     from indexer.source import GitSource, git, resolve_commit
     from indexer.store import Store
 
@@ -150,7 +150,10 @@ def history_split(root: str | Path, cutoff: str, store_dir: str | Path | None = 
         if tmp is not None:
             tmp.cleanup()
     config = build.config_for(GitSource(root, commit))
-    module_of = build.history_module_of(graph, config, files)
+    # a later change to a file moved since the cut-off (llmtuner/ renamed llamafactory/) is a change to the
+    # module the file had then, not to the parent folder both lie in
+    module_of = build.history_module_of(graph, config, files, mine_moves(root, f"{commit}..{head_sha}", backward=True),
+                                        new_folders_only=True)
     stats: dict = {}
     later = mine_history(root, module_of, rev_range=f"{commit}..{head_sha}",
                          max_modules=config.history_max_modules, known_modules=set(graph.leaf_ids()), stats=stats)

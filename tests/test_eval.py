@@ -265,6 +265,24 @@ def test_split_never_sees_the_future(repo, tmp_path):
     assert {c.id for c in split.cases} <= {h.commit for h in split.later}
 
 
+def test_a_change_to_a_file_moved_after_the_cut_off_belongs_to_its_module_then(tmp_path):
+    """`network/` is renamed `net/` after the cut-off: a later fix to `net/tls.py`, or a new file of `net/`, is a
+    change to the cut-off's `network` module (it was dropped as a change to a module born after the cut-off, and a
+    rename inside a folder that stays, as llmtuner/ -> llamafactory/ under src/, gave the parent instead)."""
+    root = make_repo(tmp_path / "proj")
+    git(root, "mv", "network", "net", date="2024-08-01T12:00:00+00:00")
+    git(root, "commit", "-q", "-m", "move network to net", date="2024-08-01T12:00:00+00:00")
+    tls = (root / "net" / "tls.py").read_text(encoding="utf-8")
+    commit(root, {"net/tls.py": tls + "# expiry\n"}, "TLS handshake fails with an expired certificate",
+           "2024-08-03T12:00:00+00:00")
+    commit(root, {"net/quic.py": '"""QUIC."""\n'}, "QUIC transport for the HTTP client", "2024-08-05T12:00:00+00:00")
+    split = history_split(root, CUTOFF, tmp_path / "st")
+    gold = {c.text: c.gold for c in split.cases}
+    assert gold["TLS handshake fails with an expired certificate"] == ("network",)
+    assert gold["QUIC transport for the HTTP client"] == ("network",)
+    assert gold["move network to net"] == ("network",)
+
+
 def test_a_refreshed_service_answers_what_the_changes_since_the_cut_off_taught(tmp_path):
     """A word born after the cut-off: the matcher frozen at the cut-off cannot place it, the one that a refresh
     after each day's push brings up to date learns it from the first change that used it."""
