@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.tree import Tree
 
 from indexer.errors import IndexerError
+from indexer.source import work_tree_top
 from indexer.store import Store, db_path_for
 
 from . import settings
@@ -53,17 +54,22 @@ def repo_root(path: str) -> Path:
     return p
 
 
+def _read_only(db: Path, sql: str):
+    """The first row `sql` selects from the database `db`, opened read only: looking creates nothing."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchone()
+    finally:
+        conn.close()
+
+
 def _holds_graph(db: Path) -> bool:
-    """Whether the database `db` holds an indexed graph, read only: looking creates nothing. A file that is not a
-    database counts, so that opening it says it is damaged."""
+    """Whether the database `db` holds an indexed graph. A file that is not a database counts, so that opening it
+    says it is damaged."""
     if not db.is_file():
         return False
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return conn.execute("SELECT 1 FROM graph WHERE id=1").fetchone() is not None
-        finally:
-            conn.close()
+        return _read_only(db, "SELECT 1 FROM graph WHERE id=1") is not None
     except sqlite3.OperationalError:  # no graph table: created by an older command that found nothing indexed
         return False
     except sqlite3.DatabaseError:
@@ -74,14 +80,8 @@ def indexed_repositories() -> list[Path]:
     """The folders indexed under $MODMATCH_HOME, as their databases recorded them."""
     roots = []
     for db in sorted((settings.home() / "repos").glob("*.db")):
-        if not _holds_graph(db):
-            continue
         try:
-            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                row = conn.execute("SELECT value FROM meta WHERE key='root'").fetchone()
-            finally:
-                conn.close()
+            row = _read_only(db, "SELECT value FROM meta WHERE key='root' AND EXISTS (SELECT 1 FROM graph WHERE id=1)")
         except sqlite3.DatabaseError:
             continue
         if row:
@@ -94,13 +94,6 @@ def _indexed_at_or_above(p: Path) -> Path | None:
     return next((c for c in (p, *p.parents) if _holds_graph(db_path_for(home, c))), None)
 
 
-def _git_top(p: Path) -> Path | None:
-    from indexer.source import git  # noqa: WPS433 (lazy: the read commands need it only to word an error)
-
-    top = git(p, "rev-parse", "--show-toplevel", check=False).strip()
-    return Path(top).resolve() if top else None
-
-
 def indexed_root(path: str) -> Path:
     """The indexed repository a command reads: PATH itself, or the nearest folder above it that was indexed, so
     that `modmatch ask` run in `src/` of an indexed repository answers for that repository."""
@@ -110,7 +103,7 @@ def indexed_root(path: str) -> Path:
         return found
     known = indexed_repositories()
     listed = ", ".join(str(k) for k in known[:5]) + (", ..." if len(known) > 5 else "")
-    raise ModmatchError(f"{p} is not in an indexed repository: run `modmatch index {_git_top(p) or p}` first"
+    raise ModmatchError(f"{p} is not in an indexed repository: run `modmatch index {work_tree_top(p) or p}` first"
                         + (f" (indexed under {settings.home()}: {listed}; or pass its path)" if known else ""))
 
 
@@ -119,7 +112,7 @@ def index_root(path: str) -> Path:
     indexed, else the top of the git work tree PATH is in (git's HEAD and history are the repository's), else
     PATH itself (a plain folder)."""
     p = repo_root(path)
-    return _indexed_at_or_above(p) or _git_top(p) or p
+    return _indexed_at_or_above(p) or work_tree_top(p) or p
 
 
 def open_store(root: Path, check: bool = False) -> Store:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import sys
 import time
 from collections import Counter
@@ -172,11 +173,11 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
     a later change to a snapshot: a new file of a folder that the snapshot has stays in that folder)."""
     tops = {p.split("/", 1)[0] for p in paths if "/" in p}
     present = set(paths) if moves else set()
-    folders = {p.rsplit("/", 1)[0] if "/" in p else "" for p in paths} if new_folders_only else None
+    folders = {posixpath.dirname(p) for p in paths} if new_folders_only else None
 
     def module_of(path: str) -> str | None:
         if moves and path not in present and (
-                folders is None or path in moves.file or (path.rsplit("/", 1)[0] if "/" in path else "") not in folders):
+                folders is None or path in moves.file or posixpath.dirname(path) not in folders):
             path = moves.resolve(path, present.__contains__) or path
         if skipped(path, config):
             return None

@@ -49,15 +49,22 @@ def git(root: str | Path, *args: str, check: bool = True, input: bytes | None = 
     return proc.stdout.decode("utf-8", "replace")
 
 
-def is_git_repo(root: str | Path) -> bool:
+def work_tree_top(root: str | Path) -> Path | None:
+    """The top folder of the git work tree `root` lies in, or None outside one."""
     p = subprocess.run(
         ["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True, env=GIT_ENV
     )
-    if p.returncode != 0:
-        return False
-    top = p.stdout.decode().strip()
+    top = p.stdout.decode().strip() if p.returncode == 0 else ""
     try:
-        return Path(top).resolve() == Path(root).resolve()
+        return Path(top).resolve() if top else None
+    except OSError:
+        return None
+
+
+def is_git_repo(root: str | Path) -> bool:
+    top = work_tree_top(root)
+    try:
+        return top is not None and top == Path(root).resolve()
     except OSError:
         return False
 
