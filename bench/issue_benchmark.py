@@ -20,7 +20,9 @@ by `#N` or the issue's URL `https://github.com/<owner>/<repo>/issues/N` (also in
 #2 and #3`). A reference `owner/other#N` to another repository does not count. For dromara/hutool,
 whose commits rarely use keywords, the project's own convention counts too: `issue#N@Github` in the
 commit message or in a line the commit adds to CHANGELOG.md (the maintainers log each fix there
-with the issue it fixes), and `github issue N`. Issues with no such commit are left out; so are issues
+with the issue it fixes), and `github issue N`. For 1Panel-dev/1Panel, whose pull-request template
+asks for the issue the change answers as `Refs <issue URL>` (squash-merged into the commit message),
+`Refs` counts as a keyword too (`REFS_KEYWORD`). Issues with no such commit are left out; so are issues
 the stored corpus shows only as a pull request.
 
 Gold modules: the modules the fix commit(s) touched, exactly as the dev benchmark derives a case from
@@ -126,26 +128,28 @@ from inference.evaluate import (Case, has_cjk, history_split, labeller_outcome, 
 TEXTS = Path("/work/bench-data/issue_texts")
 CASES = ROOT / "bench" / "issue_cases.toml"
 KEYWORD = r"\b(?:fix(?:e[sd])?|close[sd]?|resolve[sd]?)\b\s*:?\s*"
+REFS_KEYWORD = r"\b(?:fix(?:e[sd])?|close[sd]?|resolve[sd]?|refs?)\b\s*:?\s*"
+REFS_CONVENTION = {"1panel"}  # repositories whose pull-request template writes `Refs <issue>` for the issue answered
 
 
 # --- pairing --------------------------------------------------------------------------------------
-def referenced_issues(message: str, source: str) -> set[int]:
-    """Issue numbers a commit message says it fixes (the rule of the docstring)."""
+def referenced_issues(message: str, source: str, refs: bool = False) -> set[int]:
+    """Issue numbers a commit message says it fixes (the rule of the docstring; `refs`: `Refs` counts too)."""
     url = rf"https?://github\.com/{re.escape(source)}/issues/"
     out: set[int] = set()
-    for m in re.finditer(KEYWORD + rf"((?:(?:#|{url})\d+(?:\s*(?:,|and|&)\s*)?)+)", message, re.I):
+    for m in re.finditer((REFS_KEYWORD if refs else KEYWORD) + rf"((?:(?:#|{url})\d+(?:\s*(?:,|and|&)\s*)?)+)", message, re.I):
         out |= {int(x) for x in re.findall(r"(?:#|/issues/)(\d+)", m.group(1))}
     out |= {int(x) for x in re.findall(r"issue\s*#(\d+)\s*@\s*github", message, re.I)}
     out |= {int(x) for x in re.findall(r"github\s+issue\s+#?(\d+)", message, re.I)}
     return out
 
 
-def fixes(path: str, source: str, changelog: bool = False) -> dict[int, dict[str, str]]:
+def fixes(path: str, source: str, changelog: bool = False, refs: bool = False) -> dict[int, dict[str, str]]:
     """issue number -> {fix commit sha: commit date} over every ref of the clone."""
     out: dict[int, dict[str, str]] = {}
     for rec in git(path, "log", "--all", "--format=\x1e%H\x1f%cI\x1f%B").split("\x1e")[1:]:
         sha, date, msg = rec.split("\x1f", 2)
-        for n in referenced_issues(msg, source):
+        for n in referenced_issues(msg, source, refs):
             out.setdefault(n, {})[sha] = date
     if changelog:  # hutool: the issue a fix names in the CHANGELOG.md line it adds
         for rec in git(path, "log", "--all", "--format=\x1e%H\x1f%cI", "-p", "--", "CHANGELOG.md").split("\x1e")[1:]:
@@ -245,7 +249,7 @@ def pair(repos: list[dict], todo: list[dict], a: argparse.Namespace) -> int:
         if not texts:
             log(f"{r['name']}: no texts in {a.texts}; skipped")
             continue
-        fx = fixes(r["path"], r["source"], changelog=r["name"] == "hutool")
+        fx = fixes(r["path"], r["source"], changelog=r["name"] == "hutool", refs=r["name"] in REFS_CONVENTION)
         paired = {n: fx[n] for n in texts if n in fx}
         firsts = {n: min(v.values()) for n, v in paired.items()}
         cutoff = choose_cutoff(list(firsts.values()), r["cutoff"], a.min_cases)
