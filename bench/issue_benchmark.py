@@ -6,6 +6,7 @@ the modules its fix touched, asked of the matchers built on the history BEFORE t
         [--only pytest svelte] [--cases bench/issue_cases.toml] [--texts /work/bench-data/issue_texts]
         [--out bench/results/issues] [--work-dir /tmp/modmatch-issues] [--matcher hybrid --matcher lexical ...]
         [--min-cjk 5] [--code LABEL] [--keep] [--matchers-from DEV_WORK_DIR] [--zh-titles /work/bench-data/zh_titles]
+        [--en-titles /work/bench-data/en_titles]
 
 What a case is. A GitHub issue (not a pull request) of one of the dev repositories of
 `bench/dev_repos.toml`, whose text is its title, a blank line and the start of its description as the
@@ -70,6 +71,10 @@ reporter would write it (url, title_zh; translated by hand, identifiers, command
 written, outside the repository as the texts are), the issue is also asked by its English title alone and by
 its Chinese title alone, with the same gold (`titles` in the JSON: Acc@1, Acc@3, and how many each language
 had answered as not about the repository).
+English titles (`--en-titles DIR`): the other way round, for a Chinese-led repository whose issues and change
+texts are Chinese: where `<DIR>/<name>.jsonl` gives an issue's title as an English-speaking user would write it
+(url, title_en; the same rules), the issue is also asked by its Chinese title as filed and by its English title
+alone (`titles_en` in the JSON).
 Each issue is read as the GitHub labeller reads it: title and body through `bot.github.text.issue_text`
 (until stop 33 the stored text as it is). Means are over repositories. Writes `<out>/<name>.json` per repository (with the modmatch commit it
 ran on, the cut-off, per-case results by issue URL: gold, top-3, confidence; never the texts),
@@ -177,6 +182,15 @@ def read_zh_titles(folder: Path, name: str) -> dict[str, str]:
         return {}
     rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
     return {r["url"]: r["title_zh"] for r in rows}
+
+
+def read_en_titles(folder: Path, name: str) -> dict[str, str]:
+    """Issue URL -> its title as an English-speaking user would write it (`<folder>/<name>.jsonl`: url, title_en)."""
+    f = folder / f"{name}.jsonl"
+    if not f.is_file():
+        return {}
+    rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["url"]: r["title_en"] for r in rows}
 
 
 def titles_window(m, wcases: list, en: dict[str, str], zh: dict[str, str]) -> dict[str, list]:
@@ -395,8 +409,10 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
     builds, scoring = {m: 0.0 for m in a.matcher}, {m: 0.0 for m in a.matcher}
     split_s = 0.0
     zh = read_zh_titles(Path(a.zh_titles), name) if a.zh_titles else {}
-    en = {r["url"]: r["title"] for r in read_texts(Path(a.texts), name).values()} if zh else {}
+    en_tr = read_en_titles(Path(a.en_titles), name) if a.en_titles else {}
+    filed = {r["url"]: r["title"] for r in read_texts(Path(a.texts), name).values()} if zh or en_tr else {}
     titles: dict[str, list] = {}
+    titles_en: dict[str, list] = {}
     for cut in case_windows(spec):
         t1 = time.perf_counter()
         split, wcases, wdropped = split_cases(entry, spec, a, cut)
@@ -426,8 +442,11 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
             if mname == DEFAULT:
                 windows[-1]["labeller"] = labeller_window(m, wcases, wres)
                 if zh:
-                    for k, v in titles_window(m, wcases, en, zh).items():
+                    for k, v in titles_window(m, wcases, filed, zh).items():
                         titles.setdefault(k, []).extend(v)
+                if en_tr:
+                    for k, v in titles_window(m, wcases, en_tr, filed).items():
+                        titles_en.setdefault(k, []).extend(v)
             if a.keep and mname == "hybrid":  # for offline probes: the window's build and its cases
                 with open(Path(a.work_dir) / name / f"hybrid-{cut}.pkl", "wb") as fh:
                     pickle.dump({"matcher": m, "cases": [(c.id, c.text, list(c.gold)) for c in wcases]}, fh,
@@ -471,6 +490,12 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
                             for lang in ("en", "zh")}}
         log(f"{name}: titles alone, English Acc@1 {out['titles']['en']['acc@1']:.3f}, Chinese "
             f"{out['titles']['zh']['acc@1']:.3f} ({out['titles']['n']} issues)")
+    if titles_en.get("en"):
+        out["titles_en"] = {"n": len(titles_en["en"]), "code": out["code"],
+                            **{lang: {**accuracy(titles_en[lang]), "not_about": sum(titles_en[lang + "_not_about"])}
+                               for lang in ("zh", "en")}}
+        log(f"{name}: titles alone, Chinese as filed Acc@1 {out['titles_en']['zh']['acc@1']:.3f}, English "
+            f"{out['titles_en']['en']['acc@1']:.3f} ({out['titles_en']['n']} issues)")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -563,6 +588,25 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
             return f3(sum(r["titles"][lang][key] * r["titles"]["n"] for r in tit) / tot)
         out.append(f"| **pooled** | {tot} | {pooled_t('en', 'acc@1')} / {pooled_t('en', 'acc@3')} | "
                    f"{pooled_t('zh', 'acc@1')} / {pooled_t('zh', 'acc@3')} | | |")
+    tit_en = [r for r in rows if r.get("titles_en")]
+    if tit_en:
+        out += ["", "### English titles against Chinese-led repositories", "",
+                "Each issue filed with a Chinese title asked by that title alone and by its title in English as an "
+                "English-speaking user would write it (translated by hand, identifiers, commands and names kept as "
+                "written; `--en-titles`), with the same gold. not about: answered as not about the repository.", "",
+                "| repository | issues | Chinese title: Acc@1 / Acc@3 | English title: Acc@1 / Acc@3 | "
+                "not about (Chinese / English) | code |", "|---|---|---|---|---|---|"]
+        for r in tit_en:
+            t = r["titles_en"]
+            out.append(f"| {r['name']} | {t['n']} | {f3(t['zh']['acc@1'])} / {f3(t['zh']['acc@3'])} | "
+                       f"{f3(t['en']['acc@1'])} / {f3(t['en']['acc@3'])} | {t['zh']['not_about']} / "
+                       f"{t['en']['not_about']} | {t['code']} |")
+        tot_en = sum(r["titles_en"]["n"] for r in tit_en)
+
+        def pooled_e(lang, key):
+            return f3(sum(r["titles_en"][lang][key] * r["titles_en"]["n"] for r in tit_en) / tot_en)
+        out.append(f"| **pooled** | {tot_en} | {pooled_e('zh', 'acc@1')} / {pooled_e('zh', 'acc@3')} | "
+                   f"{pooled_e('en', 'acc@1')} / {pooled_e('en', 'acc@3')} | | |")
     named = answered(rows)
     sizes = [len(x["right"]) for _, x in named] or [0]
     out += calibration_section(named, per_repo=f"its {min(sizes)} to {max(sizes)} issues")
@@ -619,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
                     "window whose graph is the one it was built on")
     ap.add_argument("--zh-titles", help="a folder of <name>.jsonl (url, title_zh): also ask each such issue by its "
                     "English title alone and by its Chinese title alone (outside the repository, as the texts)")
+    ap.add_argument("--en-titles", help="a folder of <name>.jsonl (url, title_en): also ask each such issue by its "
+                    "Chinese title alone and by its English title alone (outside the repository, as the texts)")
     ap.add_argument("--code", help="the modmatch version to record (default: git HEAD of this checkout)")
     a = ap.parse_args(argv)
     a.matcher = a.matcher or list(MATCHERS)
