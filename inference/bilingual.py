@@ -12,6 +12,9 @@ equivalents for a Chinese word (as `indexer.text.words` cuts it):
 
     lex = Bilingual.from_history(graph.history)
     lex.expand(["卷积", "算子", "vulkan"])   # [("conv", 1.0), ("convolution", 1.0), ("op", 1.0), ...]
+
+The other way round (`chinese`): the Chinese words whose equivalents an English word is (or its plural or -ing /
+-ed form's stem is), for an English requirement against a repository whose change texts are Chinese.
 """
 from __future__ import annotations
 
@@ -29,6 +32,26 @@ MAX_LEARNED = 3
 LEARN_BODY_CHARS = 1500
 
 
+MAX_REVERSE = 2
+
+
+def english_forms(w: str) -> list[str]:
+    """`w` and the stems its English inflection may hide (logs -> log, switching -> switch / switche, renewed -> renew):
+    the glossary and the learned pairs hold base forms."""
+    out = [w]
+    if len(w) > 4 and w.endswith("ies"):
+        out.append(w[:-3] + "y")
+    if len(w) > 3 and w.endswith("es"):
+        out.append(w[:-2])
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        out.append(w[:-1])
+    if len(w) > 5 and w.endswith("ing"):
+        out += [w[:-3], w[:-3] + "e"]
+    if len(w) > 4 and w.endswith("ed"):
+        out += [w[:-2], w[:-1]]
+    return out
+
+
 def is_cjk_word(w: str) -> bool:
     return bool(w) and not w.isascii()
 
@@ -36,8 +59,10 @@ def is_cjk_word(w: str) -> bool:
 class Bilingual:
     """English equivalents of Chinese words: {chinese: [(english, weight), ...]}."""
 
-    def __init__(self, learned: dict[str, list[tuple[str, float]]] | None = None):
+    def __init__(self, learned: dict[str, list[tuple[str, float]]] | None = None,
+                 counts: dict[str, int] | None = None):
         self.learned = learned or {}
+        self.counts = counts or {}  # how many past changes hold each Chinese word of `learned`
         self.glossary = glossary()
 
     @classmethod
@@ -79,7 +104,7 @@ class Bilingual:
             keep.sort(key=lambda x: (-x[0], x[1]))
             if keep:
                 learned[z] = [(e, round(min(1.0, share), 3)) for _, e, share in keep[:MAX_LEARNED]]
-        return cls(learned)
+        return cls(learned, {z: n_zh[z] for z in learned})
 
     def pairs(self, word: str) -> list[tuple[str, float]]:
         """English equivalents of one Chinese word, the glossary's first (its sub-words come from the segmenter:
@@ -105,6 +130,45 @@ class Bilingual:
     def english(self, tokens: Iterable[str]) -> list[str]:
         """The expansion as plain words (for bag-of-words features)."""
         return [e for e, _ in self.expand(tokens)]
+
+    def _reverse(self) -> dict[str, tuple[list[str], list[str]]]:
+        """English word -> (the glossary's Chinese words for it, the learned ones). A learned pair ties a Chinese
+        word to the English words and module-path words of the changes it is written in, so an English word is
+        "learned" from every rare Chinese word of its module's changes (1Panel: website ← 名单 0.75, 流量 0.67, 网站
+        0.49): they are ranked by share × log(1 + the Chinese word's count), the common word first."""
+        cached = self.__dict__.get("_rev")
+        if cached is not None and cached[0] is self.glossary:
+            return cached[1]
+        gl: dict[str, list[str]] = defaultdict(list)
+        for z, es in self.glossary.items():
+            for e in es:
+                gl[e].append(z)
+        counts = self.__dict__.get("counts") or {}
+        le: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for z, pairs in self.learned.items():
+            for e, w in pairs:
+                le[e].append((w * math.log1p(counts.get(z, MIN_PAIR)), z))
+        rev = {e: (sorted(gl.get(e, ()), key=lambda z: (len(z), z)),
+                   [z for _, z in sorted(le.get(e, ()), key=lambda x: (-x[0], x[1]))]) for e in set(gl) | set(le)}
+        self._rev = (self.glossary, rev)
+        return rev
+
+    def chinese(self, tokens: Iterable[str], known=None, per_word: int = MAX_REVERSE) -> list[str]:
+        """Chinese equivalents of the English words among `tokens`: the glossary's (at most `per_word`), else the
+        first learned one; with `known`, only words it contains (those the repository's texts use)."""
+        rev = self._reverse()
+        out: dict[str, None] = {}
+        for t in tokens:
+            if not t.isascii() or t.isdigit():
+                continue
+            for form in english_forms(t):
+                gl, le = rev.get(form, ((), ()))
+                zs = [z for z in gl if known is None or z in known][:per_word] or \
+                    [z for z in le if known is None or z in known][:1]
+                if zs:
+                    out.update(dict.fromkeys(zs))
+                    break
+        return list(out)
 
     def __len__(self) -> int:
         return len(self.learned)

@@ -188,9 +188,13 @@ class Coverage:
     English repositories were said not to be about them for such words (36 of 168 hand-translated titles of four
     repositories; "横屏模式下睡眠屏幕的封面没对齐", a koreader title, is 3 % known). The confidences keep reading
     such words as unknown: counted neither way there too, the calibrator (fitted on English change texts) was too
-    sure of Chinese titles (labels 15 of 15 right became 23 of 29)."""
+    sure of Chinese titles (labels 15 of 15 right became 23 of 29).
 
-    def __init__(self, docs: list[list[str]], chinese: bool | None = None):
+    The other way round, in a repository that writes Chinese, an English word the documents do not use is known
+    where a Chinese word it stands for is (`bilingual`: the history part's `Bilingual`, glossary and learned pairs;
+    "switching" → 切换): English titles of 1Panel's Chinese issues were said not to be about it for such words."""
+
+    def __init__(self, docs: list[list[str]], chinese: bool | None = None, bilingual=None):
         df: Counter = Counter()
         for d in docs:
             df.update(set(d))
@@ -199,6 +203,7 @@ class Coverage:
         self.unknown = math.log((n + 1) / 0.5)  # a word no module uses: the rarest of all
         # whether this repository writes Chinese (`writes_chinese` of its history; None: read off the documents)
         self.chinese = self._documents_chinese() if chinese is None else chinese
+        self.bilingual = bilingual if self.chinese else None
 
     def _documents_chinese(self) -> bool:
         return any(has_han(w) for w in self.idf)
@@ -222,6 +227,8 @@ class Coverage:
             # a Chinese word the documents hold in English (卷积 → conv) is known: Chinese questions about an
             # English repository are not foreign text
             eq = [self.idf[e] for e in gloss.get(w, ()) if e in self.idf]
+            if not eq and (bi := self.__dict__.get("bilingual")) is not None:  # an English word, Chinese here
+                eq = [self.idf[z] for z in bi.chinese([w], known=self.idf)]
             if eq:
                 known += max(eq)
             elif not (neutral and self._unreadable(w, gloss)):

@@ -580,9 +580,13 @@ class HybridMatcher(ScoredMatcher):
 
 
 def served_coverage(parts: dict, graph: ModuleGraph) -> Coverage | None:
-    """The coverage a served hybrid reads (`Coverage`: its lexical part's documents, and whether the team writes
-    Chinese, read off the history), the same after a full build and an online update; None without a lexical part."""
-    return Coverage(parts["lexical"].docs, writes_chinese(graph.history)) if "lexical" in parts else None
+    """The coverage a served hybrid reads (`Coverage`: its lexical part's documents, whether the team writes
+    Chinese, read off the history, and the history part's Chinese ↔ English pairs), the same after a full build and
+    an online update; None without a lexical part."""
+    if "lexical" not in parts:
+        return None
+    bilingual = getattr(parts.get("history"), "bilingual", None)
+    return Coverage(parts["lexical"].docs, writes_chinese(graph.history), bilingual)
 
 
 def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("lexical", "history", "dense"),

@@ -210,3 +210,59 @@ def test_a_repository_writes_chinese_when_its_history_does(graph):
     english = Coverage(docs, chinese=False)  # as the hybrid builds it for a team that writes English
     assert english.subject(title, claim=True) == 1.0 and english.unread(title)
     assert Coverage(docs, chinese=True).unread(title) == []
+
+
+# A repository whose team writes every change text in Chinese, about code whose names say nothing of it in English.
+PANEL_CODE = {
+    "recorder/ring.go": "package recorder\n\n// Ring keeps the last lines.\ntype Ring struct{ lines []string }\n",
+    "recorder/rotate.go": "package recorder\n\nfunc (r *Ring) Cut(n int) {}\n",
+    "transfer/chunk.go": "package transfer\n\n// Chunk is one part of a body.\ntype Chunk struct{ data []byte }\n",
+    "transfer/resume.go": "package transfer\n\nfunc Resume(c *Chunk) error { return nil }\n",
+}
+PANEL_HISTORY = [
+    ("recorder/ring.go", "修复日志丢失的问题"),
+    ("recorder/rotate.go", "日志切割失败"),
+    ("recorder/ring.go", "日志显示不全"),
+    ("recorder/rotate.go", "优化日志轮转"),
+    ("transfer/chunk.go", "修复上传文件超时的问题"),
+    ("transfer/resume.go", "大文件上传失败"),
+    ("transfer/chunk.go", "上传文件夹报错"),
+    ("transfer/resume.go", "文件上传支持断点续传"),
+]
+
+
+@pytest.fixture(scope="module")
+def panel(tmp_path_factory):
+    from conftest import GitRepo
+
+    repo = GitRepo(tmp_path_factory.mktemp("panel") / "repo")
+    repo.commit("初始化", PANEL_CODE)
+    for i, (path, msg) in enumerate(PANEL_HISTORY):
+        repo.commit(msg, {path: (repo.root / path).read_text(encoding="utf-8") + f"// {i}\n"},
+                    date=f"2024-03-{i + 1:02d}T12:00:00+00:00")
+    return index(repo.root, Store(tmp_path_factory.mktemp("store") / "p.db")).graph
+
+
+@pytest.mark.parametrize("query,expected", [("Uploading files times out", "transfer"),
+                                            ("Logs are lost after rotation", "recorder")])
+def test_an_english_requirement_reaches_a_repository_that_writes_chinese(panel, query, expected):
+    """The training rows of a Chinese change text carry its English equivalents (日志 → log), but an English
+    question reached them only word for word ("logs" is not "log"): it is read with the Chinese words its English
+    words stand for (`HistoryMatcher.query_text`), and its words count as known where those are (`Coverage`)."""
+    from inference.hybrid import served_coverage
+
+    hist = create("history", panel)
+    assert hist.writes_chinese
+    assert "上传" in hist.query_text("Uploading files times out") and "文件" in hist.query_text("Uploading files")
+    assert hist.query_text("上传文件超时") == "上传文件超时"  # a Chinese question is read as written
+    res = hist.match(query, k=2)
+    assert res[0].module == expected and res[0].score > 1.5 * res[1].score, res
+    hist.writes_chinese = False  # as an English question was read before
+    hist._last_words = None
+    before = hist.match(query, k=2)
+    assert before[0].score < res[0].score, (before, res)
+
+    parts = {"lexical": create("lexical", panel), "history": create("history", panel)}
+    cov = served_coverage(parts, panel)
+    plain = served_coverage({"lexical": parts["lexical"]}, panel)
+    assert cov(query, claim=True) > plain(query, claim=True) + 0.2, (cov(query, True), plain(query, True))
