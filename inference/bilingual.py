@@ -22,7 +22,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Iterable
 
-from indexer.text import glossary, has_cjk, path_words, words
+from indexer.text import glossary, has_cjk, has_han, path_words, words
 
 GLOSSARY_WEIGHT = 1.0
 MIN_PAIR = 3
@@ -33,6 +33,19 @@ LEARN_BODY_CHARS = 1500
 
 
 MAX_REVERSE = 2
+
+WRITES_CHINESE = 0.01  # the share of past change subjects in Chinese from which a team is taken to write Chinese
+
+
+def writes_chinese(history) -> bool | None:
+    """Whether the team writes its change texts in Chinese (at least `WRITES_CHINESE` of the subjects hold Chinese);
+    None without a history. A repository's documents can hold Chinese that nobody writes there: jellyfin's
+    translations of its interface (2 of its 17,994 change texts hold Chinese), and its Chinese issue titles were
+    read as foreign for words no glossary holds."""
+    hist = list(history)
+    if not hist:
+        return None
+    return sum(1 for h in hist if has_han(h.subject)) >= WRITES_CHINESE * len(hist)
 
 
 def english_forms(w: str) -> list[str]:

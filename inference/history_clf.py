@@ -24,9 +24,8 @@ from indexer.records import Module
 from indexer.text import has_han, path_words, words
 
 from .base import register
-from .bilingual import Bilingual
+from .bilingual import Bilingual, writes_chinese
 from .calibration import Calibrator, softmax
-from .evidence import writes_chinese
 from .scoring import ScoredMatcher, answer_ids, self_calibrate
 
 BODY_CHARS = 1500

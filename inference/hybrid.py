@@ -24,7 +24,8 @@ from indexer.text import words
 from .base import Match, clean_text, register
 from .calibration import (LABEL_MARGIN_Z, Calibrator, RankCalibrator, falling, lifted, online_lift, operating_point,
                           validation_split, with_history)
-from .evidence import Coverage, MentionIndex, TagIndex, subject_of, writes_chinese
+from .bilingual import writes_chinese
+from .evidence import Coverage, MentionIndex, TagIndex, subject_of
 from .errors import BadInputError, InferenceError
 from .scoring import ScoredMatcher, answer_ids
 

@@ -200,7 +200,8 @@ def test_a_repository_writes_chinese_when_its_history_does(graph):
     """Whether a repository writes Chinese is read off its change texts, not its documents: an English project's
     interface translations (jellyfin's zh-CN strings) put Chinese in its documents, yet a Chinese word no glossary
     holds says nothing against a Chinese question there, as in a repository with no Chinese at all."""
-    from inference.evidence import Coverage, writes_chinese
+    from inference.bilingual import writes_chinese
+    from inference.evidence import Coverage
 
     assert writes_chinese(graph.history) is True  # this repository's commit texts are partly Chinese
     assert writes_chinese([]) is None
