@@ -175,22 +175,14 @@ def read_texts(folder: Path, name: str) -> dict[int, dict]:
     return {int(r["number"]): r for r in rows}
 
 
-def read_zh_titles(folder: Path, name: str) -> dict[str, str]:
-    """Issue URL -> its title as a Chinese-speaking reporter would write it (`<folder>/<name>.jsonl`: url, title_zh)."""
+def read_titles(folder: Path, name: str, field: str) -> dict[str, str]:
+    """Issue URL -> its title written by hand in another language (`<folder>/<name>.jsonl`: url and `field`,
+    title_zh as a Chinese-speaking reporter would write it, title_en as an English-speaking user would)."""
     f = folder / f"{name}.jsonl"
     if not f.is_file():
         return {}
     rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {r["url"]: r["title_zh"] for r in rows}
-
-
-def read_en_titles(folder: Path, name: str) -> dict[str, str]:
-    """Issue URL -> its title as an English-speaking user would write it (`<folder>/<name>.jsonl`: url, title_en)."""
-    f = folder / f"{name}.jsonl"
-    if not f.is_file():
-        return {}
-    rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {r["url"]: r["title_en"] for r in rows}
+    return {r["url"]: r[field] for r in rows}
 
 
 def titles_window(m, wcases: list, en: dict[str, str], zh: dict[str, str]) -> dict[str, list]:
@@ -408,8 +400,8 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
     windows, cases, dropped, results, priors = [], [], {}, {m: [] for m in a.matcher}, []
     builds, scoring = {m: 0.0 for m in a.matcher}, {m: 0.0 for m in a.matcher}
     split_s = 0.0
-    zh = read_zh_titles(Path(a.zh_titles), name) if a.zh_titles else {}
-    en_tr = read_en_titles(Path(a.en_titles), name) if a.en_titles else {}
+    zh = read_titles(Path(a.zh_titles), name, "title_zh") if a.zh_titles else {}
+    en_tr = read_titles(Path(a.en_titles), name, "title_en") if a.en_titles else {}
     filed = {r["url"]: r["title"] for r in read_texts(Path(a.texts), name).values()} if zh or en_tr else {}
     titles: dict[str, list] = {}
     titles_en: dict[str, list] = {}
@@ -569,44 +561,16 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
         pooled = pooled_outcome([o for _, o in lab])
         if pooled:
             out.append(f"| **pooled** | {outcome_cells(pooled)} | {pooled['no_module']} |")
-    tit = [r for r in rows if r.get("titles")]
-    if tit:
-        out += ["", "### Chinese titles against English repositories", "",
-                "Each issue asked by its title alone, in English as filed and in Chinese as a Chinese-speaking reporter "
-                "would write it (translated by hand, identifiers, commands and names kept as written; `--zh-titles`), "
-                "with the same gold. not about: answered as not about the repository.", "",
-                "| repository | issues | English title: Acc@1 / Acc@3 | Chinese title: Acc@1 / Acc@3 | "
-                "not about (English / Chinese) | code |", "|---|---|---|---|---|---|"]
-        for r in tit:
-            t = r["titles"]
-            out.append(f"| {r['name']} | {t['n']} | {f3(t['en']['acc@1'])} / {f3(t['en']['acc@3'])} | "
-                       f"{f3(t['zh']['acc@1'])} / {f3(t['zh']['acc@3'])} | {t['en']['not_about']} / "
-                       f"{t['zh']['not_about']} | {t['code']} |")
-        tot = sum(r["titles"]["n"] for r in tit)
-
-        def pooled_t(lang, key):
-            return f3(sum(r["titles"][lang][key] * r["titles"]["n"] for r in tit) / tot)
-        out.append(f"| **pooled** | {tot} | {pooled_t('en', 'acc@1')} / {pooled_t('en', 'acc@3')} | "
-                   f"{pooled_t('zh', 'acc@1')} / {pooled_t('zh', 'acc@3')} | | |")
-    tit_en = [r for r in rows if r.get("titles_en")]
-    if tit_en:
-        out += ["", "### English titles against Chinese-led repositories", "",
-                "Each issue filed with a Chinese title asked by that title alone and by its title in English as an "
-                "English-speaking user would write it (translated by hand, identifiers, commands and names kept as "
-                "written; `--en-titles`), with the same gold. not about: answered as not about the repository.", "",
-                "| repository | issues | Chinese title: Acc@1 / Acc@3 | English title: Acc@1 / Acc@3 | "
-                "not about (Chinese / English) | code |", "|---|---|---|---|---|---|"]
-        for r in tit_en:
-            t = r["titles_en"]
-            out.append(f"| {r['name']} | {t['n']} | {f3(t['zh']['acc@1'])} / {f3(t['zh']['acc@3'])} | "
-                       f"{f3(t['en']['acc@1'])} / {f3(t['en']['acc@3'])} | {t['zh']['not_about']} / "
-                       f"{t['en']['not_about']} | {t['code']} |")
-        tot_en = sum(r["titles_en"]["n"] for r in tit_en)
-
-        def pooled_e(lang, key):
-            return f3(sum(r["titles_en"][lang][key] * r["titles_en"]["n"] for r in tit_en) / tot_en)
-        out.append(f"| **pooled** | {tot_en} | {pooled_e('zh', 'acc@1')} / {pooled_e('zh', 'acc@3')} | "
-                   f"{pooled_e('en', 'acc@1')} / {pooled_e('en', 'acc@3')} | | |")
+    out += titles_block(rows, "titles", ("en", "English"), ("zh", "Chinese"), [
+        "### Chinese titles against English repositories", "",
+        "Each issue asked by its title alone, in English as filed and in Chinese as a Chinese-speaking reporter "
+        "would write it (translated by hand, identifiers, commands and names kept as written; `--zh-titles`), "
+        "with the same gold. not about: answered as not about the repository."])
+    out += titles_block(rows, "titles_en", ("zh", "Chinese"), ("en", "English"), [
+        "### English titles against Chinese-led repositories", "",
+        "Each issue filed with a Chinese title asked by that title alone and by its title in English as an "
+        "English-speaking user would write it (translated by hand, identifiers, commands and names kept as "
+        "written; `--en-titles`), with the same gold. not about: answered as not about the repository."])
     named = answered(rows)
     sizes = [len(x["right"]) for _, x in named] or [0]
     out += calibration_section(named, per_repo=f"its {min(sizes)} to {max(sizes)} issues")
@@ -614,6 +578,30 @@ def tables(rows: list[dict], a: argparse.Namespace) -> str:
     out += ["", f"modmatch code: {', '.join(codes)}; runs: "
             + ", ".join(f"{r['name']} {r['date']} ({r['seconds']:.0f} s)" for r in rows) + "."]
     return "\n".join(out)
+
+
+def titles_block(rows: list[dict], key: str, first: tuple[str, str], second: tuple[str, str],
+                 head: list[str]) -> list[str]:
+    """The report's block of the issues asked by their titles alone in two languages (`key`: "titles" for
+    `--zh-titles`, "titles_en" for `--en-titles`; `first`, `second`: (JSON key, column name), as filed first)."""
+    tit = [r for r in rows if r.get(key)]
+    if not tit:
+        return []
+    (a, an), (b, bn) = first, second
+    out = [""] + head + ["", f"| repository | issues | {an} title: Acc@1 / Acc@3 | {bn} title: Acc@1 / Acc@3 | "
+                             f"not about ({an} / {bn}) | code |", "|---|---|---|---|---|---|"]
+    for r in tit:
+        t = r[key]
+        out.append(f"| {r['name']} | {t['n']} | {f3(t[a]['acc@1'])} / {f3(t[a]['acc@3'])} | "
+                   f"{f3(t[b]['acc@1'])} / {f3(t[b]['acc@3'])} | {t[a]['not_about']} / {t[b]['not_about']} | "
+                   f"{t['code']} |")
+    tot = sum(r[key]["n"] for r in tit)
+
+    def pooled(lang, k):
+        return f3(sum(r[key][lang][k] * r[key]["n"] for r in tit) / tot)
+    out.append(f"| **pooled** | {tot} | {pooled(a, 'acc@1')} / {pooled(a, 'acc@3')} | "
+               f"{pooled(b, 'acc@1')} / {pooled(b, 'acc@3')} | | |")
+    return out
 
 
 def answered(rows: list[dict]) -> list[tuple[str, dict]]:

@@ -60,16 +60,22 @@ HISTORY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory):
+def indexed(tmp_path_factory, first: str, code: dict[str, str], history: list[tuple[str, str]], month: int):
+    """A real git repository: `code` committed as `first`, then one commit per (file, text) of `history`, a day
+    apart; indexed."""
     from conftest import GitRepo
 
     repo = GitRepo(tmp_path_factory.mktemp("zh") / "repo")
-    repo.commit("initial import", CODE)
-    for i, (path, msg) in enumerate(HISTORY):
+    repo.commit(first, code)
+    for i, (path, msg) in enumerate(history):
         repo.commit(msg, {path: (repo.root / path).read_text(encoding="utf-8") + f"// change {i}\n"},
-                    date=f"2024-02-{i + 1:02d}T12:00:00+00:00")
-    g = index(repo.root, Store(tmp_path_factory.mktemp("store") / "g.db")).graph
+                    date=f"2024-{month:02d}-{i + 1:02d}T12:00:00+00:00")
+    return index(repo.root, Store(tmp_path_factory.mktemp("store") / "g.db")).graph
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    g = indexed(tmp_path_factory, "initial import", CODE, HISTORY, 2)
     assert set(g.leaf_ids()) == {"opencl", "vulkan", "memory", "converter"}
     return g
 
@@ -234,14 +240,7 @@ PANEL_HISTORY = [
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
-    from conftest import GitRepo
-
-    repo = GitRepo(tmp_path_factory.mktemp("panel") / "repo")
-    repo.commit("初始化", PANEL_CODE)
-    for i, (path, msg) in enumerate(PANEL_HISTORY):
-        repo.commit(msg, {path: (repo.root / path).read_text(encoding="utf-8") + f"// {i}\n"},
-                    date=f"2024-03-{i + 1:02d}T12:00:00+00:00")
-    return index(repo.root, Store(tmp_path_factory.mktemp("store") / "p.db")).graph
+    return indexed(tmp_path_factory, "初始化", PANEL_CODE, PANEL_HISTORY, 3)
 
 
 @pytest.mark.parametrize("query,expected", [("Uploading files times out", "transfer"),
