@@ -30,10 +30,7 @@ MIN_SHARE = 0.2
 MIN_LIFT = 3.0
 MAX_LEARNED = 3
 LEARN_BODY_CHARS = 1500
-
-
-MAX_REVERSE = 2
-
+MAX_REVERSE = 2  # the glossary's Chinese words read for one English word (`chinese`)
 WRITES_CHINESE = 0.01  # the share of past change subjects in Chinese from which a team is taken to write Chinese
 
 
