@@ -132,8 +132,9 @@ from inference.evaluate import (Case, has_cjk, history_split, labeller_outcome, 
 
 TEXTS = Path("/work/bench-data/issue_texts")
 CASES = ROOT / "bench" / "issue_cases.toml"
-KEYWORD = r"\b(?:fix(?:e[sd])?|close[sd]?|resolve[sd]?)\b\s*:?\s*"
-REFS_KEYWORD = r"\b(?:fix(?:e[sd])?|close[sd]?|resolve[sd]?|refs?)\b\s*:?\s*"
+_CLOSING = r"fix(?:e[sd])?|close[sd]?|resolve[sd]?"
+KEYWORD = rf"\b(?:{_CLOSING})\b\s*:?\s*"
+REFS_KEYWORD = rf"\b(?:{_CLOSING}|refs?)\b\s*:?\s*"
 REFS_CONVENTION = {"1panel"}  # repositories whose pull-request template writes `Refs <issue>` for the issue answered
 
 
@@ -476,18 +477,13 @@ def run_repo(entry: dict, spec: dict, a: argparse.Namespace) -> dict:
                                             "confidence": round(float(r.top_confidence), 4)}
         log(f"{name}/{mname}: Acc@1 {row['acc@1']:.3f} Acc@3 {row['acc@3']:.3f} MRR {row['mrr']:.3f}; "
             f"build {builds[mname]:.0f}s over {len(windows)} window(s)")
-    if titles.get("en"):
-        out["titles"] = {"n": len(titles["en"]), "code": out["code"],
-                         **{lang: {**accuracy(titles[lang]), "not_about": sum(titles[lang + "_not_about"])}
-                            for lang in ("en", "zh")}}
-        log(f"{name}: titles alone, English Acc@1 {out['titles']['en']['acc@1']:.3f}, Chinese "
-            f"{out['titles']['zh']['acc@1']:.3f} ({out['titles']['n']} issues)")
-    if titles_en.get("en"):
-        out["titles_en"] = {"n": len(titles_en["en"]), "code": out["code"],
-                            **{lang: {**accuracy(titles_en[lang]), "not_about": sum(titles_en[lang + "_not_about"])}
-                               for lang in ("zh", "en")}}
-        log(f"{name}: titles alone, Chinese as filed Acc@1 {out['titles_en']['zh']['acc@1']:.3f}, English "
-            f"{out['titles_en']['en']['acc@1']:.3f} ({out['titles_en']['n']} issues)")
+    for key, asked in (("titles", titles), ("titles_en", titles_en)):
+        if asked.get("en"):
+            out[key] = {"n": len(asked["en"]), "code": out["code"],
+                        **{lang: {**accuracy(asked[lang]), "not_about": sum(asked[lang + "_not_about"])}
+                           for lang in ("en", "zh")}}
+            log(f"{name}: titles alone ({key}), English Acc@1 {out[key]['en']['acc@1']:.3f}, Chinese "
+                f"{out[key]['zh']['acc@1']:.3f} ({out[key]['n']} issues)")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
