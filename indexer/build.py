@@ -15,10 +15,12 @@ import json
 import logging
 import os
 import posixpath
+import re
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from dataclasses import replace as with_fields
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -29,7 +31,7 @@ from .describe import file_terms, keywords_given_df
 from .graph import BUILD_VERSION, ModuleGraph, assemble, build_module, graph_version, module_fingerprint
 from .history import Moves, mine_history, mine_moves
 from .languages import language_for, no_grammar_note
-from .modules import ROOT_ID, Assigner, ModuleSpec, plan_modules, skipped
+from .modules import ROOT_ID, VENDOR_WORDS, Assigner, ModuleSpec, plan_modules, skip_dir_name, skipped
 from .parse import parse_file
 from .records import FileRecord, HistoryExample, Module
 from .source import Entry, GitSource, Source, git, open_source
@@ -82,12 +84,63 @@ class IndexResult:
         }
 
 
-def config_for(source: Source) -> RepoConfig:
-    """`.modmatch.toml` as of the snapshot (from the commit itself for a git source)."""
+def config_for(source: Source, notes: list[str] | None = None) -> RepoConfig:
+    """`.modmatch.toml` as of the snapshot (from the commit itself for a git source), with the folders named like
+    vendored code that the history shows to be the repository's own (`own_folders`; what it found said in `notes`)."""
     if isinstance(source, GitSource):
         text = git(source.root, "show", f"{source.commit}:{CONFIG_NAME}", check=False)
-        return load_config(source.root, text) if text else RepoConfig()
+        config = load_config(source.root, text) if text else RepoConfig()
+        found = own_folders(source, config, notes)
+        return with_fields(config, own=tuple(sorted({*config.own, *found}))) if found else config
     return load_config(source.root)
+
+
+LICENCE_RE = re.compile(r"(^|/)(licen[cs]e|copying)([._-][^/]*)?$", re.I)
+MANIFESTS = frozenset({"go.mod", "go.sum", "modules.txt", "Gemfile", "Gemfile.lock", "package.json", "composer.json",
+                       "Cargo.toml", "pyproject.toml", "requirements.txt", "dune-project", "opam"})
+OWN_MIN_CHANGES, OWN_SHARE, OWN_RECENT, NOTE_MIN_FILES = 5, 0.5, 200, 10
+
+
+def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None = None) -> list[str]:
+    """Folders of the snapshot named like vendored code with a word that is also a word of a domain (`VENDOR_WORDS`:
+    Kyuubi's `externals/` holds its engines, a procurement app's `vendor/` its suppliers' pages) that are the
+    repository's own code: no licence file of another project in them (one in a `META-INF` folder is a jar's
+    packaging), and of the latest changes that touched them (at least `OWN_MIN_CHANGES`, as of the snapshot)
+    at least half also touched the repository's other files, not counting dependency manifests and lock files.
+    Vendored code is brought in and updated alone (Homebrew's `vendor/`: 33 of its latest 200 changes); a team's
+    own folder changes with the rest (Kyuubi's `externals/`: 125 of 200)."""
+    files: dict[str, list[str]] = {}  # candidate folder -> its files
+    for f in git(source.root, "ls-tree", "-r", "--name-only", "-z", source.commit).split("\0"):
+        parts = f.split("/")
+        for i, p in enumerate(parts[:-1]):
+            if p in VENDOR_WORDS:
+                files.setdefault("/".join(parts[:i + 1]), []).append(f)
+            if skip_dir_name(p):
+                break  # what lies below a skipped folder is skipped whatever it is called
+    cands = sorted(d for d in files if d not in config.own and config.selected(d + "/x"))
+    licences = {d: f for d in cands for f in files[d] if LICENCE_RE.search(f) and "/META-INF/" not in f}
+    walk = [d for d in cands if d not in licences]
+    n, shared = Counter(), Counter()
+    if walk:  # one walk of the history for all of them: a test suite may hold dozens of small `vendor/` fixtures
+        out = git(source.root, "log", "--no-merges", "--no-renames", "--full-diff", "--name-only",
+                  "--format=format:%x00", source.commit, "--", *walk, check=False)
+        for change in out.split("\0")[1:]:
+            paths = [p for p in change.split("\n") if p]
+            for d in walk:
+                if n[d] < OWN_RECENT and any(p.startswith(d + "/") for p in paths):
+                    n[d] += 1
+                    shared[d] += any(not p.startswith(d + "/") and posixpath.basename(p) not in MANIFESTS
+                                     and not skipped(p, config) for p in paths)
+    found = [d for d in walk if n[d] >= OWN_MIN_CHANGES and shared[d] >= OWN_SHARE * n[d]]
+    for d in cands if notes is not None else ():
+        if d not in found and len(files[d]) < NOTE_MIN_FILES:
+            continue  # a test's fixture folder
+        why = (f"licence files of other projects ({licences[d]})" if d in licences else
+               f"{shared[d]} of its latest {n[d]} changes touched other files")
+        verdict = "indexed as the repository's own code" if d in found else "skipped as vendored code"
+        notes.append(f"{d}/ is named like vendored code: {verdict} ({why}; `own` or `exclude` in "
+                     f"{CONFIG_NAME} says otherwise)")
+    return found
 
 
 def _with_path(rec: FileRecord, path: str) -> FileRecord:
@@ -450,7 +503,8 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
     t0 = time.perf_counter()
     root = Path(root)
     source = open_source(root, rev)
-    config = config_for(source)
+    folder_notes: list[str] = []
+    config = config_for(source, folder_notes)
     run_id = store.start_run("index" if full else "refresh")
     notes: list[str] = []
     try:
@@ -466,6 +520,8 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         unparsed = no_grammar_note(paths) if full or not had_graph else ""  # said once, not on every refresh
         if unparsed:
             notes.append(unparsed)
+        if full or not had_graph:
+            notes += folder_notes
 
         # history
         history: list[HistoryExample] = []

@@ -7,6 +7,8 @@
     depth_overrides = { "src/layer" = 2 }   # per path prefix
     include = ["src/**", "tools/**"]        # only these files (globs); default: everything
     exclude = ["docs/archive/**"]           # never these files
+    own = ["externals"]            # folders named like vendored code (vendor, external(s), extern, deps) that are
+                                   # this repository's own code (default: those its history changes with the rest)
 
     [[module]]
     id = "backend/opencl"
@@ -51,6 +53,7 @@ class RepoConfig:
     depth_overrides: tuple[tuple[str, int], ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    own: tuple[str, ...] = ()  # folders named like vendored code that are the repository's own (`modules.skipped`)
     modules: tuple[ExplicitModule, ...] = ()
     history_max_modules: int = 5
     max_file_bytes: int = 1_000_000
@@ -71,7 +74,7 @@ class RepoConfig:
 
     def fingerprint(self) -> str:
         return repr((self.depth, self.min_files, self.max_files, self.depth_overrides, self.include,
-                     self.exclude, self.modules, self.history_max_modules, self.max_file_bytes))
+                     self.exclude, self.modules, self.history_max_modules, self.max_file_bytes, self.own))
 
 
 def _glob(path: str, pattern: str) -> bool:
@@ -114,6 +117,7 @@ def parse_config(text: str) -> RepoConfig:
     kw["depth_overrides"] = tuple(sorted((k.strip("/"), v) for k, v in overrides.items()))
     kw["include"] = tuple(_as_list(mods.get("include"), "modules.include"))
     kw["exclude"] = tuple(_as_list(mods.get("exclude"), "modules.exclude"))
+    kw["own"] = tuple(sorted({str(p).strip().strip("/") for p in _as_list(mods.get("own"), "modules.own")} - {""}))
     explicit = []
     seen: set[str] = set()
     raw = data.get("module", [])

@@ -2,7 +2,11 @@
 
 The skip rule (files that never belong to any module):
   * folders named like vendored code, published bundles, caches or test data (``SKIP_DIRS``,
-    plus ``bazel-*``, ``cmake-build-*`` and ``*.egg-info``), and hidden folders other than ``.github``;
+    plus ``bazel-*``, ``cmake-build-*`` and ``*.egg-info``), and hidden folders other than ``.github``. Of
+    these, the names that are also words of a repository's own domain (``VENDOR_WORDS``: Kyuubi's
+    ``externals`` holds its engines, yudao's ``src/views/mes/md/vendor`` its suppliers' page) are skipped
+    except in the folders the configuration calls the repository's own (``RepoConfig.own``: written in
+    ``.modmatch.toml`` or found in the history, ``indexer.build.own_folders``);
   * folders named like build output (``OUTPUT_DIRS``: ``bin``, ``build``, ``out``, ``target``, ...) only where
     their files are untracked (``indexer.source`` never lists them): files a git repository tracks there were
     committed on purpose (dune's command line in ``bin/``, yudao's ``src/api/erp/sale/out``, an OBJ parser
@@ -46,6 +50,8 @@ SKIP_DIRS = frozenset({
     "generated", "__generated__", "autogen",
     "testdata", "test_data", "test-data", "__snapshots__",
 })
+# names of SKIP_DIRS that a repository may use for its own code (decided per folder: `RepoConfig.own`)
+VENDOR_WORDS = frozenset({"vendor", "vendors", "external", "externals", "extern", "deps"})
 OUTPUT_DIRS = frozenset({"build", "builds", "out", "target", "bin", "obj", "site", "coverage", "htmlcov"})
 SKIP_FILES = frozenset({
     "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.sum", "Cargo.lock", "poetry.lock",
@@ -63,8 +69,9 @@ def skip_dir_name(name: str) -> bool:
 
 def skipped(path: str, config: RepoConfig) -> bool:
     parts = path.split("/")
-    if any(skip_dir_name(p) for p in parts[:-1]):
-        return True
+    for i, p in enumerate(parts[:-1]):
+        if skip_dir_name(p) and not (p in VENDOR_WORDS and "/".join(parts[:i + 1]) in config.own):
+            return True
     name = parts[-1]
     if name in SKIP_FILES or name.endswith((".min.js", ".min.css", ".map")):
         return True

@@ -482,6 +482,36 @@ def test_tracked_files_in_folders_named_like_build_output_are_kept(git_repo, tmp
     assert {"bin/tool.py", "a/x.py"} <= set(files) and "bin/Release/out.py" not in files
 
 
+def test_a_folder_named_like_vendored_code_is_indexed_where_the_history_shows_the_team_writing_it(git_repo, tmp_path):
+    """Kyuubi keeps its engines in `externals/`: changed with the server, they are its own code and get modules,
+    and their changes teach the history. A `vendor/` brought in with its licence and updated alone stays out, as
+    does a `deps/` with too little history to tell; `.modmatch.toml` can call a folder the repository's own."""
+    git_repo.commit("initial", {
+        "server/main.scala": "object Server { def start(): Unit = () }\n",
+        "vendor/zlib/LICENSE": "zlib licence\n", "vendor/zlib/inflate.c": "int inflate(void) { return 0; }\n",
+        "deps/tool/run.py": "def run():\n    pass\n"})
+    for i in range(6):
+        git_repo.commit(f"Support option {i} in the Spark engine", {
+            f"externals/spark-engine/Option{i}.scala": f"object Option{i} {{ def apply(): Int = {i} }}\n",
+            "server/main.scala": f"object Server {{ def start(): Unit = () }} // {i}\n"})
+        git_repo.commit(f"Update zlib to 1.{i}", {"vendor/zlib/inflate.c": f"int inflate(void) {{ return {i}; }}\n"})
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    files = {f for m in g.modules.values() for f in m.files}
+    assert "externals/spark-engine/Option3.scala" in files and "externals" in g.modules
+    assert not any(f.startswith(("vendor/", "deps/")) for f in files)
+    assert [set(h.modules) for h in g.history if "Spark engine" in h.subject] == [{"externals", "server"}] * 6
+    assert not [h for h in g.history if h.subject.startswith("Update zlib")]  # touched only what is skipped
+    said = " ".join(res.notes)
+    assert "externals/ is named like vendored code: indexed as the repository's own code (6 of its latest 6" in said
+    assert "vendor/ is named like vendored code: skipped" not in said  # 2 files: not worth a line
+
+    git_repo.commit("call deps our own", {".modmatch.toml": '[modules]\nown = ["deps"]\n'})
+    files = {f for m in index(git_repo.root, store_for(tmp_path, "own"), full=True).graph.modules.values()
+             for f in m.files}
+    assert "deps/tool/run.py" in files and "vendor/zlib/inflate.c" not in files
+
+
 def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
     """A single-artifact Maven project: the layout folders (src/main/java, org/example) are not architecture, so
     the packages below them become the modules, and no layout folder is a module. A small artifact stays one module."""
