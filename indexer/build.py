@@ -520,7 +520,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         unparsed = no_grammar_note(paths) if full or not had_graph else ""  # said once, not on every refresh
         if unparsed:
             notes.append(unparsed)
-        if full or not had_graph:
+        if full or not had_graph or store.get_meta("own") != json.dumps(config.own):  # said when it may have changed
             notes += folder_notes
 
         # history
@@ -551,7 +551,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
             notes.append("not a git repository (or no commits): indexed without history")
 
         meta = {"commit": source.commit or "", "layout": layout_hash, "root": str(root.resolve()), "parser": pv,
-                "rules": rules_version(config, pv)}
+                "rules": rules_version(config, pv), "own": json.dumps(config.own)}
         if built.changes is None:
             meta["pathset"] = hashlib.sha1("\n".join(paths).encode()).hexdigest()
             meta["specs"] = json.dumps([[s.id, list(s.prefixes), s.explicit] for s in specs], separators=(",", ":"))

@@ -505,6 +505,8 @@ def test_a_folder_named_like_vendored_code_is_indexed_where_the_history_shows_th
     said = " ".join(res.notes)
     assert "externals/ is named like vendored code: indexed as the repository's own code (6 of its latest 6" in said
     assert "vendor/ is named like vendored code: skipped" not in said  # 2 files: not worth a line
+    git_repo.commit("Start the server faster", {"server/main.scala": "object Server { def start(): Unit = () }\n"})
+    assert not any("vendored" in n for n in refresh(git_repo.root, store_for(tmp_path)).notes)  # said once
 
     git_repo.commit("call deps our own", {".modmatch.toml": '[modules]\nown = ["deps"]\n'})
     files = {f for m in index(git_repo.root, store_for(tmp_path, "own"), full=True).graph.modules.values()
