@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from dataclasses import replace as with_fields
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .config import CONFIG_NAME, RepoConfig, load_config
 from .deps import Resolver, edges_from_targets, file_targets
@@ -101,6 +101,13 @@ MANIFESTS = frozenset({"go.mod", "go.sum", "modules.txt", "Gemfile", "Gemfile.lo
 OWN_MIN_CHANGES, OWN_SHARE, OWN_RECENT, NOTE_MIN_FILES = 5, 0.5, 200, 10
 
 
+def _folders_of(path: str) -> Iterator[str]:
+    i = path.find("/")
+    while i > 0:
+        yield path[:i]
+        i = path.find("/", i + 1)
+
+
 def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None = None) -> list[str]:
     """Folders of the snapshot named like vendored code with a word that is also a word of a domain (`VENDOR_WORDS`:
     Kyuubi's `externals/` holds its engines, a procurement app's `vendor/` its suppliers' pages) that are the
@@ -124,10 +131,12 @@ def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None =
     if walk:  # one walk of the history for all of them: a test suite may hold dozens of small `vendor/` fixtures
         out = git(source.root, "log", "--no-merges", "--no-renames", "--full-diff", "--name-only",
                   "--format=format:%x00", source.commit, "--", *walk, check=False)
+        folders = set(walk)
         for change in out.split("\0")[1:]:
             paths = [p for p in change.split("\n") if p]
-            for d in walk:
-                if n[d] < OWN_RECENT and any(p.startswith(d + "/") for p in paths):
+            touched = {d for p in paths for d in _folders_of(p) if d in folders}
+            for d in touched:
+                if n[d] < OWN_RECENT:
                     n[d] += 1
                     shared[d] += any(not p.startswith(d + "/") and posixpath.basename(p) not in MANIFESTS
                                      and not skipped(p, config) for p in paths)
