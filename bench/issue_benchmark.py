@@ -95,7 +95,10 @@ leans towards issues that the corpus's similarity search finds from such words. 
 brew (stop 38) were gathered the other way round: every issue their fix commits name (`fixes()`, first
 fix after 2023-08 for jellyfin and laravel, 2024-08 for brew) was looked up by the words of its fix
 commit, and kept where the corpus holds it as an issue (not a pull request): 44 of 48, 62 of 82 and
-93 of 110; go-zero (stop 47) the same way over its whole history, by a helper session: 81 of 97. The corpus files
+93 of 110; go-zero (stop 47) the same way over its whole history, by a helper session: 81 of 97; apache/kyuubi
+(stop 50) the same way over the 227 numbers its fixes after the dev cut-off close, by two helper sessions: 52 of 227
+(most of the others are the pull requests themselves: its merge script writes `Closes #<PR> from <branch>`, and a
+pull request fixed without an issue names its own number). The corpus files
 square/okhttp's issues under the name `lysine-dev/okhttp` (same numbers and texts; the commits say
 `Closes: https://github.com/square/okhttp/issues/N`): those results are kept under the square/okhttp URL.
 
