@@ -493,13 +493,14 @@ def test_a_folder_named_like_vendored_code_is_indexed_where_the_history_shows_th
     for i in range(6):
         git_repo.commit(f"Support option {i} in the Spark engine", {
             f"externals/spark-engine/Option{i}.scala": f"object Option{i} {{ def apply(): Int = {i} }}\n",
-            "server/main.scala": f"object Server {{ def start(): Unit = () }} // {i}\n"})
+            "server/main.scala": f"object Server {{ def start(): Unit = () }} // {i}\n",
+            f"tests/fixtures/vendor/pkg/Fake{i}.scala": f"object Fake{i}\n"})  # a fixture imitating vendored code
         git_repo.commit(f"Update zlib to 1.{i}", {"vendor/zlib/inflate.c": f"int inflate(void) {{ return {i}; }}\n"})
     res = index(git_repo.root, store_for(tmp_path), full=True)
     g = res.graph
     files = {f for m in g.modules.values() for f in m.files}
     assert "externals/spark-engine/Option3.scala" in files and "externals" in g.modules
-    assert not any(f.startswith(("vendor/", "deps/")) for f in files)
+    assert not any(f.startswith(("vendor/", "deps/", "tests/fixtures/vendor/")) for f in files)
     assert [set(h.modules) for h in g.history if "Spark engine" in h.subject] == [{"externals", "server"}] * 6
     assert not [h for h in g.history if h.subject.startswith("Update zlib")]  # touched only what is skipped
     said = " ".join(res.notes)
