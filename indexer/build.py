@@ -121,7 +121,10 @@ def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None =
     packages), and as a module it answered dune's "prepare 3.20 release" changes from the words of its 54 fixture
     files (dev Acc@1 0.785 -> 0.765)."""
     files: dict[str, list[str]] = {}  # candidate folder -> its files
+    named = re.compile(r"(?:^|/)(?:" + "|".join(sorted(VENDOR_WORDS)) + r")/")
     for f in git(source.root, "ls-tree", "-r", "--name-only", "-z", source.commit).split("\0"):
+        if not named.search(f):
+            continue
         parts = f.split("/")
         for i, p in enumerate(parts[:-1]):
             if p in VENDOR_WORDS:
