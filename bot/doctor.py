@@ -4,6 +4,8 @@ Each check says ok, warn or fail and what to do; secret values are never shown, 
 """
 from __future__ import annotations
 
+import json
+
 import os
 import stat
 from pathlib import Path
@@ -67,9 +69,11 @@ def _repos(items) -> list[Check]:
         store = Store(db)
         corrections = None
         try:
+            own: list[str] = []
             try:
                 problem = store.integrity()
                 info = store.graph_info() if not problem else {}
+                own = json.loads(store.get_meta("own") or "[]") if info else []
             except Exception as e:
                 problem, info = f"{type(e).__name__}: {e}", {}
             if info and not problem:
@@ -84,8 +88,10 @@ def _repos(items) -> list[Check]:
             out.append(Check(f"repo {name}", "fail", f"{db} is damaged ({problem[:150]}); `modmatch index {path}` "
                                                      "moves it aside and rebuilds it (the service does so at start)"))
             continue
+        said = (f"; indexed as its own code though named like vendored code: {', '.join(d + '/' for d in own)}"
+                if own else "")  # `indexer.build.own_folders`: an operator sees why `externals/` has modules
         out.append(Check(f"repo {name}", "ok" if info else "warn",
-                         f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}" if info
+                         f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}{said}" if info
                          else f"{path}: no graph yet"))
         out.append(_labels(name, matcher_cache_dir(settings.home(), db)))
         if corrections is not None:

@@ -482,7 +482,8 @@ def test_tracked_files_in_folders_named_like_build_output_are_kept(git_repo, tmp
     assert {"bin/tool.py", "a/x.py"} <= set(files) and "bin/Release/out.py" not in files
 
 
-def test_a_folder_named_like_vendored_code_is_indexed_where_the_history_shows_the_team_writing_it(git_repo, tmp_path):
+def test_a_folder_named_like_vendored_code_is_indexed_where_the_history_shows_the_team_writing_it(git_repo, tmp_path,
+                                                                                                 monkeypatch):
     """Kyuubi keeps its engines in `externals/`: changed with the server, they are its own code and get modules,
     and their changes teach the history. A `vendor/` brought in with its licence and updated alone stays out, as
     does a `deps/` with too little history to tell; `.modmatch.toml` can call a folder the repository's own."""
@@ -508,6 +509,15 @@ def test_a_folder_named_like_vendored_code_is_indexed_where_the_history_shows_th
     assert "vendor/ is named like vendored code: skipped" not in said  # 2 files: not worth a line
     git_repo.commit("Start the server faster", {"server/main.scala": "object Server { def start(): Unit = () }\n"})
     assert not any("vendored" in n for n in refresh(git_repo.root, store_for(tmp_path)).notes)  # said once
+
+    from bot.cli import cli  # as an operator meets it: `modmatch index`, then `modmatch doctor`
+
+    monkeypatch.setenv("MODMATCH_REPOS", f"engines={git_repo.root}")
+    r = CliRunner().invoke(cli, ["index", str(git_repo.root), "--no-matcher"])
+    assert r.exit_code == 0 and "externals/ is named like vendored code: indexed" in " ".join(r.output.split()), r.output
+    r = CliRunner().invoke(cli, ["doctor", "--json"])
+    repo = next(c for c in json.loads(r.stdout) if c["name"] == "repo engines")
+    assert repo["message"].endswith("indexed as its own code though named like vendored code: externals/")
 
     git_repo.commit("call deps our own", {".modmatch.toml": '[modules]\nown = ["deps"]\n'})
     files = {f for m in index(git_repo.root, store_for(tmp_path, "own"), full=True).graph.modules.values()
