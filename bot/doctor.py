@@ -5,7 +5,6 @@ Each check says ok, warn or fail and what to do; secret values are never shown, 
 from __future__ import annotations
 
 import json
-
 import os
 import stat
 from pathlib import Path
@@ -73,7 +72,7 @@ def _repos(items) -> list[Check]:
             try:
                 problem = store.integrity()
                 info = store.graph_info() if not problem else {}
-                own = json.loads(store.get_meta("own") or "[]") if info else []
+                own = json.loads(store.get_meta("own") or "[]")
             except Exception as e:
                 problem, info = f"{type(e).__name__}: {e}", {}
             if info and not problem:
