@@ -96,8 +96,9 @@ def config_for(source: Source, notes: list[str] | None = None) -> RepoConfig:
 
 
 LICENCE_RE = re.compile(r"(^|/)(licen[cs]e|copying)([._-][^/]*)?$", re.I)
-MANIFESTS = frozenset({"go.mod", "go.sum", "modules.txt", "Gemfile", "Gemfile.lock", "package.json", "composer.json",
-                       "Cargo.toml", "pyproject.toml", "requirements.txt", "dune-project", "opam"})
+# dependency manifests: a change to one beside a vendored folder is its update (lock files are `SKIP_FILES`)
+MANIFESTS = frozenset({"go.mod", "modules.txt", "Gemfile", "package.json", "composer.json", "Cargo.toml",
+                       "pyproject.toml", "requirements.txt", "dune-project", "opam"})
 OWN_MIN_CHANGES, OWN_SHARE, OWN_RECENT, NOTE_MIN_FILES = 5, 0.5, 200, 10
 TEST_TREES = frozenset({"test", "tests", "spec", "specs", "__tests__", "fixtures"})
 
