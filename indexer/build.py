@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .attributes import ATTRIBUTES_NAME, marked, sort_rules
 from .config import CONFIG_NAME, RepoConfig, load_config
 from .deps import Resolver, edges_from_targets, file_targets
 from .describe import file_terms, keywords_given_df
@@ -85,14 +86,32 @@ class IndexResult:
 
 
 def config_for(source: Source, notes: list[str] | None = None) -> RepoConfig:
-    """`.modmatch.toml` as of the snapshot (from the commit itself for a git source), with the folders named like
-    vendored code that the history shows to be the repository's own (`own_folders`; what it found said in `notes`)."""
-    if isinstance(source, GitSource):
-        text = git(source.root, "show", f"{source.commit}:{CONFIG_NAME}", check=False)
-        config = load_config(source.root, text) if text else RepoConfig()
-        found = own_folders(source, config, notes)
-        return with_fields(config, own=tuple(sorted({*config.own, *found}))) if found else config
-    return load_config(source.root)
+    """`.modmatch.toml` as of the snapshot (from the commit itself for a git source), with the rules of its
+    `.gitattributes` files on vendored and generated files (`indexer.attributes`; of a plain folder, the top one's)
+    and the folders named like vendored code that the history shows to be the repository's own (`own_folders`;
+    what it found said in `notes`)."""
+    if not isinstance(source, GitSource):
+        config = load_config(source.root)
+        top = Path(source.root) / ATTRIBUTES_NAME
+        text = top.read_text(encoding="utf-8", errors="replace") if top.is_file() and not top.is_symlink() else ""
+        return with_fields(config, marks=sort_rules({ATTRIBUTES_NAME: text})) if text else config
+    text = git(source.root, "show", f"{source.commit}:{CONFIG_NAME}", check=False)
+    config = load_config(source.root, text) if text else RepoConfig()
+    names = git(source.root, "ls-tree", "-r", "--name-only", "-z", source.commit).split("\0")
+    attrs = [n for n in names if n == ATTRIBUTES_NAME or n.endswith("/" + ATTRIBUTES_NAME)]
+    if attrs:
+        blobs = git(source.root, "ls-tree", "-z", source.commit, "--", *attrs).split("\0")
+        entries = [Entry(r.partition("\t")[2], r.split()[2], 0) for r in blobs if r.count(" ") >= 2 and " blob " in r]
+        rules = sort_rules({e.path: data.decode("utf-8", "replace") for e, data in source.read(entries)})
+        if rules:
+            config = with_fields(config, marks=rules)
+            if notes is not None:
+                plain = with_fields(config, marks=())
+                n = sum(1 for f in names if f and marked(rules, f) and not skipped(f, plain))
+                notes.append(f"{ATTRIBUTES_NAME} marks {n} files as vendored or generated (linguist-vendored, "
+                             "linguist-generated): they are not indexed")
+    found = own_folders(source, config, notes, names)
+    return with_fields(config, own=tuple(sorted({*config.own, *found}))) if found else config
 
 
 LICENCE_RE = re.compile(r"(^|/)(licen[cs]e|copying)([._-][^/]*)?$", re.I)
@@ -110,7 +129,8 @@ def _folders_of(path: str) -> Iterator[str]:
         i = path.find("/", i + 1)
 
 
-def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None = None) -> list[str]:
+def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None = None,
+                names: list[str] | None = None) -> list[str]:
     """Folders of the snapshot named like vendored code with a word that is also a word of a domain (`VENDOR_WORDS`:
     Kyuubi's `externals/` holds its engines, a procurement app's `vendor/` its suppliers' pages) that are the
     repository's own code: no licence file of another project in them (one in a `META-INF` folder is a jar's
@@ -123,8 +143,11 @@ def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None =
     files (dev Acc@1 0.785 -> 0.765)."""
     files: dict[str, list[str]] = {}  # candidate folder -> its files
     named = re.compile(r"(?:^|/)(?:" + "|".join(sorted(VENDOR_WORDS)) + r")/")
-    for f in git(source.root, "ls-tree", "-r", "--name-only", "-z", source.commit).split("\0"):
-        if not named.search(f):
+    if names is None:
+        names = git(source.root, "ls-tree", "-r", "--name-only", "-z", source.commit).split("\0")
+    for f in names:
+        if not named.search(f) or config.marks and marked(config.marks, f):
+            continue  # the repository itself marks it vendored or generated
             continue
         parts = f.split("/")
         for i, p in enumerate(parts[:-1]):
@@ -269,8 +292,8 @@ def _is_ancestor(root: Path, old: str, new: str) -> bool:
     return p.returncode == 0
 
 
-RULE_SOURCES = ("build.py", "config.py", "deps.py", "describe.py", "graph.py", "languages.py", "modules.py", "records.py",
-                "text.py")
+RULE_SOURCES = ("attributes.py", "build.py", "config.py", "deps.py", "describe.py", "graph.py", "languages.py",
+                "modules.py", "records.py", "text.py")
 
 
 def rules_version(config: RepoConfig, pv: str) -> str:
@@ -538,7 +561,8 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         unparsed = no_grammar_note(paths) if full or not had_graph else ""  # said once, not on every refresh
         if unparsed:
             notes.append(unparsed)
-        if full or not had_graph or store.get_meta("own") != json.dumps(config.own):  # said when it may have changed
+        if (full or not had_graph or store.get_meta("own") != json.dumps(config.own)
+                or store.get_meta("marks") != json.dumps(config.marks)):  # said when it may have changed
             notes += folder_notes
 
         # history
@@ -569,7 +593,8 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
             notes.append("not a git repository (or no commits): indexed without history")
 
         meta = {"commit": source.commit or "", "layout": layout_hash, "root": str(root.resolve()), "parser": pv,
-                "rules": rules_version(config, pv), "own": json.dumps(config.own)}
+                "rules": rules_version(config, pv), "own": json.dumps(config.own),
+                "marks": json.dumps(config.marks)}
         if built.changes is None:
             meta["pathset"] = hashlib.sha1("\n".join(paths).encode()).hexdigest()
             meta["specs"] = json.dumps([[s.id, list(s.prefixes), s.explicit] for s in specs], separators=(",", ":"))

@@ -54,6 +54,7 @@ class RepoConfig:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     own: tuple[str, ...] = ()  # folders named like vendored code that are the repository's own (`modules.skipped`)
+    marks: tuple = ()  # the repository's `.gitattributes` rules on vendored and generated files (`indexer.attributes`)
     modules: tuple[ExplicitModule, ...] = ()
     history_max_modules: int = 5
     max_file_bytes: int = 1_000_000
@@ -74,7 +75,7 @@ class RepoConfig:
 
     def fingerprint(self) -> str:
         return repr((self.depth, self.min_files, self.max_files, self.depth_overrides, self.include,
-                     self.exclude, self.modules, self.history_max_modules, self.max_file_bytes, self.own))
+                     self.exclude, self.modules, self.history_max_modules, self.max_file_bytes, self.own, self.marks))
 
 
 def _glob(path: str, pattern: str) -> bool:

@@ -12,6 +12,9 @@ The skip rule (files that never belong to any module):
     committed on purpose (dune's command line in ``bin/``, yudao's ``src/api/erp/sale/out``, an OBJ parser
     in ``parser/obj``);
   * lock files and minified bundles (``SKIP_FILES``, ``*.min.js``, ``*.map``);
+  * files the repository's ``.gitattributes`` marks ``linguist-vendored`` or ``linguist-generated``
+    (``indexer.attributes``); a file they un-mark (``-linguist-vendored``, ``linguist-generated=false``) is not
+    skipped for the name of a folder it lies in (``VENDOR_WORDS``, ``GENERATED_DIRS``);
   * files excluded (or not included) by ``.modmatch.toml``.
 
 The automatic rule, applied from the repository root down:
@@ -37,6 +40,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from .attributes import marks
 from .config import RepoConfig
 
 ROOT_ID = "(root)"
@@ -52,6 +56,7 @@ SKIP_DIRS = frozenset({
 })
 # names of SKIP_DIRS that a repository may use for its own code (decided per folder: `RepoConfig.own`)
 VENDOR_WORDS = frozenset({"vendor", "vendors", "external", "externals", "extern", "deps"})
+GENERATED_DIRS = frozenset({"generated", "__generated__", "autogen"})
 OUTPUT_DIRS = frozenset({"build", "builds", "out", "target", "bin", "obj", "site", "coverage", "htmlcov"})
 SKIP_FILES = frozenset({
     "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.sum", "Cargo.lock", "poetry.lock",
@@ -68,9 +73,14 @@ def skip_dir_name(name: str) -> bool:
 
 
 def skipped(path: str, config: RepoConfig) -> bool:
+    said = marks(config.marks, path) if config.marks else {}
+    if said.get("linguist-vendored") or said.get("linguist-generated"):
+        return True
     parts = path.split("/")
     for i, p in enumerate(parts[:-1]):
-        if skip_dir_name(p) and not (p in VENDOR_WORDS and "/".join(parts[:i + 1]) in config.own):
+        if skip_dir_name(p) and not (p in VENDOR_WORDS and ("/".join(parts[:i + 1]) in config.own
+                                                          or said.get("linguist-vendored") is False)
+                                     or p in GENERATED_DIRS and said.get("linguist-generated") is False):
             return True
     name = parts[-1]
     if name in SKIP_FILES or name.endswith((".min.js", ".min.css", ".map")):

@@ -927,3 +927,95 @@ def test_ocaml_opens_resolve_to_the_one_file_of_the_module():
     assert r.resolve("Lib_info.Status", "src/dune_rules/lib.mli", "ocaml_interface") == paths[3]
     assert r.resolve("Import", "src/dune_rules/lib.ml", "ocaml") is None  # two modules of that name
     assert r.resolve("List", "bin/main.ml", "ocaml") is None  # the standard library's
+
+
+ATTRS_ROOT = """# linguist's attributes, and others that say nothing of vendored or generated code
+*.pb.go linguist-generated
+Sources/CNIOSHA1/* linguist-vendored
+Sources/CNIOLinux/ifaddrs-* linguist-vendored=true
+docs/** linguist-documentation
+vendor/** -linguist-vendored
+gen/**/*.rbi linguist-generated
+**/fixtures/*.json linguist-vendored
+/top.c linguist-vendored
+lib/**/mid/*.c linguist-generated
+lib/x?.h linguist-generated
+lib/[a-c]*.js linguist-vendored
+lib/[!a-c]*.ts linguist-generated=false
+.github/ linguist-vendored
+*.txt linguist-vendored
+keep.txt !linguist-vendored
+data/*.csv linguist-vendored=false
+*.lock binary
+"""
+ATTRS_NESTED = """*.c linguist-generated
+inner/*.h -linguist-generated
+/only-here.py linguist-vendored
+"""
+PROBE_PATHS = [
+    "api/user.pb.go", "api/v1/deep/user.pb.go", "api/user.go", "Sources/CNIOSHA1/c_nio_sha1.c",
+    "Sources/CNIOSHA1/include/CNIOSHA1.h", "Sources/CNIOLinux/ifaddrs-android.c", "Sources/CNIOLinux/shim.c",
+    "docs/index.md", "vendor/lib/a.go", "vendor/x.go", "gen/a.rbi", "gen/b/c/d.rbi", "gen/a.rb", "fixtures/x.json",
+    "a/b/fixtures/x.json", "a/b/fixtures/c/x.json", "top.c", "sub/top.c", "lib/mid/a.c", "lib/a/b/mid/c.c",
+    "lib/a/mid/sub/c.c", "lib/xy.h", "lib/xyz.h", "lib/x/.h", "lib/apple.js", "lib/dog.js", "lib/dog.ts", "lib/cat.ts",
+    ".github/workflows/ci.yml", "notes.txt", "a/keep.txt", "keep.txt", "data/a.csv", "data/b/a.csv", "Cargo.lock",
+    "nested/x.c", "nested/inner/y.h", "nested/inner/y.c", "nested/deeper/z.c", "nested/only-here.py",
+    "nested/sub/only-here.py", "only-here.py", "plain/file.py"]
+
+
+def test_gitattributes_patterns_are_read_as_git_reads_them(git_repo):
+    """The rules of `.gitattributes` files (root and nested; name patterns, path patterns, `**`, classes, set, unset,
+    forgotten, valued) say of each path what `git check-attr` says, git itself being the reference."""
+    import subprocess
+
+    from indexer.attributes import marks, sort_rules
+
+    git_repo.commit("attributes", {".gitattributes": ATTRS_ROOT, "nested/.gitattributes": ATTRS_NESTED})
+    out = subprocess.run(["git", "check-attr", "-z", "--stdin", "linguist-vendored", "linguist-generated"],
+                         cwd=git_repo.root, input="\0".join(PROBE_PATHS) + "\0", capture_output=True, text=True,
+                         check=True).stdout.split("\0")
+    git_says: dict[str, dict[str, bool]] = {p: {} for p in PROBE_PATHS}
+    for path, attr, value in zip(out[0::3], out[1::3], out[2::3]):
+        if value != "unspecified":
+            git_says[path][attr] = value not in ("unset", "false")
+    rules = sort_rules({".gitattributes": ATTRS_ROOT, "nested/.gitattributes": ATTRS_NESTED})
+    ours = {p: marks(rules, p) for p in PROBE_PATHS}
+    assert ours == git_says
+    assert sum(any(v.values()) for v in ours.values()) >= 15 and sum(False in v.values() for v in ours.values()) >= 5
+
+
+def test_files_a_repository_marks_vendored_or_generated_are_not_indexed(git_repo, tmp_path):
+    """swift-nio marks the C code it copied in `linguist-vendored`; Homebrew marks its generated type stubs
+    `linguist-generated`. Those files get no module and their updates teach the history nothing, while a folder named
+    like vendored code that the attributes un-mark is the repository's own. A change of the attributes is read on
+    the next refresh."""
+    git_repo.commit("initial", {
+        ".gitattributes": "Sources/CNIOSHA1/* linguist-vendored\n**/*.pb.go linguist-generated\n"
+                          "vendor/** -linguist-vendored\n",
+        "Sources/NIOCore/channel.swift": "public final class Channel { func write() {} }\n",
+        "Sources/CNIOSHA1/sha1.c": "void sha1_update(void) {}\n", "Sources/CNIOSHA1/sha1.h": "void sha1_update(void);\n",
+        "Sources/CNIOSHA1/include/shim.h": "void shim(void);\n",  # `*` stays within the folder
+        "api/user.go": "package api\nfunc Login() {}\n", "api/user.pb.go": "package api\nfunc Marshal() {}\n",
+        "vendor/acme/client.go": "package acme\nfunc Dial() {}\n"})
+    for i in range(3):
+        git_repo.commit(f"Update the vendored SHA-1 to {i}", {"Sources/CNIOSHA1/sha1.c": f"void sha1_update(void) {{}} // {i}\n"})
+        git_repo.commit(f"Regenerate protobufs {i}", {"api/user.pb.go": f"package api\nfunc Marshal() {{}} // {i}\n"})
+    git_repo.commit("Let channels write vectors", {"Sources/NIOCore/channel.swift": "public final class Channel {}\n",
+                                                   "Sources/CNIOSHA1/sha1.h": "void sha1_update(int);\n"})
+    store = store_for(tmp_path)
+    res = index(git_repo.root, store, full=True)
+    files = {f for m in res.graph.modules.values() for f in m.files}
+    assert {"Sources/NIOCore/channel.swift", "api/user.go", "vendor/acme/client.go",
+            "Sources/CNIOSHA1/include/shim.h"} <= files
+    assert not files & {"Sources/CNIOSHA1/sha1.c", "Sources/CNIOSHA1/sha1.h", "api/user.pb.go"}
+    assert not [h for h in res.graph.history if h.subject.startswith(("Update the vendored", "Regenerate"))]
+    assert [h.modules for h in res.graph.history if h.subject == "Let channels write vectors"] == [("Sources",)]
+    assert any(".gitattributes marks 3 files as vendored or generated" in n for n in res.notes)
+    assert not any("vendor/ is named like vendored code" in n for n in res.notes)  # the attributes said it
+
+    git_repo.commit("stop marking protobufs", {".gitattributes": "Sources/CNIOSHA1/* linguist-vendored\n"})
+    res = refresh(git_repo.root, store)
+    files = {f for m in res.graph.modules.values() for f in m.files}
+    assert "api/user.pb.go" in files and "vendor/acme/client.go" not in files
+    assert [h for h in res.graph.history if h.subject.startswith("Regenerate")]
+    assert any(".gitattributes marks 2 files" in n for n in res.notes)
