@@ -52,6 +52,9 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
             paths = ", ".join(p or "(repository root)" for p in mod.paths)
             out.print(f"{i}. [bold cyan]{x.module}[/]  {x.percent}  [dim]{paths}[/]", highlight=False,
                       soft_wrap=True)
+            if x.files:  # where in a big module to look
+                out.print(textwrap.fill("files: " + ", ".join(x.files), width=max(40, out.width), initial_indent=" " * 5,
+                                        subsequent_indent=" " * 5), markup=False, highlight=False, soft_wrap=True)
             for ev in x.evidence:  # wrapped lines keep the indent, so they do not read as the next answer's
                 out.print(textwrap.fill(ev, width=max(40, out.width), initial_indent=" " * 5, subsequent_indent=" " * 5),
                           markup=False, highlight=False, soft_wrap=True)

@@ -50,16 +50,17 @@ def module_option(module_id: str) -> dict:
     return {"text": {"type": "plain_text", "text": clip(module_id, OPTION_TEXT_MAX)}, "value": option_value(module_id)}
 
 
-def _module_details(module, evidence: list[str]) -> list[str]:
+def _module_details(module, evidence: list[str], named: list[str] | None = None) -> list[str]:
     lines = []
     if module is None:
         return lines
     paths = [p or "(repository root)" for p in module.paths[:3]]
     if paths:
         lines.append("*Paths:* " + ", ".join(code(p) for p in paths))
-    # files and symbols the evidence names first, then the module's first ones
+    # the files the answer names (`Match.files`), else those the evidence names first, then the module's first ones;
+    # symbols the evidence names first
     ev = " ".join(evidence).lower()
-    files = sorted(module.files, key=lambda f: (f.rsplit("/", 1)[-1].lower() not in ev, f))[:3]
+    files = list(named or ()) or sorted(module.files, key=lambda f: (f.rsplit("/", 1)[-1].lower() not in ev, f))[:3]
     if files:
         lines.append("*Key files:* " + ", ".join(code(f) for f in files))
     names: list[str] = []
@@ -88,7 +89,7 @@ def answer_blocks(question: str, answer, graph, *, repo: str, question_id: int |
         head = f"*{i}. {code(m.module)}* — {m.percent} confident"
         if module is not None and module.description:
             head += f"\n{esc(clip(' '.join(module.description.split()), 300))}"
-        lines = [head, *_module_details(module, m.evidence)]
+        lines = [head, *_module_details(module, m.evidence, getattr(m, "files", None))]
         if m.evidence:
             lines.append("*Why:* " + esc("; ".join(clip(" ".join(e.split()), 240) for e in m.evidence[:3])))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), SECTION_MAX)}})

@@ -30,11 +30,12 @@ class Match:
     score: float  # matcher-specific, higher is better
     confidence: float  # calibrated probability that this module is right, in [0, 1]
     evidence: list[str] = field(default_factory=list)  # human-readable reasons
+    files: list[str] = field(default_factory=list)  # where in a big module to look, best first (`inference.files`)
 
     def to_dict(self) -> dict:
         return {"module": self.module, "score": round(float(self.score), 6),
                 "confidence": round(float(self.confidence), 4), "percent": self.percent,
-                "evidence": list(self.evidence)}
+                "evidence": list(self.evidence), "files": list(self.files)}
 
     @property
     def percent(self) -> str:

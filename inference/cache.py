@@ -21,7 +21,7 @@ from .base import capabilities, create
 
 log = logging.getLogger(__name__)
 _CODE = ("base.py", "scoring.py", "calibration.py", "lexical.py", "dense.py", "history_clf.py", "hybrid.py", "cache.py",
-         "bilingual.py", "evidence.py")
+         "bilingual.py", "evidence.py", "files.py")
 _INDEXER_CODE = ("text.py", "zh_terms.tsv")  # how words are cut, and the glossary
 
 

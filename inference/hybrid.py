@@ -26,6 +26,7 @@ from .calibration import (LABEL_MARGIN_Z, Calibrator, RankCalibrator, falling, l
                           validation_split, with_history)
 from .bilingual import writes_chinese
 from .evidence import Coverage, MentionIndex, TagIndex, subject_of
+from .files import FileRanker
 from .errors import BadInputError, InferenceError
 from .scoring import ScoredMatcher, answer_ids
 
@@ -106,6 +107,7 @@ REFIT_DAYS = 14.0
 DRIFT_MIN = 30
 DRIFT_DROP = 0.15
 DRIFT_SAMPLE = 20  # new changes scored per update, at most (the latest)
+FILES_FOR = 3  # the answers whose files are named (`FileRanker`)
 # The same answers recalibrate the confidences between full builds: once RECAL_MIN of them are in (the latest
 # RECAL_WINDOW count), the rank calibrator's lift (`online_lift`) is the one under which their mean confidence meets
 # their hit rate, shrunk toward the full build's by RECAL_PRIOR pseudo-answers. The held-out slice a full build reads
@@ -305,7 +307,8 @@ class HybridMatcher(ScoredMatcher):
                  operating: dict | None = None, held_out: dict | None = None, val_acc: float | None = None,
                  lineage: dict | None = None,
                  neighbour_weight: float = 0.0, dense_neighbour_weight: float = 0.0, semantic_weight: float = 0.0,
-                 subject_share: float = 0.0, tags: TagIndex | None = None, tag_weight: float = 0.0):
+                 subject_share: float = 0.0, tags: TagIndex | None = None, tag_weight: float = 0.0,
+                 files: FileRanker | None = None):
         super().__init__(graph, calibrator)
         self.parts = parts
         self.weights = weights
@@ -326,6 +329,7 @@ class HybridMatcher(ScoredMatcher):
         self.subject_share = subject_share  # the share of each part's reading of the subject (`read_parts`)
         self.tags = tags  # what past changes with each subject tag touched (`TagIndex`), where its share is > 0
         self.tag_weight = tag_weight  # its share, chosen on the held-out slice
+        self.files = files  # which files of a big module a text points at (`FileRanker`; built on first use if None)
         # how far this matcher is from its full build: {"built_at", "history", "updates", "changes", "drift_n",
         # "drift_hits"} (see `updated`)
         self.lineage = lineage or {"built_at": time.time(), "history": len(graph.history), "updates": 0,
@@ -347,6 +351,7 @@ class HybridMatcher(ScoredMatcher):
         self.__dict__.setdefault("tags", None)
         self.__dict__.setdefault("tag_weight", 0.0)
         self.__dict__.setdefault("held_out", None)
+        self.__dict__.setdefault("files", None)
         self._last = self._last_cov = self._last_fused = self._last_votes = None
 
     def _reading(self, text: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -404,9 +409,10 @@ class HybridMatcher(ScoredMatcher):
         cov, fam = self._coverage_of(text, claim=True), self._familiarity_of(text)
         rc = self.rank_calibrator
         out = []
-        for i, c in zip(order, conf):
+        for n, (i, c) in enumerate(zip(order, conf)):
             mid = self.ids[i]
-            out.append(Match(mid, float(s[i]), c, self.evidence(text, mid)))
+            out.append(Match(mid, float(s[i]), c, self.evidence(text, mid),
+                             self.file_ranker().rank(text, mid) if n < FILES_FOR else []))
         if out and not words(text):
             out[0].evidence.insert(0, "no word to match: too little text")
         elif out and rc.abstains(cov, fam):
@@ -415,6 +421,12 @@ class HybridMatcher(ScoredMatcher):
                 why += f", nearest past change {fam:.2f} < {rc.min_familiarity:.2f}"
             out[0].evidence.insert(0, f"not about this repository: {why}")
         return out
+
+    def file_ranker(self) -> FileRanker:
+        """The files of big modules (`FileRanker`), built here for a matcher pickled without one."""
+        if self.files is None:
+            self.files = FileRanker(self.graph)
+        return self.files
 
     def _ranked_confidences(self, text: str, k: int) -> tuple[np.ndarray, list[int], list[float]]:
         """The cleaned `text`'s served scores, its first `k` answers (indexes) and their confidences from the rank
@@ -535,7 +547,7 @@ class HybridMatcher(ScoredMatcher):
                              semantic_weight=self.semantic_weight,
                              subject_share=self.subject_share,
                              tags=TagIndex(graph, self.ids) if self.tags is not None else None,
-                             tag_weight=self.tag_weight)
+                             tag_weight=self.tag_weight, files=FileRanker(graph))
 
     def assess(self, text: str) -> dict:
         """How much this repository knows of `text`, and whether the matcher abstains on it."""
@@ -758,7 +770,8 @@ def build_hybrid(graph: ModuleGraph, *, parts: tuple[str, ...] | list[str] = ("l
                          mention_weight=mention_weight, operating=operating, held_out=held_out, val_acc=val_acc,
                          neighbour_weight=neighbour_weight, dense_neighbour_weight=dense_weight,
                          semantic_weight=semantic_weight, subject_share=SUBJECT_SHARE,
-                         tags=TagIndex(graph, ids) if tag_weight > 0 else None, tag_weight=tag_weight)
+                         tags=TagIndex(graph, ids) if tag_weight > 0 else None, tag_weight=tag_weight,
+                         files=FileRanker(graph))
 
 
 @register("hybrid", default_eval=True)

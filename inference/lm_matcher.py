@@ -174,7 +174,7 @@ class LMHybridMatcher(LMMatcher):
             if trained is not None and c.module not in trained:
                 ev.append(NEW_MODULE_RETRIEVAL)
             ev.extend(c.evidence[:2])
-            out.append(Match(c.module, float(mixed[c.module]), float(confs[c.module]), ev))
+            out.append(Match(c.module, float(mixed[c.module]), float(confs[c.module]), ev, list(c.files)))
         out.sort(key=lambda m: (-m.score, m.module))
         return out[:k]
 

@@ -92,7 +92,8 @@ async function ask(event) {
     });
     list.replaceChildren(...data.matches.map((m) => {
       const pct = Math.round(m.confidence * 100);
-      const evidence = el("ul", { class: "evidence" }, ...m.evidence.slice(0, 4).map((e) => el("li", {}, e)));
+      const where = (m.files || []).length ? [el("li", {}, "files: " + m.files.join(", "))] : [];
+      const evidence = el("ul", { class: "evidence" }, ...where, ...m.evidence.slice(0, 4).map((e) => el("li", {}, e)));
       const bar = el("span", { class: "bar" });
       bar.style.width = Math.max(2, pct) + "px";  // CSSOM, allowed by the page's CSP (no inline style)
       return el("li", { class: "result" },

@@ -1,0 +1,107 @@
+"""Where in an answered module to look: the files of a big module that a text is most likely about.
+
+A module is the unit modmatch answers in, and on some repositories a true answer is still a big one: Valkey keeps its
+server in one flat folder (`src`, 188 files of C), so "replication backlog grows during failover" is rightly answered
+`src`, which tells an engineer nothing they did not know. For an answer whose module holds at least `MIN_FILES`
+files, `FileRanker` names the files the text points at, from two kinds of evidence:
+
+  * the words of each file's name and of the symbols it defines (`replication.c`, `feedReplicationBacklog`), weighted
+    by how few of the module's files share them;
+  * the past changes of the module most alike the text (word vectors): the files they touched, each change's weight
+    shared among its files.
+
+Each kind is scaled to its best file and the two are added. A file only the module's change counts would favour is
+not named: without evidence from the text, no file is shown.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from indexer.graph import ModuleGraph
+from indexer.text import path_words, words
+
+MIN_FILES = 10  # a smaller module is read whole
+SHOWN = 3
+NEAREST = 20  # the module's past changes read for a text
+NAME_WEIGHT = 2.0  # a word of the file's name, against one of a symbol it defines
+BODY_CHARS = 600
+
+
+def _text_words(text: str) -> list[str]:
+    return words(text)
+
+
+class FileRanker:
+    def __init__(self, graph: ModuleGraph, min_files: int = MIN_FILES):
+        self.files = {m.id: tuple(m.files) for m in graph.modules.values() if len(m.files) >= min_files}
+        owner = {f: mid for mid, fs in self.files.items() for f in fs}
+        self.name_words: dict[str, frozenset[str]] = {f: frozenset(path_words(f.rsplit("/", 1)[-1])) for f in owner}
+        sym: dict[str, set[str]] = defaultdict(set)
+        for mid in self.files:
+            for s in graph.modules[mid].symbols:
+                if s.path in owner:
+                    sym[s.path].update(words(s.name))
+        self.symbol_words = {f: frozenset(ws - self.name_words[f]) for f, ws in sym.items()}
+        texts, self.touched = [], []
+        self.rows: dict[str, list[int]] = defaultdict(list)  # module -> its past changes (rows)
+        for h in graph.history:
+            fs = tuple(f for f in h.files if f in owner)
+            if not fs:
+                continue
+            for mid in {owner[f] for f in fs}:
+                self.rows[mid].append(len(texts))
+            texts.append(h.subject + "\n" + h.body[:BODY_CHARS])
+            self.touched.append(fs)
+        self.vec = self.X = None
+        if texts:
+            self.vec = TfidfVectorizer(analyzer=_text_words, sublinear_tf=True, min_df=1, dtype=np.float32)
+            try:
+                self.X = self.vec.fit_transform(texts).tocsr()
+            except ValueError:  # no word in any change
+                self.vec = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def rank(self, text: str, mid: str, k: int = SHOWN) -> list[str]:
+        """Up to `k` files of `mid` that `text` points at, best first; none for a small module or without evidence."""
+        files = self.files.get(mid)
+        q = set(_text_words(text))
+        if not files or not q:
+            return []
+        lex = self._names(q, files)
+        hist = self._history(text, mid, files)
+        total: Counter = Counter()
+        for part in (lex, hist):
+            top = max(part.values(), default=0.0)
+            if top > 0:
+                for f, v in part.items():
+                    total[f] += v / top
+        ranked = sorted((f for f in total if total[f] > 0), key=lambda f: (-total[f], f))
+        return ranked[:k]
+
+    def _names(self, q: set[str], files: tuple[str, ...]) -> dict[str, float]:
+        hits = {f: (q & self.name_words[f], q & self.symbol_words.get(f, frozenset())) for f in files}
+        df = Counter(w for names, syms in hits.values() for w in names | syms)
+        n = len(files)
+        return {f: sum(NAME_WEIGHT * math.log(1 + n / df[w]) for w in names)
+                + sum(math.log(1 + n / df[w]) for w in syms) for f, (names, syms) in hits.items() if names or syms}
+
+    def _history(self, text: str, mid: str, files: tuple[str, ...]) -> dict[str, float]:
+        rows = self.rows.get(mid)
+        if self.vec is None or not rows:
+            return {}
+        sims = (self.X[rows] @ self.vec.transform([text]).T).toarray().ravel()
+        own = set(files)
+        out: Counter = Counter()
+        for r in np.argsort(-sims, kind="stable")[:NEAREST]:
+            if sims[r] <= 0:
+                break
+            fs = [f for f in self.touched[rows[r]] if f in own]
+            for f in fs:
+                out[f] += float(sims[r]) / math.sqrt(len(fs))
+        return out

@@ -1,0 +1,118 @@
+"""Where in a big module to look: the files of an answered module that a text points at (`inference.files`).
+
+One real git repository laid out like Valkey: the server is one flat folder of C files (one module), and its history
+says in the team's words which file each kind of change went to."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from inference.base import create
+from inference.files import FileRanker
+from indexer.build import index
+from indexer.store import Store
+
+# file -> (its code, the words of its past changes: none of them in a file name or a symbol)
+SERVER = {
+    "replication.c": ("void syncWithPrimary(void) {}\nvoid feedBacklog(void) {}\n",
+                      ["replica falls behind", "partial resync offset", "failover handshake", "stale replica"]),
+    "networking.c": ("void readQueryFromClient(void) {}\nvoid writeToClient(void) {}\n",
+                     ["query buffer grows", "client output limit", "reply is truncated", "pipelined request"]),
+    "aof.c": ("void feedAppendOnlyFile(void) {}\nvoid rewriteAppendOnlyFile(void) {}\n",
+              ["fsync every second", "rewrite in background", "truncated log on restart", "log loading"]),
+    "rdb.c": ("void rdbSave(void) {}\nvoid rdbLoad(void) {}\n",
+              ["snapshot to disk", "dump file checksum", "saving on shutdown", "bgsave child"]),
+    "t_hash.c": ("void hsetCommand(void) {}\nvoid hgetCommand(void) {}\n",
+                 ["field expiry", "listpack encoding of small maps", "hrandfield count", "field names"]),
+    "cluster.c": ("void clusterCron(void) {}\nvoid clusterSendPing(void) {}\n",
+                  ["slot migration", "gossip message", "node marked failing", "shard topology"]),
+    "acl.c": ("void aclCheckCommand(void) {}\nvoid aclSetUser(void) {}\n",
+              ["user permissions", "password rules", "denied category", "selector syntax"]),
+    "sentinel.c": ("void sentinelTimer(void) {}\nvoid sentinelVoteLeader(void) {}\n",
+                   ["quorum of monitors", "leader election", "down after milliseconds", "monitor config"]),
+    "db.c": ("void lookupKey(void) {}\nvoid dbDelete(void) {}\n",
+             ["key lookup", "keyspace scan", "expired keys", "flushall async"]),
+    "acl.h": ("void aclInit(void);\n", []),
+    "server.c": ("int main(void) { return 0; }\nvoid serverCron(void) {}\n", []),
+    "server.h": ("void serverCron(void);\n", []),
+}
+NOISE = ["fix", "when", "after", "sometimes", "wrong", "again", "under load", "on arm"]
+
+
+@pytest.fixture(scope="module")
+def valkey_like(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files") / "repo"
+    (root / "src").mkdir(parents=True)
+    (root / "docs").mkdir()
+
+    def git(*args, date=None):
+        env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else None
+        subprocess.run(["git", "-C", str(root), "-c", "user.name=d", "-c", "user.email=d@e", *args], check=True,
+                       capture_output=True, env=env)
+
+    git("init", "-q", "-b", "main")
+    for name, (code, _) in SERVER.items():
+        (root / "src" / name).write_text(code)
+    for i in range(3):
+        (root / "docs" / f"guide{i}.md").write_text(f"# Guide {i}\n\nHow to run the server, part {i}.\n")
+    git("add", "-A")
+    git("commit", "-qm", "initial layout", date="2023-12-01T12:00:00+00:00")
+    rnd = random.Random(5)
+    talked = [n for n, (_, about) in SERVER.items() if about]
+    for i in range(180):
+        name = rnd.choice(talked)
+        f = root / "src" / name
+        f.write_text(f.read_text() + f"/* change {i} */\n")
+        if rnd.random() < 0.3:  # the server's main file is touched along with a third of the changes
+            s = root / "src" / "server.c"
+            s.write_text(s.read_text() + f"/* change {i} */\n")
+        if rnd.random() < 0.15:
+            d = root / "docs" / "guide0.md"
+            d.write_text(d.read_text() + f"Note {i}.\n")
+        text = " ".join([rnd.choice(SERVER[name][1])] + rnd.sample(NOISE, 2))
+        git("add", "-A")
+        git("commit", "-qm", text, date=f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T12:00:00+00:00")
+    g = index(root, Store(tmp_path_factory.mktemp("store") / "db.sqlite")).graph
+    return root, g, create("hybrid", g)
+
+
+def test_a_big_module_answer_names_the_files_the_text_points_at(valkey_like):
+    """A true answer `src` says little when `src` is the whole server: the answer names the file. From the team's
+    words in past changes (none of them a file's or a symbol's name), and from a symbol the text names."""
+    _, g, m = valkey_like
+    assert set(g.modules) >= {"src", "docs"} and len(g.modules["src"].files) == len(SERVER)
+    for text, want in (("the replica falls behind after the failover handshake", "src/replication.c"),
+                       ("snapshot to disk fails when saving on shutdown", "src/rdb.c"),
+                       ("password rules are not applied to a new user", "src/acl.c"),
+                       ("feedAppendOnlyFile writes each command twice", "src/aof.c"),  # a symbol it defines
+                       ("hsetCommand rejects an empty value", "src/t_hash.c")):
+        first = m.match(text, k=3)[0]
+        assert first.module == "src", text
+        assert first.files and first.files[0] == want, (text, first.files)
+        assert len(first.files) <= 3 and set(first.files) <= set(g.modules["src"].files)
+        assert first.to_dict()["files"] == first.files
+    # the module's most changed file (server.c) is no answer without evidence from the text
+    ranker = FileRanker(g)
+    assert ranker.rank("zzzz qqqq", "src") == [] and ranker.rank("", "src") == []
+    assert ranker.rank("the replica falls behind", "docs") == []  # a small module is read whole
+
+
+def test_where_to_look_reaches_the_operator_and_the_api(valkey_like, monkeypatch):
+    """`modmatch ask` prints the files under the module, and its JSON (the HTTP API's form) carries them."""
+    from bot.cli import cli
+
+    root, _, _ = valkey_like
+    monkeypatch.setenv("MODMATCH_REPOS", f"kv={root}")
+    r = CliRunner().invoke(cli, ["index", str(root), "--no-matcher"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["ask", "--path", str(root), "--json", "the dump checksum is wrong after a bgsave child"])
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)["matches"][0]
+    assert first["module"] == "src" and first["files"][0] == "src/rdb.c"
+    r = CliRunner().invoke(cli, ["ask", "--path", str(root), "the dump checksum is wrong after a bgsave child"])
+    assert r.exit_code == 0 and "files: src/rdb.c" in r.output, r.output
