@@ -6,7 +6,9 @@ server in one flat folder (`src`, 188 files of C), so "replication backlog grows
 files, `FileRanker` names the files the text points at, from two kinds of evidence:
 
   * the words of each file's name and of the symbols it defines (`replication.c`, `feedReplicationBacklog`), weighted
-    by how few of the module's files share them;
+    by how few of the module's files share them. A module keeps the symbols of its first files only
+    (`indexer.graph.MAX_SYMBOLS_PER_MODULE`); where it lost some, only a symbol named whole counts, as the words of
+    the symbols it kept would favour its first files (Valkey's `acl.c` for "reset", "flag", "count");
   * the past changes of the module most alike the text (word vectors): the files they touched, each change's weight
     shared among its files.
 
@@ -42,9 +44,14 @@ class FileRanker:
         self.name_words: dict[str, frozenset[str]] = {f: frozenset(path_words(f.rsplit("/", 1)[-1])) for f in owner}
         sym: dict[str, set[str]] = defaultdict(set)
         for mid in self.files:
-            for s in graph.modules[mid].symbols:
+            m = graph.modules[mid]
+            complete = m.stats.get("symbols", 0) <= len(m.symbols)
+            for s in m.symbols:
                 if s.path in owner:
-                    sym[s.path].update(words(s.name))
+                    if complete:
+                        sym[s.path].update(words(s.name))
+                    else:  # the module keeps its first files' symbols only: their words would favour those files
+                        sym[s.path].add(s.name.lower().strip("_"))
         self.symbol_words = {f: frozenset(ws - self.name_words[f]) for f, ws in sym.items()}
         texts, self.touched = [], []
         self.rows: dict[str, list[int]] = defaultdict(list)  # module -> its past changes (rows)

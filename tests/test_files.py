@@ -116,3 +116,23 @@ def test_where_to_look_reaches_the_operator_and_the_api(valkey_like, monkeypatch
     assert first["module"] == "src" and first["files"][0] == "src/rdb.c"
     r = CliRunner().invoke(cli, ["ask", "--path", str(root), "the dump checksum is wrong after a bgsave child"])
     assert r.exit_code == 0 and "files: src/rdb.c" in r.output, r.output
+
+
+def test_a_module_that_kept_its_first_files_symbols_only_does_not_favour_them(git_repo, tmp_path):
+    """The graph keeps a module's first 400 symbols: all of them from `a_util.c` here. Their words ("reset", "flag")
+    would point every such text at `a_util.c`; only a symbol named whole counts there."""
+    from indexer.graph import MAX_SYMBOLS_PER_MODULE
+
+    files = {"src/a_util.c": "".join(f"void reset_flag_{i}(void) {{}}\n" for i in range(MAX_SYMBOLS_PER_MODULE + 20))}
+    for name in ("defrag", "db", "dict", "evict", "expire", "lazyfree", "object", "sort", "tracking", "zmalloc"):
+        files[f"src/{name}.c"] = f"void {name}Run(void) {{}}\n"
+    git_repo.commit("initial", files)
+    for i in range(6):
+        git_repo.commit(f"Clear the pending item after a background pass {i}",
+                        {"src/defrag.c": f"void defragRun(void) {{}} /* {i} */\n"})
+    g = index(git_repo.root, Store(tmp_path / "db.sqlite"), full=True).graph
+    m = g.modules["src"]
+    assert m.stats["symbols"] > len(m.symbols) and {s.path for s in m.symbols} == {"src/a_util.c"}
+    ranker = FileRanker(g)
+    assert ranker.rank("reset the flag of the pending item after a background pass", "src")[0] == "src/defrag.c"
+    assert ranker.rank("reset_flag_7 is called twice", "src")[0] == "src/a_util.c"  # named whole
