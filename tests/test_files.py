@@ -136,3 +136,19 @@ def test_a_module_that_kept_its_first_files_symbols_only_does_not_favour_them(gi
     ranker = FileRanker(g)
     assert ranker.rank("reset the flag of the pending item after a background pass", "src")[0] == "src/defrag.c"
     assert ranker.rank("reset_flag_7 is called twice", "src")[0] == "src/a_util.c"  # named whole
+
+
+def test_slack_and_the_github_comment_show_where_to_look(valkey_like):
+    """Slack's answer lists the named files as the module's key files (not its first files by name), and the
+    GitHub suggestions comment names them beside the module."""
+    from bot.blocks import answer_blocks
+    from bot.github.labeler import suggestions_comment
+    from bot.state import Answer
+
+    _, g, m = valkey_like
+    answer = Answer(m.match("the dump checksum is wrong after a bgsave child", k=3), "hybrid", g.version)
+    assert answer.matches[0].files[0] == "src/rdb.c"
+    text = json.dumps(answer_blocks("the dump checksum is wrong", answer, g, repo="kv"))
+    assert "*Key files:* `src/rdb.c`" in text and "`src/acl.c`, `src/acl.h`" not in text  # the first files by name
+    comment = suggestions_comment(answer, "module:", 0.99)
+    assert "1. `src` (files: `src/rdb.c`" in comment
