@@ -29,6 +29,7 @@ issue's text (as `issue_benchmark.py` builds it) against those the fixes touched
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import pickle
@@ -212,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         from issue_benchmark import load_cases
 
         specs = load_cases(args.cases)
-        for w in args.work_dir:
-            for db in sorted(Path(w).glob("**/split-*.db")):
-                dbs.setdefault(db.name, db)
+        for w in args.work_dir:  # glob follows a composed work dir's links to other work dirs (Path.glob does not)
+            for db in sorted(glob.glob(os.path.join(w, "**", "split-*.db"), recursive=True)):
+                dbs.setdefault(os.path.basename(db), Path(db))
     rows = []
     for repo in load_manifest(args.manifest):
         if args.only and repo["name"] not in args.only:
