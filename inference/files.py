@@ -12,6 +12,10 @@ files, `FileRanker` names the files the text points at, from two kinds of eviden
   * the past changes of the module most alike the text (word vectors): the files they touched, each change's weight
     shared among its files.
 
+A text's subject (an issue's title, a commit's subject line: `inference.evidence.subject_of`) is read again beside
+the whole text, as the hybrid's parts read it: its words count twice, and the past changes alike it have half the
+say. On real issue texts, given the right module, that named a touched file among three in 0.680 of 1,319 cases
+against 0.650 reading the whole text once; on the dev changes, whose subject is most of the text, 0.829 either way.
 Each kind is scaled to its best file and the two are added. A file only the module's change counts would favour is
 not named: without evidence from the text, no file is shown.
 """
@@ -26,11 +30,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from indexer.graph import ModuleGraph
 from indexer.text import path_words, words
 
+from .evidence import subject_of
+
 MIN_FILES = 10  # a smaller module is read whole
 SHOWN = 3
 NEAREST = 20  # the module's past changes read for a text
 NAME_WEIGHT = 2.0  # a word of the file's name, against one of a symbol it defines
 BODY_CHARS = 600
+SUBJECT_SHARE = 0.5  # the past changes alike the subject, beside those alike the whole text
 
 
 def _text_words(text: str) -> list[str]:
@@ -82,6 +89,13 @@ class FileRanker:
             return []
         lex = self._names(q, files)
         hist = self._history(text, mid, files)
+        subject = subject_of(text)
+        if subject.strip() != text.strip():  # an issue's title, a commit's subject: read again beside the whole text
+            for f, v in self._names(set(_text_words(subject)), files).items():
+                lex[f] = lex.get(f, 0.0) + v
+            said = self._history(subject, mid, files)
+            hist = {f: (1 - SUBJECT_SHARE) * hist.get(f, 0.0) + SUBJECT_SHARE * said.get(f, 0.0)
+                    for f in set(hist) | set(said)}
         total: Counter = Counter()
         for part in (lex, hist):
             top = max(part.values(), default=0.0)
