@@ -152,3 +152,35 @@ def test_slack_and_the_github_comment_show_where_to_look(valkey_like):
     assert "*Key files:* `src/rdb.c`" in text and "`src/acl.c`, `src/acl.h`" not in text  # the first files by name
     comment = suggestions_comment(answer, "module:", 0.99)
     assert "1. `src` (files: `src/rdb.c`" in comment
+
+
+def test_a_matcher_pickled_before_files_were_named_names_them_once_loaded(valkey_like):
+    """A service that loads a matcher cached by older code (no file ranker in it: `inference.cache.stale_matcher`)
+    builds the ranker from the live graph on its first answer."""
+    import pickle
+
+    from inference.cache import _attach
+    from inference.hybrid import HybridMatcher
+
+    _, g, m = valkey_like
+    state = pickle.loads(pickle.dumps(m)).__dict__.copy()
+    state.pop("files")
+    old = object.__new__(HybridMatcher)
+    old.__setstate__(state)
+    _attach(old, g)
+    assert old.files is None
+    first = old.match("the replica falls behind after the failover handshake", k=1)[0]
+    assert first.module == "src" and first.files[0] == "src/replication.c" and old.files is not None
+
+
+def test_files_are_named_from_names_alone_without_history(tmp_path):
+    """A plain folder (no git, no history): the names and symbols still point at a file."""
+    from indexer.build import index
+
+    root = tmp_path / "plain"
+    (root / "src").mkdir(parents=True)
+    for name, (code, _) in SERVER.items():
+        (root / "src" / name).write_text(code)
+    g = index(root, Store(tmp_path / "db.sqlite")).graph
+    assert not g.history
+    assert FileRanker(g).rank("sentinelVoteLeader picks two leaders", "src") == ["src/sentinel.c"]
