@@ -235,3 +235,52 @@ def parent_of(mid: str, ids: set[str]) -> str | None:
         if cand in ids:
             return cand
     return ROOT_ID
+
+
+# --- translations --------------------------------------------------------------------------------
+# Language tags a repository names its translations' folders by (`docs/zh`, `docs/zh-hant`, `locales/pt-BR`): ISO
+# 639-1 codes, with a script or region after them. Codes that are also common folder names (`it`: integration tests,
+# `id`, `is`, `ml`, `os`, `ts`, ...) are left out; a folder counts as a set of translations only when at least
+# `MIN_LOCALES` of its subfolders are tags of at least two languages, and a tag of no set is an ordinary name.
+LANGUAGE_CODES = frozenset("""
+af ar az be bg bn bs ca cs cy da de el en eo es et eu fa fi fr ga gl gu he hi hr hu hy ja ka kk km kn ko ky lo lt lv
+mk mn mr ne nl nb nn pa pl ps pt ro ru sk sl sq sr sv sw ta te tg th tk tl tr uk ur uz vi yo zh zu
+""".split())
+_LOCALE_RE = re.compile(r"^([a-z]{2})(?:[-_](?:[A-Za-z]{4}|[A-Za-z]{2}|\d{3}))?$")
+MIN_LOCALES = 3
+SOURCE_LANGUAGE = "en"  # the language translations are made from, where a set holds it
+
+
+def locale_tag(name: str) -> str | None:
+    """The language of a folder named by a language tag (`zh-hant` -> `zh`), else None."""
+    m = _LOCALE_RE.match(name)
+    return m.group(1) if m and m.group(1) in LANGUAGE_CODES else None
+
+
+def translation_modules(ids) -> dict[str, str]:
+    """module -> the language of the translation it lies in: modules below a folder that is one of a set of sibling
+    folders named by language tags (at least `MIN_LOCALES`, of two languages or more), other than the source
+    language's (`SOURCE_LANGUAGE`, where the set holds it). FastAPI keeps its documentation in `docs/en` and its
+    translations in `docs/zh`, `docs/ja`, `docs/de`, ...: a module of `docs/zh` holds the Chinese words of the
+    documentation, so any question asked in Chinese reads like it."""
+    children: dict[str, set[str]] = defaultdict(set)
+    for mid in ids:
+        parts = mid.split("/")
+        for i in range(1, len(parts) + 1):
+            children["/".join(parts[:i - 1])].add(parts[i - 1])
+    sets = {}
+    for parent, names in children.items():
+        langs = {n: locale_tag(n) for n in names}
+        tagged = {n: lang for n, lang in langs.items() if lang}
+        if len(tagged) >= MIN_LOCALES and len(set(tagged.values())) >= 2:
+            source = SOURCE_LANGUAGE if SOURCE_LANGUAGE in tagged.values() else None
+            sets[parent] = {n: lang for n, lang in tagged.items() if lang != source}
+    out = {}
+    for mid in ids:
+        parts = mid.split("/")
+        for i in range(len(parts)):
+            lang = sets.get("/".join(parts[:i]), {}).get(parts[i])
+            if lang:
+                out[mid] = lang
+                break
+    return out

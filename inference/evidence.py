@@ -391,3 +391,20 @@ class TagIndex:
         """What the past changes carrying `text`'s subject tag touched (None: no tag, or one seen too rarely)."""
         tag = subject_tag(text)
         return None if tag is None else self.tags.get(tag)
+
+
+# --- translations ----------------------------------------------------------------------------------
+# A text about translations or the documentation (in any language the glossary's users write, and the gitmoji of
+# i18n): where it is not, a module of a translation (`indexer.modules.translation_modules`) is no answer for the
+# language the text is written in.
+_ABOUT_TRANSLATION = re.compile(
+    r"translat|i18n|l10n|locali[sz]|\blocales?\b|\blanguages?\b|\bdocs?\b|documentation|\bwording\b|\btypos?\b|"
+    r"chinese|japanese|korean|german|french|spanish|portuguese|russian|turkish|ukrainian|hindi|"
+    r"文档|翻译|译文|本地化|多语言|国际化|中文|日文|日语|韩文|韩语|英文|错别字|"
+    r"日本語|한국어|\U0001F310", re.I)
+
+
+def about_translation(text: str) -> bool:
+    """Whether `text` is about translations or the documentation ("🌐 Add Chinese translation for …", "中文文档里
+    … 有错别字", "typo in the docs")."""
+    return bool(_ABOUT_TRANSLATION.search(text))

@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from indexer.graph import ModuleGraph
+from indexer.modules import translation_modules
 from indexer.text import words
 
 from .base import Match, clean_text, register
 from .calibration import (LABEL_MARGIN_Z, Calibrator, RankCalibrator, falling, lifted, online_lift, operating_point,
                           validation_split, with_history)
 from .bilingual import writes_chinese
-from .evidence import Coverage, MentionIndex, TagIndex, subject_of
+from .evidence import Coverage, MentionIndex, TagIndex, about_translation, subject_of
 from .files import FileRanker
 from .errors import BadInputError, InferenceError
 from .scoring import ScoredMatcher, answer_ids
@@ -108,6 +109,7 @@ DRIFT_MIN = 30
 DRIFT_DROP = 0.15
 DRIFT_SAMPLE = 20  # new changes scored per update, at most (the latest)
 FILES_FOR = 3  # the answers whose files are named (`FileRanker`)
+TRANSLATION_SHARE = 0.1  # what a translation's module keeps of its score for a text not about translations
 # The same answers recalibrate the confidences between full builds: once RECAL_MIN of them are in (the latest
 # RECAL_WINDOW count), the rank calibrator's lift (`online_lift`) is the one under which their mean confidence meets
 # their hit rate, shrunk toward the full build's by RECAL_PRIOR pseudo-answers. The held-out slice a full build reads
@@ -338,6 +340,7 @@ class HybridMatcher(ScoredMatcher):
         self._last_cov: tuple[str, dict[bool, float]] | None = None
         self._last_fused: tuple[str, dict[str, np.ndarray], np.ndarray] | None = None
         self._last_votes: tuple[tuple, dict[str, np.ndarray | None]] | None = None
+        self._translations: dict[int, str] | None = None
 
     def part_scores(self, text: str) -> dict[str, np.ndarray]:
         if self._last is not None and self._last[0] == text:
@@ -353,13 +356,14 @@ class HybridMatcher(ScoredMatcher):
         self.__dict__.setdefault("held_out", None)
         self.__dict__.setdefault("files", None)
         self._last = self._last_cov = self._last_fused = self._last_votes = None
+        self._translations = None
 
     def _reading(self, text: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The parts' distributions of `text` and their fusion, remembered for the last text."""
         last = self._last_fused
         if last is None or last[0] != text:
             dists = read_parts(self.parts, text, self.subject_share, raw=self.part_scores(text))
-            last = (text, dists, fuse_distributions(dists, self.weights, self.fusion))
+            last = (text, dists, self._gated(text, fuse_distributions(dists, self.weights, self.fusion)))
             self._last_fused = last
         return last[1], last[2]
 
@@ -396,7 +400,26 @@ class HybridMatcher(ScoredMatcher):
         return out
 
     def scores(self, text: str) -> np.ndarray:
-        return mix_votes(self.fused(text), self.votes(text), self.shares())
+        return self._gated(text, mix_votes(self.fused(text), self.votes(text), self.shares()))
+
+    def translations(self) -> dict[int, str]:
+        """The answers that are modules of a translation (index -> language; `indexer.modules.translation_modules`),
+        read from the module IDs once."""
+        if self._translations is None:
+            self._translations = {self.index[m]: lang for m, lang in translation_modules(self.ids).items()}
+        return self._translations
+
+    def _gated(self, text: str, scores: np.ndarray) -> np.ndarray:
+        """`scores` with the modules of translations at `TRANSLATION_SHARE` of theirs where `text` is not about
+        translations or the documentation: FastAPI's `docs/zh` holds the Chinese words of its documentation, so
+        without this every question asked in Chinese ("依赖注入的缓存在子依赖中不生效") read like it and was answered
+        there, before the code."""
+        tr = self.translations()
+        if not tr or about_translation(text):
+            return scores
+        out = np.array(scores, dtype=np.float64)
+        out[list(tr)] *= TRANSLATION_SHARE
+        return out
 
     def match(self, text: str, k: int = 5) -> list[Match]:
         """Ranked answers; every rank's confidence from the rank calibrator (probability and the text's coverage)."""
@@ -576,6 +599,9 @@ class HybridMatcher(ScoredMatcher):
         if sem is not None:  # the semantic classifier of past changes (`DenseMatcher.classify`)
             ranks.append(f"past changes' meaning #{1 + int(np.sum(sem > sem[i]))}")
         ev = ["ranks: " + ", ".join(ranks)]
+        if i in self.translations() and not about_translation(text):
+            ev.append(f"a translation ({self.translations()[i]}): first only for a text about translations or the "
+                      "documentation")
         if self.mentions is not None:
             named = self.mentions.find(text).get(mid)
             if named:
