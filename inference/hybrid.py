@@ -363,7 +363,7 @@ class HybridMatcher(ScoredMatcher):
         last = self._last_fused
         if last is None or last[0] != text:
             dists = read_parts(self.parts, text, self.subject_share, raw=self.part_scores(text))
-            last = (text, dists, self._gated(text, fuse_distributions(dists, self.weights, self.fusion)))
+            last = (text, dists, fuse_distributions(dists, self.weights, self.fusion))
             self._last_fused = last
         return last[1], last[2]
 
@@ -410,10 +410,11 @@ class HybridMatcher(ScoredMatcher):
         return self._translations
 
     def _gated(self, text: str, scores: np.ndarray) -> np.ndarray:
-        """`scores` with the modules of translations at `TRANSLATION_SHARE` of theirs where `text` is not about
-        translations or the documentation: FastAPI's `docs/zh` holds the Chinese words of its documentation, so
+        """The served `scores` with the modules of translations at `TRANSLATION_SHARE` of theirs where `text` is not
+        about translations or the documentation: FastAPI's `docs/zh` holds the Chinese words of its documentation, so
         without this every question asked in Chinese ("依赖注入的缓存在子依赖中不生效") read like it and was answered
-        there, before the code."""
+        there, before the code. Only the order changes: the fused distribution the confidences are read from is left
+        as it is, so the other answers keep their order among themselves and no confidence rises."""
         tr = self.translations()
         if not tr or about_translation(text):
             return scores
