@@ -5,9 +5,7 @@ says in the team's words which file each kind of change went to."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +14,7 @@ from inference.base import create
 from inference.files import FileRanker
 from indexer.build import index
 from indexer.store import Store
+from conftest import GitRepo
 
 # file -> (its code, the words of its past changes: none of them in a file name or a symbol)
 SERVER = {
@@ -46,37 +45,24 @@ NOISE = ["fix", "when", "after", "sometimes", "wrong", "again", "under load", "o
 
 @pytest.fixture(scope="module")
 def valkey_like(tmp_path_factory):
-    root = tmp_path_factory.mktemp("files") / "repo"
-    (root / "src").mkdir(parents=True)
-    (root / "docs").mkdir()
-
-    def git(*args, date=None):
-        env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else None
-        subprocess.run(["git", "-C", str(root), "-c", "user.name=d", "-c", "user.email=d@e", *args], check=True,
-                       capture_output=True, env=env)
-
-    git("init", "-q", "-b", "main")
-    for name, (code, _) in SERVER.items():
-        (root / "src" / name).write_text(code)
-    for i in range(3):
-        (root / "docs" / f"guide{i}.md").write_text(f"# Guide {i}\n\nHow to run the server, part {i}.\n")
-    git("add", "-A")
-    git("commit", "-qm", "initial layout", date="2023-12-01T12:00:00+00:00")
+    repo = GitRepo(tmp_path_factory.mktemp("files") / "repo")
+    files = {f"src/{name}": code for name, (code, _) in SERVER.items()}
+    files.update({f"docs/guide{i}.md": f"# Guide {i}\n\nHow to run the server, part {i}.\n" for i in range(3)})
+    repo.commit("initial layout", files, date="2023-12-01T12:00:00+00:00")
     rnd = random.Random(5)
     talked = [n for n, (_, about) in SERVER.items() if about]
     for i in range(180):
         name = rnd.choice(talked)
-        f = root / "src" / name
-        f.write_text(f.read_text() + f"/* change {i} */\n")
+        touched = [f"src/{name}"]
         if rnd.random() < 0.3:  # the server's main file is touched along with a third of the changes
-            s = root / "src" / "server.c"
-            s.write_text(s.read_text() + f"/* change {i} */\n")
+            touched.append("src/server.c")
         if rnd.random() < 0.15:
-            d = root / "docs" / "guide0.md"
-            d.write_text(d.read_text() + f"Note {i}.\n")
+            touched.append("docs/guide0.md")
+        for path in touched:
+            files[path] += f"/* change {i} */\n"
         text = " ".join([rnd.choice(SERVER[name][1])] + rnd.sample(NOISE, 2))
-        git("add", "-A")
-        git("commit", "-qm", text, date=f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T12:00:00+00:00")
+        repo.commit(text, {p: files[p] for p in touched}, date=f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T12:00:00+00:00")
+    root = repo.root
     g = index(root, Store(tmp_path_factory.mktemp("store") / "db.sqlite")).graph
     return root, g, create("hybrid", g)
 

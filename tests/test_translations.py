@@ -5,9 +5,7 @@ One real git repository laid out like FastAPI: the library in `fastapi/`, its do
 translations, and a history of code changes and translation changes."""
 from __future__ import annotations
 
-import os
 import random
-import subprocess
 
 import pytest
 
@@ -16,6 +14,7 @@ from inference.evidence import about_translation
 from indexer.build import index
 from indexer.modules import translation_modules
 from indexer.store import Store
+from conftest import GitRepo
 
 DOCS = {
     "en": "# Dependencies\n\nDependency injection: a dependency is solved once per request and its value cached for "
@@ -38,38 +37,25 @@ CODE_CHANGES = ["Fix dependency cache for sub-dependencies", "Solve dependencies
 
 @pytest.fixture(scope="module")
 def docs_repo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tr") / "repo"
-    root.mkdir()
-
-    def git(*args, date=None):
-        env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else None
-        subprocess.run(["git", "-C", str(root), "-c", "user.name=d", "-c", "user.email=d@e", *args], check=True,
-                       capture_output=True, env=env)
-
-    git("init", "-q", "-b", "main")
-    for path, text in CODE.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
+    repo = GitRepo(tmp_path_factory.mktemp("tr") / "repo")
+    files = dict(CODE)
     for lang, text in DOCS.items():  # enough pages that each language's documentation is a module of its own
         for page in ("dependencies", "security", "background-tasks", *(f"tutorial-{i}" for i in range(22))):
-            p = root / "docs" / lang / "docs" / f"{page}.md"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-    git("add", "-A")
-    git("commit", "-qm", "initial layout", date="2024-01-01T12:00:00+00:00")
+            files[f"docs/{lang}/docs/{page}.md"] = text
+    repo.commit("initial layout", files, date="2024-01-01T12:00:00+00:00")
     rnd = random.Random(3)
     names = {"zh": "Chinese", "ja": "Japanese", "de": "German"}
     for i in range(150):
         if i % 3:
-            f = root / rnd.choice(sorted(CODE))
+            path = rnd.choice(sorted(CODE))
             text = rnd.choice(CODE_CHANGES)
         else:
             lang = rnd.choice(sorted(names))
-            f = root / "docs" / lang / "docs" / "dependencies.md"
+            path = f"docs/{lang}/docs/dependencies.md"
             text = f"🌐 Update {names[lang]} translation for docs/{lang}/docs/dependencies.md"
-        f.write_text(f.read_text() + f"\n<!-- {i} -->\n")
-        git("add", "-A")
-        git("commit", "-qm", text, date=f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T12:00:00+00:00")
+        files[path] += f"\n<!-- {i} -->\n"
+        repo.commit(text, {path: files[path]}, date=f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T12:00:00+00:00")
+    root = repo.root
     g = index(root, Store(tmp_path_factory.mktemp("store") / "db.sqlite")).graph
     return g, create("hybrid", g)
 
