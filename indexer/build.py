@@ -148,7 +148,6 @@ def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None =
     for f in names:
         if not named.search(f) or config.marks and marked(config.marks, f):
             continue  # the repository itself marks it vendored or generated
-            continue
         parts = f.split("/")
         for i, p in enumerate(parts[:-1]):
             if p in VENDOR_WORDS:

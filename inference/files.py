@@ -40,11 +40,10 @@ BODY_CHARS = 600
 SUBJECT_SHARE = 0.5  # the past changes alike the subject, beside those alike the whole text
 
 
-def _text_words(text: str) -> list[str]:
-    return words(text)
-
-
 class FileRanker:
+    """The files of each module of at least `min_files` files, with what they are named and define, and the past
+    changes that touched them."""
+
     def __init__(self, graph: ModuleGraph, min_files: int = MIN_FILES):
         self.files = {m.id: tuple(m.files) for m in graph.modules.values() if len(m.files) >= min_files}
         owner = {f: mid for mid, fs in self.files.items() for f in fs}
@@ -72,7 +71,7 @@ class FileRanker:
             self.touched.append(fs)
         self.vec = self.X = None
         if texts:
-            self.vec = TfidfVectorizer(analyzer=_text_words, sublinear_tf=True, min_df=1, dtype=np.float32)
+            self.vec = TfidfVectorizer(analyzer=words, sublinear_tf=True, min_df=1, dtype=np.float32)
             try:
                 self.X = self.vec.fit_transform(texts).tocsr()
             except ValueError:  # no word in any change
@@ -84,14 +83,14 @@ class FileRanker:
     def rank(self, text: str, mid: str, k: int = SHOWN) -> list[str]:
         """Up to `k` files of `mid` that `text` points at, best first; none for a small module or without evidence."""
         files = self.files.get(mid)
-        q = set(_text_words(text))
+        q = set(words(text))
         if not files or not q:
             return []
         lex = self._names(q, files)
         hist = self._history(text, mid, files)
         subject = subject_of(text)
         if subject.strip() != text.strip():  # an issue's title, a commit's subject: read again beside the whole text
-            for f, v in self._names(set(_text_words(subject)), files).items():
+            for f, v in self._names(set(words(subject)), files).items():
                 lex[f] = lex.get(f, 0.0) + v
             said = self._history(subject, mid, files)
             hist = {f: (1 - SUBJECT_SHARE) * hist.get(f, 0.0) + SUBJECT_SHARE * said.get(f, 0.0)
