@@ -28,8 +28,9 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from indexer.graph import ModuleGraph
-from indexer.text import path_words, words
+from indexer.text import has_han, path_words, words
 
+from .bilingual import Bilingual, writes_chinese
 from .evidence import subject_of
 
 MIN_FILES = 10  # a smaller module is read whole
@@ -38,6 +39,8 @@ NEAREST = 20  # the module's past changes read for a text
 NAME_WEIGHT = 2.0  # a word of the file's name, against one of a symbol it defines
 BODY_CHARS = 600
 SUBJECT_SHARE = 0.5  # the past changes alike the subject, beside those alike the whole text
+GLOSSARY = True
+_GLOSSARY = Bilingual()  # the glossary's pairs only
 
 
 class FileRanker:
@@ -59,6 +62,7 @@ class FileRanker:
                     else:  # the module keeps its first files' symbols only: their words would favour those files
                         sym[s.path].add(s.name.lower().strip("_"))
         self.symbol_words = {f: frozenset(ws - self.name_words[f]) for f, ws in sym.items()}
+        self.chinese = writes_chinese(graph.history)  # None without a history
         texts, self.touched = [], []
         self.rows: dict[str, list[int]] = defaultdict(list)  # module -> its past changes (rows)
         for h in graph.history:
@@ -83,6 +87,7 @@ class FileRanker:
     def rank(self, text: str, mid: str, k: int = SHOWN) -> list[str]:
         """Up to `k` files of `mid` that `text` points at, best first; none for a small module or without evidence."""
         files = self.files.get(mid)
+        text = self._read(text)
         q = set(words(text))
         if not files or not q:
             return []
@@ -103,6 +108,14 @@ class FileRanker:
                     total[f] += v / top
         ranked = sorted((f for f in total if total[f] > 0), key=lambda f: (-total[f], f))
         return ranked[:k]
+
+    def _read(self, text: str) -> str:
+        """`text`, and where the team does not write Chinese and `text` does, the glossary's English for its Chinese
+        words on each line ("缓存失效" + cache): nothing else in such a repository reads Chinese."""
+        if not GLOSSARY or getattr(self, "chinese", None) or not has_han(text):
+            return text
+        return "\n".join(ln + " " + " ".join(_GLOSSARY.english(words(ln))) if has_han(ln) else ln
+                         for ln in text.split("\n"))
 
     def _names(self, q: set[str], files: tuple[str, ...]) -> dict[str, float]:
         hits = {f: (q & self.name_words[f], q & self.symbol_words.get(f, frozenset())) for f in files}

@@ -170,3 +170,19 @@ def test_files_are_named_from_names_alone_without_history(tmp_path):
     g = index(root, Store(tmp_path / "db.sqlite")).graph
     assert not g.history
     assert FileRanker(g).rank("sentinelVoteLeader picks two leaders", "src") == ["src/sentinel.c"]
+
+
+def test_a_chinese_question_to_a_team_that_writes_english_names_the_file(valkey_like):
+    """The repository's names and history are English; a question in Chinese is read with the glossary's English
+    for its words (用户 user, 密码 password, 规则 rule), as the hybrid's parts read it."""
+    from inference import files
+
+    _, g, m = valkey_like
+    ranker = FileRanker(g)
+    assert ranker.chinese is False
+    assert ranker.rank("新用户的密码规则没有生效", "src")[:1] == ["src/acl.c"]
+    files.GLOSSARY = False  # without the glossary nothing in the repository reads Chinese
+    try:
+        assert ranker.rank("新用户的密码规则没有生效", "src") == []
+    finally:
+        files.GLOSSARY = True
