@@ -23,6 +23,8 @@ MARKS = ("linguist-vendored", "linguist-generated")
 _CLASSES = {"alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "digit": "0-9", "lower": "a-z", "upper": "A-Z",
             "space": r"\s", "xdigit": "0-9a-fA-F", "blank": r" \t"}
 
+_ANY_FOLDERS = "(?:[^/]*/)*"
+
 # one rule: (folder of its .gitattributes, pattern, attribute, True = marked / False = un-marked / None = forgotten)
 Rule = tuple[str, str, str, bool | None]
 
@@ -84,7 +86,8 @@ def _regex(pat: str) -> str | None:
                 j += 1
             bounded = (i == 0 or pat[i - 1] == "/") and j - i == 2
             if bounded and j < n and pat[j] == "/":
-                out.append("(?:[^/]*/)*")  # "**/": no folders or any
+                if not out or out[-1] != _ANY_FOLDERS:  # "**/**/" is "**/", and repeating it would backtrack
+                    out.append(_ANY_FOLDERS)  # "**/": no folders or any
                 j += 1
             elif bounded and j == n:
                 out.append(".*")  # a trailing "/**": everything inside

@@ -947,6 +947,7 @@ lib/[!a-c]*.ts linguist-generated=false
 keep.txt !linguist-vendored
 data/*.csv linguist-vendored=false
 *.lock binary
+**/**/**/gen/*.h linguist-generated
 """
 ATTRS_NESTED = """*.c linguist-generated
 inner/*.h -linguist-generated
@@ -960,7 +961,8 @@ PROBE_PATHS = [
     "lib/a/mid/sub/c.c", "lib/xy.h", "lib/xyz.h", "lib/x/.h", "lib/apple.js", "lib/dog.js", "lib/dog.ts", "lib/cat.ts",
     ".github/workflows/ci.yml", "notes.txt", "a/keep.txt", "keep.txt", "data/a.csv", "data/b/a.csv", "Cargo.lock",
     "nested/x.c", "nested/inner/y.h", "nested/inner/y.c", "nested/deeper/z.c", "nested/only-here.py",
-    "nested/sub/only-here.py", "only-here.py", "plain/file.py"]
+    "nested/sub/only-here.py", "only-here.py", "plain/file.py", "gen/a.h", "p/q/r/s/t/u/v/w/gen/a.h",
+    "p/q/r/s/t/u/v/w/gen/x/a.h"]
 
 
 def test_gitattributes_patterns_are_read_as_git_reads_them(git_repo):
