@@ -31,6 +31,7 @@ def _home() -> list[Check]:
 
 
 def _repos(items) -> list[Check]:
+    from indexer.modules import translation_folders
     from indexer.store import Store, db_path_for, quarantined
 
     from .hooks import hook_token_problem, status as hook_status
@@ -69,10 +70,12 @@ def _repos(items) -> list[Check]:
         corrections = None
         try:
             own: list[str] = []
+            translated: list[str] = []
             try:
                 problem = store.integrity()
                 info = store.graph_info() if not problem else {}
                 own = json.loads(store.get_meta("own") or "[]")
+                translated = translation_folders(store.module_ids()) if info else []
             except Exception as e:
                 problem, info = f"{type(e).__name__}: {e}", {}
             if info and not problem:
@@ -89,6 +92,10 @@ def _repos(items) -> list[Check]:
             continue
         said = (f"; indexed as its own code though named like vendored code: {', '.join(d + '/' for d in own)}"
                 if own else "")  # `indexer.build.own_folders`: an operator sees why `externals/` has modules
+        if translated:  # `indexer.modules.translation_modules`: why `docs/zh` is not the answer to Chinese questions
+            said += (f"; translations, answered first only for texts about translations or the documentation: "
+                     f"{', '.join(d + '/' for d in translated[:6])}" + (f" and {len(translated) - 6} more"
+                                                                      if len(translated) > 6 else ""))
         out.append(Check(f"repo {name}", "ok" if info else "warn",
                          f"{path}: graph {info.get('version')} at {str(info.get('commit'))[:10]}{said}" if info
                          else f"{path}: no graph yet"))

@@ -284,3 +284,13 @@ def translation_modules(ids) -> dict[str, str]:
                 out[mid] = lang
                 break
     return out
+
+
+def translation_folders(ids) -> list[str]:
+    """The folders of the translations `translation_modules` finds (`docs/zh`, `docs/ja`), sorted."""
+    out = set()
+    for mid, lang in translation_modules(ids).items():
+        parts = mid.split("/")
+        i = next(i for i, p in enumerate(parts) if locale_tag(p) == lang)
+        out.add("/".join(parts[:i + 1]))
+    return sorted(out)

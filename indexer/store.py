@@ -293,6 +293,10 @@ class Store:
     def has_graph(self) -> bool:
         return self.conn.execute("SELECT 1 FROM graph WHERE id=1").fetchone() is not None
 
+    def module_ids(self) -> list[str]:
+        """The stored modules' IDs, without decoding their records."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM modules ORDER BY id")]
+
     def graph_info(self) -> dict:
         row = self.conn.execute("SELECT version, [commit], built_at FROM graph WHERE id=1").fetchone()
         return {"version": row[0], "commit": row[1], "built_at": row[2]} if row else {}

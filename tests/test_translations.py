@@ -12,7 +12,7 @@ import pytest
 from inference.base import create
 from inference.evidence import about_translation
 from indexer.build import index
-from indexer.modules import translation_modules
+from indexer.modules import translation_folders, translation_modules
 from indexer.store import Store
 from conftest import GitRepo
 
@@ -57,7 +57,7 @@ def docs_repo(tmp_path_factory):
         repo.commit(text, {path: files[path]}, date=f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T12:00:00+00:00")
     root = repo.root
     g = index(root, Store(tmp_path_factory.mktemp("store") / "db.sqlite")).graph
-    return g, create("hybrid", g)
+    return g, create("hybrid", g), root
 
 
 def test_translation_folders_are_found_by_their_language_tags():
@@ -67,10 +67,11 @@ def test_translation_folders_are_found_by_their_language_tags():
     assert translation_modules(ids) == {"docs/zh/docs": "zh", "docs/zh-hant/docs": "zh", "docs/ja/docs/advanced": "ja",
                                         "web/locales/pt-BR": "pt", "web/locales/de": "de"}
     assert translation_modules(["src/it", "src/de", "src/main"]) == {}  # two tags are no set of translations
+    assert translation_folders(ids) == ["docs/ja", "docs/zh", "docs/zh-hant", "web/locales/de", "web/locales/pt-BR"]
 
 
 def test_a_question_in_chinese_reaches_the_code_not_the_chinese_documentation(docs_repo):
-    g, m = docs_repo
+    g, m, _ = docs_repo
     assert translation_modules(list(g.modules)) == {"docs/zh": "zh", "docs/ja": "ja", "docs/de": "de"}
     first = m.match("依赖注入的缓存在子依赖中不生效", k=3)
     assert first[0].module == "fastapi", [(x.module, x.confidence) for x in first]
@@ -87,3 +88,20 @@ def test_a_question_in_chinese_reaches_the_code_not_the_chinese_documentation(do
 ])
 def test_about_translation(text, about):
     assert about_translation(text) is about
+
+
+def test_doctor_names_the_translations(docs_repo, monkeypatch):
+    """An operator sees why `docs/zh` is not the answer to a question asked in Chinese."""
+    import json
+
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    _, _, root = docs_repo
+    monkeypatch.setenv("MODMATCH_REPOS", f"api={root}")
+    assert CliRunner().invoke(cli, ["index", str(root), "--no-matcher"]).exit_code == 0
+    r = CliRunner().invoke(cli, ["doctor", "--json"])
+    repo = next(c for c in json.loads(r.stdout) if c["name"] == "repo api")
+    assert repo["message"].endswith("translations, answered first only for texts about translations or the "
+                                    "documentation: docs/de/, docs/ja/, docs/zh/")
