@@ -74,6 +74,7 @@ class IndexResult:
     changed_files: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     notes: list[str] = field(default_factory=list)
+    config: RepoConfig | None = None  # what decided the modules (`config_for`): the temporal split maps later changes by it
 
     def summary(self) -> dict:
         return {
@@ -97,20 +98,20 @@ def config_for(source: Source, notes: list[str] | None = None) -> RepoConfig:
         return with_fields(config, marks=sort_rules({ATTRIBUTES_NAME: text})) if text else config
     text = git(source.root, "show", f"{source.commit}:{CONFIG_NAME}", check=False)
     config = load_config(source.root, text) if text else RepoConfig()
-    names = git(source.root, "ls-tree", "-r", "--name-only", "-z", source.commit).split("\0")
-    attrs = [n for n in names if n == ATTRIBUTES_NAME or n.endswith("/" + ATTRIBUTES_NAME)]
+    tree = [r.partition("\t") for r in git(source.root, "ls-tree", "-r", "-z", source.commit).split("\0") if r]
+    names = [path for _, _, path in tree]  # one listing for the attributes and the own-folder rule
+    attrs = [Entry(path, meta.split()[2], 0) for meta, _, path in tree if meta.split()[1] == "blob"
+             and (path == ATTRIBUTES_NAME or path.endswith("/" + ATTRIBUTES_NAME))]
     if attrs:
-        blobs = git(source.root, "ls-tree", "-z", source.commit, "--", *attrs).split("\0")
-        entries = [Entry(r.partition("\t")[2], r.split()[2], 0) for r in blobs if r.count(" ") >= 2 and " blob " in r]
-        rules = sort_rules({e.path: data.decode("utf-8", "replace") for e, data in source.read(entries)})
+        rules = sort_rules({e.path: data.decode("utf-8", "replace") for e, data in source.read(attrs)})
         if rules:
             config = with_fields(config, marks=rules)
             if notes is not None:
                 plain = with_fields(config, marks=())
-                n = sum(1 for f in names if f and marked(rules, f) and not skipped(f, plain))
+                n = sum(1 for f in names if marked(rules, f) and not skipped(f, plain))
                 notes.append(f"{ATTRIBUTES_NAME} marks {n} files as vendored or generated (linguist-vendored, "
                              "linguist-generated): they are not indexed")
-    found = own_folders(source, config, notes, names)
+    found = own_folders(source, config, names, notes)
     return with_fields(config, own=tuple(sorted({*config.own, *found}))) if found else config
 
 
@@ -129,8 +130,7 @@ def _folders_of(path: str) -> Iterator[str]:
         i = path.find("/", i + 1)
 
 
-def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None = None,
-                names: list[str] | None = None) -> list[str]:
+def own_folders(source: GitSource, config: RepoConfig, names: list[str], notes: list[str] | None = None) -> list[str]:
     """Folders of the snapshot named like vendored code with a word that is also a word of a domain (`VENDOR_WORDS`:
     Kyuubi's `externals/` holds its engines, a procurement app's `vendor/` its suppliers' pages) that are the
     repository's own code: no licence file of another project in them (one in a `META-INF` folder is a jar's
@@ -143,9 +143,7 @@ def own_folders(source: GitSource, config: RepoConfig, notes: list[str] | None =
     files (dev Acc@1 0.785 -> 0.765)."""
     files: dict[str, list[str]] = {}  # candidate folder -> its files
     named = re.compile(r"(?:^|/)(?:" + "|".join(sorted(VENDOR_WORDS)) + r")/")
-    if names is None:
-        names = git(source.root, "ls-tree", "-r", "--name-only", "-z", source.commit).split("\0")
-    for f in names:
+    for f in names:  # the snapshot's paths
         if not named.search(f) or config.marks and marked(config.marks, f):
             continue  # the repository itself marks it vendored or generated
         parts = f.split("/")
@@ -602,7 +600,7 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
         graph.history = store.history()
         result = IndexResult(graph, full or not had_graph, len(paths), built.parsed, built.cached, len(history), replace,
                              built.added, built.removed, built.changed, built.changed_files, time.perf_counter() - t0,
-                             notes)
+                             notes, config)
         store.finish_run(run_id, "ok", result.summary())
         return result
     except BaseException as e:

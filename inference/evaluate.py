@@ -127,7 +127,7 @@ def history_split(root: str | Path, cutoff: str, store_dir: str | Path | None = 
     """The graph and history as of `cutoff`; the later changes as evaluation cases."""
     from indexer import build
     from indexer.history import mine_history, mine_moves
-    from indexer.source import GitSource, git, resolve_commit
+    from indexer.source import git, resolve_commit
     from indexer.store import Store
 
     root = Path(root)
@@ -149,7 +149,7 @@ def history_split(root: str | Path, cutoff: str, store_dir: str | Path | None = 
         store.close()
         if tmp is not None:
             tmp.cleanup()
-    config = build.config_for(GitSource(root, commit))
+    config = res.config  # the cut-off's, as the index read it
     # a later change to a file moved since the cut-off (llmtuner/ renamed llamafactory/) is a change to the
     # module the file had then, not to the parent folder both lie in
     module_of = build.history_module_of(graph, config, files, mine_moves(root, f"{commit}..{head_sha}", backward=True),
