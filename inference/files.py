@@ -84,22 +84,26 @@ class FileRanker:
     def __len__(self) -> int:
         return len(self.files)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_last", None)  # the last text's reading, not worth pickling
+        return state
+
     def rank(self, text: str, mid: str, k: int = SHOWN) -> list[str]:
         """Up to `k` files of `mid` that `text` points at, best first; none for a small module or without evidence."""
         files = self.files.get(mid)
-        text = self._read(text)
-        q = set(words(text))
-        if not files or not q:
+        reading = self._reading(text)
+        if not files or not reading[0][0]:
             return []
+        (q, vec), said = reading
         lex = self._names(q, files)
-        hist = self._history(text, mid, files)
-        subject = subject_of(text)
-        if subject.strip() != text.strip():  # an issue's title, a commit's subject: read again beside the whole text
-            for f, v in self._names(set(words(subject)), files).items():
+        hist = self._history(vec, mid, files)
+        if said is not None:  # an issue's title, a commit's subject: read again beside the whole text
+            for f, v in self._names(said[0], files).items():
                 lex[f] = lex.get(f, 0.0) + v
-            said = self._history(subject, mid, files)
-            hist = {f: (1 - SUBJECT_SHARE) * hist.get(f, 0.0) + SUBJECT_SHARE * said.get(f, 0.0)
-                    for f in set(hist) | set(said)}
+            again = self._history(said[1], mid, files)
+            hist = {f: (1 - SUBJECT_SHARE) * hist.get(f, 0.0) + SUBJECT_SHARE * again.get(f, 0.0)
+                    for f in set(hist) | set(again)}
         total: Counter = Counter()
         for part in (lex, hist):
             top = max(part.values(), default=0.0)
@@ -108,6 +112,22 @@ class FileRanker:
                     total[f] += v / top
         ranked = sorted((f for f in total if total[f] > 0), key=lambda f: (-total[f], f))
         return ranked[:k]
+
+    def _reading(self, text: str) -> tuple:
+        """The words and the word vector of `text` (as `_read` gives it), and of its subject where that is not the
+        whole text (else None); kept for the last text, which a hybrid answer asks of each of its first answers."""
+        key = (text, GLOSSARY)
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] == key:
+            return last[1]
+        text = self._read(text)
+        subject = subject_of(text)
+        reading = (self._parse(text), self._parse(subject) if subject.strip() != text.strip() else None)
+        self._last = (key, reading)
+        return reading
+
+    def _parse(self, text: str) -> tuple[set[str], object]:
+        return set(words(text)), (self.vec.transform([text]) if self.vec is not None else None)
 
     def _read(self, text: str) -> str:
         """`text`, and where the team does not write Chinese and `text` does, the glossary's English for its Chinese
@@ -124,11 +144,11 @@ class FileRanker:
         return {f: sum(NAME_WEIGHT * math.log(1 + n / df[w]) for w in names)
                 + sum(math.log(1 + n / df[w]) for w in syms) for f, (names, syms) in hits.items() if names or syms}
 
-    def _history(self, text: str, mid: str, files: tuple[str, ...]) -> dict[str, float]:
+    def _history(self, vec, mid: str, files: tuple[str, ...]) -> dict[str, float]:
         rows = self.rows.get(mid)
-        if self.vec is None or not rows:
+        if vec is None or not rows:
             return {}
-        sims = (self.X[rows] @ self.vec.transform([text]).T).toarray().ravel()
+        sims = (self.X[rows] @ vec.T).toarray().ravel()
         own = set(files)
         out: Counter = Counter()
         for r in np.argsort(-sims, kind="stable")[:NEAREST]:
