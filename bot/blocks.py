@@ -89,7 +89,7 @@ def answer_blocks(question: str, answer, graph, *, repo: str, question_id: int |
         head = f"*{i}. {code(m.module)}* — {m.percent} confident"
         if module is not None and module.description:
             head += f"\n{esc(clip(' '.join(module.description.split()), 300))}"
-        lines = [head, *_module_details(module, m.evidence, getattr(m, "files", None))]
+        lines = [head, *_module_details(module, m.evidence, m.files)]
         if m.evidence:
             lines.append("*Why:* " + esc("; ".join(clip(" ".join(e.split()), 240) for e in m.evidence[:3])))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), SECTION_MAX)}})

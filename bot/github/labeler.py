@@ -38,7 +38,7 @@ def suggestions_comment(answer, prefix: str, threshold: float) -> str:
         lines[-1:-1] = ["", f"_{_quiet(unread_note(answer.unread))}_"]
     for i, m in enumerate(answer.matches, 1):
         why = "; ".join(_quiet(e, 160) for e in m.evidence[:3]) or "—"
-        where = f" (files: {', '.join(f'`{f}`' for f in m.files)})" if getattr(m, "files", None) else ""
+        where = f" (files: {', '.join(f'`{f}`' for f in m.files)})" if m.files else ""
         lines.append(f"{i}. `{m.module}`{where} — {m.percent} — {why}")
     lines += ["", f"A maintainer can apply the right `{prefix}<module>` label; modmatch learns from it.",
               f"<sub>matcher `{answer.matcher}` · graph `{answer.graph_version}` · model `{answer.model_version or '—'}`</sub>"]
