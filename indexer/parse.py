@@ -150,6 +150,14 @@ _TAG_LINE_RE = re.compile(
     r"date|ingroup|addtogroup|defgroup|license|copyright|sa)\b",
     re.I,
 )
+# an IDE's file template: "Created by xuxueli on 17/5/10.", "Created with IntelliJ IDEA.", "User: x", "Date: 2020/1/1"
+_TEMPLATE_LINE_RE = re.compile(
+    r"^(?:created (?:by|with|on|using)\b|(?:user|date|time|author|created|modified|creator)\s*[:：]"
+    r"|to change this (?:template|license header)|@?(?:date|time)\s+\d)",
+    re.I,
+)
+# a commented-out line of code: a package / import / include statement, or a line ending as a statement or block does
+_CODE_LINE_RE = re.compile(r"^(?:(?:package|import|using|#include|#import|from \S+ import)\s|@[A-Z]\w*$)|[;{}]$")
 _COMMENT_PREFIX_RE = re.compile(r"^\s*(?:/\*+!?|\*+/|///?!?<?|#+!?|\*+)")
 _COMMENT_SUFFIX_RE = re.compile(r"\s*\*+/\s*$")
 _STRING_RE = re.compile(r"^[rRuUbBfF]{0,2}(\"\"\"|'''|\"|')(.*)\1$", re.S)
@@ -227,7 +235,7 @@ def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
         if lang == "ruby" and _RUBY_MAGIC_RE.match(line):
             continue
         line = re.sub(r"^[@\\]brief\s+", "", line)
-        if _TAG_LINE_RE.match(line):
+        if _TAG_LINE_RE.match(line) or _TEMPLATE_LINE_RE.match(line):
             continue
         if lang == "csharp":
             if _XML_DOC_LINE_RE.match(line):
@@ -451,6 +459,8 @@ def _header_text(lines: list[str], docstring: bool = False) -> str:
         if docstring and _DECOR_LINE_RE.match(line):
             continue
         kept.append(line)
+    if kept and 2 * sum(1 for line in kept if _CODE_LINE_RE.search(line)) >= len(kept):
+        return ""  # commented-out code (`// package com.x; import ...`) says nothing about the file
     text = "\n".join(kept)
     if not text or _LICENSE_RE.search(text):
         return ""

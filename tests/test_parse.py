@@ -510,6 +510,45 @@ typedef void (*bar_cb)(int);
     assert "a" not in k and "b" not in k  # parameters are not functions
 
 
+def test_commented_out_code_and_ide_template_are_no_header():
+    """xxl-job: a file whose first comment is its old code described its module as "package com.xxl...; import
+    ...", and IntelliJ's "Created by xuxueli on 17/5/10." stood first in many descriptions."""
+    dead = b"""//package com.xxl.job.admin.core.util;
+//
+//import java.util.Map;
+//import org.slf4j.Logger;
+//
+//public class CookieUtil {
+//}
+
+/** Cookies of the admin pages. */
+public class CookieUtil2 {}
+"""
+    rec = parse_file("CookieUtil.java", dead, "d")
+    assert "package" not in rec.header and "import" not in rec.header
+    templ = b"""/**
+ * Created by xuxueli on 17/5/10.
+ */
+public class JobLogCleaner {
+    /**
+     * Created by xuxueli on 16/9/30.
+     * Deletes the logs older than the retention days.
+     */
+    public void clean() {}
+}
+"""
+    rec = parse_file("JobLogCleaner.java", templ, "t")
+    assert "Created by" not in rec.header
+    assert doc(rec, "clean") == "Deletes the logs older than the retention days."
+    prose = b"""/*
+ * Schedules jobs on the executors; see JobTrigger.
+ * Retries a failed trigger twice.
+ */
+public class Scheduler {}
+"""
+    assert parse_file("Scheduler.java", prose, "p").header.startswith("Schedules jobs on the executors; see")
+
+
 def test_kotlin_and_swift_kinds():
     kt = parse_file("a.kt", b"enum class Color { RED }\ndata class P(val x: Int)\ntypealias N = String\n", "k")
     assert kinds(kt) == {"Color": "enum", "P": "class", "N": "type"}
