@@ -541,6 +541,20 @@ def test_the_operating_point_says_how_sure_its_precision_is():
         at = [r for c, r in zip(conf, right) if c >= t["threshold"]]
         assert len(at) / len(conf) == pytest.approx(t["coverage"]) and sum(at) / len(at) >= t["precision_target"]
         assert t["coverage"] > 0.4
+    # the operating point's coverage is stored rounded (36 of 295 → 0.122): a lower target that labels the same 36
+    # is not "more labels" (xxl-job: doctor offered 90 % and 80 % at the very threshold it labels at)
+    conf = [0.9] * 36 + [0.7] * 60 + [0.2] * 199
+    right = [True] * 35 + [False] + [True] * 30 + [False] * 30 + [False] * 199
+    same = _operating_point(SimpleNamespace(operating={"precision_target": 0.95, "threshold": 0.9, "coverage": 0.122,
+                                                       "precision": 0.9722, "held_out": 295},
+                                            held_out={"confidence": conf, "right": right}))
+    assert same["trade"] == []
+    right[36:66] = [True] * 30
+    right[66:80] = [True] * 14  # 79 right of 96 at 0.7: 0.82
+    more = _operating_point(SimpleNamespace(operating={"precision_target": 0.95, "threshold": 0.9, "coverage": 0.122,
+                                                       "precision": 0.9722, "held_out": 295},
+                                            held_out={"confidence": conf, "right": right}))
+    assert [(t["precision_target"], t["threshold"]) for t in more["trade"]] == [(0.8, 0.7)]
     # a hybrid inside an lm-hybrid: the retrieval's operating point; none at all: None
     assert _operating_point(SimpleNamespace(retrieval=SimpleNamespace(operating={"threshold": 0.5})))["threshold"] == 0.5
     assert _operating_point(SimpleNamespace()) is None
