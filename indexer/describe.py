@@ -35,7 +35,8 @@ def _clean_markdown(text: str) -> str:
         if re.match(r"^(\[!\[|!\[|<img|<p|</p|<a |<div|</div|\.\. |:[a-z]+:|=+$|-+$|\*+$|\|)", s):
             continue
         s = re.sub(r"^#+\s*", "", s)
-        s = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", s)
+        s = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", s)  # images first: a badge is a link around one (`[![npm](svg)](url)`)
+        s = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", s)
         s = re.sub(r"<[^>]+>", "", s)
         s = re.sub(r"[*_`]{1,3}", "", s)
         lines.append(s)

@@ -156,6 +156,14 @@ _TEMPLATE_LINE_RE = re.compile(
     r"|to change this (?:template|license header)|@?(?:date|time)\s+\d)",
     re.I,
 )
+# a tool's directive, not prose: linters, formatters, type checkers, coverage and test runners
+_PRAGMA_LINE_RE = re.compile(
+    r"^(?:eslint(?:-disable|-enable|-env)?\b|global\s+\w|jshint\b|jscs:|tslint:|prettier-ignore|biome-ignore|"
+    r"@(?:ts-(?:nocheck|check|ignore|expect-error)|vitest-environment|jest-environment|flow|format|noflow|refresh)\b|"
+    r"(?:istanbul|c8|v8) ignore|noinspection\b|NOLINT|clang-format\s+(?:on|off)|pylint:|mypy:|type:\s*ignore|"
+    r"noqa\b|fmt:\s*(?:on|off|skip)|isort:|nosec\b|rubocop:|swiftlint:|ktlint-disable|@Suppress|cspell:|spell-checker:)",
+    re.I,
+)
 # a commented-out line of code: a package / import / include statement, or a line ending as a statement or block does
 _CODE_LINE_RE = re.compile(r"^(?:(?:package|import|using|#include|#import|from \S+ import)\s|@[A-Z]\w*$)|[;{}]$")
 _COMMENT_PREFIX_RE = re.compile(r"^\s*(?:/\*+!?|\*+/|///?!?<?|#+!?|\*+)")
@@ -235,7 +243,7 @@ def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
         if lang == "ruby" and _RUBY_MAGIC_RE.match(line):
             continue
         line = re.sub(r"^[@\\]brief\s+", "", line)
-        if _TAG_LINE_RE.match(line) or _TEMPLATE_LINE_RE.match(line):
+        if _TAG_LINE_RE.match(line) or _TEMPLATE_LINE_RE.match(line) or _PRAGMA_LINE_RE.match(line):
             continue
         if lang == "csharp":
             if _XML_DOC_LINE_RE.match(line):

@@ -49,6 +49,29 @@ def store_for(tmp_path: Path, name: str = "db") -> Store:
     return Store(tmp_path / f"{name}.sqlite")
 
 
+def test_descriptions_skip_badges_pragmas_and_dead_code(git_repo, tmp_path):
+    """What vuejs/core and xxl-job showed: a README heading of badges, tool pragmas and commented-out code stood
+    first in their modules' descriptions ("![npm](https://...)", "@vitest-environment jsdom eslint-disable ...",
+    "package com.xxl...; import ...")."""
+    git_repo.commit("initial import", {
+        "README.md": "# demo [![npm](https://img.shields.io/npm/v/demo.svg)](https://npmjs.com/demo) "
+                     "[![ci](https://x/badge.svg)](https://x)\n\nA demo of reactive [state](https://demo.dev) for "
+                     "single page applications.\n",
+        "dom/index.ts": "/* eslint-disable no-restricted-globals */\n// @vitest-environment jsdom\n"
+                        "// Renders virtual nodes into the browser DOM.\nexport function render(): void {}\n",
+        "jobs/CookieUtil.java": "//package com.demo.jobs;\n//\n//import java.util.Map;\n//public class Old {\n//}\n"
+                                "public class CookieUtil {}\n",
+        "jobs/Cleaner.java": "/**\n * Created by dev on 17/5/10.\n */\npublic class Cleaner {}\n",
+    })
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    root = g.modules[ROOT_ID].description
+    assert root.startswith("A demo of reactive state for single page applications"), root
+    assert "![" not in root and "https://" not in root
+    assert g.modules["dom"].description.startswith("Renders virtual nodes into the browser DOM."), g.modules["dom"]
+    jobs = g.modules["jobs"].description
+    assert "package" not in jobs and "import" not in jobs and "Created by" not in jobs, jobs
+
+
 def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
     git_repo.commit("initial import", polyglot_files())
     res = index(git_repo.root, store_for(tmp_path), full=True)
