@@ -21,7 +21,11 @@ N_KEYWORDS = 12
 MAX_MODULE_TERMS = 300
 
 
+FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n---[ \t]*(?:\n|\Z)", re.S)
+
+
 def _clean_markdown(text: str) -> str:
+    text = FRONT_MATTER_RE.sub("", text)  # a static site's or an issue template's YAML (`name: Feature request`)
     lines = []
     in_code = False
     for line in text.splitlines():
@@ -103,9 +107,9 @@ def describe(module: Module, records: list[FileRecord]) -> str:
                 parts.append(_first_sentence(c, 200))
                 break
     desc = " ".join(p for p in parts if p).strip()
-    if not desc:
-        exts = Counter(r.path.rsplit(".", 1)[-1] for r in records if "." in r.path.rsplit("/", 1)[-1])
-        desc = f"{len(records)} files" + (f" ({', '.join(e for e, _ in exts.most_common(3))})" if exts else "")
+    if not desc and records:  # nothing says what they are: their names (the tree already gives how many)
+        names = sorted(r.path.rsplit("/", 1)[-1] for r in records)
+        desc = "Holds " + ", ".join(names[:5]) + (f" and {len(names) - 5} more." if len(names) > 5 else ".")
     return desc[:MAX_DESC]
 
 

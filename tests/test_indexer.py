@@ -62,6 +62,10 @@ def test_descriptions_skip_badges_pragmas_and_dead_code(git_repo, tmp_path):
         "jobs/CookieUtil.java": "//package com.demo.jobs;\n//\n//import java.util.Map;\n//public class Old {\n//}\n"
                                 "public class CookieUtil {}\n",
         "jobs/Cleaner.java": "/**\n * Created by dev on 17/5/10.\n */\npublic class Cleaner {}\n",
+        # ripgrep: an issue template's YAML front matter described `.github` ("name: Feature request about: ...")
+        ".github/ISSUE_TEMPLATE/feature_request.md": "---\nname: Feature request\nabout: Suggest a feature\n---\n\n"
+                                                     "Describe the feature you would like to see added here.\n",
+        "scripts/copy-examples": "cp -r examples /tmp\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     root = g.modules[ROOT_ID].description
@@ -70,6 +74,8 @@ def test_descriptions_skip_badges_pragmas_and_dead_code(git_repo, tmp_path):
     assert g.modules["dom"].description.startswith("Renders virtual nodes into the browser DOM."), g.modules["dom"]
     jobs = g.modules["jobs"].description
     assert "package" not in jobs and "import" not in jobs and "Created by" not in jobs, jobs
+    assert g.modules[".github"].description.startswith("Describe the feature"), g.modules[".github"].description
+    assert g.modules["scripts"].description == "Holds copy-examples."  # not "1 files" beside the tree's "1 files"
 
 
 def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
