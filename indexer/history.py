@@ -9,6 +9,13 @@ subject is the body's first line.
 Dropped, by rule: other merges, bot authors, reverts, version bumps and releases,
 formatting-only changes, changes that touch no module or more than ``max_modules`` modules.
 Trailers (Signed-off-by, Co-authored-by, Change-Id, ...) are stripped from bodies.
+
+A change's release note is bookkeeping, not where it changed the code (`is_changelog`: CHANGELOG.md, NEWS, svelte's
+`.changeset/*.md`, pytest's `changelog/123.bugfix.rst`, commons-lang's `src/changes/changes.xml`, dune's
+`doc/changes/`): where a change also touches other modules' files, the notes' modules are not among the modules it
+touched. Otherwise every change of a repository that keeps one taught its notes' module (hutool's `(root)`, beside
+CHANGELOG.md, in 102 of its 200 latest changes; svelte's `.changeset` in 154), and that module was answered for
+questions about the code. A change to the notes alone keeps their module.
 """
 from __future__ import annotations
 
@@ -43,6 +50,28 @@ TRAILER_RE = re.compile(
     r"cc|reviewed-on|pr-url|closes|fixes-jira|git-svn-id|helped-by|approved-by)\s*:.*$",
     re.I | re.M,
 )
+
+
+NOTE_EXTS = frozenset({"", "md", "markdown", "rst", "txt", "adoc", "asciidoc", "xml", "yml", "yaml"})
+# towncrier's fragment types (`changelog/123.bugfix.rst`, `newsfragments/45.feature`)
+FRAGMENT_TYPES = frozenset({"feature", "bugfix", "doc", "docs", "removal", "misc", "breaking", "deprecation",
+                            "improvement", "trivial", "vendor", "contrib", "packaging", "change", "fix", "added"})
+_NOTES_NAME = re.compile(r"^(?:change[-_]?logs?|changes|release[-_]?notes|whats[-_]?new)(?:[-_.].*)?$", re.I)
+_NOTES_NAME_CAPITAL = re.compile(r"^(?:HISTORY|History|NEWS|News)(?:[-_.].*)?$")  # not docs/history.md, a feature's page
+_NOTES_DIRS = frozenset({"changelog", "changelogs", "change-log", "changelog.d", ".changeset", ".changes",
+                         "newsfragments", "changes", "unreleased", "release-notes", "release_notes"})
+
+
+def is_changelog(path: str) -> bool:
+    """Whether `path` is a release note (see the module's docstring). Only notes' extensions (or none) count, so a
+    source file is never one (`changes.go`, `lib/history.py`, `src/changes/Diff.java`)."""
+    *folders, base = path.split("/")
+    ext = base.rsplit(".", 1)[1].lower() if "." in base[1:] else ""
+    if ext not in NOTE_EXTS and ext not in FRAGMENT_TYPES:
+        return False
+    if ext in NOTE_EXTS and (_NOTES_NAME.match(base) or _NOTES_NAME_CAPITAL.match(base)):
+        return True
+    return any(f.lower() in _NOTES_DIRS for f in folders)
 
 
 def strip_trailers(body: str) -> str:
@@ -198,7 +227,8 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
                 title, _, rest = body.partition("\n")
                 subject, body = (title.strip() or subject), rest.strip()
             mods = []
-            for f in files:
+            code = [f for f in files if not is_changelog(f)]
+            for f in code if any(module_of(f) for f in code) else files:  # the notes count only alone
                 mid = module_of(f)
                 if mid and (known_modules is None or mid in known_modules) and mid not in mods:
                     mods.append(mid)

@@ -345,6 +345,38 @@ def test_refresh_equals_full_index(git_repo, tmp_path):
     assert [h.to_dict() for h in inc.graph.history] == [h.to_dict() for h in fresh.graph.history]
 
 
+def test_release_notes_are_not_where_a_change_touched_the_code(git_repo, tmp_path):
+    """hutool edits CHANGELOG.md in half its changes and svelte adds a `.changeset/*.md` to three in four: their notes'
+    module was taught as touched by every such change, and answered for questions about the code. A change to the
+    notes alone still counts for their module; so does the same in the temporal split's gold."""
+    from indexer.history import is_changelog
+    from inference.evaluate import history_split
+
+    files = polyglot_files()
+    files.update({"CHANGELOG.md": "# Changes\n", "docs/guide.md": "# Guide\n\nHow to use the audio backend.\n",
+                  ".changeset/config.json": "{}\n", "changelog/_template.rst": "notes\n"})
+    git_repo.commit("initial import", files)
+    git_repo.commit("Fix crash in ring buffer wraparound", {
+        "audio/sample.c": (FIXTURES / "sample.c").read_text() + "\n// fixed\n",
+        "CHANGELOG.md": "# Changes\n- ring buffer crash\n", ".changeset/brave-cats-sing.md": "fix ring buffer\n",
+        "changelog/123.bugfix.rst": "Fixed the ring buffer.\n"}, date="2024-02-01T12:00:00+00:00")
+    git_repo.commit("Document the 1.2 highlights", {"CHANGELOG.md": "# Changes\n- 1.2 highlights\n"},
+                    date="2024-02-02T12:00:00+00:00")
+    git_repo.commit("Clamp negative gains in the mixer", {
+        "core/util.py": files["core/util.py"] + "\n# negative gains\n", "CHANGELOG.md": "# Changes\n- gains\n"},
+        date="2024-06-02T12:00:00+00:00")
+
+    hist = index(git_repo.root, store_for(tmp_path), full=True).graph.history
+    by = {h.subject: h.modules for h in hist}
+    assert by["Fix crash in ring buffer wraparound"] == ("audio",)
+    assert by["Document the 1.2 highlights"] == (ROOT_ID,)  # the notes alone: their module
+    split = history_split(git_repo.root, "2024-03-01", tmp_path / "split")
+    case = next(c for c in split.cases if c.text.startswith("Clamp negative gains"))
+    assert case.gold == ("core",)
+    assert not is_changelog("src/changes/Diff.java") and not is_changelog("lib/history.py")
+    assert is_changelog("src/changes/changes.xml") and is_changelog("newsfragments/45.feature")
+
+
 def test_history_follows_moved_files_to_their_module_today(git_repo, tmp_path):
     """A reorganised tree keeps its history: changes to files that were moved since count for the module
     the files live in now (renames followed forward, a deleted file by where its folder went), not for
