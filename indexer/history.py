@@ -61,11 +61,15 @@ _NOTES_NAME_CAPITAL = re.compile(r"^(?:HISTORY|History|NEWS|News)(?:[-_.].*)?$")
 _NOTES_DIRS = frozenset({"changelog", "changelogs", "change-log", "changelog.d", ".changeset", ".changes",
                          "newsfragments", "changes", "unreleased", "release-notes", "release_notes"})
 
+_SCHEMA_DIRS = frozenset({"db", "database", "databases", "migration", "migrations", "liquibase", "flyway", "schema"})
+
 
 def is_changelog(path: str) -> bool:
     """Whether `path` is a release note (see the module's docstring). Only notes' extensions (or none) count, so a
     source file is never one (`changes.go`, `lib/history.py`, `src/changes/Diff.java`)."""
     *folders, base = path.split("/")
+    if base.lower().startswith("db.") or _SCHEMA_DIRS & {f.lower() for f in folders}:
+        return False  # Liquibase's `db/changelog/*.xml`: the database's migrations, not notes
     ext = base.rsplit(".", 1)[1].lower() if "." in base[1:] else ""
     if ext not in NOTE_EXTS and ext not in FRAGMENT_TYPES:
         return False
