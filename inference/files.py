@@ -62,6 +62,11 @@ class FileRanker:
                     else:  # the module keeps its first files' symbols only: their words would favour those files
                         sym[s.path].add(s.name.lower().strip("_"))
         self.symbol_words = {f: frozenset(ws - self.name_words[f]) for f, ws in sym.items()}
+        # the words of the folders a file lies in below its module (`sfc-playground/src/App.vue` in vuejs/core's
+        # `packages-private`): what names a part of a big module, counted as a symbol's word is
+        self.folder_words = {f: frozenset(w for w in path_words(_below(f, graph.modules[mid].paths).rpartition("/")[0])
+                                          if w not in self.name_words[f])
+                             for mid, fs in self.files.items() for f in fs}
         self.chinese = writes_chinese(graph.history)  # None without a history
         texts, self.touched = [], []
         self.rows: dict[str, list[int]] = defaultdict(list)  # module -> its past changes (rows)
@@ -138,7 +143,9 @@ class FileRanker:
                          for ln in text.split("\n"))
 
     def _names(self, q: set[str], files: tuple[str, ...]) -> dict[str, float]:
-        hits = {f: (q & self.name_words[f], q & self.symbol_words.get(f, frozenset())) for f in files}
+        folders = getattr(self, "folder_words", {})  # none in a ranker pickled before them
+        hits = {f: (q & self.name_words[f], q & (self.symbol_words.get(f, frozenset()) | folders.get(f, frozenset())))
+                for f in files}
         df = Counter(w for names, syms in hits.values() for w in names | syms)
         n = len(files)
         return {f: sum(NAME_WEIGHT * math.log(1 + n / df[w]) for w in names)
@@ -158,3 +165,9 @@ class FileRanker:
             for f in fs:
                 out[f] += float(sims[r]) / math.sqrt(len(fs))
         return out
+
+
+def _below(path: str, prefixes: list[str]) -> str:
+    """`path` relative to the longest of a module's path `prefixes` it lies under ("" is the root)."""
+    best = max((p for p in prefixes if not p or path.startswith(p.rstrip("/") + "/")), key=len, default="")
+    return path[len(best.rstrip("/")) + 1:] if best else path

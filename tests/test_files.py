@@ -186,3 +186,24 @@ def test_a_chinese_question_to_a_team_that_writes_english_names_the_file(valkey_
         assert ranker.rank("新用户的密码规则没有生效", "src") == []
     finally:
         files.GLOSSARY = True
+
+
+def test_the_folders_below_a_module_name_its_files(tmp_path):
+    """vuejs/core's `packages-private` holds several private packages (`sfc-playground/src/App.vue`,
+    `template-explorer/src/index.ts`, `dts-test/*.test-d.ts`): "SFC playground shows the wrong error line" named a
+    type test first, the words of a file's own name being all that was read. The folders below the module count too."""
+    root = tmp_path / "plain"
+    layout = {"sfc-playground/src": ["App.vue", "Header.vue", "VersionSelect.vue", "main.ts"],
+              "template-explorer/src": ["index.ts", "options.ts", "theme.ts"],
+              "dts-test": ["defineComponent.test-d.tsx", "errors.test-d.ts", "ref.test-d.ts", "watch.test-d.ts"]}
+    for folder, names in layout.items():
+        (root / "packages-private" / folder).mkdir(parents=True)
+        for name in names:
+            (root / "packages-private" / folder / name).write_text("export const x = 1\n")
+    g = index(root, Store(tmp_path / "db.sqlite")).graph
+    mid = next(m for m, mod in g.modules.items() if len(mod.files) >= 10)
+    ranker = FileRanker(g)
+    named = ranker.rank("SFC playground shows the wrong error line", mid)
+    assert named and all("/sfc-playground/" in f for f in named), named
+    assert ranker.rank("template explorer theme is unreadable", mid)[:1] == [
+        "packages-private/template-explorer/src/theme.ts"]
