@@ -15,7 +15,8 @@ A change's release note is bookkeeping, not where it changed the code (`is_chang
 `doc/changes/`): where a change also touches other modules' files, the notes' modules are not among the modules it
 touched. Otherwise every change of a repository that keeps one taught its notes' module (hutool's `(root)`, beside
 CHANGELOG.md, in 102 of its 200 latest changes; svelte's `.changeset` in 154), and that module was answered for
-questions about the code. A change to the notes alone keeps their module.
+questions about the code. A change to the notes alone keeps their module, and so does one whose subject says it is
+about them ("CHANGELOG: update 3.7 changelog, hide global flags in etcdctl commands").
 """
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ _NOTES_NAME_CAPITAL = re.compile(r"^(?:HISTORY|History|NEWS|News)(?:[-_.].*)?$")
 _NOTES_DIRS = frozenset({"changelog", "changelogs", "change-log", "changelog.d", ".changeset", ".changes",
                          "newsfragments", "changes", "unreleased", "release-notes", "release_notes"})
 
+# a change that says it is about its notes ("CHANGELOG: update 3.7 changelog, hide global flags in etcdctl") keeps them
+ABOUT_NOTES_RE = re.compile(r"(?i:change[-_ ]?log|release[-_ ]notes|changeset|what'?s[-_ ]new)|\bCHANGES\b|\bNEWS\b")
 _SCHEMA_DIRS = frozenset({"db", "database", "databases", "migration", "migrations", "liquibase", "flyway", "schema"})
 
 
@@ -231,8 +234,8 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
                 title, _, rest = body.partition("\n")
                 subject, body = (title.strip() or subject), rest.strip()
             mods = []
-            code = [f for f in files if not is_changelog(f)]
-            for f in code if any(module_of(f) for f in code) else files:  # the notes count only alone
+            code = files if ABOUT_NOTES_RE.search(subject) else [f for f in files if not is_changelog(f)]
+            for f in code if any(module_of(f) for f in code) else files:  # the notes count alone, or when said
                 mid = module_of(f)
                 if mid and (known_modules is None or mid in known_modules) and mid not in mods:
                     mods.append(mid)

@@ -362,6 +362,9 @@ def test_release_notes_are_not_where_a_change_touched_the_code(git_repo, tmp_pat
         "changelog/123.bugfix.rst": "Fixed the ring buffer.\n"}, date="2024-02-01T12:00:00+00:00")
     git_repo.commit("Document the 1.2 highlights", {"CHANGELOG.md": "# Changes\n- 1.2 highlights\n"},
                     date="2024-02-02T12:00:00+00:00")
+    git_repo.commit("CHANGELOG: note the 1.2 mixer, and hide a debug flag", {
+        "server/handler.py": "def handle(x):\n    return x\n", "CHANGELOG.md": "# Changes\n- mixer\n"},
+        date="2024-02-03T12:00:00+00:00")  # a change that says it is about its notes keeps them
     git_repo.commit("Clamp negative gains in the mixer", {
         "core/util.py": files["core/util.py"] + "\n# negative gains\n", "CHANGELOG.md": "# Changes\n- gains\n"},
         date="2024-06-02T12:00:00+00:00")
@@ -370,6 +373,7 @@ def test_release_notes_are_not_where_a_change_touched_the_code(git_repo, tmp_pat
     by = {h.subject: h.modules for h in hist}
     assert by["Fix crash in ring buffer wraparound"] == ("audio",)
     assert by["Document the 1.2 highlights"] == (ROOT_ID,)  # the notes alone: their module
+    assert set(by["CHANGELOG: note the 1.2 mixer, and hide a debug flag"]) == {ROOT_ID, "server"}
     split = history_split(git_repo.root, "2024-03-01", tmp_path / "split")
     case = next(c for c in split.cases if c.text.startswith("Clamp negative gains"))
     assert case.gold == ("core",)
