@@ -14,8 +14,8 @@ A change's release note is bookkeeping, not where it changed the code (`is_chang
 `.changeset/*.md`, pytest's `changelog/123.bugfix.rst`, commons-lang's `src/changes/changes.xml`, dune's
 `doc/changes/`): where a change also touches other modules' files, the notes' modules are not among the modules it
 touched. Otherwise every change of a repository that keeps one taught its notes' module (hutool's `(root)`, beside
-CHANGELOG.md, in 102 of its first 200 changes after the dev cut-off; svelte's, beside `.changeset` files, in 154), and that module was answered for
-questions about the code. A change to the notes alone keeps their module, and so does one whose subject says it is
+CHANGELOG.md, in 102 of its first 200 changes after the dev cut-off; svelte's, beside `.changeset` files, in 154),
+and that module was answered for questions about the code. A change to the notes alone keeps their module, and so does one whose subject says it is
 about them ("CHANGELOG: update 3.7 changelog, hide global flags in etcdctl commands").
 """
 from __future__ import annotations
