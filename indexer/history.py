@@ -233,10 +233,10 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
             if m:  # the PR's title is the body's first line (also in a cherry-picked or squashed "Backport ..." commit)
                 title, _, rest = body.partition("\n")
                 subject, body = (title.strip() or subject), rest.strip()
+            owners = [(f, module_of(f)) for f in files]  # each path looked up once
+            code = owners if ABOUT_NOTES_RE.search(subject) else [(f, m) for f, m in owners if not is_changelog(f)]
             mods = []
-            code = files if ABOUT_NOTES_RE.search(subject) else [f for f in files if not is_changelog(f)]
-            for f in code if any(module_of(f) for f in code) else files:  # the notes count alone, or when said
-                mid = module_of(f)
+            for _, mid in code if any(m for _, m in code) else owners:  # the notes count alone, or when said
                 if mid and (known_modules is None or mid in known_modules) and mid not in mods:
                     mods.append(mid)
             reason = drop_reason(subject, an, ae, len(mods), max_modules)
