@@ -158,7 +158,7 @@ _TEMPLATE_LINE_RE = re.compile(
 )
 # a tool's directive, not prose: linters, formatters, type checkers, coverage and test runners
 _PRAGMA_LINE_RE = re.compile(
-    r"^(?:eslint(?:-disable|-enable|-env)?\b|global\s+\w|jshint\b|jscs:|tslint:|prettier-ignore|biome-ignore|"
+    r"^(?:eslint(?:-disable|-enable|-env)?\b|(?-i:global)\s+[\w$]+(?::\s*\w+)?(?:\s*,\s*[\w$]+(?::\s*\w+)?)*\s*$|jshint\b|jscs:|tslint:|prettier-ignore|biome-ignore|"
     r"@(?:ts-(?:nocheck|check|ignore|expect-error)|vitest-environment|jest-environment|flow|format|noflow|refresh)\b|"
     r"(?:istanbul|c8|v8) ignore|noinspection\b|NOLINT|clang-format\s+(?:on|off)|pylint:|mypy:|type:\s*ignore|"
     r"noqa\b|fmt:\s*(?:on|off|skip)|isort:|nosec\b|rubocop:|swiftlint:|ktlint-disable|@Suppress|cspell:|spell-checker:)",

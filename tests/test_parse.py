@@ -540,6 +540,10 @@ public class JobLogCleaner {
     rec = parse_file("JobLogCleaner.java", templ, "t")
     assert "Created by" not in rec.header
     assert doc(rec, "clean") == "Deletes the logs older than the retention days."
+    # JSLint's `/* global foo, bar */` is a directive; vuejs/core's "Global compile-time constants" is prose
+    assert parse_file("g.ts", b"/* global __DEV__, __TEST__ */\n// Dev helpers.\nexport const a = 1\n", "g").header == "Dev helpers."
+    assert parse_file("c.ts", b"// Global compile-time constants\nexport const a = 1\n", "c").header == (
+        "Global compile-time constants")
     prose = b"""/*
  * Schedules jobs on the executors; see JobTrigger.
  * Retries a failed trigger twice.
