@@ -123,10 +123,14 @@ def _layout_folders(children: dict[str, set[str]], direct: dict[str, list[str]])
         if len(parts) < 3 or parts[-3] != "src" or parts[-1] not in JVM_SOURCE_ROOTS:
             continue
         out.update(("/".join(parts[:-2]), "/".join(parts[:-1]), d))
-        c = d
-        while len(children.get(c, ())) == 1 and not direct.get(c):  # a folder that only leads to the next one
-            out.add(c)
-            c = next(iter(children[c]))
+        # the package folders: down from the source root through folders that own no file, each one that leads to
+        # one folder only (`com/taobao/arthas` beside `one/profiler`, or below a root that holds `logback.xml`)
+        todo = [c for c in children.get(d, ()) if not direct.get(c)]
+        while todo:
+            c = todo.pop()
+            if len(children.get(c, ())) == 1:
+                out.add(c)
+            todo.extend(x for x in children.get(c, ()) if not direct.get(x))
     return out
 
 

@@ -625,6 +625,30 @@ def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
     assert f"{main}/time" in g.modules
 
 
+def test_package_folders_are_layout_beside_another_package_or_a_file(git_repo, tmp_path):
+    """alibaba/arthas: `core/src/main/java` holds `com/taobao/arthas/core/...`, a second package `one/profiler`
+    and a `logback.xml`. The folders `com`, `com/taobao` and `com/taobao/arthas` lead to one folder each and are
+    layout all the same, so the depth limit is not spent on them: the commands and the shell are modules, not one
+    module of every file of the artifact."""
+    pkg = "core/src/main/java/com/acme/tool/core"
+    files = {"pom.xml": "<project/>\n", "core/pom.xml": "<project/>\n",
+             "core/src/main/java/logback.xml": "<configuration/>\n", f"{pkg}/Tool.java": "class Tool { }\n"}
+    for sub, n in (("command/monitor", 45), ("command/basic", 45), ("shell", 25)):
+        for i in range(n):
+            cls = f"{sub.rsplit('/', 1)[-1].title()}{i}"
+            files[f"{pkg}/{sub}/{cls}.java"] = f"package com.acme.tool.core.{sub.replace('/', '.')};\nclass {cls} {{ }}\n"
+    for i in range(3):
+        files[f"core/src/main/java/one/profiler/P{i}.java"] = f"package one.profiler;\nclass P{i} {{ }}\n"
+    git_repo.commit("initial", files)
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    assert {pkg, f"{pkg}/command/monitor", f"{pkg}/command/basic", f"{pkg}/shell"} <= set(g.modules)
+    assert g.module_of(f"{pkg}/command/monitor/Monitor3.java") == f"{pkg}/command/monitor"
+    assert not {"core/src/main/java/com", "core/src/main/java/com/acme", "core/src/main/java/com/acme/tool"} \
+        & set(g.modules)
+    assert g.module_of("core/src/main/java/one/profiler/P1.java") == "core/src/main/java/one"
+    assert g.module_of("core/src/main/java/logback.xml") == "core"
+
+
 def test_dart_package_layout_gives_the_folders_of_lib_src_as_modules(git_repo, tmp_path):
     """A Dart package keeps its code in lib/src and its public libraries in lib: neither folder is architecture, so
     the folders of lib/src become the modules (as its tests' folders do), and lib/src's own files go to the package.
