@@ -22,6 +22,20 @@ MAX_MODULE_TERMS = 300
 
 
 FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n---[ \t]*(?:\n|\Z)", re.S)
+# the README a project generator writes (Vue CLI, Create React App, Vite's templates): how to run the scaffold,
+# nothing about the code (Arthas's `labs/arthas-grpc-web-proxy/ui`: "Compiles and hot-reloads for development ...")
+SCAFFOLD_README_RE = re.compile(
+    r"compiles and hot-reloads for development|bootstrapped with \[?create react app|"
+    r"this template should help get you started developing with|this template provides a minimal setup to get react",
+    re.I)
+# a setting, not prose: `key=value`, or `a.key: value` (a commented-out line of a properties or YAML file)
+SETTING_RE = re.compile(r"^[\w.\-]+\s*=\s*\S*$|^[\w\-]+(?:[._][\w\-]+)+\s*:\s*\S*$")
+
+
+def _wordy(text: str) -> bool:
+    """Whether most of a paragraph's visible characters are letters or digits (not an ASCII-art banner)."""
+    visible = [c for c in text if not c.isspace()]
+    return 2 * sum(c.isalnum() for c in visible) >= len(visible)
 
 
 def _clean_markdown(text: str) -> str:
@@ -45,7 +59,7 @@ def _clean_markdown(text: str) -> str:
         s = re.sub(r"[*_`]{1,3}", "", s)
         lines.append(s)
     paras = [" ".join(p.split()) for p in "\n".join(lines).split("\n\n")]
-    return " ".join(p for p in paras if len(p) > 20)[:MAX_DESC]
+    return " ".join(p for p in paras if len(p) > 20 and _wordy(p))[:MAX_DESC]
 
 
 def _leading_comment(text: str) -> str:
@@ -57,7 +71,7 @@ def _leading_comment(text: str) -> str:
             continue
         m = re.match(r"^(#+|//+|;+)\s?(.*)$", s)
         if m:
-            if m.group(2).strip():
+            if m.group(2).strip() and not SETTING_RE.match(m.group(2).strip()):  # a commented-out setting: no prose
                 out.append(m.group(2).strip())
         elif out or s:
             if out:
@@ -77,6 +91,7 @@ def describe(module: Module, records: list[FileRecord]) -> str:
     if module.description:
         return module.description
     parts: list[str] = []
+    records = [r for r in records if not (r.text and README_RE.search(r.path) and SCAFFOLD_README_RE.search(r.text))]
     readmes = sorted((r for r in records if README_RE.search(r.path) and r.text),
                      key=lambda r: (r.path.count("/"), r.path))
     if readmes:

@@ -125,7 +125,7 @@ class ModuleGraph:
         return g
 
 
-BUILD_VERSION = "graph-v4"  # bump when module-local derivation (descriptions, terms, stats) changes
+BUILD_VERSION = "graph-v5"  # bump when module-local derivation (descriptions, terms, stats) changes
 
 
 def module_fingerprint(spec: ModuleSpec, em, files: list[tuple[str, str]], parser: str) -> str:

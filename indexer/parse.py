@@ -153,7 +153,8 @@ _TAG_LINE_RE = re.compile(
 # an IDE's file template: "Created by xuxueli on 17/5/10.", "Created with IntelliJ IDEA.", "User: x", "Date: 2020/1/1"
 _TEMPLATE_LINE_RE = re.compile(
     r"^(?:created (?:by|with|on|using)\b|(?:user|date|time|author|created|modified|creator)\s*[:：]"
-    r"|to change this (?:template|license header)|@?(?:date|time)\s+\d)",
+    r"|to change this (?:template|license header)|@?(?:date|time)\s+\d"
+    r"|source code recreated from a \.class file|\(?powered by (?:fern|quilt|vine)flower)",
     re.I,
 )
 # a tool's directive, not prose: linters, formatters, type checkers, coverage and test runners
@@ -161,7 +162,8 @@ _PRAGMA_LINE_RE = re.compile(
     r"^(?:eslint(?:-disable|-enable|-env)?\b|(?-i:global)\s+[\w$]+(?::\s*\w+)?(?:\s*,\s*[\w$]+(?::\s*\w+)?)*\s*$|jshint\b|jscs:|tslint:|prettier-ignore|biome-ignore|"
     r"@(?:ts-(?:nocheck|check|ignore|expect-error)|vitest-environment|jest-environment|flow|format|noflow|refresh)\b|"
     r"(?:istanbul|c8|v8) ignore|noinspection\b|NOLINT|clang-format\s+(?:on|off)|pylint:|mypy:|type:\s*ignore|"
-    r"noqa\b|fmt:\s*(?:on|off|skip)|isort:|nosec\b|rubocop:|swiftlint:|ktlint-disable|@Suppress|cspell:|spell-checker:)",
+    r"noqa\b|fmt:\s*(?:on|off|skip)|isort:|nosec\b|rubocop:|swiftlint:|ktlint-disable|@Suppress|cspell:|spell-checker:|"
+    r"<reference\s+(?:types|path|lib|no-default-lib)\s*=)",
     re.I,
 )
 # a commented-out line of code: a package / import / include statement, or a line ending as a statement or block does

@@ -78,6 +78,31 @@ def test_descriptions_skip_badges_pragmas_and_dead_code(git_repo, tmp_path):
     assert g.modules["scripts"].description == "Holds copy-examples."  # not "1 files" beside the tree's "1 files"
 
 
+def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_repo, tmp_path):
+    """What alibaba/arthas showed: its modules were described by an ASCII-art logo, a commented-out setting
+    ("arthas.config.overrideAll=true"), a Vue CLI README ("Compiles and hot-reloads for development"), a
+    TypeScript reference directive and IntelliJ's decompiler note."""
+    logo = "  ,---.  ,------. ,--------.\n /  O  \\ |  .--. ''--.  .--'\n|  .-.  ||  '--'.'   |  |\n"
+    git_repo.commit("initial import", {
+        "res/logo.txt": logo,
+        "conf/app.properties": "#app.config.overrideAll=true\nserver.port=8080\n",
+        "conf/extra.properties": "# Overrides the defaults of the agent when it attaches.\n#app.mode=fast\nx=1\n",
+        "ui/README.md": "# ui\n\n## Project setup\n```\nnpm install\n```\n\n### Compiles and hot-reloads for "
+                        "development\n```\nnpm run serve\n```\n\n### Lints and fixes files\n```\nnpm run lint\n```\n",
+        "ui/env.d.ts": '/// <reference types="vite/client" />\n',
+        "ui/main.ts": "export function mount(): void {}\n",
+        "util/Checks.java": "//\n// Source code recreated from a .class file by IntelliJ IDEA\n// (powered by Fernflower "
+                            "decompiler)\n//\n\n/** Checks of arguments. */\npublic class Checks {}\n",
+    })
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    assert g.modules["res"].description == "Holds logo.txt.", g.modules["res"].description
+    assert g.modules["conf"].description.startswith("Overrides the defaults of the agent"), g.modules["conf"]
+    ui = g.modules["ui"].description
+    assert "hot-reloads" not in ui and "reference" not in ui and "mount" in ui, ui
+    util = g.modules["util"].description
+    assert "IntelliJ" not in util and "Fernflower" not in util and util.startswith("Checks of arguments"), util
+
+
 def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
     git_repo.commit("initial import", polyglot_files())
     res = index(git_repo.root, store_for(tmp_path), full=True)
