@@ -41,7 +41,8 @@ BUMP_RE = re.compile(
 )
 FORMAT_RE = re.compile(
     r"^\s*(\S+:\s*)?(run |apply |re-?)?(clang-format|gofmt|black|prettier|isort|ruff format|format(ting)?( code| files| only)?|"
-    r"reformat\w*|lint fix(es)?|fix (lint|whitespace|formatting|indentation)|whitespace|style: format)\b",
+    r"reformat\w*|lint fix(es)?|fix (lint|whitespace|formatting|indentation)|whitespace|style: format|"
+    r"prettified code|auto-?format(ting|ted)?)\b",  # "Prettified Code!": what a prettier GitHub Action commits
     re.I,
 )
 PR_MERGE_RE = re.compile(r"^(?:Merge|Backport) pull request #(\d+) from \S+", re.I)

@@ -285,6 +285,17 @@ def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, 
     assert not any("without a grammar" in n for n in res.notes)  # 24 of 325: a few scripts
 
 
+def test_formatting_commits_are_dropped_but_a_feature_that_prettifies_is_not():
+    """alibaba/arthas's prettier action commits "Prettified Code!" after doc edits (29 times): formatting, like
+    "Run clang-format"; "hardware: prettify config output" (Homebrew) is a feature."""
+    from indexer.history import drop_reason
+
+    for subject in ("Prettified Code!", "Dockerfile: autoformat.", "terminalwriter: auto-format", "Run clang-format"):
+        assert drop_reason(subject, "dev", "dev@example.com", 1, 5) == "formatting", subject
+    for subject in ("hardware: prettify config output on 6/8-core CPUs", "Prettify the code listing of the docs"):
+        assert drop_reason(subject, "dev", "dev@example.com", 1, 5) is None, subject
+
+
 def test_history_rules(git_repo, tmp_path):
     git_repo.commit("initial import", polyglot_files())
     git_repo.commit("Fix crash in ring buffer wraparound\n\nThe read index overflowed.\n\nSigned-off-by: A <a@b.c>\nCo-authored-by: B <b@c.d>",
