@@ -63,7 +63,8 @@ def _clean_markdown(text: str) -> str:
 
 
 def _leading_comment(text: str) -> str:
-    """The first block of `#` / `//` / `;` comment lines of a script or config (after a shebang)."""
+    """The block of `#` / `//` / `;` comment lines a script or config begins with (after a shebang; settings in it,
+    commented-out, skipped): a comment further down says what a setting below it means, not what the file is."""
     out = []
     for line in text.splitlines()[:40]:
         s = line.strip()
@@ -73,9 +74,8 @@ def _leading_comment(text: str) -> str:
         if m:
             if m.group(2).strip() and not SETTING_RE.match(m.group(2).strip()):  # a commented-out setting: no prose
                 out.append(m.group(2).strip())
-        elif out or s:
-            if out:
-                break
+        elif out or (s and s != "---" and not s.startswith("<?xml")):
+            break  # the comment block ended, or the file began with no comment (`# seconds` below `port=3658`)
     text = " ".join(out)
     return "" if re.search(r"copyright|license|SPDX", text, re.I) else text
 

@@ -80,12 +80,12 @@ def test_descriptions_skip_badges_pragmas_and_dead_code(git_repo, tmp_path):
 
 def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_repo, tmp_path):
     """What alibaba/arthas showed: its modules were described by an ASCII-art logo, a commented-out setting
-    ("arthas.config.overrideAll=true"), a Vue CLI README ("Compiles and hot-reloads for development"), a
+    ("arthas.config.overrideAll=true"; then "seconds", the unit a comment below gives a setting), a Vue CLI README ("Compiles and hot-reloads for development"), a
     TypeScript reference directive and IntelliJ's decompiler note."""
     logo = "  ,---.  ,------. ,--------.\n /  O  \\ |  .--. ''--.  .--'\n|  .-.  ||  '--'.'   |  |\n"
     git_repo.commit("initial import", {
         "res/logo.txt": logo,
-        "conf/app.properties": "#app.config.overrideAll=true\nserver.port=8080\n",
+        "conf/app.properties": "#app.config.overrideAll=true\nserver.port=8080\n\n# seconds\nsession.timeout=10800\n",
         "conf/extra.properties": "# Overrides the defaults of the agent when it attaches.\n#app.mode=fast\nx=1\n",
         "ui/README.md": "# ui\n\n## Project setup\n```\nnpm install\n```\n\n### Compiles and hot-reloads for "
                         "development\n```\nnpm run serve\n```\n\n### Lints and fixes files\n```\nnpm run lint\n```\n",
