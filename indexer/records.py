@@ -64,15 +64,17 @@ class Module:
 
     id: str  # hierarchical, e.g. "src/layer/vulkan"
     paths: list[str]  # path prefixes owned by this module ("" is the repository root)
-    name: str = ""
-    description: str = ""
+    # no plain defaults (`= ""`) below: a class attribute would answer for a stored module's undecoded field
+    # (`stored`, `__getattr__`), so its name and description read first came back empty
+    name: str = field(default_factory=str)
+    description: str = field(default_factory=str)
     aliases: list[str] = field(default_factory=list)  # team jargon
     keywords: list[str] = field(default_factory=list)  # words that tell it apart from its siblings
     files: list[str] = field(default_factory=list)
     symbols: list[Symbol] = field(default_factory=list)
     parent: str | None = None
     stats: dict[str, int] = field(default_factory=dict)  # files, lines, bytes, symbols
-    explicit: bool = False  # declared in .modmatch.toml
+    explicit: bool = field(default_factory=bool)  # declared in .modmatch.toml
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -197,6 +197,14 @@ def test_stored_modules_decode_when_read(git_repo, tmp_path):
     assert [s.name for s in g.modules["b"].symbols] == ["By"]
     with pytest.raises(AttributeError):
         g.modules["a"].no_such_field  # noqa: B018
+    # each field read first of all gives what was stored: a field with a plain default (`description = ""`) was
+    # read from the class, so the service's module list showed no names or descriptions
+    from dataclasses import fields
+
+    for mid, m in built.modules.items():
+        for f in fields(Module):
+            assert getattr(store.load_graph().modules[mid], f.name) == getattr(m, f.name), (mid, f.name)
+    assert built.modules["a"].description == "Defines ax." and built.modules["a"].name == "a"
 
 
 def test_stored_modules_decode_once_under_threads(git_repo, tmp_path):

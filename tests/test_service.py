@@ -92,6 +92,9 @@ def test_modules_and_module_ids_with_slashes(client):
     assert r.status_code == 200
     ids = {m["id"] for m in r.json()["modules"]}
     assert {"storage", "network", "ui"} <= ids
+    # the service reads its graph from the store: each module's name and description as indexed, not empty
+    storage = next(m for m in r.json()["modules"] if m["id"] == "storage")
+    assert storage["name"] == "storage" and storage["description"], storage
     r = client.get("/api/modules/storage")
     assert r.status_code == 200 and r.json()["module"]["id"] == "storage"
     assert "storage/cache.py" in r.json()["module"]["files"]
