@@ -26,10 +26,22 @@ FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n---[ \t]*(?:\n|\Z)", re.S)
 # nothing about the code (Arthas's `labs/arthas-grpc-web-proxy/ui`: "Compiles and hot-reloads for development ...")
 SCAFFOLD_README_RE = re.compile(
     r"compiles and hot-reloads for development|bootstrapped with \[?create react app|"
-    r"this template should help get you started developing with|this template provides a minimal setup to get react",
+    r"this template should help get you started developing with|this template provides a minimal setup to get react|"
+    r"this starter template is using vue 3",
     re.I)
 # a setting, not prose: `key=value`, or `a.key: value` (a commented-out line of a properties or YAML file)
 SETTING_RE = re.compile(r"^[\w.\-]+\s*=\s*\S*$|^[\w\-]+(?:[._][\w\-]+)+\s*:\s*\S*$")
+
+
+# a README's menu of its translations: "English · 中文(简体) · 日本語", "[ English | 中文 ]"
+LANGUAGE_NAME_RE = re.compile(r"english|中文|简体|繁體|日本語|한국어|español|português|русский|deutsch|français|"
+                              r"italiano|türkçe|tiếng việt|bahasa|polski|العربية|فارسی|हिन्दी", re.I)
+
+
+def _language_menu(line: str) -> bool:
+    parts = [p.strip(" []()") for p in re.split(r"\s[·|•/]\s|\s?[·|•]\s?", line) if p.strip(" []()")]
+    return len(parts) >= 2 and all(len(p) <= 30 for p in parts) and sum(
+        bool(LANGUAGE_NAME_RE.search(p)) for p in parts) >= max(2, len(parts) - 1)
 
 
 def _wordy(text: str) -> bool:
@@ -51,6 +63,8 @@ def _clean_markdown(text: str) -> str:
             lines.append("")
             continue
         if re.match(r"^(\[!\[|!\[|<img|<p|</p|<a |<div|</div|\.\. |:[a-z]+:|=+$|-+$|\*+$|\|)", s):
+            continue
+        if _language_menu(re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", s)):
             continue
         s = re.sub(r"^#+\s*", "", s)
         s = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", s)  # images first: a badge is a link around one (`[![npm](svg)](url)`)
@@ -87,9 +101,46 @@ def _first_sentence(text: str, limit: int = 160) -> str:
     return s[:limit]
 
 
+WORKFLOW_NAME_RE = re.compile(r"^name:\s*['\"]?(.+?)['\"]?\s*$", re.M)
+
+
+def _forge_settings(module: Module, records: list[FileRecord]) -> str:
+    """What a `.github` / `.gitlab` folder holds, said plainly: its workflows by name, its templates, its bots. Its
+    first document would be an issue or pull-request template ("Describe the bug … Steps to reproduce …": 20 of the
+    26 dev repositories; a code of conduct, a licence or a contributing guide in most others), whose words read
+    like every bug report."""
+    forge = module.id.rsplit("/", 1)[-1]
+    if forge not in (".github", ".gitlab"):
+        return ""
+    names: list[str] = []
+    for r in sorted(records, key=lambda r: r.path):
+        if "/workflows/" in r.path and r.path.endswith((".yml", ".yaml")) and r.text:
+            m = WORKFLOW_NAME_RE.search(r.text)
+            names.append(" ".join(m.group(1).split()) if m else r.path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    paths = [r.path.lower() for r in records]
+    parts = []
+    if names:
+        shown = list(dict.fromkeys(names))
+        parts.append("CI workflows (" + ", ".join(shown[:8]) + (", …" if len(shown) > 8 else "") + ")")
+    if any("issue_template" in p for p in paths):
+        parts.append("issue templates")
+    if any("pull_request_template" in p or "merge_request_templates" in p for p in paths):
+        parts.append("the pull-request template")
+    if any(p.endswith(("dependabot.yml", "dependabot.yaml", "renovate.json")) for p in paths):
+        parts.append("dependency update bots")
+    if any(p.endswith("codeowners") for p in paths):
+        parts.append("code owners")
+    if not parts:
+        return ""
+    return ("GitHub" if forge == ".github" else "GitLab") + " settings: " + "; ".join(parts) + "."
+
+
 def describe(module: Module, records: list[FileRecord]) -> str:
     if module.description:
         return module.description
+    forge = _forge_settings(module, records)
+    if forge:
+        return forge[:MAX_DESC]
     parts: list[str] = []
     records = [r for r in records if not (r.text and README_RE.search(r.path) and SCAFFOLD_README_RE.search(r.text))]
     readmes = sorted((r for r in records if README_RE.search(r.path) and r.text),
