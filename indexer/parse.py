@@ -158,7 +158,8 @@ _TEMPLATE_LINE_RE = re.compile(
     r"^(?:created (?:by|with|on|using)\b|(?:user|date|time|author|created|modified|creator)\s*[:：]"
     r"|to change this (?:template|license header)|@?(?:date|time)\s+\d"
     r"|source code recreated from a \.class file|\(?powered by (?:fern|quilt|vine)flower"
-    r"|(?:this (?:file|code) (?:is|was) )?(?:code |file |auto-?)?generated (?:by|from)\b|.*\bdo not (?:manually )?(?:edit|modify)\b)",
+    r"|(?:this (?:file|code) (?:is|was) )?(?:code |file |auto-?)?generated (?:by|from)\b"
+    r"|.*\bdo not (?:manually )?(?:edit|modify)\b)",
     re.I,
 )
 # a tool's directive, not prose: linters, formatters, type checkers, coverage and test runners

@@ -84,9 +84,9 @@ def test_descriptions_skip_badges_pragmas_and_dead_code(git_repo, tmp_path):
 
 def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_repo, tmp_path):
     """What alibaba/arthas showed: its modules were described by an ASCII-art logo, a commented-out setting
-    ("arthas.config.overrideAll=true"; then "seconds", the unit a comment below gives a setting), a Vue CLI README ("Compiles and hot-reloads for development"), a
-    TypeScript reference directive and IntelliJ's decompiler note; jumpserver's root by its README's menu of
-    translations ("English · 中文(简体) · 日本語 …")."""
+    ("arthas.config.overrideAll=true"; then "seconds", the unit a comment below gives a setting), a Vue CLI README
+    ("Compiles and hot-reloads for development"), a TypeScript reference directive and IntelliJ's decompiler note;
+    jumpserver's root by its README's menu of translations ("English · 中文(简体) · 日本語 …")."""
     logo = "  ,---.  ,------. ,--------.\n /  O  \\ |  .--. ''--.  .--'\n|  .-.  ||  '--'.'   |  |\n"
     git_repo.commit("initial import", {
         "res/logo.txt": logo,
