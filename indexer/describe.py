@@ -64,11 +64,11 @@ def _clean_markdown(text: str) -> str:
             continue
         if re.match(r"^(\[!\[|!\[|<img|<p|</p|<a |<div|</div|\.\. |:[a-z]+:|=+$|-+$|\*+$|\|)", s):
             continue
-        if _language_menu(re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", s)):
-            continue
         s = re.sub(r"^#+\s*", "", s)
         s = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", s)  # images first: a badge is a link around one (`[![npm](svg)](url)`)
         s = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", s)
+        if _language_menu(s):
+            continue
         s = re.sub(r"<[^>]+>", "", s)
         s = re.sub(r"[*_`]{1,3}", "", s)
         lines.append(s)
@@ -86,8 +86,9 @@ def _leading_comment(text: str) -> str:
             continue
         m = re.match(r"^(#+|//+|;+)\s?(.*)$", s)
         if m:
-            if m.group(2).strip() and not SETTING_RE.match(m.group(2).strip()):  # a commented-out setting: no prose
-                out.append(m.group(2).strip())
+            c = m.group(2).strip()
+            if c and not SETTING_RE.match(c):  # a commented-out setting is no prose
+                out.append(c)
         elif out or (s and s != "---" and not s.startswith("<?xml")):
             break  # the comment block ended, or the file began with no comment (`# seconds` below `port=3658`)
     text = " ".join(out)

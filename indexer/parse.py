@@ -133,7 +133,7 @@ _COPYRIGHT_LINE_RE = re.compile(
 )
 _DECOR_LINE_RE = re.compile(r"^[\s=\-*#/_~+<>.!]*$")
 # an editor's mode line, or a source encoding declaration alone on its line (`~*~ coding: utf-8 ~*~`, PEP 263)
-_MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^!/|^ex:|^[~*\-\s]*(?:en)?coding[:=]\s*[-\w.]+[~*\-\s]*$")
+_MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^ex:|^[~*\-\s]*(?:en)?coding[:=]\s*[-\w.]+[~*\-\s]*$")
 _RUBY_MAGIC_RE = re.compile(r"^(?:frozen_string_literal|(?:en)?coding|typed|warn_indent|shareable_constant_value):")
 # Lua: a comment's dashes (`--`, LDoc's `---`, a block's `--[[` / `--[==[`) and a block's closing `]]`
 _LUA_COMMENT_RE = re.compile(r"^\s*--+(?:\[=*\[)?-*\s*")

@@ -61,12 +61,12 @@ class FileRanker:
                         sym[s.path].update(words(s.name))
                     else:  # the module keeps its first files' symbols only: their words would favour those files
                         sym[s.path].add(s.name.lower().strip("_"))
-        self.symbol_words = {f: frozenset(ws - self.name_words[f]) for f, ws in sym.items()}
         # the words of the folders a file lies in below its module (`sfc-playground/src/App.vue` in vuejs/core's
         # `packages-private`): what names a part of a big module, counted as a symbol's word is
-        self.folder_words = {f: frozenset(w for w in path_words(_below(f, graph.modules[mid].paths).rpartition("/")[0])
-                                          if w not in self.name_words[f])
-                             for mid, fs in self.files.items() for f in fs}
+        for mid, fs in self.files.items():
+            for f in fs:
+                sym[f].update(path_words(_below(f, graph.modules[mid].paths).rpartition("/")[0]))
+        self.symbol_words = {f: frozenset(ws - self.name_words[f]) for f, ws in sym.items()}
         self.chinese = writes_chinese(graph.history)  # None without a history
         texts, self.touched = [], []
         self.rows: dict[str, list[int]] = defaultdict(list)  # module -> its past changes (rows)
@@ -143,9 +143,7 @@ class FileRanker:
                          for ln in text.split("\n"))
 
     def _names(self, q: set[str], files: tuple[str, ...]) -> dict[str, float]:
-        folders = getattr(self, "folder_words", {})  # none in a ranker pickled before them
-        hits = {f: (q & self.name_words[f], q & (self.symbol_words.get(f, frozenset()) | folders.get(f, frozenset())))
-                for f in files}
+        hits = {f: (q & self.name_words[f], q & self.symbol_words.get(f, frozenset())) for f in files}
         df = Counter(w for names, syms in hits.values() for w in names | syms)
         n = len(files)
         return {f: sum(NAME_WEIGHT * math.log(1 + n / df[w]) for w in names)
