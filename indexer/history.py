@@ -39,10 +39,21 @@ BUMP_RE = re.compile(
     r"v?\d+\.\d+(\.\d+)*(-\w+)?\s*$|version\s+(bump|\d)|update (the )?(changelog|version)|cut release|chore\(release\))",
     re.I,
 )
+# A subject that begins "Format …" is formatting only where what follows says so ("Format source code", "format
+# nits", "chore: format build_loop.ml", "Formatting."): "raft: Format node IDs as hex", "Format printenv output" and
+# "black box tests for …" are features and stay in the history (one in four subjects the bare word matched in the
+# dev repositories' histories was one).
+_FORMATTED = (r"(?=\s*[.!':]*\s*(\(#\d+\))?\s*$|[\s,;/(]+(?:the |all |all the |some |whole |new |more )?"
+              r"(?:code|codebase|coding style|source|sources|files?|everything|docs?|readme|style|standard|tests?|"
+              r"imports?|nits?|tweaks?|fix(?:es)?|changes?|only|clean-?ups?|consistently|format\w*|with|using|per|"
+              r"by|according|and|in|[\w/-]+\.[a-z]{1,6})\b)")
 FORMAT_RE = re.compile(
-    r"^\s*(\S+:\s*)?(run |apply |re-?)?(clang-format|gofmt|black|prettier|isort|ruff format|format(ting)?( code| files| only)?|"
-    r"reformat\w*|lint fix(es)?|fix (lint|whitespace|formatting|indentation)|whitespace|style: format|"
-    r"prettified code|auto-?format(ting|ted)?)\b",  # "Prettified Code!": what a prettier GitHub Action commits
+    r"^\s*(\S+:\s*)?(clang-format|gofmt|rustfmt|cargo fmt|ruff format|swiftformat|ktlint|"
+    r"(run|apply) (black|prettier|isort|\S*fmt|\S*format\w*)|"
+    r"reformat\w*|lint fix(es)?|fix (lint|whitespace|formatting|indentation)|"
+    r"prettified code|auto-?format(ting|ted)?|"  # "Prettified Code!": what a prettier GitHub Action commits
+    r"formatting(?=[.,]\s)|"  # "formatting. add proxy", "Formatting, linting and refactorings"
+    rf"(re-?)?format(ting|ted)?{_FORMATTED}|whitespace{_FORMATTED}|(black|prettier|isort){_FORMATTED})\b",
     re.I,
 )
 PR_MERGE_RE = re.compile(r"^(?:Merge|Backport) pull request #(\d+) from \S+", re.I)

@@ -295,12 +295,21 @@ def test_code_without_a_grammar_is_read_as_text_and_said_in_the_notes(git_repo, 
 
 def test_formatting_commits_are_dropped_but_a_feature_that_prettifies_is_not():
     """alibaba/arthas's prettier action commits "Prettified Code!" after doc edits (29 times): formatting, like
-    "Run clang-format"; "hardware: prettify config output" (Homebrew) is a feature."""
+    "Run clang-format"; "hardware: prettify config output" (Homebrew) is a feature, and so is a subject that begins
+    with "Format" and says what it formats ("raft: Format node IDs as hex")."""
     from indexer.history import drop_reason
 
-    for subject in ("Prettified Code!", "Dockerfile: autoformat.", "terminalwriter: auto-format", "Run clang-format"):
+    for subject in ("Prettified Code!", "Dockerfile: autoformat.", "terminalwriter: auto-format", "Run clang-format",
+                    "Formatting (#23053)", "Format source code", "format nits", "chore: format build_loop.ml",
+                    "run black on test_source_multiline_block.py", "Black formatting.", "formatting. add proxy",
+                    "Whitespace", "signal: Run rustfmt 0.4.2"):
         assert drop_reason(subject, "dev", "dev@example.com", 1, 5) == "formatting", subject
-    for subject in ("hardware: prettify config output on 6/8-core CPUs", "Prettify the code listing of the docs"):
+    # features whose subject begins with the word (etcd, dune, tigerbeetle, koreader), kept in the history
+    for subject in ("hardware: prettify config output on 6/8-core CPUs", "Prettify the code listing of the docs",
+                    "raft: Format node IDs as hex in DescribeMessage.", "Format printenv output (#1867)",
+                    "black box tests for .install file generation", "format: format superblock after wal",
+                    "fix: format error should not trigger circuit breaker in sqlx (#3437)",
+                    "ReaderCropping: prettier bottom buttons (#6900)"):
         assert drop_reason(subject, "dev", "dev@example.com", 1, 5) is None, subject
 
 
