@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from functools import cached_property
+from functools import cache, cached_property
+from importlib import resources
 from typing import Any, Iterable
 
 from .config import RepoConfig
@@ -125,13 +126,25 @@ class ModuleGraph:
         return g
 
 
-BUILD_VERSION = "graph-v5"  # bump when module-local derivation (descriptions, terms, stats) changes
+BUILD_VERSION = "graph-v5"  # bump when module-local derivation changes outside DERIVED_BY (below)
+# The indexer's code a module's local attributes (description, terms, stats) are derived by, beside the parser: its
+# bytes are in every module's fingerprint, so an upgrade that describes modules differently re-describes them at its
+# first refresh (stored modules are reused only under an equal fingerprint).
+DERIVED_BY = ("describe.py", "graph.py", "records.py", "text.py")
+
+
+@cache
+def derivation_version() -> str:
+    h = hashlib.sha1(BUILD_VERSION.encode())
+    for name in DERIVED_BY:
+        h.update((resources.files("indexer") / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def module_fingerprint(spec: ModuleSpec, em, files: list[tuple[str, str]], parser: str) -> str:
     """Everything a module's local attributes derive from: equal fingerprints, equal module."""
     h = hashlib.sha1()
-    h.update(json.dumps([BUILD_VERSION, parser, spec.id, list(spec.prefixes), spec.explicit,
+    h.update(json.dumps([derivation_version(), parser, spec.id, list(spec.prefixes), spec.explicit,
                          [em.name, em.description, list(em.aliases)] if em else None]).encode())
     for path, blob in files:
         h.update(f"\n{path}\0{blob}".encode())

@@ -207,6 +207,26 @@ def test_stored_modules_decode_when_read(git_repo, tmp_path):
     assert built.modules["a"].description == "Defines ax." and built.modules["a"].name == "a"
 
 
+def test_an_upgrade_that_describes_modules_differently_reaches_a_stored_graph(git_repo, tmp_path, monkeypatch):
+    """Stored modules are reused under an equal fingerprint. The code that derives a module's description is in
+    that fingerprint: before, a new rule in describe.py alone reached existing installations only where someone
+    remembered to bump BUILD_VERSION."""
+    from indexer import graph as graph_mod
+
+    git_repo.commit("initial", {"a/x.py": "def ax():\n    '''Ax.'''\n", "b/y.py": "class By:\n    pass\n"})
+    store = Store(tmp_path / "s.db")
+    index(git_repo.root, store, full=True)
+    assert store.load_graph().modules["a"].description == "Defines ax."
+    # the upgrade: describe.py's bytes differ (so do the indexer's rules: the refresh cannot patch), and so does
+    # what it writes
+    monkeypatch.setattr(build_mod, "rules_version", lambda config, pv: "upgraded")
+    monkeypatch.setattr(graph_mod, "derivation_version", lambda: "upgraded", raising=False)
+    monkeypatch.setattr(graph_mod, "describe", lambda m, records: f"{m.id}, described anew")
+    refresh(git_repo.root, store)
+    g = store.load_graph()
+    assert g.modules["a"].description == "a, described anew" and g.modules["b"].description == "b, described anew"
+
+
 def test_stored_modules_decode_once_under_threads(git_repo, tmp_path):
     """The service reads one graph from many threads: a module decoded by two at once is never half there."""
     import sys
