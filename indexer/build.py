@@ -265,8 +265,11 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
     tops = {p.split("/", 1)[0] for p in paths if "/" in p}
     present = set(paths) if moves else set()
     folders = {posixpath.dirname(p) for p in paths} if new_folders_only else None
+    gone: set[str] = set()  # the paths looked up whose folder no longer exists (below a top-level one that does)
+    existing: set[str] | None = None
 
     def module_of(path: str) -> str | None:
+        nonlocal existing
         if moves and path not in present and (
                 folders is None or path in moves.file or posixpath.dirname(path) not in folders):
             path = moves.resolve(path, present.__contains__) or path
@@ -275,9 +278,61 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
         mid = graph.module_of(path)
         if mid == ROOT_ID and "/" in path and path.split("/", 1)[0] not in tops:
             return None  # a folder that no longer exists: its changes teach nothing about today's modules
+        if "/" in path:
+            if existing is None:
+                existing = {d for p in paths for d in _folders_of(p)}
+            if posixpath.dirname(path) not in existing:
+                gone.add(path)
         return mid
 
+    module_of.gone = gone  # type: ignore[attr-defined]
     return module_of
+
+
+def _folders_of(path: str) -> Iterator[str]:
+    d = posixpath.dirname(path)
+    while d:
+        yield d
+        d = posixpath.dirname(d)
+
+
+# A module that learned most of its history from folders that no longer exist below it (alibaba/arthas's `site`:
+# 308 changes to the old `site/src/site` documentation sources, rewritten elsewhere, against a handful to the
+# build files left in `site` itself) would answer every documentation question with those few files. Where a
+# module's changes through vanished folders alone outnumber its other changes (and are at least VANISHED_MIN), they
+# no longer count for it; a module that moved a subfolder inside itself keeps them.
+VANISHED_MIN = 10
+
+
+def drop_vanished(history: list[HistoryExample], module_of) -> tuple[list[HistoryExample], dict[str, int]]:
+    """`history` without the modules that learned mostly from vanished folders (see VANISHED_MIN), and how many
+    changes each such module lost. `module_of`: what `history_module_of` gave the mining (its `gone` paths)."""
+    gone: set[str] = getattr(module_of, "gone", set())
+    if not gone:
+        return history, {}
+    only_gone: list[set[str]] = []
+    vanished, other = Counter(), Counter()
+    for h in history:
+        via: dict[str, bool] = {}
+        for f in h.files:
+            mid = module_of(f)
+            if mid in h.modules:
+                via[mid] = via.get(mid, True) and f in gone
+        only = {m for m, g in via.items() if g}
+        only_gone.append(only)
+        vanished.update(only)
+        other.update(m for m in h.modules if m not in only)
+    stale = {m for m, n in vanished.items() if n >= VANISHED_MIN and n > other[m]}
+    if not stale:
+        return history, {}
+    out = []
+    for h, only in zip(history, only_gone):
+        mods = tuple(m for m in h.modules if not (m in stale and m in only))
+        if mods == h.modules:
+            out.append(h)
+        elif mods:
+            out.append(with_fields(h, modules=mods))
+    return out, {m: vanished[m] for m in sorted(stale)}
 
 
 def _is_ancestor(root: Path, old: str, new: str) -> bool:
@@ -584,6 +639,11 @@ def index(root: str | Path, store: Store, *, rev: str | None = None, full: bool 
             module_of = history_module_of(graph, config, paths, mine_moves(root, rng))
             history = mine_history(root, module_of, rev_range=rng, max_modules=config.history_max_modules,
                                    known_modules=built.leaves)
+            if replace:  # the whole history: an appended range is judged with it at the next full mining
+                history, stale = drop_vanished(history, module_of)
+                if stale:
+                    notes.append("history of folders that no longer exist no longer counts for " + ", ".join(
+                        f"{m} ({n} changes)" for m, n in stale.items()))
             if progress:
                 progress("history", 1, 1)
         else:

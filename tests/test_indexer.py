@@ -313,6 +313,34 @@ def test_formatting_commits_are_dropped_but_a_feature_that_prettifies_is_not():
         assert drop_reason(subject, "dev", "dev@example.com", 1, 5) is None, subject
 
 
+def test_history_of_a_vanished_subfolder_does_not_teach_the_module_left_behind(git_repo, tmp_path):
+    """alibaba/arthas rewrote its documentation sources `site/src/site` elsewhere; 308 past changes to them mapped
+    to `site`, which now holds a few build files, so `site` answered documentation questions it has nothing to do
+    with. A module whose changes through vanished folders alone outnumber its other changes no longer counts them;
+    a module that lost a subfolder among many changes of its own keeps them."""
+    code = {f"core/engine{i}.py": f"def run_{i}():\n    return {i}\n" for i in range(4)}
+    git_repo.commit("initial", {"site/package.json": '{"name": "site"}\n', "site/src/site/index.md": "# Docs\n",
+                                "core/old/legacy.py": "def legacy():\n    pass\n", **code,
+                                "docs/guide.md": "# Guide\n"})
+    for i in range(12):
+        git_repo.commit(f"docs: explain the watch command, part {i}", {f"site/src/site/page{i}.md": f"# Page {i}\n"})
+    for i in range(3):
+        git_repo.commit(f"legacy engine fix {i}", {"core/old/legacy.py": f"def legacy():\n    return {i}\n"})
+    for i in range(6):
+        git_repo.commit(f"engine: faster run {i}", {"core/engine0.py": f"def run_0():\n    return {i}\n"})
+    git_repo.commit("site: bump the site builder", {"site/package.json": '{"name": "site", "v": 2}\n'})
+    git_repo.commit("remove the old docs and the legacy engine",
+                    delete=[f"site/src/site/page{i}.md" for i in range(12)] + ["site/src/site/index.md",
+                                                                              "core/old/legacy.py"])
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    by_subject = {h.subject: h.modules for h in res.graph.history}
+    assert "site" in res.graph.modules and "core" in res.graph.modules
+    assert not any(s.startswith("docs: explain the watch command") for s in by_subject)
+    assert by_subject["site: bump the site builder"] == ("site",)
+    assert by_subject["legacy engine fix 0"] == ("core",)  # 3 changes through core/old against core's 7 others
+    assert any("no longer counts for site (13 changes)" in n for n in res.notes), res.notes
+
+
 def test_history_rules(git_repo, tmp_path):
     git_repo.commit("initial import", polyglot_files())
     git_repo.commit("Fix crash in ring buffer wraparound\n\nThe read index overflowed.\n\nSigned-off-by: A <a@b.c>\nCo-authored-by: B <b@c.d>",
