@@ -270,6 +270,7 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
 
     def module_of(path: str) -> str | None:
         nonlocal existing
+        asked = path
         if moves and path not in present and (
                 folders is None or path in moves.file or posixpath.dirname(path) not in folders):
             path = moves.resolve(path, present.__contains__) or path
@@ -282,7 +283,7 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
             if existing is None:
                 existing = {d for p in paths for d in _folders_of(p)}
             if posixpath.dirname(path) not in existing:
-                gone.add(path)
+                gone.add(asked)
         return mid
 
     module_of.gone = gone  # type: ignore[attr-defined]
@@ -297,7 +298,7 @@ def _folders_of(path: str) -> Iterator[str]:
 
 
 # A module that learned most of its history from folders that no longer exist below it (alibaba/arthas's `site`:
-# 308 changes to the old `site/src/site` documentation sources, rewritten elsewhere, against a handful to the
+# 462 changes to the old `site/src/site` documentation sources, rewritten elsewhere, against a handful to the
 # build files left in `site` itself) would answer every documentation question with those few files. Where a
 # module's changes through vanished folders alone outnumber its other changes (and are at least VANISHED_MIN), they
 # no longer count for it; a module that moved a subfolder inside itself keeps them.
