@@ -265,7 +265,7 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
     tops = {p.split("/", 1)[0] for p in paths if "/" in p}
     present = set(paths) if moves else set()
     folders = {posixpath.dirname(p) for p in paths} if new_folders_only else None
-    gone: set[str] = set()  # the paths looked up whose folder no longer exists (below a top-level one that does)
+    gone: set[str] = set()  # paths looked up whose folder no longer exists (below a top-level one that does), unmoved
     existing: set[str] | None = None
 
     def module_of(path: str) -> str | None:
@@ -279,11 +279,11 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
         mid = graph.module_of(path)
         if mid == ROOT_ID and "/" in path and path.split("/", 1)[0] not in tops:
             return None  # a folder that no longer exists: its changes teach nothing about today's modules
-        if "/" in path:
+        if path == asked and "/" in path:  # not moved (a moved file's changes belong where it went)
             if existing is None:
                 existing = {d for p in paths for d in _folders_of(p)}
             if posixpath.dirname(path) not in existing:
-                gone.add(asked)
+                gone.add(path)
         return mid
 
     module_of.gone = gone  # type: ignore[attr-defined]

@@ -341,6 +341,28 @@ def test_history_of_a_vanished_subfolder_does_not_teach_the_module_left_behind(g
     assert any("no longer counts for site (13 changes)" in n for n in res.notes), res.notes
 
 
+def test_history_of_a_moved_folder_counts_where_it_went_even_when_part_of_it_was_deleted_since(git_repo, tmp_path):
+    """alibaba/nacos moved its datasource code from `config` into a new `persistence` module and later deleted part
+    of it: the changes made before the move are that module's history (most of it), not history of a vanished
+    folder."""
+    git_repo.commit("initial", {"config/server/app.py": "def serve():\n    pass\n",
+                                "config/datasource/pool.py": "def pool():\n    pass\n",
+                                "config/datasource/embedded/derby.py": "def derby():\n    pass\n",
+                                "docs/guide.md": "# Guide\n"})
+    for i in range(12):
+        git_repo.commit(f"derby: embedded storage fix {i}",
+                        {"config/datasource/embedded/derby.py": f"def derby():\n    return {i}\n"})
+    git_repo.git("mv", "config/datasource", "persistence")
+    git_repo.commit("move the datasource code into its own module")
+    git_repo.commit("drop the embedded derby storage", delete=["persistence/embedded/derby.py"])
+    git_repo.commit("persistence: pool sizes", {"persistence/pool.py": "def pool():\n    return 8\n"})
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    by_subject = {h.subject: h.modules for h in res.graph.history}
+    assert "persistence" in res.graph.modules
+    assert by_subject["derby: embedded storage fix 0"] == ("persistence",)
+    assert not any("no longer counts" in n for n in res.notes), res.notes
+
+
 def test_history_rules(git_repo, tmp_path):
     git_repo.commit("initial import", polyglot_files())
     git_repo.commit("Fix crash in ring buffer wraparound\n\nThe read index overflowed.\n\nSigned-off-by: A <a@b.c>\nCo-authored-by: B <b@c.d>",
