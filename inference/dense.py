@@ -33,7 +33,7 @@ from .base import query_head, register
 from .bilingual import Bilingual
 from .calibration import Calibrator
 from .errors import ModelNotFoundError
-from .history_clf import change_weight, history_ages
+from .history_clf import change_weight, history_ages, repeat_key
 from .scoring import ScoredMatcher, answer_ids
 
 log = logging.getLogger(__name__)
@@ -341,8 +341,12 @@ class DenseMatcher(ScoredMatcher):
         sims = self._history_sims(text)
         if j is None or sims is None:
             return []
-        near = [r for r in np.argsort(-sims, kind="stable")[:k]
-                if sims[r] > max(0.0, min_sim) and j in self.hist_modules[r]]
+        near, seen = [], set()
+        for r in np.argsort(-sims, kind="stable")[:k]:
+            key = repeat_key(self.hist_subjects[r])  # a pull request's title and its commit's subject: one change
+            if sims[r] > max(0.0, min_sim) and j in self.hist_modules[r] and key not in seen:
+                near.append(r)
+                seen.add(key)
         if not near:
             return []
         return ["past changes alike in meaning: " + " | ".join(f"{self.hist_subjects[r][:80]} ({sims[r]:.2f})"

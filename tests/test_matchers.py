@@ -289,6 +289,26 @@ def test_the_semantic_classifier_learns_modules_from_past_change_subjects(graph,
     assert any("semantic classifier" in n for n in built.notes)
 
 
+def test_neighbour_evidence_names_a_change_once(graph, tmp_path):
+    """A merged pull request is in the history twice, as its title and as its commit's subject ("#821 Registering
+    instance should update valid (health)" and the same without the number, alibaba/nacos): `ask` showed the one
+    change twice as the past changes alike in meaning, where a second change alike would say more."""
+    from indexer.records import HistoryExample
+    from inference.calibration import with_history
+    from inference.dense import DenseMatcher
+
+    a = graph.leaf_ids()[0]
+
+    def change(i, subject, kind="commit"):
+        return HistoryExample(f"{i:040x}", f"2024-03-{1 + i:02d}T00:00:00+00:00", subject, "", (f"{a}/x.c",), (a,),
+                              kind)
+    hist = [change(1, "#821 Throttle image uploads per user"), change(2, "Throttle image uploads per user (#821)", "pr"),
+            change(3, "Limit how many pictures one account may send")]
+    m = DenseMatcher(with_history(graph, hist), cache_dir=tmp_path)
+    ev = m.neighbour_evidence("Throttle image uploads per user", a, k=3)
+    assert len(ev) == 1 and ev[0].count("Throttle image uploads") == 1 and "pictures" in ev[0], ev
+
+
 def test_dense_neighbours_find_past_changes_by_meaning(graph, tmp_path):
     """The nearest past changes by sentence embedding: a paraphrase sharing no word with a past change still reaches
     its module; held-out commits can be left out; vectors are reused from the disk cache and by `updated`."""
