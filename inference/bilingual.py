@@ -34,15 +34,21 @@ MAX_REVERSE = 2  # the glossary's Chinese words read for one English word (`chin
 WRITES_CHINESE = 0.01  # the share of past change subjects in Chinese from which a team is taken to write Chinese
 
 
+def chinese_share(history) -> float | None:
+    """The share of past change subjects that hold Chinese; None without a history."""
+    hist = list(history)
+    if not hist:
+        return None
+    return sum(1 for h in hist if has_han(h.subject)) / len(hist)
+
+
 def writes_chinese(history) -> bool | None:
     """Whether the team writes its change texts in Chinese (at least `WRITES_CHINESE` of the subjects hold Chinese);
     None without a history. A repository's documents can hold Chinese that nobody writes there: jellyfin's
     translations of its interface (2 of its 17,994 change texts hold Chinese), and its Chinese issue titles were
     read as foreign for words no glossary holds."""
-    hist = list(history)
-    if not hist:
-        return None
-    return sum(1 for h in hist if has_han(h.subject)) >= WRITES_CHINESE * len(hist)
+    share = chinese_share(history)
+    return None if share is None else share >= WRITES_CHINESE
 
 
 def english_forms(w: str) -> list[str]:

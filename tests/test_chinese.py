@@ -266,3 +266,48 @@ def test_an_english_requirement_reaches_a_repository_that_writes_chinese(panel, 
     cov = served_coverage(parts, panel)
     plain = served_coverage({"lexical": parts["lexical"]}, panel)
     assert cov(query, claim=True) > plain(query, claim=True) + 0.2, (cov(query, True), plain(query, True))
+
+
+# An English-writing team whose integration tests describe their steps in Chinese (alibaba/nacos): the only
+# Chinese the index holds is in the tests, about what the code does in English.
+REGISTRY_CODE = {
+    "registry/service_registry.py": '"""Registers service instances and checks their health."""\n\n'
+                                    'class ServiceRegistry:\n    def register_service(self, name):\n        """Register a '
+                                    'service."""\n\n    def check_health(self, name):\n        """Check a service; a '
+                                    'failed check marks it down."""\n',
+    "registry/heartbeat.py": '"""Heartbeats of registered services."""\n\ndef check_heartbeat(service):\n'
+                             '    """Fail the service after missed beats."""\n',
+    "itest/test_registry.py": '"""Integration tests."""\n\ndef test_register_twice():\n    """用例：重复注册服务，检查服务列表。"""\n'
+                              '\n\ndef test_down():\n    """用例：服务检查失败后下线。"""\n',
+    "itest/test_config.py": '"""Integration tests of the config."""\n\ndef test_publish():\n    """用例：发布配置。"""\n',
+    "config/publisher.py": '"""Publishes configuration to listeners."""\n\ndef publish_config(key, value):\n'
+                           '    """Publish a configuration value."""\n',
+    "config/listener.py": '"""Listeners notified of configuration changes."""\n\nclass ConfigListener:\n    pass\n',
+}
+REGISTRY_HISTORY = [
+    ("registry/service_registry.py", "Fix service health check on restart"),
+    ("registry/heartbeat.py", "Heartbeat: fail service after three missed beats"),
+    ("registry/service_registry.py", "Register service with metadata"),
+    ("config/publisher.py", "Publish config atomically"),
+    ("config/listener.py", "Notify listeners once per change"),
+    ("itest/test_registry.py", "Add integration test for double registration"),
+    ("config/publisher.py", "Config: reject empty keys"),
+    ("registry/heartbeat.py", "Tune heartbeat interval"),
+]
+
+
+def test_a_chinese_question_to_an_english_team_reads_its_known_chinese_words_in_english(tmp_path_factory):
+    """A Chinese word the index holds matched as itself, where only the integration tests' descriptions hold it:
+    "服务检查失败" (a service's check fails) went to `itest`. Where the team writes English, every Chinese word of a
+    question with English equivalents is read as them (service, check, fail), so the code answers; a Chinese word
+    with none still matches as itself."""
+    g = indexed(tmp_path_factory, "initial import", REGISTRY_CODE, REGISTRY_HISTORY, 4)
+    assert {"registry", "itest", "config"} <= set(g.leaf_ids())
+    lex = create("lexical", g)
+    assert lex.translate_known
+    query = "服务检查失败"
+    assert lex.match(query, k=1)[0].module == "registry"
+    toks = dict(lex.weighted_tokens(query + " 下线"))
+    assert {"service", "check"} <= set(toks) and "服务" not in toks and toks.get("下线") == 1.0  # no English for 下线
+    lex.translate_known = False  # as it read before: the literal words, in the tests alone
+    assert lex.match(query, k=1)[0].module == "itest"
