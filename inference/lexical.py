@@ -132,18 +132,17 @@ class LexicalMatcher(ScoredMatcher):
         ws = words(query_head(text))
         every = self.__dict__.get("translate_known", False)  # a matcher pickled before it: False
         have = set(ws)
-        out = []
+        out, english = [], {}
         for w in ws:
             if is_cjk_word(w) and (every or w not in self.vocab):
-                english = [(e, EXPANSION_WEIGHT * x) for e, x in self.bilingual.expand([w])
-                           if e in self.vocab and e not in have]
-                if english:
-                    out += english
-                    have.update(e for e, _ in english)
+                pairs = [(e, x) for e, x in self.bilingual.expand([w]) if e in self.vocab and e not in have]
+                for e, x in pairs:
+                    english[e] = max(english.get(e, 0.0), x)
+                if pairs:
                     continue
             if w in self.vocab:
                 out.append((w, 1.0))
-        return out
+        return out + [(e, EXPANSION_WEIGHT * x) for e, x in english.items()]
 
     def scores(self, text: str) -> np.ndarray:
         toks = self.weighted_tokens(text)
