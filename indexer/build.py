@@ -290,13 +290,6 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
     return module_of
 
 
-def _folders_of(path: str) -> Iterator[str]:
-    d = posixpath.dirname(path)
-    while d:
-        yield d
-        d = posixpath.dirname(d)
-
-
 # A module that learned most of its history from folders that no longer exist below it (alibaba/arthas's `site`:
 # 462 changes to the old `site/src/site` documentation sources, rewritten elsewhere, against a handful to the
 # build files left in `site` itself) would answer every documentation question with those few files. Where a
