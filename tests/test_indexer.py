@@ -618,6 +618,43 @@ def test_auto_rule_splits_big_and_folds_small(git_repo, tmp_path):
     assert g.modules["src/layer/conv"].parent == "src/layer"
 
 
+def test_a_committed_minified_bundle_is_generated_not_a_module(git_repo, tmp_path):
+    """alibaba/nacos commits its console's built `main.js` and `main.css` beside `index.html` and rebuilds them with
+    every console change, so the bundle's folder learned every UI change and answered UI questions. A JavaScript or
+    CSS file whose lines average over 110 characters is generated (linguist's rule): not indexed, and its changes
+    count for no module; a repository that says otherwise in `.gitattributes` is believed."""
+    bundle = ("!function(e){var t={};function n(r){if(t[r])return t[r].exports;var o=t[r]={i:r,l:!1,exports:{}};"
+              "return e[r].call(o.exports,o,o.exports,n),o.l=!0,o.exports}n.m=e,n.c=t}([]);" * 40 + "\n") * 10
+    files = {
+        "console/static/js/main.js": bundle, "console/static/css/main.css": ".a{color:red;margin:0 auto}" * 2000,
+        "console/static/index.html": "<html><body><div id=root></div></body></html>\n",
+        "console/static/login.html": "<html><body>login</body></html>\n",
+        "console/static/favicon.svg": "<svg></svg>\n",
+        "console-ui/src/pages/ConfigList.js": "// The list of configurations.\nexport function ConfigList() {}\n",
+        "console-ui/src/pages/ServiceList.js": "// The list of services.\nexport function ServiceList() {}\n",
+        "console-ui/src/pages/Login.js": "// The login page.\nexport function Login() {}\n",
+        "console-ui/src/locales/en.js": "export default { config: 'Configuration' };\n" + "// a long line " * 200 + "\n",
+        "server/app.py": "def serve():\n    pass\n",
+    }
+    git_repo.commit("initial", files)
+    for i in range(4):
+        git_repo.commit(f"console: show the config list page by page {i}",
+                        {"console-ui/src/pages/ConfigList.js": f"// The list of configurations.\n// {i}\n",
+                         "console/static/js/main.js": bundle + f"//{i}\n"})
+    res = index(git_repo.root, store_for(tmp_path), full=True)
+    g = res.graph
+    indexed = {f for m in g.modules.values() for f in m.files}
+    assert "console/static/js/main.js" not in indexed and "console/static/css/main.css" not in indexed
+    assert "console/static/index.html" in indexed and "console-ui/src/locales/en.js" in indexed  # short: read
+    assert any("2 minified files" in n and "console/static/js/main.js" in n for n in res.notes), res.notes
+    change = next(h for h in g.history if h.subject.startswith("console: show the config list"))
+    assert all(not m.startswith("console/static") for m in change.modules) and change.modules
+    # the repository's own word wins: a bundle it says is its own is indexed
+    git_repo.commit("we write this one", {".gitattributes": "console/static/js/main.js linguist-generated=false\n"})
+    res = index(git_repo.root, store_for(tmp_path / "again"), full=True)
+    assert "console/static/js/main.js" in {f for m in res.graph.modules.values() for f in m.files}
+
+
 def test_tracked_files_in_folders_named_like_build_output_are_kept(git_repo, tmp_path):
     """A repository's command line in bin/, an API folder named out/ and a parser folder named obj/ are code
     someone committed; only the untracked files of such folders (what a build wrote) stay out, in a plain folder
