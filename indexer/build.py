@@ -98,10 +98,11 @@ def config_for(source: Source, notes: list[str] | None = None) -> RepoConfig:
         return with_fields(config, marks=sort_rules({ATTRIBUTES_NAME: text})) if text else config
     text = git(source.root, "show", f"{source.commit}:{CONFIG_NAME}", check=False)
     config = load_config(source.root, text) if text else RepoConfig()
-    tree = [r.partition("\t") for r in git(source.root, "ls-tree", "-r", "-l", "-z", source.commit).split("\0") if r]
-    names = [path for _, _, path in tree]  # one listing for the attributes, the minified files and the own folders
-    blobs = [Entry(path, meta.split()[2], int(meta.split()[3])) for meta, _, path in tree
-             if meta.split()[1] == "blob" and meta.split()[0] != "120000" and meta.split()[3].isdigit()]
+    tree = [(meta.split(), path) for meta, _, path in
+            (r.partition("\t") for r in git(source.root, "ls-tree", "-r", "-l", "-z", source.commit).split("\0") if r)]
+    names = [path for _, path in tree]  # one listing for the attributes, the minified files and the own folders
+    blobs = [Entry(path, sha, int(size)) for (mode, kind, sha, size), path in tree
+             if kind == "blob" and mode != "120000" and size.isdigit()]
     attrs = [e for e in blobs if e.path == ATTRIBUTES_NAME or e.path.endswith("/" + ATTRIBUTES_NAME)]
     if attrs:
         rules = sort_rules({e.path: data.decode("utf-8", "replace") for e, data in source.read(attrs)})
@@ -299,8 +300,14 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
     folders = {posixpath.dirname(p) for p in paths} if new_folders_only else None
     gone: set[str] = set()  # paths looked up whose folder no longer exists (below a top-level one that does), unmoved
     existing: set[str] | None = None
+    seen: dict[str, str | None] = {}  # a path is looked up for every change that touched it, and by `drop_vanished`
 
     def module_of(path: str) -> str | None:
+        if path not in seen:
+            seen[path] = lookup(path)
+        return seen[path]
+
+    def lookup(path: str) -> str | None:
         nonlocal existing
         asked = path
         if moves and path not in present and (
