@@ -170,6 +170,7 @@ class FolderSource(Source):
         self.commit = None
         self._skip_dir = skip_dir or (lambda name: name == ".git" or name in OUTPUT_DIRS)
         self._cache: dict[str, bytes] = {}
+        self._entries: list[Entry] | None = None  # listed once: the configuration and the build read the same list
 
     def _git_listed(self) -> list[str] | None:
         """In a git repository with no commits, the files git would track (.gitignore applies)."""
@@ -181,6 +182,11 @@ class FolderSource(Source):
         return sorted({p for p in staged + others if p})
 
     def entries(self) -> list[Entry]:
+        if self._entries is None:
+            self._entries = self._list()
+        return self._entries
+
+    def _list(self) -> list[Entry]:
         result = []
         root = str(self.root)
         listed = self._git_listed()

@@ -653,6 +653,16 @@ def test_a_committed_minified_bundle_is_generated_not_a_module(git_repo, tmp_pat
     git_repo.commit("we write this one", {".gitattributes": "console/static/js/main.js linguist-generated=false\n"})
     res = index(git_repo.root, store_for(tmp_path / "again"), full=True)
     assert "console/static/js/main.js" in {f for m in res.graph.modules.values() for f in m.files}
+    # a plain folder (no git) is read by the same rule
+    plain = tmp_path / "plain"
+    for rel, text in files.items():
+        (plain / rel).parent.mkdir(parents=True, exist_ok=True)
+        (plain / rel).write_text(text)
+    res = index(plain, store_for(tmp_path / "plain-db"), full=True)
+    indexed = {f for m in res.graph.modules.values() for f in m.files}
+    assert "console/static/js/main.js" not in indexed and "console/static/css/main.css" not in indexed
+    assert "console/static/index.html" in indexed and "console-ui/src/locales/en.js" in indexed
+    assert any("2 minified files" in n for n in res.notes), res.notes
 
 
 def test_tracked_files_in_folders_named_like_build_output_are_kept(git_repo, tmp_path):
