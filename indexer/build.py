@@ -295,45 +295,53 @@ def _parse_all(source: Source, todo: list, max_bytes: int, workers: int | None =
         yield from pool.imap(_parse_one, items, chunksize=32)
 
 
+class HistoryPaths:
+    """How a past change's files map to today's modules (`history_module_of`): called with a path, the module or
+    None; `gone` holds the paths looked up whose folder no longer exists (below a top-level one that does) and that
+    no move accounts for (`drop_vanished` reads them). A path is looked up once: mining asks for it at every change
+    that touched it, and `drop_vanished` again."""
+
+    def __init__(self, graph: ModuleGraph, config: RepoConfig, paths: list[str], moves: Moves | None,
+                 new_folders_only: bool):
+        self.graph, self.config, self.paths, self.moves = graph, config, paths, moves
+        self.tops = {p.split("/", 1)[0] for p in paths if "/" in p}
+        self.present = set(paths) if moves else set()
+        self.folders = {posixpath.dirname(p) for p in paths} if new_folders_only else None
+        self.gone: set[str] = set()
+        self._existing: set[str] | None = None
+        self._seen: dict[str, str | None] = {}
+
+    def __call__(self, path: str) -> str | None:
+        if path not in self._seen:
+            self._seen[path] = self._lookup(path)
+        return self._seen[path]
+
+    def _lookup(self, path: str) -> str | None:
+        asked, moves = path, self.moves
+        if moves and path not in self.present and (
+                self.folders is None or path in moves.file or posixpath.dirname(path) not in self.folders):
+            path = moves.resolve(path, self.present.__contains__) or path
+        if skipped(path, self.config):
+            return None
+        mid = self.graph.module_of(path)
+        if mid == ROOT_ID and "/" in path and path.split("/", 1)[0] not in self.tops:
+            return None  # a folder that no longer exists: its changes teach nothing about today's modules
+        if path == asked and "/" in path:  # not moved (a moved file's changes belong where it went)
+            if self._existing is None:
+                self._existing = {d for p in self.paths for d in _folders_of(p)}
+            if posixpath.dirname(path) not in self._existing:
+                self.gone.add(path)
+        return mid
+
+
 def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], moves: Moves | None = None,
-                      *, new_folders_only: bool = False):
+                      *, new_folders_only: bool = False) -> HistoryPaths:
     """How a past change's files map to today's modules: a file that was moved since maps to where it
     lives now (`moves`, git's renames); skipped files and folders that no longer exist map to None (so
     stale history never points at the wrong module). `new_folders_only`: a file that was not itself moved
     follows its folder's move only where the folder holds none of `paths` (with `moves` followed back from
     a later change to a snapshot: a new file of a folder that the snapshot has stays in that folder)."""
-    tops = {p.split("/", 1)[0] for p in paths if "/" in p}
-    present = set(paths) if moves else set()
-    folders = {posixpath.dirname(p) for p in paths} if new_folders_only else None
-    gone: set[str] = set()  # paths looked up whose folder no longer exists (below a top-level one that does), unmoved
-    existing: set[str] | None = None
-    seen: dict[str, str | None] = {}  # a path is looked up for every change that touched it, and by `drop_vanished`
-
-    def module_of(path: str) -> str | None:
-        if path not in seen:
-            seen[path] = lookup(path)
-        return seen[path]
-
-    def lookup(path: str) -> str | None:
-        nonlocal existing
-        asked = path
-        if moves and path not in present and (
-                folders is None or path in moves.file or posixpath.dirname(path) not in folders):
-            path = moves.resolve(path, present.__contains__) or path
-        if skipped(path, config):
-            return None
-        mid = graph.module_of(path)
-        if mid == ROOT_ID and "/" in path and path.split("/", 1)[0] not in tops:
-            return None  # a folder that no longer exists: its changes teach nothing about today's modules
-        if path == asked and "/" in path:  # not moved (a moved file's changes belong where it went)
-            if existing is None:
-                existing = {d for p in paths for d in _folders_of(p)}
-            if posixpath.dirname(path) not in existing:
-                gone.add(path)
-        return mid
-
-    module_of.gone = gone  # type: ignore[attr-defined]
-    return module_of
+    return HistoryPaths(graph, config, paths, moves, new_folders_only)
 
 
 # A module that learned most of its history from folders that no longer exist below it (alibaba/arthas's `site`:
@@ -344,10 +352,11 @@ def history_module_of(graph: ModuleGraph, config: RepoConfig, paths: list[str], 
 VANISHED_MIN = 10
 
 
-def drop_vanished(history: list[HistoryExample], module_of) -> tuple[list[HistoryExample], dict[str, int]]:
+def drop_vanished(history: list[HistoryExample],
+                  module_of: HistoryPaths) -> tuple[list[HistoryExample], dict[str, int]]:
     """`history` without the modules that learned mostly from vanished folders (see VANISHED_MIN), and how many
-    changes each such module lost. `module_of`: what `history_module_of` gave the mining (its `gone` paths)."""
-    gone: set[str] = getattr(module_of, "gone", set())
+    changes each such module lost. `module_of`: what the mining was given (its `gone` paths)."""
+    gone = module_of.gone
     if not gone:
         return history, {}
     only_gone: list[set[str]] = []
