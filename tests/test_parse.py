@@ -664,3 +664,33 @@ def test_doc_is_capped():
     rec = parse_file("a.py", src, "c")
     assert 0 < len(doc(rec, "f")) <= 301
     assert len(rec.header) <= 501
+
+
+def test_editor_file_templates_paths_and_chinese_copyright_lines_are_no_header():
+    """flipped-aurora/gin-vue-admin: VS Code's koroFileHeader ("@LastEditors: 逆光飞翔 191180776@qq.com",
+    "@LastEditTime", "@FilePath", an unset "@Description") described `server/initialize`, a comment holding only the
+    file's own path described `server/api`, and a Chinese copyright notice ("此文件受版权保护……") `web/src/components`."""
+    koro = """/*
+ * @Author: 逆光飞翔 191180776@qq.com
+ * @Date: 2022-12-08 17:25:49
+ * @LastEditors: 逆光飞翔 191180776@qq.com
+ * @LastEditTime: 2022-12-08 18:00:00
+ * @FilePath: \\\\server\\\\initialize\\\\gorm_mssql.go
+ * @Description: 这是默认设置,请设置`customMade`, 打开koroFileHeader查看配置 进行设置
+ */
+package initialize
+""".encode()
+    assert parse_file("server/initialize/gorm_mssql.go", koro, "k").header == ""
+    said = koro.replace("这是默认设置,请设置`customMade`, 打开koroFileHeader查看配置 进行设置".encode(),
+                        "Opens the SQL Server database with GORM.".encode())
+    assert parse_file("server/initialize/gorm_mssql.go", said, "s").header == "Opens the SQL Server database with GORM."
+    path = b"// server/api/v1/system/sys_timed_task.go\n// Timed tasks: list, create and run them.\npackage system\n"
+    assert parse_file("server/api/v1/system/sys_timed_task.go", path, "p").header == "Timed tasks: list, create and run them."
+    notice = """<!--
+  此文件受版权保护，未经授权禁止修改！如果您尚未获得授权，请联系我们以购买授权。
+  The page footer: version and links.
+-->
+<template><div class="footer"></div></template>
+""".encode()
+    header = parse_file("web/src/components/bottomInfo/bottomInfo.vue", notice, "n").header
+    assert "版权" not in header and "footer" in header
