@@ -54,7 +54,8 @@ def parser_version() -> str:
         if q.name.endswith(".scm"):
             h.update(q.name.encode())
             h.update(q.read_bytes())
-    for name in ("parse.py", "languages.py", "deps.py"):  # what is parsed, and how; what an import resolves to
+    # what is parsed, and how; what an import resolves to; a file's words (`describe.file_terms`, cached with the parse)
+    for name in ("parse.py", "languages.py", "deps.py", "describe.py"):
         h.update((resources.files("indexer") / name).read_bytes())
     return h.hexdigest()[:12]
 

@@ -103,6 +103,16 @@ def _first_sentence(text: str, limit: int = 160) -> str:
 
 
 WORKFLOW_NAME_RE = re.compile(r"^name:\s*['\"]?(.+?)['\"]?\s*$", re.M)
+# what a workflow runs (`uses: actions/upload-artifact@v4`: upload-artifact; a local `./.github/actions/x` too) and on
+# which runner (`runs-on: ubuntu-latest`; a matrix expression is no name)
+WORKFLOW_USES_RE = re.compile(r"^\s*(?:-\s*)?uses:\s*['\"]?([\w./-]+?)(?:@[\w.-]+)?['\"]?\s*(?:#.*)?$", re.M)
+WORKFLOW_RUNNER_RE = re.compile(r"^\s*runs-on:\s*['\"]?([\w.-]+)['\"]?\s*(?:#.*)?$", re.M)
+
+
+def _some(items: list[str], n: int) -> str:
+    """The first `n` distinct `items`, with an ellipsis where there are more."""
+    shown = list(dict.fromkeys(items))
+    return ", ".join(shown[:n]) + (", …" if len(shown) > n else "")
 
 
 def _forge_settings(module: Module, records: list[FileRecord]) -> str:
@@ -114,15 +124,22 @@ def _forge_settings(module: Module, records: list[FileRecord]) -> str:
     if forge not in (".github", ".gitlab"):
         return ""
     names: list[str] = []
+    actions: list[str] = []
+    runners: list[str] = []
     for r in sorted(records, key=lambda r: r.path):
         if "/workflows/" in r.path and r.path.endswith((".yml", ".yaml")) and r.text:
             m = WORKFLOW_NAME_RE.search(r.text)
             names.append(" ".join(m.group(1).split()) if m else r.path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+            actions += [a.rsplit("/", 1)[-1] for a in WORKFLOW_USES_RE.findall(r.text)]
+            runners += WORKFLOW_RUNNER_RE.findall(r.text)
     paths = [r.path.lower() for r in records]
     parts = []
     if names:
-        shown = list(dict.fromkeys(names))
-        parts.append("CI workflows (" + ", ".join(shown[:8]) + (", …" if len(shown) > 8 else "") + ")")
+        parts.append("CI workflows (" + _some(names, 8) + ")")
+    if actions:
+        parts.append("actions used: " + _some(actions, 10))
+    if runners:
+        parts.append("runners: " + _some(runners, 4))
     if any("issue_template" in p for p in paths):
         parts.append("issue templates")
     if any("pull_request_template" in p or "merge_request_templates" in p for p in paths):
@@ -180,10 +197,29 @@ def describe(module: Module, records: list[FileRecord]) -> str:
     return desc[:MAX_DESC]
 
 
+# A CI pipeline's file: what it runs is written in its values (`uses: actions/upload-artifact@v4`, `runs-on:
+# ubuntu-latest`, `java-version: 17`, `run: mvn -B verify`), which no grammar reads; a change text about CI names
+# them ("upgrade upload-artifact version", "run on ubuntu-latest"). Its words count once each, the schema's own keys
+# (`CI_KEYS`) not at all.
+CI_FILE_RE = re.compile(r"(?:^|/)(?:\.github/workflows/[^/]+|\.gitlab-ci|\.circleci/config|azure-pipelines|\.travis"
+                        r"|appveyor|\.drone|\.cirrus|bitbucket-pipelines|\.woodpecker(?:/[^/]+)?)\.ya?ml$")
+CI_KEYS = frozenset("""
+on jobs job steps step uses with run runs name env needs if strategy matrix permissions branches branch push pull
+request target types paths ignore workflow workflows dispatch call inputs outputs secrets id shell working directory
+default defaults continue error timeout minutes fail fast concurrency group cancel progress true false yes no
+stage stages script before after only except variables image services cache key restore keys path artifacts
+""".split())
+CI_WEIGHT = 0.5
+
+
 def file_terms(r: FileRecord, limit: int = 150) -> dict[str, float]:
-    """Weighted words of one file's content (symbols, docs, header, prose). Computed once per
-    content and cached with the parse, so a refresh never re-tokenises unchanged files."""
+    """Weighted words of one file's content (symbols, docs, header, prose; a CI pipeline's values). Computed once
+    per content and cached with the parse, so a refresh never re-tokenises unchanged files."""
     c: Counter = Counter()
+    if r.text and CI_FILE_RE.search(r.path):
+        for w in dict.fromkeys(words(r.text[:4000])):
+            if w not in CI_KEYS:
+                c[w] += CI_WEIGHT
     for s in r.symbols:
         for w in words(s.name):
             c[w] += 1

@@ -1127,22 +1127,23 @@ def test_vue_components_give_symbols_and_dependency_edges(git_repo, tmp_path):
 
 def test_the_parser_version_follows_the_queries_the_parser_and_the_import_resolution(tmp_path, monkeypatch):
     """A refresh keeps unchanged files' parses and resolved imports while the parser version is the same: a change
-    to how imports resolve (deps.py) must change it too, or an upgrade would keep old, unresolved imports."""
+    to how imports resolve (deps.py) must change it too, or an upgrade would keep old, unresolved imports; and so
+    must a change to a file's words (describe.py's `file_terms`, cached with the parse)."""
     import shutil
     from importlib import resources
 
     pkg = resources.files("indexer")
     copy = tmp_path / "indexer"
     shutil.copytree(pkg / "queries", copy / "queries")
-    for name in ("parse.py", "languages.py", "deps.py"):
+    for name in ("parse.py", "languages.py", "deps.py", "describe.py"):
         shutil.copy(pkg / name, copy / name)
     monkeypatch.setattr(build_mod.resources, "files", lambda _name: copy)
     versions = [build_mod.parser_version()]
-    for name in ("deps.py", "parse.py", "queries/dart.scm"):
+    for name in ("deps.py", "parse.py", "queries/dart.scm", "describe.py"):
         with open(copy / name, "a") as fh:
             fh.write("\n# changed\n")
         versions.append(build_mod.parser_version())
-    assert len(set(versions)) == 4
+    assert len(set(versions)) == 5
 
 
 
@@ -1261,3 +1262,45 @@ def test_files_a_repository_marks_vendored_or_generated_are_not_indexed(git_repo
     assert "api/user.pb.go" in files and "vendor/acme/client.go" not in files
     assert [h for h in res.graph.history if h.subject.startswith("Regenerate")]
     assert any(".gitattributes marks 2 files" in n for n in res.notes)
+
+
+def test_what_a_ci_workflow_runs_makes_its_module_the_answer_to_ci_questions(git_repo, tmp_path):
+    """alibaba/nacos: "fix: upgrade upload-artifact version" went to `(root)` and "Update action workflow java
+    version" half to `(root)`: no grammar reads a workflow, so `.github` had no word of what its pipelines run. Its
+    values count now (each word once, the schema's keys not at all), and its description says which actions its
+    workflows use and on which runners."""
+    from inference.lexical import LexicalMatcher
+
+    workflow = """name: "Continuous Integration"
+on:
+  push:
+    branches: [ develop ]
+jobs:
+  ci:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-java@v4
+        with:
+          distribution: zulu
+          java-version: 17
+      - run: mvn -B clean verify
+      - uses: actions/upload-artifact@v3
+        with:
+          name: coverage
+          path: target/site/jacoco
+"""
+    git_repo.commit("initial", {
+        ".github/workflows/ci.yml": workflow,
+        "server/Upload.java": "/** Uploads a configuration file to the server. */\n"
+                              "public class Upload { public void upload(String version) {} }\n",
+        "client/Version.java": "/** The client's version. */\npublic class Version { String java; }\n",
+        "pom.xml": "<project><version>1.0</version></project>\n",
+    })
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    gh = g.modules[".github"]
+    assert "actions used: checkout, setup-java, upload-artifact" in gh.description and "ubuntu-latest" in gh.description
+    assert {"checkout", "coverage"} <= set(gh.keywords) and not {"uses", "steps", "runs"} & set(gh.keywords)
+    lex = LexicalMatcher(g)
+    for text in ("upgrade upload-artifact to v4 in the workflow", "run the build on ubuntu-latest with the zulu jdk 17"):
+        assert lex.match(text, k=1)[0].module == ".github", (text, lex.match(text, k=3))
