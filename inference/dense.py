@@ -382,7 +382,7 @@ class DenseMatcher(ScoredMatcher):
     def embed(self, text: str) -> np.ndarray:
         """`text`'s embedding (read only), remembered for the next EMBED_MEMO texts: a text's subject and its whole
         text are read by each part and vote, and the hybrid's build reads its held-out slice in several passes
-        (each change embedded once instead of five times: 86 → 56 s of a build on gin-vue-admin)."""
+        (each change embedded once instead of five times: 86 → 65 s of a build on gin-vue-admin, under load)."""
         memo = self.__dict__.get("_memo")
         if memo is None:
             memo = self._memo = {}
