@@ -9,6 +9,7 @@
     exclude = ["docs/archive/**"]           # never these files
     own = ["externals"]            # folders named like vendored code (vendor, external(s), extern, deps) that are
                                    # this repository's own code (default: those its history changes with the rest)
+    tests_apart = false            # true: a JVM test package (src/test/java/x) is a module apart from its code's
 
     [[module]]
     id = "backend/opencl"
@@ -58,6 +59,7 @@ class RepoConfig:
     modules: tuple[ExplicitModule, ...] = ()
     history_max_modules: int = 5
     max_file_bytes: int = 1_000_000
+    tests_apart: bool = False  # a JVM test package stays apart from the same package of the code (`modules`)
     extra: dict = field(default_factory=dict, compare=False, hash=False)  # other tables ([trainer], ...)
 
     def depth_for(self, dirpath: str) -> int:
@@ -75,7 +77,8 @@ class RepoConfig:
 
     def fingerprint(self) -> str:
         return repr((self.depth, self.min_files, self.max_files, self.depth_overrides, self.include,
-                     self.exclude, self.modules, self.history_max_modules, self.max_file_bytes, self.own, self.marks))
+                     self.exclude, self.modules, self.history_max_modules, self.max_file_bytes, self.own, self.marks,
+                     self.tests_apart))
 
 
 def _glob(path: str, pattern: str) -> bool:
@@ -119,6 +122,10 @@ def parse_config(text: str) -> RepoConfig:
     kw["include"] = tuple(_as_list(mods.get("include"), "modules.include"))
     kw["exclude"] = tuple(_as_list(mods.get("exclude"), "modules.exclude"))
     kw["own"] = tuple(sorted({str(p).strip().strip("/") for p in _as_list(mods.get("own"), "modules.own")} - {""}))
+    if "tests_apart" in mods:
+        if not isinstance(mods["tests_apart"], bool):
+            raise ConfigError(f"{CONFIG_NAME}: modules.tests_apart must be true or false")
+        kw["tests_apart"] = mods["tests_apart"]
     explicit = []
     seen: set[str] = set()
     raw = data.get("module", [])

@@ -28,7 +28,9 @@ The automatic rule, applied from the repository root down:
     when there are at least ``max(min_files, max_files // 8)`` of them (10 by default);
   * the folders of the JVM source layout (``_layout_folders``: ``src/main/java`` and the package folders that
     lead to one folder only) and of a Dart package (``lib`` and ``lib/src`` beside a ``pubspec.yaml``) do not
-    count toward the depth, and are no modules when a split goes through them.
+    count toward the depth, and are no modules when a split goes through them;
+  * a package of a JVM test source set is one module with the same package of the code (``_tests_with_their_code``;
+    ``tests_apart = true`` keeps them apart).
 
 Explicit modules from ``.modmatch.toml`` own their path prefixes; a file belongs to the module with
 the longest matching prefix. Module IDs are the folder paths (``src/layer/vulkan``), the root is
@@ -182,7 +184,39 @@ def plan_modules(paths: list[str], config: RepoConfig) -> list[ModuleSpec]:
 
     if subtree[""] > 0:
         visit("", 0)
+    if not config.tests_apart:
+        _tests_with_their_code(specs)
     return sorted(specs.values(), key=lambda s: s.id)
+
+
+# A JVM source set and its package below the source root: `core/src/test/java/org/x/time` -> ("core/src/", "test",
+# "/java/org/x/time")
+_JVM_SET_RE = re.compile(r"^((?:.*/)?src/)([^/]+)(/(?:" + "|".join(sorted(JVM_SOURCE_ROOTS)) + r")(?:/.*)?)$")
+
+
+def _test_set(name: str) -> bool:
+    """A source set of tests: `test`, `testFixtures`, `jvmTest`, `androidUnitTest`, `integrationTest`."""
+    return name.startswith("test") or name.endswith("Test")
+
+
+def _tests_with_their_code(specs: dict[str, ModuleSpec]) -> None:
+    """A package of a JVM test source set joins the same package of the artifact's code (`src/test/java/org/x/time`
+    into `src/main/java/org/x/time`; `main` first where several sets have it): the Maven / Gradle layout keeps a
+    package's tests in a parallel tree, where Go, Rust or Python keep them beside the code, and as two modules of
+    the same words the code and its tests were each other's runner-up (commons-lang: `…/lang3/time` 76 %, its tests
+    72 %). A test package with no such twin stays a module; explicit modules are left as they are."""
+    code: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for mid, spec in specs.items():
+        m = _JVM_SET_RE.match(mid)
+        if m and not spec.explicit and not _test_set(m.group(2)):
+            code[(m.group(1), m.group(3))].append(mid)
+    for mid, spec in sorted(specs.items()):
+        m = _JVM_SET_RE.match(mid)
+        if not m or spec.explicit or not _test_set(m.group(2)) or not code.get((m.group(1), m.group(3))):
+            continue
+        twin = min(code[(m.group(1), m.group(3))], key=lambda x: (_JVM_SET_RE.match(x).group(2) != "main", x))
+        specs[twin] = ModuleSpec(twin, specs[twin].prefixes + spec.prefixes)
+        del specs[mid]
 
 
 def _explicit_prefix(p: str, paths: list[str]) -> str:

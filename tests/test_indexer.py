@@ -743,7 +743,9 @@ def test_a_folder_named_like_vendored_code_is_indexed_where_the_history_shows_th
 
 def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
     """A single-artifact Maven project: the layout folders (src/main/java, org/example) are not architecture, so
-    the packages below them become the modules, and no layout folder is a module. A small artifact stays one module."""
+    the packages below them become the modules, and no layout folder is a module. A small artifact stays one module.
+    A package's tests (src/test/java/...) are one module with its code, as Go's or Rust's beside it are; a test
+    package with no code of its name stays a module; `tests_apart = true` keeps them apart."""
     files = {"pom.xml": "<project/>\n", "lib-small/pom.xml": "<project/>\n"}
     for pkg, n in (("time", 30), ("text", 30), ("reflect", 25)):
         for i in range(n):
@@ -755,14 +757,16 @@ def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
     for i in range(5):
         files[f"src/main/java/org/example/lang/Util{i}.java"] = f"package org.example.lang;\npublic class Util{i} {{ }}\n"
         files[f"lib-small/src/main/java/org/example/small/S{i}.java"] = f"package org.example.small;\nclass S{i} {{ }}\n"
+        files[f"src/test/java/org/example/lang/fixtures/F{i}.java"] = f"package org.example.lang.fixtures;\nclass F{i} {{ }}\n"
     files["src/main/resources/app.properties"] = "a=1\n"
     git_repo.commit("initial", files)
     store = store_for(tmp_path)
     g = index(git_repo.root, store, full=True).graph
-    main = "src/main/java/org/example/lang"
-    assert {main, f"{main}/time", f"{main}/text", f"{main}/reflect", "src/test/java/org/example/lang/time",
-            "lib-small"} <= set(g.modules)
-    assert g.module_of(f"{main}/time/Time3.java") == f"{main}/time"
+    main, test = "src/main/java/org/example/lang", "src/test/java/org/example/lang"
+    assert {main, f"{main}/time", f"{main}/text", f"{main}/reflect", f"{test}/fixtures", "lib-small"} <= set(g.modules)
+    assert not {f"{test}/time", f"{test}/text", f"{test}/reflect"} & set(g.modules)
+    assert g.module_of(f"{main}/time/Time3.java") == g.module_of(f"{test}/time/Time3Test.java") == f"{main}/time"
+    assert f"{test}/time/Time3Test.java" in g.modules[f"{main}/time"].files
     assert g.module_of(f"{main}/Util1.java") == main
     assert g.module_of("lib-small/src/main/java/org/example/small/S1.java") == "lib-small"
     layout = {"src", "src/main", "src/main/java", "src/main/java/org", "src/main/java/org/example", "src/test/java"}
@@ -773,6 +777,10 @@ def test_jvm_source_layout_gives_package_modules(git_repo, tmp_path):
     git_repo.commit("config", {".modmatch.toml": "[modules]\ndepth = 2\n"})
     g = refresh(git_repo.root, store).graph
     assert f"{main}/time" in g.modules
+    git_repo.commit("tests apart", {".modmatch.toml": "[modules]\ntests_apart = true\n"})
+    g = refresh(git_repo.root, store).graph
+    assert {f"{main}/time", f"{test}/time"} <= set(g.modules)
+    assert g.module_of(f"{test}/time/Time3Test.java") == f"{test}/time"
 
 
 def test_package_folders_are_layout_beside_another_package_or_a_file(git_repo, tmp_path):
