@@ -688,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
             row = labeller_only(r, specs[r["name"]], json.loads(f.read_text()), a)
             log(f"{r['name']}: labeller {row['matchers'][DEFAULT]['labeller']}")
         else:
+            if not read_texts(Path(a.texts), r["name"]):  # the texts are kept outside the repository
+                log(f"{r['name']}: no texts in {a.texts}; skipped, its last results kept")
+                continue
             row = run_repo(r, specs[r["name"]], a)
         (out / f"{r['name']}.json").write_text(json.dumps(row, indent=1, sort_keys=True, ensure_ascii=False))
     rows = [json.loads((out / f"{r['name']}.json").read_text()) for r in repos
