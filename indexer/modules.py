@@ -205,18 +205,16 @@ def _tests_with_their_code(specs: dict[str, ModuleSpec]) -> None:
     package's tests in a parallel tree, where Go, Rust or Python keep them beside the code, and as two modules of
     the same words the code and its tests were each other's runner-up (commons-lang: `…/lang3/time` 76 %, its tests
     72 %). A test package with no such twin stays a module; explicit modules are left as they are."""
-    code: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for mid, spec in specs.items():
-        m = _JVM_SET_RE.match(mid)
-        if m and not spec.explicit and not _test_set(m.group(2)):
-            code[(m.group(1), m.group(3))].append(mid)
-    for mid, spec in sorted(specs.items()):
-        m = _JVM_SET_RE.match(mid)
-        if not m or spec.explicit or not _test_set(m.group(2)) or not code.get((m.group(1), m.group(3))):
-            continue
-        twin = min(code[(m.group(1), m.group(3))], key=lambda x: (_JVM_SET_RE.match(x).group(2) != "main", x))
-        specs[twin] = ModuleSpec(twin, specs[twin].prefixes + spec.prefixes)
-        del specs[mid]
+    sets = {mid: m for mid, spec in specs.items() if not spec.explicit and (m := _JVM_SET_RE.match(mid))}
+    code: dict[tuple[str, str], list[tuple[bool, str]]] = defaultdict(list)  # (not `main`, module): `main` first
+    for mid, m in sets.items():
+        if not _test_set(m.group(2)):
+            code[(m.group(1), m.group(3))].append((m.group(2) != "main", mid))
+    for mid, m in sorted(sets.items()):
+        twins = code.get((m.group(1), m.group(3)))
+        if _test_set(m.group(2)) and twins:
+            twin = min(twins)[1]
+            specs[twin] = ModuleSpec(twin, specs[twin].prefixes + specs.pop(mid).prefixes)
 
 
 def _explicit_prefix(p: str, paths: list[str]) -> str:
