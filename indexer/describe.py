@@ -12,7 +12,7 @@ import re
 from collections import Counter, defaultdict
 
 from .records import FileRecord, Module
-from .text import path_words, words
+from .text import has_cjk, path_words, words
 
 README_RE = re.compile(r"(^|/)(readme(\.[a-z]+)?|(index|overview|about)\.(md|rst|txt|adoc|markdown))$", re.I)
 DOC_EXT = (".md", ".rst", ".txt", ".adoc", ".markdown")
@@ -92,6 +92,8 @@ def _leading_comment(text: str) -> str:
         elif out or (s and s != "---" and not s.startswith("<?xml")):
             break  # the comment block ended, or the file began with no comment (`# seconds` below `port=3658`)
     text = " ".join(out)
+    if len(re.findall(r"[^\W\d_]{2,}", text)) < 2 and not has_cjk(text):
+        return ""  # a marker, not prose: Xcode's `// !$*UTF8*$!` atop every project.pbxproj
     return "" if re.search(r"copyright|license|SPDX", text, re.I) else text
 
 

@@ -101,13 +101,33 @@ def _dir_prefix(d: str) -> str:
     return d + "/" if d else ""
 
 
-_WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
+# a word of a file name as written: a run of capitals before a capitalised word or the end (`SD` of `SDImageCache`,
+# `UI` of `UIImage+WebCache`), a word, or digits
+_WORD = re.compile(r"[A-Z]{2,}(?=[A-Z][a-z]|[^A-Za-z]|$)|[A-Za-z][a-z]*|[0-9]+")
 
 
-def _first_word(filename: str) -> str:
+def _name_prefix(filename: str, n: int = 1) -> str:
+    """`filename` up to the end of its first `n` words, as written, so that it is a prefix of the name (`conv_3.c`:
+    `conv`; `SDImageCache.h`: `SD`, two words `SDImage`); "" where the name has fewer words."""
     stem = filename.split(".", 1)[0]
-    m = _WORD.search(stem)
-    return m.group(0).lower() if m else ""
+    found = list(_WORD.finditer(stem))[:n]
+    return stem[:found[-1].end()] if len(found) == n else ""
+
+
+def _name_groups(names: list[str]) -> Counter[str]:
+    """A flat folder's file names grouped by their first word (`conv_3.c`, `conv_5x5.c`: `conv`). Where more than
+    half of the names begin with one word glued to a capitalised next one, the word is a namespace, not a family:
+    SDWebImage's `SDImageCache.h`, `SDWebImageManager.h` and `SDAnimatedImage.h` in one folder of 120 files, laravel's
+    `DatabaseEloquentBuilderTest.php`; those names are grouped by their first two words (`SDImage`, `SDWeb`,
+    `DatabaseEloquent`)."""
+    first = Counter(_name_prefix(n) for n in names)
+    spaces = {w for w, k in first.items() if w and k * 2 > len(names)}
+    groups: Counter[str] = Counter()
+    for n in names:
+        w = _name_prefix(n)
+        two = _name_prefix(n, 2) if w in spaces else ""
+        groups[two if len(two) > len(w) and two[len(w)].isupper() else w] += 1
+    return groups
 
 
 def _layout_folders(children: dict[str, set[str]], direct: dict[str, list[str]]) -> set[str]:
@@ -175,7 +195,7 @@ def plan_modules(paths: list[str], config: RepoConfig) -> list[ModuleSpec]:
         # flat split of a folder that still owns too many files directly
         own_direct = direct.get(d, [])
         if len(own_direct) > config.max_files:
-            groups: dict[str, int] = Counter(_first_word(p.rsplit("/", 1)[-1]) for p in own_direct)
+            groups = _name_groups([p.rsplit("/", 1)[-1] for p in own_direct])
             for word, n in sorted(groups.items()):
                 mid = f"{d}/{word}" if d else word
                 if word and n >= max(config.min_files, config.max_files // 8) and mid not in specs \

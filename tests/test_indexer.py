@@ -86,7 +86,8 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     """What alibaba/arthas showed: its modules were described by an ASCII-art logo, a commented-out setting
     ("arthas.config.overrideAll=true"; then "seconds", the unit a comment below gives a setting), a Vue CLI README
     ("Compiles and hot-reloads for development"), a TypeScript reference directive and IntelliJ's decompiler note;
-    jumpserver's root by its README's menu of translations ("English · 中文(简体) · 日本語 …")."""
+    jumpserver's root by its README's menu of translations ("English · 中文(简体) · 日本語 …"); SDWebImage's Xcode
+    projects by the encoding marker atop every project.pbxproj ("!$*UTF8*$!")."""
     logo = "  ,---.  ,------. ,--------.\n /  O  \\ |  .--. ''--.  .--'\n|  .-.  ||  '--'.'   |  |\n"
     git_repo.commit("initial import", {
         "res/logo.txt": logo,
@@ -98,11 +99,13 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
                         "development\n```\nnpm run serve\n```\n\n### Lints and fixes files\n```\nnpm run lint\n```\n",
         "ui/env.d.ts": '/// <reference types="vite/client" />\n',
         "ui/main.ts": "export function mount(): void {}\n",
+        "App.xcodeproj/project.pbxproj": "// !$*UTF8*$!\n{\n\tarchiveVersion = 1;\n\tobjectVersion = 54;\n}\n",
         "util/Checks.java": "//\n// Source code recreated from a .class file by IntelliJ IDEA\n// (powered by Fernflower "
                             "decompiler)\n//\n\n/** Checks of arguments. */\npublic class Checks {}\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     assert g.modules["res"].description == "Holds logo.txt.", g.modules["res"].description
+    assert g.modules["App.xcodeproj"].description == "Holds project.pbxproj.", g.modules["App.xcodeproj"].description
     assert g.modules[ROOT_ID].description.startswith("A diagnostic tool"), g.modules[ROOT_ID].description
     assert g.modules["conf"].description.startswith("Overrides the defaults of the agent"), g.modules["conf"]
     ui = g.modules["ui"].description
@@ -616,6 +619,34 @@ def test_auto_rule_splits_big_and_folds_small(git_repo, tmp_path):
     assert g.module_of("src/layer/conv_3.c") == "src/layer/conv"
     assert not any(i.startswith(("node_modules", "third_party")) for i in ids)
     assert g.modules["src/layer/conv"].parent == "src/layer"
+
+
+def test_a_flat_folder_of_capitalised_names_splits_into_modules_that_own_their_files(git_repo, tmp_path):
+    """SDWebImage keeps 120 files in `SDWebImage/Core`, nearly all named `SD…` or `UI…`. The flat split read their
+    first word in lower case (`s`, `u`) and made modules `SDWebImage/Core/s` and `…/u` that owned no file, since no
+    name begins with a lower-case `s`; laravel's `tests/Database/database` likewise. A name's first word is read as
+    written, a run of capitals is one word (`UI`), and a word glued to a capitalised one that begins most names is a
+    namespace: those names are grouped by two words (`SDImage`, `SDWeb`)."""
+    files = {}
+    for i in range(36):
+        files[f"Core/SDImageCoder{i}.m"] = f"@implementation SDImageCoder{i}\n@end\n"
+    for i in range(34):
+        files[f"Core/SDWebImageLoader{i}.m"] = f"@implementation SDWebImageLoader{i}\n@end\n"
+    for i in range(20):
+        files[f"Core/UIImage+Extra{i}.m"] = f"@implementation UIImage (Extra{i})\n@end\n"
+    for i in range(4):
+        files[f"Core/SDCallback{i}.m"] = f"@implementation SDCallback{i}\n@end\n"
+    for i in range(12):  # a family of lower-case names is grouped by its first word, as before
+        files[f"Core/conv_{i}.c"] = f"int conv_{i}(void) {{ return {i}; }}\n"
+    git_repo.commit("initial", files)
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    assert {"Core/SDImage", "Core/SDWeb", "Core/UI", "Core/conv"} <= set(g.modules)
+    assert all(m.files for mid, m in g.modules.items() if mid.startswith("Core/"))
+    assert g.module_of("Core/SDImageCoder3.m") == "Core/SDImage"
+    assert g.module_of("Core/SDWebImageLoader3.m") == "Core/SDWeb"
+    assert g.module_of("Core/UIImage+Extra3.m") == "Core/UI"
+    assert g.module_of("Core/SDCallback1.m") == "Core"  # too few to be a module
+    assert g.module_of("Core/conv_3.c") == "Core/conv"
 
 
 def test_a_committed_minified_bundle_is_generated_not_a_module(git_repo, tmp_path):
