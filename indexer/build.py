@@ -54,8 +54,9 @@ def parser_version() -> str:
         if q.name.endswith(".scm"):
             h.update(q.name.encode())
             h.update(q.read_bytes())
-    # what is parsed, and how; what an import resolves to; a file's words (`describe.file_terms`, cached with the parse)
-    for name in ("parse.py", "languages.py", "deps.py", "describe.py"):
+    # what is parsed, and how; what an import resolves to; a file's words (`describe.file_terms`, cached with the parse,
+    # cut into words by `text.words`, whose Chinese segmenter holds the glossary's terms)
+    for name in ("parse.py", "languages.py", "deps.py", "describe.py", "text.py", "zh_terms.tsv"):
         h.update((resources.files("indexer") / name).read_bytes())
     return h.hexdigest()[:12]
 

@@ -1167,22 +1167,23 @@ def test_vue_components_give_symbols_and_dependency_edges(git_repo, tmp_path):
 def test_the_parser_version_follows_the_queries_the_parser_and_the_import_resolution(tmp_path, monkeypatch):
     """A refresh keeps unchanged files' parses and resolved imports while the parser version is the same: a change
     to how imports resolve (deps.py) must change it too, or an upgrade would keep old, unresolved imports; and so
-    must a change to a file's words (describe.py's `file_terms`, cached with the parse)."""
+    must a change to a file's words (describe.py's `file_terms`, cached with the parse), and to how text is cut into
+    words (text.py, and the glossary whose terms the Chinese segmenter holds: 主线程 was cut 主线 程 before stop 56)."""
     import shutil
     from importlib import resources
 
     pkg = resources.files("indexer")
     copy = tmp_path / "indexer"
     shutil.copytree(pkg / "queries", copy / "queries")
-    for name in ("parse.py", "languages.py", "deps.py", "describe.py"):
+    for name in ("parse.py", "languages.py", "deps.py", "describe.py", "text.py", "zh_terms.tsv"):
         shutil.copy(pkg / name, copy / name)
     monkeypatch.setattr(build_mod.resources, "files", lambda _name: copy)
     versions = [build_mod.parser_version()]
-    for name in ("deps.py", "parse.py", "queries/dart.scm", "describe.py"):
+    for name in ("deps.py", "parse.py", "queries/dart.scm", "describe.py", "text.py", "zh_terms.tsv"):
         with open(copy / name, "a") as fh:
             fh.write("\n# changed\n")
         versions.append(build_mod.parser_version())
-    assert len(set(versions)) == 5
+    assert len(set(versions)) == 7
 
 
 
