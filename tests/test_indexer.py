@@ -344,6 +344,30 @@ def test_history_of_a_vanished_subfolder_does_not_teach_the_module_left_behind(g
     assert any("no longer counts for site (13 changes)" in n for n in res.notes), res.notes
 
 
+def test_history_of_a_ci_pipeline_that_moved_teaches_where_ci_lives_now(git_repo, tmp_path):
+    """SDWebImage ran its CI on Travis (`.travis.yml` at the root, 77 changes) until it moved to GitHub Actions, so
+    the root learned every CI word and "[github action] Bumped to macos-14" was answered `(root)` at 71 %, `.github`
+    third. A past change to a pipeline that no longer exists counts for the module where the repository's CI lives
+    today; a pipeline that still exists, and a template's `.travis.yml` below the code, keep their modules."""
+    git_repo.commit("initial", {"README.md": "# imagekit\n", "src/cache.m": "void cache(void) {}\n",
+                                "src/decode.m": "void decode(void) {}\n", "src/download.m": "void download(void) {}\n",
+                                ".travis.yml": "language: objective-c\nosx_image: xcode9\n",
+                                "src/stubs/.travis.yml": "language: objective-c\n"})
+    for i in range(4):
+        git_repo.commit(f"Travis CI: use the Xcode {10 + i} image", {".travis.yml": f"language: objective-c\nosx_image: xcode{10 + i}\n"})
+    git_repo.commit("Stub pipeline for new plugins", {"src/stubs/.travis.yml": "language: objective-c\nscript: make\n"})
+    git_repo.commit("Release notes for 2.0", {"README.md": "# imagekit\n\n2.0\n"})
+    git_repo.commit("apply github actions", {".github/workflows/CI.yml": "name: CI\non: push\njobs:\n  test:\n"
+                                                                           "    runs-on: macos-12\n"},
+                    delete=[".travis.yml"])
+    g = index(git_repo.root, store_for(tmp_path), full=True).graph
+    by_subject = {h.subject: h.modules for h in g.history}
+    assert by_subject["Travis CI: use the Xcode 12 image"] == (".github",)
+    assert by_subject["apply github actions"] == (".github",)
+    assert by_subject["Stub pipeline for new plugins"] == ("src",)  # a template below the code, still there
+    assert by_subject["Release notes for 2.0"] == ("(root)",)
+
+
 def test_history_of_a_moved_folder_counts_where_it_went_even_when_part_of_it_was_deleted_since(git_repo, tmp_path):
     """alibaba/nacos moved its datasource code from `config` into a new `persistence` module and later deleted part
     of it: the changes made before the move are that module's history (most of it), not history of a vanished
