@@ -16,6 +16,7 @@ from .text import has_cjk, path_words, words
 
 README_RE = re.compile(r"(^|/)(readme(\.[a-z]+)?|(index|overview|about)\.(md|rst|txt|adoc|markdown))$", re.I)
 DOC_EXT = (".md", ".rst", ".txt", ".adoc", ".markdown")
+REQUIREMENTS_RE = re.compile(r"(?:^|/|[._-])(?:requirements|constraints)(?:[._-][\w.-]*)?\.txt$", re.I)
 MAX_DESC = 600
 N_KEYWORDS = 12
 MAX_MODULE_TERMS = 300
@@ -92,9 +93,18 @@ def _leading_comment(text: str) -> str:
         elif out or (s and s != "---" and not s.startswith("<?xml")):
             break  # the comment block ended, or the file began with no comment (`# seconds` below `port=3658`)
     text = " ".join(out)
-    if len(re.findall(r"[^\W\d_]{2,}", text)) < 2 and not has_cjk(text):
+    if not _prose(text):
         return ""  # a marker, not prose: Xcode's `// !$*UTF8*$!` atop every project.pbxproj
     return "" if re.search(r"copyright|license|SPDX", text, re.I) else text
+
+
+_PROSE_WORD_RE = re.compile(r"[(\"'`]?[^\W\d_]{2,}[.,:;!?)\"'`]*")
+
+
+def _prose(text: str) -> bool:
+    """Whether `text` reads as words: two of its first 40 tokens are words, or it holds Chinese (not a marker such as
+    `!$*UTF8*$!`, a key, or `arrow==1.2.3 --hash=sha256:...`)."""
+    return sum(1 for t in text.split()[:40] if _PROSE_WORD_RE.fullmatch(t)) >= 2 or has_cjk(text)
 
 
 def _first_sentence(text: str, limit: int = 160) -> str:
@@ -182,10 +192,12 @@ def describe(module: Module, records: list[FileRecord]) -> str:
     names = list(dict.fromkeys(s.name for s in kinds_first))[:12]
     if names:
         parts.append("Defines " + ", ".join(names) + ".")
-    if not parts:
-        docs = [r.text for r in records if r.path.endswith(DOC_EXT) and r.text]
-        if docs:
-            parts.append(_clean_markdown(docs[0]))
+    if not parts:  # the first document that reads as prose (a pip requirements file, a key in a .txt: no document)
+        docs = (_clean_markdown(r.text) for r in records
+                if r.path.endswith(DOC_EXT) and r.text and not REQUIREMENTS_RE.search(r.path))
+        doc = next((d for d in docs if _prose(d)), "")
+        if doc:
+            parts.append(doc)
     if not parts:  # scripts and configs: their leading comment
         for r in records:
             c = _leading_comment(r.text)

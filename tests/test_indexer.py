@@ -87,7 +87,8 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     ("arthas.config.overrideAll=true"; then "seconds", the unit a comment below gives a setting), a Vue CLI README
     ("Compiles and hot-reloads for development"), a TypeScript reference directive and IntelliJ's decompiler note;
     jumpserver's root by its README's menu of translations ("English · 中文(简体) · 日本語 …"); SDWebImage's Xcode
-    projects by the encoding marker atop every project.pbxproj ("!$*UTF8*$!")."""
+    projects by the encoding marker atop every project.pbxproj ("!$*UTF8*$!"); emqx's `.ci` by a pip requirements
+    file ("arrow==1.2.3 --hash=sha256:…") and a test cluster's folder by its public key."""
     logo = "  ,---.  ,------. ,--------.\n /  O  \\ |  .--. ''--.  .--'\n|  .-.  ||  '--'.'   |  |\n"
     git_repo.commit("initial import", {
         "res/logo.txt": logo,
@@ -100,12 +101,17 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
         "ui/env.d.ts": '/// <reference types="vite/client" />\n',
         "ui/main.ts": "export function mount(): void {}\n",
         "App.xcodeproj/project.pbxproj": "// !$*UTF8*$!\n{\n\tarchiveVersion = 1;\n\tobjectVersion = 54;\n}\n",
+        "lint/gitlint.requirements.txt": "arrow==1.2.3 \\\n    --hash=sha256:5a49ab92e3b7b71d96cd6bfcc4df14efefc9dfa9\n",
+        "keys/cluster_public_key.txt": "PrxbCTr+6Uj5IU7hAtAdljH03c3xLVbca4uxICaIISCc=\n",
+        "keys/notes.txt": "Keys for the cluster tests, made with make-keys.sh.\n",
         "util/Checks.java": "//\n// Source code recreated from a .class file by IntelliJ IDEA\n// (powered by Fernflower "
                             "decompiler)\n//\n\n/** Checks of arguments. */\npublic class Checks {}\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     assert g.modules["res"].description == "Holds logo.txt.", g.modules["res"].description
     assert g.modules["App.xcodeproj"].description == "Holds project.pbxproj.", g.modules["App.xcodeproj"].description
+    assert g.modules["lint"].description == "Holds gitlint.requirements.txt.", g.modules["lint"].description
+    assert g.modules["keys"].description.startswith("Keys for the cluster tests"), g.modules["keys"].description
     assert g.modules[ROOT_ID].description.startswith("A diagnostic tool"), g.modules[ROOT_ID].description
     assert g.modules["conf"].description.startswith("Overrides the defaults of the agent"), g.modules["conf"]
     ui = g.modules["ui"].description
