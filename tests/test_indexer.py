@@ -657,17 +657,11 @@ def test_a_flat_folder_of_capitalised_names_splits_into_modules_that_own_their_f
     name begins with a lower-case `s`; laravel's `tests/Database/database` likewise. A name's first word is read as
     written, a run of capitals is one word (`UI`), and a word glued to a capitalised one that begins most names is a
     namespace: those names are grouped by two words (`SDImage`, `SDWeb`)."""
-    files = {}
-    for i in range(36):
-        files[f"Core/SDImageCoder{i}.m"] = f"@implementation SDImageCoder{i}\n@end\n"
-    for i in range(34):
-        files[f"Core/SDWebImageLoader{i}.m"] = f"@implementation SDWebImageLoader{i}\n@end\n"
-    for i in range(20):
-        files[f"Core/UIImage+Extra{i}.m"] = f"@implementation UIImage (Extra{i})\n@end\n"
-    for i in range(4):
-        files[f"Core/SDCallback{i}.m"] = f"@implementation SDCallback{i}\n@end\n"
-    for i in range(12):  # a family of lower-case names is grouped by its first word, as before
-        files[f"Core/conv_{i}.c"] = f"int conv_{i}(void) {{ return {i}; }}\n"
+    classes = {"SDImageCoder": 36, "SDWebImageLoader": 34, "SDCallback": 4}
+    files = {f"Core/{c}{i}.m": f"@implementation {c}{i}\n@end\n" for c, n in classes.items() for i in range(n)}
+    files |= {f"Core/UIImage+Extra{i}.m": f"@implementation UIImage (Extra{i})\n@end\n" for i in range(20)}
+    # a family of lower-case names is grouped by its first word, as before
+    files |= {f"Core/conv_{i}.c": f"int conv_{i}(void) {{ return {i}; }}\n" for i in range(12)}
     git_repo.commit("initial", files)
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     assert {"Core/SDImage", "Core/SDWeb", "Core/UI", "Core/conv"} <= set(g.modules)
