@@ -328,12 +328,11 @@ class HistoryPaths:
                  new_folders_only: bool, ci_moved: bool = False):
         self.graph, self.config, self.paths, self.moves = graph, config, paths, moves
         self.tops = {p.split("/", 1)[0] for p in paths if "/" in p}
-        self.present = set(paths) if moves else set()
+        self.present = set(paths)
         self.folders = {posixpath.dirname(p) for p in paths} if new_folders_only else None
         self.ci_home = _ci_home(graph, paths) if ci_moved else None
         self.gone: set[str] = set()
         self._existing: set[str] | None = None
-        self._paths: set[str] | None = None
         self._seen: dict[str, str | None] = {}
 
     def __call__(self, path: str) -> str | None:
@@ -349,11 +348,8 @@ class HistoryPaths:
         if skipped(path, self.config):
             return None
         mid = self.graph.module_of(path)
-        if self.ci_home is not None and mid != self.ci_home and _pipeline(path):
-            if self._paths is None:
-                self._paths = set(self.paths)
-            if path not in self._paths:
-                return self.ci_home
+        if self.ci_home is not None and mid != self.ci_home and _pipeline(path) and path not in self.present:
+            return self.ci_home
         if mid == ROOT_ID and "/" in path and path.split("/", 1)[0] not in self.tops:
             return None  # a folder that no longer exists: its changes teach nothing about today's modules
         if path == asked and "/" in path:  # not moved (a moved file's changes belong where it went)

@@ -120,11 +120,10 @@ def _name_groups(names: list[str]) -> Counter[str]:
     SDWebImage's `SDImageCache.h`, `SDWebImageManager.h` and `SDAnimatedImage.h` in one folder of 120 files, laravel's
     `DatabaseEloquentBuilderTest.php`; those names are grouped by their first two words (`SDImage`, `SDWeb`,
     `DatabaseEloquent`)."""
-    first = Counter(_name_prefix(n) for n in names)
-    spaces = {w for w, k in first.items() if w and k * 2 > len(names)}
+    firsts = [_name_prefix(n) for n in names]
+    spaces = {w for w, k in Counter(firsts).items() if w and k * 2 > len(names)}
     groups: Counter[str] = Counter()
-    for n in names:
-        w = _name_prefix(n)
+    for n, w in zip(names, firsts):
         two = _name_prefix(n, 2) if w in spaces else ""
         groups[two if len(two) > len(w) and two[len(w)].isupper() else w] += 1
     return groups
