@@ -306,7 +306,7 @@ def subject_of(text: str, min_words: int = SUBJECT_WORDS) -> str:
 # If nothing but tags was there, the result is empty.
 _TAG_TOKEN = r"[A-Za-z0-9_./+*#@{}<>\-]+"
 _CONVENTIONAL = ("feat|feature|fix|bugfix|hotfix|docs?|style|refactor|perf|tests?|build|ci|chore|revert|"
-                 "opt|deps|release|wip")
+                 "opt|optimi[sz]e|deps|release|wip")
 _BRACKET_TAG_RE = re.compile(r"^\s*(?:\[[^\[\]\n]{1,60}\]|【[^【】\n]{1,60}】)[ \t]*[:：\-–|]?\s*")
 _PREFIX_TAG_RE = re.compile(
     rf"^\s*(?P<tag>{_TAG_TOKEN}(?:[ \t]*,[ \t]*{_TAG_TOKEN})*(?:\([^()\n]{{0,40}}\))?!?)[ \t]*(?P<colon>[:：])(?P<space>\s*)")

@@ -147,6 +147,7 @@ def test_distinct_ranks_and_trust_metrics():
     ("[A] - x", "x"),
     ("【优化】 卷积 x86", "卷积 x86"),
     ("fix:fix CI (#2924)", "fix CI (#2924)"),
+    ("optimize:remove the Docker link (#6218)", "remove the Docker link (#6218)"),
     ("rt: x\n\nbody: with a colon", "x\n\nbody: with a colon"),
 ])
 def test_strip_subject_tags(text, want):
