@@ -248,7 +248,9 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
             owners = [(f, module_of(f)) for f in files]  # each path looked up once
             code = owners if ABOUT_NOTES_RE.search(subject) else [(f, m) for f, m in owners if not is_changelog(f)]
             mods = []
-            for _, mid in code if any(m for _, m in code) else owners:  # the notes count alone, or when said
+            # the notes count alone, or when said; a change to code no module holds (a folder born after a temporal
+            # split's cut-off, one gone since) and its note is no change to the notes: it teaches nothing
+            for _, mid in code or owners:
                 if mid and (known_modules is None or mid in known_modules) and mid not in mods:
                     mods.append(mid)
             reason = drop_reason(subject, an, ae, len(mods), max_modules)
