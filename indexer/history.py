@@ -58,6 +58,11 @@ FORMAT_RE = re.compile(
 )
 PR_MERGE_RE = re.compile(r"^(?:Merge|Backport) pull request #(\d+) from \S+", re.I)
 PR_TITLED_RE = re.compile(r"\S.*\(#\d+\)$")  # a merge named by its pull request: "title (#123)"
+# GitHub's fixed subject for a fix merged from a security advisory's private fork (a commit, not a merge): the
+# subject says nothing, and the squashed commits' titles, where GitHub kept them, are the body's lines ("* fix(cors):
+# use `split` ..."). Such a change is read by its first line; one with no body has no text (honojs/hono: 45 such
+# changes, 17 of its 200 dev cases, each answered at 0.96 from the subject alone).
+FIXED_SUBJECT_RE = re.compile(r"^Merge commit from fork$", re.I)
 TRAILER_RE = re.compile(
     r"^\s*(signed-off-by|co-authored-by|reviewed-by|acked-by|tested-by|reported-by|suggested-by|change-id|"
     r"cc|reviewed-on|pr-url|closes|fixes-jira|git-svn-id|helped-by|approved-by)\s*:.*$",
@@ -245,6 +250,9 @@ def mine_history(root: str | Path, module_of: Callable[[str], str | None], *, re
             if m:  # the PR's title is the body's first line (also in a cherry-picked or squashed "Backport ..." commit)
                 title, _, rest = body.partition("\n")
                 subject, body = (title.strip() or subject), rest.strip()
+            elif FIXED_SUBJECT_RE.match(subject):
+                title, _, rest = body.strip().partition("\n")
+                subject, body = title.strip().lstrip("*-").strip(), rest.strip()
             owners = [(f, module_of(f)) for f in files]  # each path looked up once
             code = owners if ABOUT_NOTES_RE.search(subject) else [(f, m) for f, m in owners if not is_changelog(f)]
             mods = []

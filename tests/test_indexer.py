@@ -423,6 +423,10 @@ def test_history_rules(git_repo, tmp_path):
     # a pull request cherry-picked onto a release branch by a backport script: a commit, not a merge
     git_repo.commit("Backport pull request #9 from dev/release-1.x\n\nFix subtitle burn-in for HDR videos\n\n"
                     "Original-merge: abc", {"gpu/hdr.cpp": "// tone mapping\n"})
+    # fixes merged from a security advisory's private fork: GitHub's fixed subject, the squashed titles (if any) below
+    git_repo.commit("Merge commit from fork\n\n* fix(net): reject oversized headers\n\n* added a test",
+                    {"net/limits.go": "package net\n\n// Header limits.\nfunc Limit() {}\n"})
+    git_repo.commit("Merge commit from fork", {"server/guard.go": "package server\n\nfunc Guard() {}\n"})
 
     res = index(git_repo.root, store_for(tmp_path), full=True)
     hist = res.graph.history
@@ -444,6 +448,10 @@ def test_history_rules(git_repo, tmp_path):
     assert "wip" in subjects and "other work" in subjects
     backport = next(h for h in hist if h.modules == ("gpu",) and "hdr" in h.body + h.subject.lower())
     assert backport.subject == "Fix subtitle burn-in for HDR videos" and backport.kind == "commit"
+    advisory = next(h for h in hist if h.files == ("net/limits.go",))
+    assert (advisory.subject, advisory.body, advisory.modules) == ("fix(net): reject oversized headers", "* added a test",
+                                                                   ("net",))
+    assert "Merge commit from fork" not in subjects and not any(h.files == ("server/guard.go",) for h in hist)
 
 
 def test_refresh_equals_full_index(git_repo, tmp_path):
