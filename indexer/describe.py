@@ -165,6 +165,26 @@ def _forge_settings(module: Module, records: list[FileRecord]) -> str:
     return ("GitHub" if forge == ".github" else "GitLab") + " settings: " + "; ".join(parts) + "."
 
 
+def _folder(path: str) -> str:
+    return path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+
+
+def _readme_description(module: Module, records: list[FileRecord], readmes: list[FileRecord]) -> str:
+    """A README in the module's own folder describes the module, and so does one in the folder that holds all its
+    files. READMEs of some of its subfolders each describe a part: their first sentences, each named by its folder
+    (chatgpt-on-wechat's `channel`, the chat apps it talks to, was described by `feishu/README.md` alone; its `agent`
+    by the README of one of its tools, the scheduler)."""
+    top = _folder(readmes[0].path)
+    if top in module.paths or not top or all(r.path.startswith(top) for r in records):
+        return _clean_markdown(readmes[0].text)
+    parts = []
+    for r in readmes[:3]:
+        text = _clean_markdown(r.text)
+        if text:
+            parts.append(f"{_folder(r.path).rstrip('/').rsplit('/', 1)[-1]}: {_first_sentence(text)}")
+    return "; ".join(parts)
+
+
 def describe(module: Module, records: list[FileRecord]) -> str:
     if module.description:
         return module.description
@@ -176,7 +196,7 @@ def describe(module: Module, records: list[FileRecord]) -> str:
     readmes = sorted((r for r in records if README_RE.search(r.path) and r.text),
                      key=lambda r: (r.path.count("/"), r.path))
     if readmes:
-        parts.append(_clean_markdown(readmes[0].text))
+        parts.append(_readme_description(module, records, readmes))
     if not parts or len(parts[0]) < 40:
         heads = []
         for r in records:

@@ -106,6 +106,15 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
         "keys/notes.txt": "Keys for the cluster tests, made with make-keys.sh.\n",
         "util/Checks.java": "//\n// Source code recreated from a .class file by IntelliJ IDEA\n// (powered by Fernflower "
                             "decompiler)\n//\n\n/** Checks of arguments. */\npublic class Checks {}\n",
+        # chatgpt-on-wechat's `channel`: the README of one of its chat apps is no description of them all
+        "channel/channel.py": "class Channel:\n    pass\n",
+        "channel/feishu/README.md": "# Feishu\n\nThe Feishu channel receives events by webhook or long connection. "
+                                    "Configure the app id in config.json.\n",
+        "channel/feishu/feishu.py": "def feishu_send():\n    pass\n",
+        "channel/dingtalk/dingtalk.py": "def dingtalk_send():\n    pass\n",
+        "channel/web/web.py": "def web_send():\n    pass\n",
+        "docs/guide/README.md": "# Guide\n\nHow to install the tool and run it as a service.\n",
+        "docs/guide/install.md": "# Install\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     assert g.modules["res"].description == "Holds logo.txt.", g.modules["res"].description
@@ -118,6 +127,9 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     assert "hot-reloads" not in ui and "reference" not in ui and "mount" in ui, ui
     util = g.modules["util"].description
     assert "IntelliJ" not in util and "Fernflower" not in util and util.startswith("Checks of arguments"), util
+    channel = g.modules["channel"].description
+    assert channel.startswith("feishu: The Feishu channel receives events") and "config.json" not in channel, channel
+    assert g.modules["docs"].description.startswith("How to install the tool"), g.modules["docs"].description
 
 
 def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
