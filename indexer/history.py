@@ -61,7 +61,8 @@ PR_TITLED_RE = re.compile(r"\S.*\(#\d+\)$")  # a merge named by its pull request
 # GitHub's fixed subject for a fix merged from a security advisory's private fork (a commit, not a merge): the
 # subject says nothing, and the squashed commits' titles, where GitHub kept them, are the body's lines ("* fix(cors):
 # use `split` ..."). Such a change is read by its first line; one with no body has no text (honojs/hono: 45 such
-# changes, 17 of its 200 dev cases, each answered at 0.96 from the subject alone).
+# changes; 31 of its 200 dev cases carried the subject, 14 with no body, answered at a mean confidence of 0.94 and
+# right 13 times).
 FIXED_SUBJECT_RE = re.compile(r"^Merge commit from fork$", re.I)
 TRAILER_RE = re.compile(
     r"^\s*(signed-off-by|co-authored-by|reviewed-by|acked-by|tested-by|reported-by|suggested-by|change-id|"
