@@ -77,6 +77,12 @@ def _clean_markdown(text: str) -> str:
     return " ".join(p for p in paras if len(p) > 20 and _wordy(p))[:MAX_DESC]
 
 
+# the date a tool wrote atop what it generated: Gradle's wrapper properties begin `#Sun Aug 17 17:07:23 CEST 2025`
+# (AntennaPod's `gradle` folder was described by that date), Java's Properties.store the same
+STAMP_RE = re.compile(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} "
+                      r"\d{1,2}:\d{2}:\d{2}(?: [A-Z]{2,5}[+-]?\d*)? \d{4}$")
+
+
 def _leading_comment(text: str) -> str:
     """The block of `#` / `//` / `;` comment lines a script or config begins with (after a shebang; settings in it,
     commented-out, skipped): a comment further down says what a setting below it means, not what the file is."""
@@ -88,8 +94,8 @@ def _leading_comment(text: str) -> str:
         m = re.match(r"^(#+|//+|;+)\s?(.*)$", s)
         if m:
             c = m.group(2).strip()
-            if c and not SETTING_RE.match(c):  # a commented-out setting is no prose
-                out.append(c)
+            if c and not SETTING_RE.match(c) and not STAMP_RE.match(c):  # a commented-out setting is no prose,
+                out.append(c)                                           # nor a tool's date stamp
         elif out or (s and s != "---" and not s.startswith("<?xml")):
             break  # the comment block ended, or the file began with no comment (`# seconds` below `port=3658`)
     text = " ".join(out)
