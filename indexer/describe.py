@@ -94,8 +94,9 @@ def _leading_comment(text: str) -> str:
         m = re.match(r"^(#+|//+|;+)\s?(.*)$", s)
         if m:
             c = m.group(2).strip()
-            if c and not SETTING_RE.match(c) and not STAMP_RE.match(c):  # a commented-out setting is no prose,
-                out.append(c)                                           # nor a tool's date stamp
+            # a commented-out setting is no prose, nor a tool's date stamp, nor a ruler (`# -----`, atop Jekyll's data)
+            if c and not SETTING_RE.match(c) and not STAMP_RE.match(c) and re.search(r"[^\W_]", c):
+                out.append(c)
         elif out or (s and s != "---" and not s.startswith("<?xml")):
             break  # the comment block ended, or the file began with no comment (`# seconds` below `port=3658`)
     text = " ".join(out)

@@ -89,7 +89,7 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     jumpserver's root by its README's menu of translations ("English · 中文(简体) · 日本語 …"); SDWebImage's Xcode
     projects by the encoding marker atop every project.pbxproj ("!$*UTF8*$!"); emqx's `.ci` by a pip requirements
     file ("arrow==1.2.3 --hash=sha256:…") and a test cluster's folder by its public key; AntennaPod's `gradle` by the
-    date atop its wrapper's properties."""
+    date atop its wrapper's properties; Jekyll's `docs/_data` by a ruler of dashes."""
     logo = "  ,---.  ,------. ,--------.\n /  O  \\ |  .--. ''--.  .--'\n|  .-.  ||  '--'.'   |  |\n"
     git_repo.commit("initial import", {
         "res/logo.txt": logo,
@@ -117,6 +117,8 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
         "docs/guide/README.md": "# Guide\n\nHow to install the tool and run it as a service.\n",
         "docs/guide/install.md": "# Install\n",
         "gradle/wrapper/gradle-wrapper.properties": "#Sun Aug 17 17:07:23 CEST 2025\ndistributionBase=GRADLE_USER_HOME\n",
+        "data/filters.yml": "#\n# ----------------------------------------\n# List of the filters the docs describe.\n#\n"
+                            "- name: slugify\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     assert g.modules["res"].description == "Holds logo.txt.", g.modules["res"].description
@@ -133,6 +135,7 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     assert channel.startswith("feishu: The Feishu channel receives events") and "config.json" not in channel, channel
     assert g.modules["docs"].description.startswith("How to install the tool"), g.modules["docs"].description
     assert g.modules["gradle"].description == "Holds gradle-wrapper.properties.", g.modules["gradle"].description
+    assert g.modules["data"].description.startswith("List of the filters"), g.modules["data"].description
 
 
 def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
