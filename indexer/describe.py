@@ -8,6 +8,7 @@ apart from its siblings. The keyword → modules dictionary inverts them for the
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 from collections import Counter, defaultdict
 
@@ -188,7 +189,7 @@ def _readme_description(module: Module, records: list[FileRecord], readmes: list
     for r in readmes[:3]:
         text = _clean_markdown(r.text)
         if text:
-            parts.append(f"{_folder(r.path).rstrip('/').rsplit('/', 1)[-1]}: {_first_sentence(text)}")
+            parts.append(f"{posixpath.basename(posixpath.dirname(r.path))}: {_first_sentence(text)}")
     return "; ".join(parts)
 
 
