@@ -23,6 +23,7 @@ N_KEYWORDS = 12
 MAX_MODULE_TERMS = 300
 
 
+HTML_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
 FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n---[ \t]*(?:\n|\Z)", re.S)
 # the README a project generator writes (Vue CLI, Create React App, Vite's templates): how to run the scaffold,
 # nothing about the code (Arthas's `labs/arthas-grpc-web-proxy/ui`: "Compiles and hot-reloads for development ...")
@@ -54,6 +55,9 @@ def _wordy(text: str) -> bool:
 
 def _clean_markdown(text: str) -> str:
     text = FRONT_MATTER_RE.sub("", text)  # a static site's or an issue template's YAML (`name: Feature request`)
+    # what the author commented out is not shown: Sa-Token's README hid a badge and a line so, and its description
+    # read "--> --> 学习测试请拉取 master 分支"
+    text = HTML_COMMENT_RE.sub("", text)
     lines = []
     in_code = False
     for line in text.splitlines():

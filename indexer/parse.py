@@ -147,6 +147,15 @@ _HADDOCK_FIELD_RE = re.compile(r"^\s*(?:Module|Copyright|License|Maintainer|Stab
 # C# XML documentation: the tags around the text go, a parameter's or exception's line goes as a whole
 _XML_DOC_TAG_RE = re.compile(r"</?(?:summary|remarks|para|returns|value|example|c|code|inheritdoc|see|seealso)\b[^>]*>")
 _XML_DOC_LINE_RE = re.compile(r"^<(?:param|typeparam|exception|include)\b")
+# Javadoc's and JSDoc's markup: HTML tags around the text (`<p>`, `<code>`, `<ul><li>`) and inline tags
+# (`{@link SaSession}`, `{@code null}`) keep their text; Sa-Token's exceptions were described as
+# "一个异常：代表 API 已被禁用 <p> 一般在 API 不合适调用的时候抛出 ... </p>"
+_DOC_HTML_RE = re.compile(r"</?(?:p|br|hr|b|i|u|s|em|strong|code|pre|tt|kbd|var|samp|sup|sub|small|big|ul|ol|li|dl|dt"
+                          r"|dd|h[1-6]|blockquote|table|thead|tbody|tr|td|th|caption|div|span|a|font|center)\b[^<>]*>",
+                          re.I)
+_DOC_INLINE_RE = re.compile(r"\{@(?:link|linkplain|code|literal|value|see)\s+([^{}]*)\}|\{@inheritDoc\}")
+_DOC_ENTITY_RE = re.compile(r"&(?:lt|gt|amp|quot|nbsp|#(?:[1-9]\d{1,4}|[1-9]));")
+_DOC_ENTITIES = {"&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&nbsp;": " "}
 _TAG_LINE_RE = re.compile(
     r"^[@\\](?:param|tparam|return|returns|retval|throws|throw|exception|see|since|author|version|file|"
     r"date|ingroup|addtogroup|defgroup|license|copyright|sa)\b",
@@ -257,6 +266,10 @@ def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
         if lang == "ruby" and _RUBY_MAGIC_RE.match(line):
             continue
         line = re.sub(r"^(?:[@\\]brief\s+|@description\s*[:：]?\s*)", "", line, flags=re.I)
+        if lang != "csharp" and ("<" in line or "{@" in line or "&" in line):
+            line = _doc_markup(line)
+            if not line:
+                continue
         if _TAG_LINE_RE.match(line) or _TEMPLATE_LINE_RE.match(line) or _PRAGMA_LINE_RE.match(line):
             continue
         if lang == "csharp":
@@ -267,6 +280,19 @@ def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
                 continue
         out.append(line)
     return out
+
+
+def _doc_markup(line: str) -> str:
+    """A doc comment's line without its HTML and inline tags, entities read (`&lt;T&gt;` is `<T>`)."""
+    line = _DOC_INLINE_RE.sub(lambda m: (m.group(1) or "").strip(), line)
+    line = _DOC_HTML_RE.sub(" ", line)
+    line = _DOC_ENTITY_RE.sub(_entity, line)
+    return " ".join(line.split())
+
+
+def _entity(m: re.Match) -> str:
+    e = m.group(0)
+    return _DOC_ENTITIES[e] if e in _DOC_ENTITIES else chr(int(e[2:-1]))
 
 
 def clean_comment(text: str, limit: int = MAX_DOC, lang: str = "") -> str:

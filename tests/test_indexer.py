@@ -89,11 +89,13 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     jumpserver's root by its README's menu of translations ("English · 中文(简体) · 日本語 …"); SDWebImage's Xcode
     projects by the encoding marker atop every project.pbxproj ("!$*UTF8*$!"); emqx's `.ci` by a pip requirements
     file ("arrow==1.2.3 --hash=sha256:…") and a test cluster's folder by its public key; AntennaPod's `gradle` by the
-    date atop its wrapper's properties; Jekyll's `docs/_data` by a ruler of dashes."""
+    date atop its wrapper's properties; Jekyll's `docs/_data` by a ruler of dashes; Sa-Token's root by what its README
+    had commented out ("--> --> 学习测试请拉取 master 分支") and its exceptions by Javadoc's markup ("<p> … </p>")."""
     logo = "  ,---.  ,------. ,--------.\n /  O  \\ |  .--. ''--.  .--'\n|  .-.  ||  '--'.'   |  |\n"
     git_repo.commit("initial import", {
         "res/logo.txt": logo,
-        "README.md": "# tool\n\nEnglish · [中文(简体)](README_zh.md) · [日本語](README_ja.md)\n\nA diagnostic tool for "
+        "README.md": "# tool\n\n<!-- <a href=\"x\"><img src=\"y.svg\"></a> -->\n<!-- <p align=\"center\">Clone the "
+                     "master branch to learn and test</p> -->\nEnglish · [中文(简体)](README_zh.md) · [日本語](README_ja.md)\n\nA diagnostic tool for "
                      "running services.\n",
         "conf/app.properties": "#app.config.overrideAll=true\nserver.port=8080\n\n# seconds\nsession.timeout=10800\n",
         "conf/extra.properties": "# Overrides the defaults of the agent when it attaches.\n#app.mode=fast\nx=1\n",
@@ -119,6 +121,9 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
         "gradle/wrapper/gradle-wrapper.properties": "#Sun Aug 17 17:07:23 CEST 2025\ndistributionBase=GRADLE_USER_HOME\n",
         "data/filters.yml": "#\n# ----------------------------------------\n# List of the filters the docs describe.\n#\n"
                             "- name: slugify\n",
+        "exc/ApiDisabledException.java": "/**\n * An exception: the API is disabled\n *\n * <p> Thrown when a {@link "
+                                         "Store} method is called after the jwt module took over &lt;T&gt; </p>\n */\n"
+                                         "public class ApiDisabledException extends RuntimeException {}\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     assert g.modules["res"].description == "Holds logo.txt.", g.modules["res"].description
@@ -136,6 +141,10 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     assert g.modules["docs"].description.startswith("How to install the tool"), g.modules["docs"].description
     assert g.modules["gradle"].description == "Holds gradle-wrapper.properties.", g.modules["gradle"].description
     assert g.modules["data"].description.startswith("List of the filters"), g.modules["data"].description
+    assert "-->" not in g.modules[ROOT_ID].description and "Clone" not in g.modules[ROOT_ID].description
+    exc = g.modules["exc"].description
+    assert exc.startswith("An exception: the API is disabled Thrown when a Store method is called after the jwt module "
+                          "took over <T>"), exc
 
 
 def test_polyglot_modules_symbols_and_edges(git_repo, tmp_path):
