@@ -19,8 +19,9 @@ The skip rule (files that never belong to any module):
 
 The automatic rule, applied from the repository root down:
   * the root always splits into its top-level folders (each one a module, however small);
-  * a folder whose subtree holds at most ``max_files`` files, or which sits at the depth limit
-    (``depth``, or a ``depth_overrides`` entry for its prefix), is one module;
+  * a folder whose subtree holds at most ``max_files`` files (and, in a repository of more than ``max_files``
+    files, at most a third of them: ``BIG_SHARE``), or which sits at the depth limit (``depth``, or a
+    ``depth_overrides`` entry for its prefix), is one module;
   * otherwise each subfolder with at least ``min_files`` files becomes a module of its own
     (recursively) and smaller subfolders fold into the folder;
   * a folder that still owns more than ``max_files`` files directly is split flat: files sharing
@@ -64,6 +65,10 @@ SKIP_FILES = frozenset({
     "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.sum", "Cargo.lock", "poetry.lock",
     "Pipfile.lock", "uv.lock", "composer.lock", "Gemfile.lock", ".DS_Store",
 })
+# A folder holding more than this share of a repository's files says little about where to look, however few they
+# are: vnpy's package `vnpy` (75 of 173 files, under `max_files`) was one module, where its team works in
+# `vnpy/trader`, `vnpy/alpha`, `vnpy/rpc` and `vnpy/chart`.
+BIG_SHARE = 1 / 3
 KEEP_HIDDEN = frozenset({".github", ".gitlab", ".circleci", ".ci"})
 JVM_SOURCE_ROOTS = frozenset({"java", "kotlin", "scala", "groovy"})
 
@@ -178,9 +183,13 @@ def plan_modules(paths: list[str], config: RepoConfig) -> list[ModuleSpec]:
 
     layout = _layout_folders(children, direct)
 
+    total = subtree[""]
+
     def splits(d: str, depth: int) -> bool:
-        # the root always splits into its top-level folders; deeper folders only when big
-        return (subtree[d] > config.max_files or d == "") and depth < config.depth_for(d)
+        # the root always splits into its top-level folders; deeper folders only when big, or when they hold more
+        # than a third of a repository bigger than one module (`BIG_SHARE`)
+        big = subtree[d] > config.max_files or (total > config.max_files and subtree[d] > total * BIG_SHARE)
+        return (big or d == "") and depth < config.depth_for(d)
 
     def visit(d: str, depth: int) -> None:
         if not splits(d, depth):

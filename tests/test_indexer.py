@@ -692,6 +692,27 @@ def test_auto_rule_splits_big_and_folds_small(git_repo, tmp_path):
     assert g.modules["src/layer/conv"].parent == "src/layer"
 
 
+def test_a_folder_holding_a_third_of_the_repository_splits_however_few_its_files():
+    """vnpy: its package `vnpy` held 75 of 173 files, under `max_files`, and was one module where its team works in
+    `vnpy/trader`, `vnpy/rpc` and `vnpy/chart`. A repository no bigger than one module keeps its folders whole."""
+    from indexer.config import RepoConfig
+    from indexer.modules import plan_modules
+
+    def ids(paths):
+        return {s.id for s in plan_modules(paths, RepoConfig())}
+
+    pkg = ([f"vnpy/trader/m{i}.py" for i in range(40)] + [f"vnpy/rpc/r{i}.py" for i in range(5)]
+           + [f"vnpy/chart/c{i}.py" for i in range(5)] + ["vnpy/event/engine.py", "vnpy/event/__init__.py"]
+           + [f"vnpy/x{i}.py" for i in range(8)])
+    rest = [f"docs/d{i}.md" for i in range(30)] + [f"examples/e{i}/run.py" for i in range(2)] \
+        + [f"tests/t{i}.py" for i in range(60)]
+    got = ids(pkg + rest)  # 60 of 152 files
+    assert {"vnpy", "vnpy/trader", "vnpy/rpc", "vnpy/chart"} <= got and "vnpy/event" not in got, got
+    assert "docs" in got and not any(i.startswith("docs/") for i in got)
+    small = [f"vnpy/trader/m{i}.py" for i in range(20)] + [f"vnpy/rpc/r{i}.py" for i in range(5)] + ["README.md"]
+    assert ids(small) == {ROOT_ID, "vnpy"}  # 26 files: one module's worth
+
+
 def test_a_flat_folder_of_capitalised_names_splits_into_modules_that_own_their_files(git_repo, tmp_path):
     """SDWebImage keeps 120 files in `SDWebImage/Core`, nearly all named `SD…` or `UI…`. The flat split read their
     first word in lower case (`s`, `u`) and made modules `SDWebImage/Core/s` and `…/u` that owned no file, since no
