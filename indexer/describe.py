@@ -207,8 +207,8 @@ def describe(module: Module, records: list[FileRecord]) -> str:
     records = [r for r in records if not (r.text and README_RE.search(r.path) and SCAFFOLD_README_RE.search(r.text))]
     readmes = sorted((r for r in records if README_RE.search(r.path) and r.text),
                      key=lambda r: (r.path.count("/"), r.path))
-    if readmes:
-        parts.append(_readme_description(module, records, readmes))
+    if readmes:  # one that says nothing (a Sphinx `index.rst` that is only a toctree) leaves room for the rest
+        parts = [d for d in (_readme_description(module, records, readmes),) if d]
     if not parts or len(parts[0]) < 40:
         heads = []
         for r in records:
@@ -238,7 +238,7 @@ def describe(module: Module, records: list[FileRecord]) -> str:
                 break
     desc = " ".join(p for p in parts if p).strip()
     if not desc and records:  # nothing says what they are: their names (the tree already gives how many)
-        names = sorted(r.path.rsplit("/", 1)[-1] for r in records)
+        names = sorted({r.path.rsplit("/", 1)[-1] for r in records})  # a name in two subfolders is said once
         desc = "Holds " + ", ".join(names[:5]) + (f" and {len(names) - 5} more." if len(names) > 5 else ".")
     return desc[:MAX_DESC]
 

@@ -124,6 +124,13 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
         "exc/ApiDisabledException.java": "/**\n * An exception: the API is disabled\n *\n * <p> Thrown when a {@link "
                                          "Store} method is called after the jwt module took over &lt;T&gt; </p>\n */\n"
                                          "public class ApiDisabledException extends RuntimeException {}\n",
+        # vnpy's `docs/community`: a Sphinx index that is only a toctree, beside pages that say what they are
+        "book/index.rst": "Community\n~~~~~~~~~\n\n.. toctree::\n   :maxdepth: 2\n\n   info/index\n",
+        "book/info/intro.md": "# Introduction\n\nA framework for writing trading programs in Python, from the data to "
+                              "the orders.\n",
+        "book/info/faq.md": "# FAQ\n\nQuestions people ask about installing it.\n",
+        # vnpy's `docs/elite`: "Holds elite_algotrading.md, elite_algotrading.md"
+        "runs/x/run.sh": "set -e\nmake\n", "runs/y/run.sh": "set -e\nmake test\n", "runs/y/clean.sh": "rm -rf out\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
     assert g.modules["res"].description == "Holds logo.txt.", g.modules["res"].description
@@ -142,6 +149,8 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     assert g.modules["gradle"].description == "Holds gradle-wrapper.properties.", g.modules["gradle"].description
     assert g.modules["data"].description.startswith("List of the filters"), g.modules["data"].description
     assert "-->" not in g.modules[ROOT_ID].description and "Clone" not in g.modules[ROOT_ID].description
+    assert g.modules["book"].description == "Questions people ask about installing it.", g.modules["book"].description
+    assert g.modules["runs"].description == "Holds clean.sh, run.sh.", g.modules["runs"].description
     exc = g.modules["exc"].description
     assert exc.startswith("An exception: the API is disabled Thrown when a Store method is called after the jwt module "
                           "took over <T>"), exc
