@@ -122,12 +122,30 @@ def segmenter():
     return _segmenter
 
 
+# A long word's parts are words too (序列化 → 序列), as jieba's search mode reads them, but only its first and last
+# two or three characters and only where the dictionary knows them as common words: search mode also gave every
+# two characters inside it that the dictionary holds at all, 达式 of 表达式, 据库 of 数据库, 时任 ("then serving") of
+# 定时任务, and matched them against other words.
+SUB_WORD_FREQ = 100
+
+
+def _search_words(tok, run: str):
+    freq = tok.FREQ
+    for w in tok.cut(run, HMM=True):
+        for n in (2, 3):
+            if len(w) > n:
+                for g in dict.fromkeys((w[:n], w[-n:])):
+                    if freq.get(g, 0) >= SUB_WORD_FREQ:
+                        yield g
+        yield w
+
+
 @lru_cache(maxsize=200_000)
 def _cut_han(run: str) -> tuple[str, ...]:
     """Meaningful words of one run of Han characters (stop words and stray characters dropped)."""
     gloss = glossary()
     out = []
-    for w in segmenter().cut_for_search(run):
+    for w in _search_words(segmenter(), run):
         if w in CJK_STOPWORDS:
             continue
         if len(w) == 1 and w not in gloss:

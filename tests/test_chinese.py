@@ -111,6 +111,15 @@ def test_when_it_reports_is_not_a_newspaper():
     assert "时报" not in words('升级时报 "process has already locked"')
 
 
+def test_a_long_word_gives_its_common_first_and_last_parts_only():
+    """Search mode gave every two characters inside a long word that jieba's dictionary holds at all: 达式 of 表达式
+    (xxl-job's "Cron表达式解析错误" read 达式), 据库 of 数据库, 时任 ("then serving") of 定时任务."""
+    assert words("Cron表达式解析错误") == ["cron", "表达", "表达式", "解析", "错误"]
+    assert words("数据库") == ["数据", "数据库"]
+    assert words("定时任务不执行") == ["定时", "任务", "定时任务", "执行"]
+    assert "序列" in words("序列化出错")
+
+
 def test_identifiers_inside_chinese_split_like_in_english():
     english = words("ConvSimdGroupShader is slow")
     mixed = words("修复ConvSimdGroupShader的内存泄漏")
