@@ -391,6 +391,25 @@ def test_cli_ask_json(cli_env, repo):
     assert res.exit_code != 0 and "empty" in res.output
 
 
+def test_cli_ask_says_when_the_first_answer_is_below_the_label_threshold(cli_env, repo, monkeypatch):
+    """What Slack says under such an answer, `ask` says too (it printed a first answer at <1 % without a word)."""
+    runner, cli = cli_env
+    monkeypatch.setenv("MODMATCH_GITHUB_LABEL_THRESHOLD", "0.999")
+    res = runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo), "--json"])
+    data = json.loads(res.output)
+    first = data["matches"][0]
+    assert first["confidence"] < 0.999
+    assert data["low_confidence"].startswith("low confidence: the first answer is at ") and "from >99%" in \
+        data["low_confidence"], data["low_confidence"]
+    res = runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo)])
+    assert "low confidence: the first answer" in res.output
+    monkeypatch.setenv("MODMATCH_GITHUB_LABEL_THRESHOLD", "0")
+    data = json.loads(runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo), "--json"]).output)
+    assert data["low_confidence"] is None
+    res = runner.invoke(cli, ["ask", "LRU eviction is slow", "--path", str(repo)])
+    assert "low confidence" not in res.output
+
+
 def test_cli_ask_without_a_model_never_imports_torch(cli_env, repo, tmp_path):
     """`ask` with no trained model answers with hybrid (dense part included) from a fresh process without
     importing torch, transformers or sentence-transformers (they cost ~8 s of start-up)."""
