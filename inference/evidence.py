@@ -301,6 +301,8 @@ def subject_of(text: str, min_words: int = SUBJECT_WORDS) -> str:
 #      `(ssr)` and `!`, at most 40 characters, then `:` or `：` followed by whitespace (`IoUring: x`,
 #      `net/http: x`, `fix(ssr): x`, `*: x`, `LANG-1234: x`); a full-width `：` or a conventional-commit
 #      type (`fix`, `feat`, `docs`, `chore`, ...) needs no space after it (`fix:fix CI`).
+#   3. an emoji or a gitmoji code before a space: `✨ feat(im): x`, `🐞 fix:x`, `:wrench: use x` (yudao-vue3 begins
+#      most of its subjects so; its conventional tag after the emoji was not read).
 # A colon after a space-separated phrase ("Fix the parser: it crashes") is kept, as are `::`, `://`
 # and `10:30`; tokens with non-ASCII letters never count as a tag (a Chinese sentence has no spaces).
 # If nothing but tags was there, the result is empty.
@@ -310,6 +312,8 @@ _CONVENTIONAL = ("feat|feature|fix|bugfix|hotfix|docs?|style|refactor|perf|tests
 _BRACKET_TAG_RE = re.compile(r"^\s*(?:\[[^\[\]\n]{1,60}\]|【[^【】\n]{1,60}】)[ \t]*[:：\-–|]?\s*")
 _PREFIX_TAG_RE = re.compile(
     rf"^\s*(?P<tag>{_TAG_TOKEN}(?:[ \t]*,[ \t]*{_TAG_TOKEN})*(?:\([^()\n]{{0,40}}\))?!?)[ \t]*(?P<colon>[:：])(?P<space>\s*)")
+_EMOJI_TAG_RE = re.compile(r"^\s*(?::[a-z0-9_+\-]{1,30}:|[\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]"
+                           r"[\ufe0f\u200d\u2600-\u27bf\U0001f000-\U0001faff]*)[ \t]+(?=\S)")
 _CONVENTIONAL_RE = re.compile(rf"^(?:{_CONVENTIONAL})(?:\(.*\))?!?$", re.IGNORECASE)
 
 
@@ -334,7 +338,7 @@ def strip_subject_tags(text: str) -> str:
     """
     out = text
     while True:
-        m = _BRACKET_TAG_RE.match(out)
+        m = _BRACKET_TAG_RE.match(out) or _EMOJI_TAG_RE.match(out)
         end = m.end() if m else _prefix_tag_end(out)
         if not end:
             break

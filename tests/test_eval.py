@@ -149,6 +149,11 @@ def test_distinct_ranks_and_trust_metrics():
     ("fix:fix CI (#2924)", "fix CI (#2924)"),
     ("optimize:remove the Docker link (#6218)", "remove the Docker link (#6218)"),
     ("rt: x\n\nbody: with a colon", "x\n\nbody: with a colon"),
+    ("✨ feat(im): 修一批 WS 健壮性", "修一批 WS 健壮性"),  # yudao-vue3: a gitmoji before the conventional tag
+    ("♻️ refactor: x y", "x y"),
+    ("🐞 fix:修复退出登录", "修复退出登录"),
+    (":wrench: use Maven Central Portal", "use Maven Central Portal"),  # Sa-Token: a gitmoji's code
+    ("🧑‍💻 dev env", "dev env"),
 ])
 def test_strip_subject_tags(text, want):
     assert strip_subject_tags(text) == want
@@ -164,6 +169,8 @@ def test_strip_subject_tags(text, want):
     "修复：卷积在 Mali 上太慢",
     "DataSizeUtil 新增format方法",
     "a_forty_one_character_long_identifier_xyz: x",  # longer than a tag
+    "✨",  # nothing after it
+    "a ✨ b",
 ])
 def test_strip_subject_tags_keeps_sentences(text):
     assert strip_subject_tags(text) == text

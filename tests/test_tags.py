@@ -33,6 +33,7 @@ NOISE = ["crash", "slow", "wrong", "when", "after", "sometimes", "breaks", "regr
     ("[OpenCL:Bugfix] fix the conv kernel", "[opencl:bugfix]"),
     ("fix(ssr): hydrate", "fix(ssr)"),
     ("[skip ci] io, net: x\nthe body", "[skip ci] io, net"),
+    ("✨ feat(im): 修一批", "✨ feat(im)"),
     ("Fix the parser: it crashes", None),  # a sentence, not a tag
     ("Proxy:", None),  # nothing but a tag
     ("no tag at all", None),
