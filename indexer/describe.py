@@ -12,6 +12,7 @@ import posixpath
 import re
 from collections import Counter, defaultdict
 
+from .parse import ART_PREFIX_RE
 from .records import FileRecord, Module
 from .text import has_cjk, path_words, words
 
@@ -88,7 +89,7 @@ STAMP_RE = re.compile(r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|
                       r"\d{1,2}:\d{2}:\d{2}(?: [A-Z]{2,5}[+-]?\d*)? \d{4}$")
 
 
-def _leading_comment(text: str) -> str:
+def _leading_comment(text: str, name: str = "") -> str:
     """The block of `#` / `//` / `;` comment lines a script or config begins with (after a shebang; settings in it,
     commented-out, skipped): a comment further down says what a setting below it means, not what the file is."""
     out = []
@@ -98,9 +99,9 @@ def _leading_comment(text: str) -> str:
             continue
         m = re.match(r"^(#+|//+|;+)\s?(.*)$", s)
         if m:
-            c = m.group(2).strip()
+            c = ART_PREFIX_RE.sub("", m.group(2).strip())  # a banner's last line, the name beside it
             # a commented-out setting is no prose, nor a tool's date stamp, nor a ruler (`# -----`, atop Jekyll's data)
-            if c and not SETTING_RE.match(c) and not STAMP_RE.match(c) and re.search(r"[^\W_]", c):
+            if c and c != name and not SETTING_RE.match(c) and not STAMP_RE.match(c) and re.search(r"[^\W_]", c):
                 out.append(c)
         elif out or (s and s != "---" and not s.startswith("<?xml")):
             break  # the comment block ended, or the file began with no comment (`# seconds` below `port=3658`)
@@ -232,7 +233,7 @@ def describe(module: Module, records: list[FileRecord]) -> str:
             parts.append(doc)
     if not parts:  # scripts and configs: their leading comment
         for r in records:
-            c = _leading_comment(r.text)
+            c = _leading_comment(r.text, posixpath.basename(r.path))
             if c:
                 parts.append(_first_sentence(c, 200))
                 break

@@ -133,6 +133,9 @@ _COPYRIGHT_LINE_RE = re.compile(
     re.I,
 )
 _DECOR_LINE_RE = re.compile(r"^[\s=\-*#/_~+<>.!]*$")
+# the last line of an ASCII-art banner, with the file's name beside it: fzf's shell scripts begin with a logo whose
+# last line is "/_/   /___/_/ completion.bash", and its `shell` folder was described as "/_/ /___/_/ completion…"
+ART_PREFIX_RE = re.compile(r"^[/\\_|]+(?:[ \t]+[/\\_|]+)+[ \t]+(?=\w)")
 # an editor's mode line, or a source encoding declaration alone on its line (`~*~ coding: utf-8 ~*~`, PEP 263)
 _MODELINE_RE = re.compile(r"-\*-.*-\*-|^vim?:|^ex:|^[~*\-\s]*(?:en)?coding[:=]\s*[-\w.]+[~*\-\s]*$")
 _RUBY_MAGIC_RE = re.compile(r"^(?:frozen_string_literal|(?:en)?coding|typed|warn_indent|shareable_constant_value):")
@@ -261,6 +264,7 @@ def _clean_comment_lines(text: str, lang: str = "") -> list[str]:
         line = _COMMENT_PREFIX_RE.sub("", line, count=1).strip()
         if line.startswith("--"):  # sql / lua style, harmless elsewhere
             line = line[2:].strip()
+        line = ART_PREFIX_RE.sub("", line)
         if not line or _DECOR_LINE_RE.match(line) or _MODELINE_RE.search(line):
             continue
         if lang == "ruby" and _RUBY_MAGIC_RE.match(line):
@@ -496,6 +500,12 @@ def _header(lang: str, root: Node) -> str:
         doc = _elixir_moduledoc(first) if first is not None else ""
         return _header_text(doc.splitlines(), docstring=True) if doc else ""
     return ""
+
+
+def _own_name_dropped(header: str, path: str) -> str:
+    """A header without a first line that only names its file (`fzf.py`, beside a banner's last line)."""
+    first, _, rest = header.partition("\n")
+    return rest.strip() if first.strip() == path.rsplit("/", 1)[-1] else header
 
 
 def _header_text(lines: list[str], docstring: bool = False) -> str:
@@ -757,7 +767,7 @@ def parse_file(path: str, data: bytes, blob: str, *, max_bytes: int = 1_000_000)
             tree = get_parser(lang).parse(data)
             root = tree.root_node
             rec.symbols, rec.imports = _extract(lang, path, root)
-            rec.header = _header(lang, root)
+            rec.header = _own_name_dropped(_header(lang, root), path)
             if root.has_error:
                 errors.append("syntax errors")
         except Exception as e:  # noqa: BLE001 - never raise on any input

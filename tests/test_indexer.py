@@ -130,6 +130,9 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
                               "the orders.\n",
         "book/info/faq.md": "# FAQ\n\nQuestions people ask about installing it.\n",
         # vnpy's `docs/elite`: "Holds elite_algotrading.md, elite_algotrading.md"
+        # fzf's `shell`: a logo atop each script, its last line the script's name ("/_/   /___/_/ completion.nu")
+        "shell/completion.nu": "#     ____      ____\n#    / __/___  / __/\n#  / __/ / /_/ __/\n# /_/   /___/_/ "
+                               "completion.nu\n#\n# Example completers for the Nushell integration.\n\nexport def x [] {}\n",
         "runs/x/run.sh": "set -e\nmake\n", "runs/y/run.sh": "set -e\nmake test\n", "runs/y/clean.sh": "rm -rf out\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
@@ -151,6 +154,7 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     assert "-->" not in g.modules[ROOT_ID].description and "Clone" not in g.modules[ROOT_ID].description
     assert g.modules["book"].description == "Questions people ask about installing it.", g.modules["book"].description
     assert g.modules["runs"].description == "Holds clean.sh, run.sh.", g.modules["runs"].description
+    assert g.modules["shell"].description == "Example completers for the Nushell integration.", g.modules["shell"]
     exc = g.modules["exc"].description
     assert exc.startswith("An exception: the API is disabled Thrown when a Store method is called after the jwt module "
                           "took over <T>"), exc

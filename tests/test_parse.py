@@ -529,6 +529,12 @@ def test_shebang_encoding_and_generator_stamps_are_no_header():
     assert parse_file("codec.py", prose, "c").header == "Decoding: the frames are read in order."
 
 
+def test_a_banner_is_no_header():
+    """A logo of slashes and underscores atop a file, its last line the file's name beside the art."""
+    src = b"#     ____      ____\n#    / __/___  / __/\n# /_/   /___/_/ fzf.py\n#\n# Fuzzy matching of lines.\nimport os\n"
+    assert parse_file("src/fzf.py", src, "f").header == "Fuzzy matching of lines."
+
+
 def test_commented_out_code_and_ide_template_are_no_header():
     """xxl-job: a file whose first comment is its old code described its module as "package com.xxl...; import
     ...", and IntelliJ's "Created by xuxueli on 17/5/10." stood first in many descriptions."""
