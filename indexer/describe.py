@@ -33,6 +33,10 @@ SCAFFOLD_README_RE = re.compile(
     r"this template should help get you started developing with|this template provides a minimal setup to get react|"
     r"this starter template is using vue 3",
     re.I)
+# sections that say how to get, license or contribute to a package, not what it is: Excalidraw's packages/common and
+# packages/element were described by "If you prefer Yarn over npm, use this command to install ..."
+ASIDE_HEADING_RE = re.compile(r"^(?:install|installation|installing|setup|set up|licen[sc]e|contributing|"
+                              r"安装|许可|许可证|开源协议|贡献)\b", re.I)
 # a setting, not prose: `key=value`, or `a.key: value` (a commented-out line of a properties or YAML file)
 SETTING_RE = re.compile(r"^[\w.\-]+\s*=\s*\S*$|^[\w\-]+(?:[._][\w\-]+)+\s*:\s*\S*$")
 
@@ -61,10 +65,19 @@ def _clean_markdown(text: str) -> str:
     text = HTML_COMMENT_RE.sub("", text)
     lines = []
     in_code = False
+    aside = 0  # the level of the aside section (`ASIDE_HEADING_RE`) being skipped, 0 where none
     for line in text.splitlines():
         s = line.strip()
         if s.startswith("```") or s.startswith("~~~"):
             in_code = not in_code
+            continue
+        heading = None if in_code else re.match(r"^(#{1,6})\s*(.*)$", s)
+        if heading:
+            level = len(heading.group(1))
+            if aside and level > aside:
+                continue
+            aside = level if ASIDE_HEADING_RE.match(heading.group(2)) else 0
+        if aside:
             continue
         if in_code or not s:
             lines.append("")

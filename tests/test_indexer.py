@@ -133,6 +133,11 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
         # fzf's `shell`: a logo atop each script, its last line the script's name ("/_/   /___/_/ completion.nu")
         "shell/completion.nu": "#     ____      ____\n#    / __/___  / __/\n#  / __/ / /_/ __/\n# /_/   /___/_/ "
                                "completion.nu\n#\n# Example completers for the Nushell integration.\n\nexport def x [] {}\n",
+        # Excalidraw's packages/common: a README that only says how to install it and under which license
+        "pkgs/util/README.md": "# @x/util\n\n## Install\n\n```bash\nnpm i @x/util\n```\n\nIf you prefer Yarn over npm, "
+                               "use this command to install the utils package:\n\n### With pnpm\n\nThe same with pnpm "
+                               "works as well, of course.\n\n## License\n\nMIT licensed, see the LICENSE file.\n",
+        "pkgs/util/index.ts": "export function clamp(): void {}\n",
         "runs/x/run.sh": "set -e\nmake\n", "runs/y/run.sh": "set -e\nmake test\n", "runs/y/clean.sh": "rm -rf out\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
@@ -155,6 +160,7 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     assert g.modules["book"].description == "Questions people ask about installing it.", g.modules["book"].description
     assert g.modules["runs"].description == "Holds clean.sh, run.sh.", g.modules["runs"].description
     assert g.modules["shell"].description == "Example completers for the Nushell integration.", g.modules["shell"]
+    assert g.modules["pkgs"].description == "Defines clamp.", g.modules["pkgs"].description
     exc = g.modules["exc"].description
     assert exc.startswith("An exception: the API is disabled Thrown when a Store method is called after the jwt module "
                           "took over <T>"), exc
