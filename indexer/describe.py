@@ -25,6 +25,7 @@ MAX_MODULE_TERMS = 300
 
 
 HTML_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+MULTILINE_BADGE_RE = re.compile(r"\[?!\[[^\]\n]*\n[^\]]*\]\([^)\s]*\)(?:\]\([^)\s]*\))?")
 FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n---[ \t]*(?:\n|\Z)", re.S)
 # the README a project generator writes (Vue CLI, Create React App, Vite's templates): how to run the scaffold,
 # nothing about the code (Arthas's `labs/arthas-grpc-web-proxy/ui`: "Compiles and hot-reloads for development ...")
@@ -63,6 +64,9 @@ def _clean_markdown(text: str) -> str:
     # what the author commented out is not shown: Sa-Token's README hid a badge and a line so, and its description
     # read "--> --> 学习测试请拉取 master 分支"
     text = HTML_COMMENT_RE.sub("", text)
+    # a badge whose alt text breaks over lines (pandoc's "[![github\nrelease](…svg)](…releases)"), which the
+    # line-by-line rules below cannot see whole
+    text = MULTILINE_BADGE_RE.sub("", text)
     lines = []
     in_code = False
     aside = 0  # the level of the aside section (`ASIDE_HEADING_RE`) being skipped, 0 where none

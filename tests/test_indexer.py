@@ -138,6 +138,11 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
                                "use this command to install the utils package:\n\n### With pnpm\n\nThe same with pnpm "
                                "works as well, of course.\n\n## License\n\nMIT licensed, see the LICENSE file.\n",
         "pkgs/util/index.ts": "export function clamp(): void {}\n",
+        # pandoc's README: badges whose alt text breaks over lines
+        "conv/README.md": "# Conv\n\n[![github\nrelease](https://img.shields.io/r.svg?label=current+release)](https://"
+                          "github.com/o/r/releases)\n[![CI\ntests](https://x/badge.svg)](https://x/actions)\n\nThe "
+                          "universal markup converter for documents.\n",
+        "conv/main.py": "def convert():\n    pass\n",
         "runs/x/run.sh": "set -e\nmake\n", "runs/y/run.sh": "set -e\nmake test\n", "runs/y/clean.sh": "rm -rf out\n",
     })
     g = index(git_repo.root, store_for(tmp_path), full=True).graph
@@ -161,6 +166,7 @@ def test_descriptions_skip_banners_settings_scaffolds_and_decompiler_notes(git_r
     assert g.modules["runs"].description == "Holds clean.sh, run.sh.", g.modules["runs"].description
     assert g.modules["shell"].description == "Example completers for the Nushell integration.", g.modules["shell"]
     assert g.modules["pkgs"].description == "Defines clamp.", g.modules["pkgs"].description
+    assert g.modules["conv"].description.startswith("The universal markup converter"), g.modules["conv"].description
     exc = g.modules["exc"].description
     assert exc.startswith("An exception: the API is disabled Thrown when a Store method is called after the jwt module "
                           "took over <T>"), exc
