@@ -21,7 +21,7 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
     from inference.base import capabilities
 
     from .clibase import indexed_root
-    from .state import RepoState
+    from .state import RepoState, low_confidence
 
     with errors():
         root = indexed_root(path)
@@ -34,7 +34,7 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
                 repo.matcher()
         answer = repo.match(requirement, k=k)
         graph, name, matches = repo.graph, answer.matcher, answer.matches
-        low = _low_confidence(repo, answer)
+        low = low_confidence(repo, answer)
         if as_json:
             click.echo(json.dumps({"matcher": name, "graph_version": graph.version, "commit": graph.commit,
                                    "model_version": answer.model_version, "no_module": answer.no_module,
@@ -62,20 +62,3 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
                 out.print(textwrap.fill(ev, width=max(40, out.width), initial_indent=" " * 5, subsequent_indent=" " * 5),
                           markup=False, highlight=False, soft_wrap=True)
 
-
-def _low_confidence(repo, answer) -> str | None:
-    """What Slack says under a first answer below the label threshold (`bot.blocks.answer_blocks`), said by `ask`
-    too: a first answer at <1 % was printed with no word of caution (vnpy, "K线图表缩放时卡顿", before the glossary read
-    图表). None where the text is said not to be about the repository (that note says more) or the answer is above."""
-    from inference.base import percent
-
-    from . import settings
-
-    if answer.no_module or not answer.matches:
-        return None
-    threshold = repo.label_threshold(settings.get_auto_float("github_label_threshold"))
-    if answer.matches[0].confidence >= threshold:
-        return None
-    bar = "no confidence is high enough to label an issue here" if threshold > 1 else \
-        f"an issue is labelled from {percent(threshold)}"
-    return f"low confidence: the first answer is at {answer.matches[0].percent} ({bar}); confirm it or pick another"

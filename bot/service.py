@@ -5,7 +5,8 @@
 
 Endpoints (JSON; errors are ``{"error": "..."}`` with the status that says what happened):
 
-    POST /api/match            {"text": "...", "repo": "core", "k": 5} -> ranked modules, matcher, versions
+    POST /api/match            {"text": "...", "repo": "core", "k": 5} -> ranked modules, matcher, versions,
+                                                                  notes, low_confidence
     GET  /api/repos            the served repositories, their graph and model versions
     GET  /api/modules          ?repo=  the module tree (flat, with parents)
     GET  /api/modules/{id}     ?repo=  one module (ids contain slashes), its dependencies and history
@@ -46,7 +47,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import settings
-from .state import AppState, RepoState, RepoUnavailable
+from .state import AppState, RepoState, RepoUnavailable, low_confidence
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,8 @@ async def match_endpoint(request: Request) -> Response:
     rs = _repo(request, repo)
     _indexed(rs)
     answer = await run_in_threadpool(rs.match, text, k, request.app.state.match_wait)
-    return JSONResponse({"repo": rs.name, **answer.to_dict()})
+    low = await run_in_threadpool(low_confidence, rs, answer)
+    return JSONResponse({"repo": rs.name, **answer.to_dict(), "low_confidence": low})
 
 
 def _repo_summary(rs: RepoState) -> dict:

@@ -573,6 +573,23 @@ def no_module_reason(matcher, text: str) -> str | None:
     return None
 
 
+def low_confidence(repo: "RepoState", answer: Answer) -> str | None:
+    """What Slack says under a first answer below the label threshold (`bot.blocks.answer_blocks`), said by `ask`
+    and `/api/match` too: `ask` printed a first answer at <1 % with no word of caution (vnpy, "K线图表缩放时卡顿",
+    before the glossary read 图表). None where the text is said not to be about the repository (that note says more)
+    or the answer is at or above the threshold."""
+    from inference.base import percent
+
+    if answer.no_module or not answer.matches:
+        return None
+    threshold = repo.label_threshold(settings.get_auto_float("github_label_threshold"))
+    if answer.matches[0].confidence >= threshold:
+        return None
+    bar = "no confidence is high enough to label an issue here" if threshold > 1 else \
+        f"an issue is labelled from {percent(threshold)}"
+    return f"low confidence: the first answer is at {answer.matches[0].percent} ({bar}); confirm it or pick another"
+
+
 def unread_words(matcher, text: str) -> list[str]:
     """The Chinese words of `text` that the repository cannot read in any language (`Coverage.unread`), less those
     its parts learned from the history (people's corrections of Chinese questions teach an English repository

@@ -64,6 +64,17 @@ def test_match_ranks_modules_with_versions(client):
     assert "model_version" in d
 
 
+def test_match_says_when_the_first_answer_is_below_the_label_threshold(client, monkeypatch):
+    """The caution Slack and `ask` give under a first answer below the label threshold, the API gives too."""
+    monkeypatch.setenv("MODMATCH_GITHUB_LABEL_THRESHOLD", "0")
+    d = client.post("/api/match", json={"text": "LRU eviction of the disk cache"}).json()
+    first = d["matches"][0]["confidence"]
+    assert d["low_confidence"] is None and first < 1.0
+    monkeypatch.setenv("MODMATCH_GITHUB_LABEL_THRESHOLD", str((first + 1.0) / 2))  # just above the first answer
+    d = client.post("/api/match", json={"text": "LRU eviction of the disk cache"}).json()
+    assert d["low_confidence"].startswith("low confidence: the first answer is at "), d["low_confidence"]
+
+
 def test_match_bad_input(client):
     assert client.post("/api/match", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
     r = client.post("/api/match", content=b"[1, 2]")
