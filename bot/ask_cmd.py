@@ -61,4 +61,3 @@ def ask_cmd(requirement: str, path: str, k: int, matcher: str | None, as_json: b
             for ev in x.evidence:  # wrapped lines keep the indent, so they do not read as the next answer's
                 out.print(textwrap.fill(ev, width=max(40, out.width), initial_indent=" " * 5, subsequent_indent=" " * 5),
                           markup=False, highlight=False, soft_wrap=True)
-

@@ -296,9 +296,14 @@ async def match_endpoint(request: Request) -> Response:
         raise ApiError(400, "`repo` must be a string")
     rs = _repo(request, repo)
     _indexed(rs)
-    answer = await run_in_threadpool(rs.match, text, k, request.app.state.match_wait)
-    low = await run_in_threadpool(low_confidence, rs, answer)
+    answer, low = await run_in_threadpool(_answer, rs, text, k, request.app.state.match_wait)
     return JSONResponse({"repo": rs.name, **answer.to_dict(), "low_confidence": low})
+
+
+def _answer(rs: RepoState, text: str, k: int, wait: float | None):
+    """The answer and its low-confidence caution, in one trip to the thread pool."""
+    answer = rs.match(text, k, wait)
+    return answer, low_confidence(rs, answer)
 
 
 def _repo_summary(rs: RepoState) -> dict:

@@ -225,8 +225,9 @@ def describe(module: Module, records: list[FileRecord]) -> str:
     records = [r for r in records if not (r.text and README_RE.search(r.path) and SCAFFOLD_README_RE.search(r.text))]
     readmes = sorted((r for r in records if README_RE.search(r.path) and r.text),
                      key=lambda r: (r.path.count("/"), r.path))
-    if readmes:  # one that says nothing (a Sphinx `index.rst` that is only a toctree) leaves room for the rest
-        parts = [d for d in (_readme_description(module, records, readmes),) if d]
+    readme = _readme_description(module, records, readmes) if readmes else ""
+    if readme:  # one that says nothing (a Sphinx `index.rst` that is only a toctree) leaves room for the rest
+        parts.append(readme)
     if not parts or len(parts[0]) < 40:
         heads = []
         for r in records:
